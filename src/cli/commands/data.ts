@@ -1,0 +1,54 @@
+/** `imgclf data fetch|info`: get Fashion-MNIST and show what is there. */
+import type { Command } from 'commander';
+import { displayName } from '../../data/classes.js';
+import { classCounts } from '../../data/dataset.js';
+import { FASHION_MNIST, loadIdxDataset } from '../../data/sources.js';
+import { type GlobalOptions, Output, table } from '../output.js';
+
+export function registerData(program: Command, globals: () => GlobalOptions): void {
+  const data = program.command('data').description('download and inspect the Fashion-MNIST dataset');
+  const fetchAndReport = async (opts: { dataDir?: string }, detailed: boolean) => {
+    const out = new Output(globals());
+    const { dataset, located, files } = await loadIdxDataset(FASHION_MNIST, {
+      dataDir: opts.dataDir,
+      log: (m) => out.line(m),
+    });
+    out.line(`${dataset.name} in ${located.dir} (${located.origin})`);
+    out.line(
+      `  train ${dataset.train.count} images, test ${dataset.test.count} images, ${dataset.shape.join('x')} each`,
+    );
+    for (const f of files) out.line(`  ${f.verified ? 'verified' : 'CHECKSUM MISMATCH'}  ${f.path}`);
+    const trainCounts = classCounts(dataset.train.labels, dataset.classNames.length);
+    const testCounts = classCounts(dataset.test.labels, dataset.classNames.length);
+    if (detailed) {
+      out.line();
+      out.line(
+        table(
+          dataset.classNames.map((n, i) => [i, displayName(n, out.lang), trainCounts[i], testCounts[i]]),
+          ['label', 'class', 'train', 'test'],
+        ),
+      );
+    }
+    out.json({
+      dataset: dataset.name,
+      dir: located.dir,
+      origin: located.origin,
+      train: dataset.train.count,
+      test: dataset.test.count,
+      shape: dataset.shape,
+      verified: files.every((f) => f.verified),
+      files: files.map((f) => ({ name: f.name, path: f.path, verified: f.verified, sha256: f.sha256 })),
+      classes: dataset.classNames.map((name, i) => ({ name, train: trainCounts[i], test: testCounts[i] })),
+    });
+  };
+  data
+    .command('fetch')
+    .description('find Fashion-MNIST locally or download it into the user cache, and verify it')
+    .option('--data-dir <dir>', 'use this folder instead of searching')
+    .action((opts: { dataDir?: string }) => fetchAndReport(opts, false));
+  data
+    .command('info')
+    .description('where the files are, counts, class balance, and whether they are verified')
+    .option('--data-dir <dir>', 'use this folder instead of searching')
+    .action((opts: { dataDir?: string }) => fetchAndReport(opts, true));
+}

@@ -1,0 +1,74 @@
+/** `imgclf evaluate`: test accuracy, per-class precision/recall/F1 and the confusion matrix. */
+import type { Command } from 'commander';
+import { selectBackend, type BackendName } from '../../backend/index.js';
+import { displayName } from '../../data/classes.js';
+import { loadDataset } from '../../data/load.js';
+import { type LoadedRun, loadRun } from '../../run/rundir.js';
+import { evaluate } from '../../train/loop.js';
+import { confusionMatrix, perClassMetrics } from '../../train/metrics.js';
+import { type GlobalOptions, Output, table } from '../output.js';
+
+/** Loads a run and the dataset it was trained on, shaped as the run expects. */
+export async function loadRunWithData(dir: string, backend: BackendName, dataDir?: string) {
+  await selectBackend(backend);
+  const run: LoadedRun = await loadRun(dir);
+  const cfg = run.metadata.config as { dataDir?: string; resize?: number };
+  const { dataset } = await loadDataset({
+    dataset: run.metadata.dataset,
+    dataDir: dataDir ?? cfg.dataDir,
+    resize: cfg.resize,
+  });
+  return { run, dataset };
+}
+
+export function registerEvaluate(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('evaluate')
+    .description('evaluate a trained run on the test set')
+    .requiredOption('--model <dir>', 'run directory written by `imgclf train`')
+    .option('--backend <name>', 'auto, wasm, cpu or tensorflow', 'auto')
+    .option('--data-dir <dir>', 'folder with the dataset files')
+    .action(async (opts: { model: string; backend: BackendName; dataDir?: string }) => {
+      const out = new Output(globals());
+      const { run, dataset } = await loadRunWithData(opts.model, opts.backend, opts.dataDir);
+      const names = run.metadata.classNames;
+      const r = evaluate(run.model, dataset.test, { shape: run.metadata.inputShape });
+      const confusion = confusionMatrix(r.predicted, dataset.test.labels, names.length);
+      const perClass = perClassMetrics(confusion);
+      const shown = names.map((n) => displayName(n, out.lang));
+      out.line(
+        `${out.lang === 'zh' ? '测试准确度' : 'test accuracy'} ${r.accuracy.toFixed(4)} (${dataset.test.count} images, ${r.seconds.toFixed(2)}s)`,
+      );
+      out.line();
+      out.line(
+        table(
+          perClass.map((m, i) => [
+            shown[i],
+            m.precision.toFixed(3),
+            m.recall.toFixed(3),
+            m.f1.toFixed(3),
+            m.support,
+          ]),
+          ['class', 'precision', 'recall', 'f1', 'support'],
+        ),
+      );
+      out.line();
+      out.line('confusion matrix (rows: true class, columns: predicted)');
+      out.line(
+        table(
+          confusion.map((row, i) => [shown[i], ...row]),
+          ['', ...names.map((_, i) => String(i))],
+        ),
+      );
+      out.json({
+        test_accuracy: r.accuracy,
+        per_class: perClass.map((m, i) => ({
+          class: names[i],
+          precision: m.precision,
+          recall: m.recall,
+          f1: m.f1,
+        })),
+        confusion,
+      });
+    });
+}

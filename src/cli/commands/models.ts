@@ -1,0 +1,28 @@
+/** `imgclf models`: the registered models with parameter counts. */
+import type { Command } from 'commander';
+import { selectBackend } from '../../backend/index.js';
+import { list } from '../../models/index.js';
+import { type GlobalOptions, Output, table } from '../output.js';
+
+export function registerModels(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('models')
+    .description('list the models `imgclf train --model` accepts')
+    .action(async () => {
+      const out = new Output(globals());
+      await selectBackend('auto');
+      const rows = list().map((e) => {
+        const m = e.create({ inputShape: [28, 28, 1], numClasses: 10, seed: 0 });
+        const params = m.countParams();
+        m.dispose();
+        return { name: e.name, params, description: e.description, defaults: e.defaults };
+      });
+      out.line(
+        table(
+          rows.map((r) => [r.name, r.params, r.description]),
+          ['model', 'params (28x28x1, 10 classes)', 'description'],
+        ),
+      );
+      out.json({ models: rows });
+    });
+}

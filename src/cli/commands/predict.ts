@@ -1,0 +1,114 @@
+/** `imgclf predict`: classify test images (as the seed's prediction step) or image files. */
+import type { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { selectBackend, type BackendName } from '../../backend/index.js';
+import { displayName } from '../../data/classes.js';
+import { imageSize } from '../../data/dataset.js';
+import { UserError } from '../../errors.js';
+import { predictProbabilities, topK } from '../../predict/predict.js';
+import { prepareImage } from '../../predict/preprocess.js';
+import { loadRun } from '../../run/rundir.js';
+import { type GlobalOptions, numberArg, Output } from '../output.js';
+import { loadRunWithData } from './evaluate.js';
+
+export interface Prediction {
+  file: string | null;
+  index: number | null;
+  true: string | null;
+  label: string;
+  probabilities: number[];
+}
+
+/** A 28x28 grayscale image as terminal block art (two pixel rows per line). */
+export function asciiImage(pixels: ArrayLike<number>, width: number, height: number): string[] {
+  const ramp = ' .:-=+*#%@';
+  const lines: string[] = [];
+  for (let y = 0; y < height; y += 2) {
+    let line = '';
+    for (let x = 0; x < width; x++) {
+      const v = (pixels[y * width + x] + (y + 1 < height ? pixels[(y + 1) * width + x] : 0)) / 2;
+      line += ramp[Math.min(ramp.length - 1, Math.floor(v * ramp.length))];
+    }
+    lines.push(line);
+  }
+  return lines;
+}
+
+export function registerPredict(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('predict')
+    .description('classify image files, or show the first test images with true and predicted labels')
+    .argument('[files...]', 'PNG or JPEG files (any size, colour or gray)')
+    .requiredOption('--model <dir>', 'run directory written by `imgclf train`')
+    .option('--top-k <k>', 'how many classes to show per image', numberArg('--top-k', true), 3)
+    .option('-n, --count <n>', 'test images to show when no files are given', numberArg('--count', true), 6)
+    .option('--backend <name>', 'auto, wasm, cpu or tensorflow', 'auto')
+    .option('--data-dir <dir>', 'folder with the dataset files')
+    .action(
+      async (
+        files: string[],
+        opts: { model: string; topK: number; count: number; backend: BackendName; dataDir?: string },
+      ) => {
+        const out = new Output(globals());
+        const lang = out.lang;
+        if (opts.topK < 1) throw new UserError(`--top-k must be at least 1 (got ${opts.topK})`);
+        const predictions: Prediction[] = [];
+        if (files.length === 0) {
+          const { run, dataset } = await loadRunWithData(opts.model, opts.backend, opts.dataDir);
+          const shape = run.metadata.inputShape;
+          const n = Math.min(opts.count, dataset.test.count);
+          const row = imageSize(shape);
+          const probs = predictProbabilities(run.model, dataset.test.images.subarray(0, n * row), n, shape);
+          const names = run.metadata.classNames;
+          for (let i = 0; i < n; i++) {
+            const label = names[topK(probs[i], 1)[0]];
+            const truth = names[dataset.test.labels[i]];
+            predictions.push({
+              file: null,
+              index: i,
+              true: truth,
+              label,
+              probabilities: Array.from(probs[i]),
+            });
+            const mark = label === truth ? 'ok' : 'WRONG';
+            const art =
+              shape[2] === 1
+                ? asciiImage(dataset.test.images.subarray(i * row, (i + 1) * row), shape[1], shape[0])
+                : [];
+            out.line(
+              `#${i}  ${lang === 'zh' ? '真实' : 'true'}: ${displayName(truth, lang)}  ${lang === 'zh' ? '预测' : 'predicted'}: ${displayName(label, lang)}  ${mark}`,
+            );
+            for (const l of art) out.line('    ' + l);
+          }
+        } else {
+          await selectBackend(opts.backend);
+          const run = await loadRun(opts.model);
+          const shape = run.metadata.inputShape;
+          const names = run.metadata.classNames;
+          for (const file of files) {
+            let bytes: Buffer;
+            try {
+              bytes = await readFile(file);
+            } catch {
+              throw new UserError(`${file}: cannot read the file (does it exist?)`);
+            }
+            const { input, inverted } = await prepareImage(bytes, shape, run.metadata.preprocessing, file);
+            const [p] = predictProbabilities(run.model, input, 1, shape);
+            const top = topK(p, Math.min(opts.topK, names.length));
+            predictions.push({
+              file,
+              index: null,
+              true: null,
+              label: names[top[0]],
+              probabilities: Array.from(p),
+            });
+            const ranked = top
+              .map((i) => `${displayName(names[i], lang)} ${(p[i] * 100).toFixed(1)}%`)
+              .join(', ');
+            out.line(`${file}: ${ranked}${inverted ? '  (inverted: light background)' : ''}`);
+          }
+        }
+        out.json({ predictions });
+      },
+    );
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+/**
+ * The imgclf command line. Each command lives in commands/; this file wires them up and turns
+ * errors into one line: exit 2 for bad input (UserError), 1 for anything else, with the stack
+ * trace only under --verbose.
+ */
+import { Command, CommanderError } from 'commander';
+import { UserError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { registerData } from './commands/data.js';
+import { registerEvaluate } from './commands/evaluate.js';
+import { registerModels } from './commands/models.js';
+import { registerPredict } from './commands/predict.js';
+import { registerTrain } from './commands/train.js';
+import type { GlobalOptions } from './output.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('imgclf')
+    .description('Train, evaluate and use image classifiers: softmax regression to CNNs, in TypeScript.')
+    .version(VERSION)
+    .option('--json', 'print one JSON object as the last line of stdout')
+    .option('--lang <lang>', 'language of class names and messages: en or zh', 'en')
+    .option('--verbose', 'show stack traces on errors')
+    .showHelpAfterError()
+    .exitOverride();
+  const globals = (): GlobalOptions => {
+    const o = program.opts<GlobalOptions>();
+    if (o.lang !== 'en' && o.lang !== 'zh') throw new UserError(`--lang must be en or zh (got ${o.lang})`);
+    return o;
+  };
+  registerTrain(program, globals);
+  registerEvaluate(program, globals);
+  registerPredict(program, globals);
+  registerData(program, globals);
+  registerModels(program, globals);
+  // Subcommands inherit exitOverride only when set before they are added.
+  for (const c of program.commands) c.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const verbose = argv.includes('--verbose');
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has already printed its message (help, version, or a usage error).
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof UserError) {
+      process.stderr.write(`imgclf: error: ${err.message}\n`);
+      if (verbose) process.stderr.write(`${err.stack}\n`);
+      return 2;
+    }
+    const e = err as Error;
+    process.stderr.write(
+      `imgclf: unexpected error: ${e?.message ?? String(err)}${verbose ? '' : ' (run with --verbose for details)'}\n`,
+    );
+    if (verbose) process.stderr.write(`${e?.stack}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * Terminal output shared by the commands. With --json, human-readable lines go to stderr and
+ * stdout carries exactly one JSON object, so `imgclf ... --json | jq` works.
+ */
+import cliProgress from 'cli-progress';
+import type { Lang } from '../data/classes.js';
+import { UserError } from '../errors.js';
+
+export interface GlobalOptions {
+  json?: boolean;
+  verbose?: boolean;
+  lang?: Lang;
+}
+
+export class Output {
+  constructor(readonly opts: GlobalOptions) {}
+
+  get lang(): Lang {
+    return this.opts.lang ?? 'en';
+  }
+
+  /** A human-readable line (stdout, or stderr in --json mode). */
+  line(text = ''): void {
+    (this.opts.json ? process.stderr : process.stdout).write(text + '\n');
+  }
+
+  /** The command's JSON result, printed last, in --json mode only. */
+  json(value: unknown): void {
+    if (this.opts.json) process.stdout.write(JSON.stringify(value) + '\n');
+  }
+
+  /** A progress bar on a TTY stderr; a no-op when output is piped or in --json mode. */
+  progress(total: number, label: string): { update(done: number): void; stop(): void } {
+    if (!process.stderr.isTTY || this.opts.json || process.env.CI) return { update() {}, stop() {} };
+    const bar = new cliProgress.SingleBar(
+      {
+        format: `${label} [{bar}] {value}/{total} batches`,
+        stream: process.stderr,
+        clearOnComplete: true,
+        hideCursor: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(total, 0);
+    return { update: (d) => bar.update(d), stop: () => bar.stop() };
+  }
+}
+
+/** Parses a number flag, with a one-line error naming the flag. */
+export function numberArg(flag: string, integer = false): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+      throw new UserError(`${flag} expects ${integer ? 'a whole number' : 'a number'}, got '${value}'`);
+    }
+    return n;
+  };
+}
+
+/** Fixed-width table for the terminal. */
+export function table(rows: (string | number)[][], header?: string[]): string {
+  const all = header ? [header, ...rows] : rows;
+  const widths = all[0].map((_, c) => Math.max(...all.map((r) => displayWidth(String(r[c])))));
+  const fmt = (r: (string | number)[]) =>
+    r
+      .map((cell, c) => {
+        const s = String(cell);
+        const pad = ' '.repeat(widths[c] - displayWidth(s));
+        return typeof cell === 'number' ? pad + s : s + pad;
+      })
+      .join('  ');
+  return all.map(fmt).join('\n');
+}
+
+/** Terminal columns a string takes: CJK characters are two wide. */
+export function displayWidth(s: string): number {
+  let w = 0;
+  for (const ch of s)
+    w += /[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]/.test(
+      ch,
+    )
+      ? 2
+      : 1;
+  return w;
+}

@@ -1,0 +1,58 @@
+/**
+ * The in-memory dataset every part of imgclf trains and evaluates on. Data lives in memory once,
+ * already scaled to [0, 1], so the hot loop only copies rows.
+ */
+import { UserError } from '../errors.js';
+
+/** Height, width, channels of one image (NHWC layout, as tfjs uses). */
+export type ImageShape = [number, number, number];
+
+export interface Split {
+  /** N * H * W * C pixels in [0, 1], row-major NHWC. */
+  images: Float32Array;
+  /** N class indices. */
+  labels: Uint8Array;
+  /** Number of examples. */
+  count: number;
+}
+
+export interface Dataset {
+  /** Short name, e.g. "fashion-mnist". */
+  name: string;
+  /** English class names, index = label. */
+  classNames: string[];
+  shape: ImageShape;
+  train: Split;
+  test: Split;
+}
+
+/** Pixels per image (H * W * C). */
+export function imageSize(shape: ImageShape): number {
+  return shape[0] * shape[1] * shape[2];
+}
+
+/** Builds a split from raw bytes (0..255), scaling to [0, 1] once. */
+export function splitFromBytes(
+  pixels: Uint8Array,
+  labels: Uint8Array,
+  numClasses: number,
+  source: string,
+): Split {
+  const count = labels.length;
+  for (let i = 0; i < count; i++) {
+    if (labels[i] >= numClasses) {
+      throw new UserError(`${source}: label ${labels[i]} at index ${i} is outside 0..${numClasses - 1}`);
+    }
+  }
+  const images = new Float32Array(pixels.length);
+  const scale = 1 / 255;
+  for (let i = 0; i < pixels.length; i++) images[i] = pixels[i] * scale;
+  return { images, labels: Uint8Array.from(labels), count };
+}
+
+/** Per-class example counts. */
+export function classCounts(labels: Uint8Array, numClasses: number): number[] {
+  const counts = new Array<number>(numClasses).fill(0);
+  for (const l of labels) counts[l]++;
+  return counts;
+}

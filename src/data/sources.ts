@@ -1,0 +1,265 @@
+/**
+ * Where IDX datasets come from (Node only). Fashion-MNIST is looked for in this order:
+ *   1. --data-dir   2. $IMGCLF_DATA_DIR   3. the user cache   4. Debian's dataset-fashion-mnist
+ * and, when none has it, downloaded into the cache from the mirrors below, one after another.
+ * Every file's decompressed SHA-256 is checked; downloads are written atomically.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { UserError } from '../errors.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { FASHION_MNIST_CLASSES } from './classes.js';
+import { type Dataset, splitFromBytes } from './dataset.js';
+import { checkPair, parseIdx } from './idx.js';
+
+export interface IdxFileSpec {
+  /** File name without `.gz`, e.g. "train-images-idx3-ubyte". */
+  name: string;
+  /** SHA-256 of the decompressed bytes. */
+  sha256: string;
+}
+
+export interface IdxDatasetSpec {
+  name: string;
+  classNames: string[];
+  trainImages: IdxFileSpec;
+  trainLabels: IdxFileSpec;
+  testImages: IdxFileSpec;
+  testLabels: IdxFileSpec;
+  /** Base URLs, each followed by `<file>.gz`. */
+  mirrors: string[];
+  /** Folders a system package installs the files into. */
+  systemDirs: string[];
+}
+
+export const FASHION_MNIST: IdxDatasetSpec = {
+  name: 'fashion-mnist',
+  classNames: FASHION_MNIST_CLASSES,
+  trainImages: {
+    name: 'train-images-idx3-ubyte',
+    sha256: 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
+  },
+  trainLabels: {
+    name: 'train-labels-idx1-ubyte',
+    sha256: 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
+  },
+  testImages: {
+    name: 't10k-images-idx3-ubyte',
+    sha256: '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
+  },
+  testLabels: {
+    name: 't10k-labels-idx1-ubyte',
+    sha256: '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34',
+  },
+  mirrors: [
+    'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',
+    'https://storage.googleapis.com/tensorflow/tf-keras-datasets/',
+    'https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/',
+  ],
+  systemDirs: ['/usr/share/datasets/fashion-mnist'],
+};
+
+export interface SourceOptions {
+  /** Explicit folder (--data-dir); when given, nothing else is searched. */
+  dataDir?: string;
+  /** Mirror override; defaults to $IMGCLF_MIRRORS (comma-separated) or the spec's list. */
+  mirrors?: string[];
+  /** Progress/info messages (downloads), e.g. console.error. */
+  log?: (message: string) => void;
+  /** Per-request timeout for downloads, in ms. */
+  timeoutMs?: number;
+}
+
+export function specFiles(spec: IdxDatasetSpec): IdxFileSpec[] {
+  return [spec.trainImages, spec.trainLabels, spec.testImages, spec.testLabels];
+}
+
+/** The user cache folder for a dataset: $XDG_CACHE_HOME/imgclf/<name> or ~/.cache/imgclf/<name>. */
+export function cacheDir(spec: IdxDatasetSpec): string {
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'imgclf', spec.name);
+}
+
+/** The candidate folders, in search order, with where each came from. */
+export function candidateDirs(
+  spec: IdxDatasetSpec,
+  opts: SourceOptions = {},
+): { dir: string; origin: string }[] {
+  if (opts.dataDir) return [{ dir: path.resolve(opts.dataDir), origin: '--data-dir' }];
+  const out: { dir: string; origin: string }[] = [];
+  if (process.env.IMGCLF_DATA_DIR)
+    out.push({ dir: path.resolve(process.env.IMGCLF_DATA_DIR), origin: '$IMGCLF_DATA_DIR' });
+  out.push({ dir: cacheDir(spec), origin: 'user cache' });
+  for (const dir of spec.systemDirs) out.push({ dir, origin: 'system package' });
+  return out;
+}
+
+/** Path of a file in `dir`, gzipped or raw, or undefined when absent. */
+export function findFile(dir: string, file: IdxFileSpec): string | undefined {
+  for (const candidate of [path.join(dir, file.name + '.gz'), path.join(dir, file.name)]) {
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function hasAll(dir: string, spec: IdxDatasetSpec): boolean {
+  return specFiles(spec).every((f) => findFile(dir, f) !== undefined);
+}
+
+/** Reads a file and gunzips it when it is gzip (by magic bytes, not by name). */
+export async function readMaybeGzip(file: string): Promise<Uint8Array> {
+  const bytes = await readFile(file);
+  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    try {
+      return gunzipSync(bytes);
+    } catch (err) {
+      throw new UserError(
+        `${file}: corrupt gzip data (${(err as Error).message}); delete it and fetch again`,
+      );
+    }
+  }
+  return bytes;
+}
+
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export interface LocatedDataset {
+  dir: string;
+  origin: string;
+}
+
+/**
+ * Finds a folder holding all four files, downloading into the cache when none does.
+ * With --data-dir, a folder missing files is an error (no silent fallback).
+ */
+export async function locate(spec: IdxDatasetSpec, opts: SourceOptions = {}): Promise<LocatedDataset> {
+  const candidates = candidateDirs(spec, opts);
+  for (const c of candidates) if (hasAll(c.dir, spec)) return c;
+  if (opts.dataDir) {
+    const missing = specFiles(spec)
+      .filter((f) => !findFile(candidates[0].dir, f))
+      .map((f) => f.name + '[.gz]');
+    throw new UserError(
+      `--data-dir ${opts.dataDir} is missing ${missing.join(', ')}; point it at a folder with all four IDX files`,
+    );
+  }
+  const dir = cacheDir(spec);
+  await download(spec, dir, opts);
+  return { dir, origin: 'downloaded' };
+}
+
+/** Downloads every missing file of `spec` into `dir`, trying each mirror in turn. */
+export async function download(spec: IdxDatasetSpec, dir: string, opts: SourceOptions = {}): Promise<void> {
+  const mirrors = opts.mirrors ?? envMirrors() ?? spec.mirrors;
+  const log = opts.log ?? (() => {});
+  await mkdir(dir, { recursive: true });
+  for (const file of specFiles(spec)) {
+    if (findFile(dir, file)) continue;
+    const failures: string[] = [];
+    let done = false;
+    for (const mirror of mirrors) {
+      const url = new URL(file.name + '.gz', mirror.endsWith('/') ? mirror : mirror + '/').toString();
+      log(`downloading ${url}`);
+      try {
+        const gz = await fetchBytes(url, opts.timeoutMs ?? 60_000);
+        let raw: Uint8Array;
+        try {
+          raw = gunzipSync(gz);
+        } catch {
+          throw new Error('not valid gzip data');
+        }
+        const digest = sha256(raw);
+        if (digest !== file.sha256) throw new Error(`checksum mismatch (got sha256 ${digest.slice(0, 12)}…)`);
+        await writeFileAtomic(path.join(dir, file.name + '.gz'), gz);
+        done = true;
+        break;
+      } catch (err) {
+        failures.push(`${url}: ${(err as Error).message}`);
+        log(`  failed: ${(err as Error).message}`);
+      }
+    }
+    if (!done) {
+      // Only verified bytes are ever renamed into place, so a failure leaves nothing partial.
+      throw new UserError(
+        `could not download ${file.name}.gz from any mirror (${failures.join('; ')}); ` +
+          `install it with 'apt-get install dataset-fashion-mnist' or pass --data-dir`,
+      );
+    }
+  }
+}
+
+function envMirrors(): string[] | undefined {
+  const value = process.env.IMGCLF_MIRRORS;
+  return value
+    ? value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : undefined;
+}
+
+async function fetchBytes(url: string, timeoutMs: number): Promise<Uint8Array> {
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(cause?.code ?? cause?.message ?? (err as Error).message, { cause: err });
+  }
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+export interface FileReport {
+  name: string;
+  path: string;
+  verified: boolean;
+  sha256: string;
+}
+
+export interface LoadedIdx {
+  dataset: Dataset;
+  located: LocatedDataset;
+  files: FileReport[];
+}
+
+/** Locates (or downloads), reads, verifies and parses an IDX dataset into memory. */
+export async function loadIdxDataset(spec: IdxDatasetSpec, opts: SourceOptions = {}): Promise<LoadedIdx> {
+  const located = await locate(spec, opts);
+  const files: FileReport[] = [];
+  const read = async (file: IdxFileSpec, rank: number) => {
+    const p = findFile(located.dir, file)!;
+    const raw = await readMaybeGzip(p);
+    const digest = sha256(raw);
+    files.push({ name: file.name, path: p, verified: digest === file.sha256, sha256: digest });
+    return parseIdx(raw, p, rank);
+  };
+  const [trI, trL, teI, teL] = await Promise.all([
+    read(spec.trainImages, 3),
+    read(spec.trainLabels, 1),
+    read(spec.testImages, 3),
+    read(spec.testLabels, 1),
+  ]);
+  checkPair(trI, trL, spec.trainImages.name, spec.trainLabels.name);
+  checkPair(teI, teL, spec.testImages.name, spec.testLabels.name);
+  if (trI.dims[1] !== teI.dims[1] || trI.dims[2] !== teI.dims[2]) {
+    throw new UserError(
+      `train images are ${trI.dims.slice(1).join('x')} but test images are ${teI.dims.slice(1).join('x')}`,
+    );
+  }
+  const n = spec.classNames.length;
+  const dataset: Dataset = {
+    name: spec.name,
+    classNames: spec.classNames,
+    shape: [trI.dims[1], trI.dims[2], 1],
+    train: splitFromBytes(trI.data, trL.data, n, spec.trainLabels.name),
+    test: splitFromBytes(teI.data, teL.data, n, spec.testLabels.name),
+  };
+  return { dataset, located, files };
+}

@@ -1,0 +1,64 @@
+/**
+ * The model registry: a map from name to factory, as timm has. The CLI's --model choices and
+ * the per-model tests iterate `list()`; `create` fails loudly on unknown names.
+ */
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { UserError } from '../errors.js';
+import type { ImageShape } from '../data/dataset.js';
+
+export interface ModelSpec {
+  /** Input image shape [H, W, C], taken from the dataset. */
+  inputShape: ImageShape;
+  numClasses: number;
+  /** Seed for weight initialization. */
+  seed: number;
+  /** Model-specific options (e.g. hidden sizes), already validated by the CLI. */
+  options?: Record<string, unknown>;
+}
+
+/** Training settings a model family works best with; the config falls back to these. */
+export interface ModelDefaults {
+  epochs: number;
+  lr: number;
+  optimizer?: string;
+  batchSize?: number;
+}
+
+export interface ModelEntry {
+  name: string;
+  description: string;
+  /** Builds a model whose output is the logits (no softmax): the loss applies it stably. */
+  create(spec: ModelSpec): tfl.LayersModel;
+  defaults: ModelDefaults;
+}
+
+/**
+ * A nonzero seed for the initializer of layer `index`. tfjs treats seed 0 as "no seed" (it
+ * tests `seed ? seed : Math.random()`), so `--seed 0` would silently not be reproducible;
+ * distinct layers also need distinct seeds or they would start from identical values.
+ */
+export function layerSeed(seed: number, index: number): number {
+  return seed * 1009 + index + 1;
+}
+
+const registry = new Map<string, ModelEntry>();
+
+export function register(entry: ModelEntry): void {
+  if (registry.has(entry.name)) throw new Error(`model '${entry.name}' is registered twice`);
+  registry.set(entry.name, entry);
+}
+
+export function getEntry(name: string): ModelEntry {
+  const entry = registry.get(name);
+  if (!entry)
+    throw new UserError(`unknown model '${name}'; choose one of: ${[...registry.keys()].join(', ')}`);
+  return entry;
+}
+
+export function create(name: string, spec: ModelSpec): tfl.LayersModel {
+  return getEntry(name).create(spec);
+}
+
+export function list(): ModelEntry[] {
+  return [...registry.values()];
+}

@@ -1,0 +1,78 @@
+/**
+ * Turning an arbitrary image file into a model input that looks like the training data
+ * (Node only; decoding is sharp's). For Fashion-MNIST that means: grayscale, 28x28, object
+ * centred, light object on a dark background. Photos usually have a light background, so
+ * those are inverted; the border pixels decide which case an image is.
+ */
+import sharp, { type Metadata } from 'sharp';
+import { UserError } from '../errors.js';
+import type { ImageShape } from '../data/dataset.js';
+import type { Preprocessing } from '../run/rundir.js';
+
+/** Largest decoded image accepted, in pixels (guards against decompression bombs). */
+const MAX_PIXELS = 50_000_000;
+
+/** Mean of the outermost ring of pixels of a single-channel image, in 0..255. */
+export function borderMean(pixels: Uint8Array, width: number, height: number): number {
+  let sum = 0;
+  let n = 0;
+  for (let x = 0; x < width; x++) {
+    sum += pixels[x] + pixels[(height - 1) * width + x];
+    n += 2;
+  }
+  for (let y = 1; y < height - 1; y++) {
+    sum += pixels[y * width] + pixels[y * width + width - 1];
+    n += 2;
+  }
+  return sum / n;
+}
+
+export interface PreparedImage {
+  /** H * W * C values in [0, 1], the model's input. */
+  input: Float32Array;
+  /** Whether the image was inverted to match a dark-background dataset. */
+  inverted: boolean;
+}
+
+/** Decodes, converts and resizes `bytes` to the model's input. `name` is used in errors. */
+export async function prepareImage(
+  bytes: Uint8Array,
+  shape: ImageShape,
+  pre: Preprocessing,
+  name: string,
+): Promise<PreparedImage> {
+  const [height, width, channels] = shape;
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: MAX_PIXELS }).metadata();
+  } catch {
+    throw new UserError(
+      `${name}: not an image imgclf can read (PNG, JPEG, WebP, GIF, TIFF or AVIF expected)`,
+    );
+  }
+  if (!meta.width || !meta.height) throw new UserError(`${name}: image has no size`);
+  const base = () => sharp(bytes, { limitInputPixels: MAX_PIXELS }).flatten({ background: '#ffffff' });
+  try {
+    let inverted = false;
+    if (pre.invertLightBackground) {
+      const probe = await base().greyscale().resize(32, 32, { fit: 'fill' }).raw().toBuffer();
+      inverted = borderMean(probe, 32, 32) > 127;
+    }
+    let img = base();
+    if (channels === 1) img = img.greyscale();
+    if (inverted) img = img.negate({ alpha: false });
+    const background = inverted || pre.invertLightBackground ? '#000000' : '#ffffff';
+    img = img.resize(width, height, { fit: pre.resize, background });
+    if (channels === 1) img = img.toColourspace('b-w');
+    else img = img.removeAlpha().toColourspace('srgb');
+    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== channels || info.width !== width || info.height !== height) {
+      throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}`);
+    }
+    const input = new Float32Array(data.length);
+    for (let i = 0; i < data.length; i++) input[i] = data[i] / pre.scale;
+    return { input, inverted };
+  } catch (err) {
+    throw new UserError(`${name}: cannot decode the image (${(err as Error).message})`);
+  }
+}

@@ -1,0 +1,65 @@
+/** Shared test helpers. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const BIN = path.join(ROOT, 'bin', 'imgclf.js');
+
+export function tempDir(prefix = 'imgclf-test-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** The last stdout line parsed as JSON, when it is JSON. */
+  json?: Record<string, unknown>;
+}
+
+/** Runs the built CLI (as a user would) and captures its output. */
+export function cli(args: string[], env: Record<string, string> = {}): CliResult {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 600_000,
+  });
+  const lines = (r.stdout ?? '').trim().split('\n');
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = JSON.parse(lines.at(-1) ?? '');
+  } catch {
+    json = undefined;
+  }
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '', json };
+}
+
+/** Asserts the CLI's bad-input contract: exit 2, one line on stderr, no stack trace. */
+export function expectCleanError(r: CliResult, pattern: RegExp): void {
+  if (r.code !== 2)
+    throw new Error(`expected exit 2, got ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  const lines = r.stderr.trim().split('\n');
+  if (lines.length !== 1) throw new Error(`expected one stderr line, got:\n${r.stderr}`);
+  if (/\n\s+at /.test(r.stderr)) throw new Error(`stack trace leaked:\n${r.stderr}`);
+  if (!pattern.test(lines[0]))
+    throw new Error(`stderr ${JSON.stringify(lines[0])} does not match ${pattern}`);
+}
+
+/** Builds an IDX file of unsigned bytes. */
+export function idx(dims: number[], data?: Uint8Array): Uint8Array {
+  const n = dims.reduce((a, b) => a * b, 1);
+  const header = new Uint8Array(4 + 4 * dims.length);
+  const view = new DataView(header.buffer);
+  header[2] = 0x08;
+  header[3] = dims.length;
+  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  const body = data ?? Uint8Array.from({ length: n }, (_, i) => i % 256);
+  const out = new Uint8Array(header.length + body.length);
+  out.set(header);
+  out.set(body, header.length);
+  return out;
+}
