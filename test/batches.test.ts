@@ -45,3 +45,24 @@ describe('batches', () => {
     expect(ys).toEqual(Array.from(split.labels));
   });
 });
+
+describe('stratifiedSplit', () => {
+  it('holds out the same fraction of every class, deterministically', async () => {
+    const { stratifiedSplit } = await import('../src/data/split.js');
+    const labels = Uint8Array.from({ length: 100 }, (_, i) => (i < 60 ? 0 : 1));
+    const s = splitFromBytes(
+      Uint8Array.from({ length: 100 }, (_, i) => i),
+      labels,
+      2,
+      't',
+    );
+    const a = stratifiedSplit(s, [1, 1, 1], 2, 0.1, 4);
+    expect(a.val.count).toBe(10);
+    expect(Array.from(a.val.labels).filter((l) => l === 0)).toHaveLength(6);
+    expect(a.train.count).toBe(90);
+    const b = stratifiedSplit(s, [1, 1, 1], 2, 0.1, 4);
+    expect(Array.from(b.val.images)).toEqual(Array.from(a.val.images));
+    const all = [...a.train.images, ...a.val.images].map((v) => Math.round(v * 255)).sort((x, y) => x - y);
+    expect(all).toEqual([...Array(100).keys()]);
+  });
+});

@@ -27,8 +27,11 @@ export interface TrainEpochOptions {
   shape: ImageShape;
   rng: Rng;
   labelSmoothing?: number;
-  /** Called after every batch with (batches done, batches total). */
-  onBatch?: (done: number, total: number) => void;
+  /**
+   * Called after every batch with (batches done, batches total). When it returns a promise the
+   * loop awaits it: a browser page uses that to yield to the UI between steps.
+   */
+  onBatch?: (done: number, total: number) => void | Promise<void>;
   /** Checked before every batch; returning true ends the epoch early. */
   shouldStop?: () => boolean;
 }
@@ -39,12 +42,12 @@ export function trainableVariables(model: tfl.LayersModel): tf.Variable[] {
 }
 
 /** One pass over `split` with minibatch updates. */
-export function trainEpoch(
+export async function trainEpoch(
   model: tfl.LayersModel,
   optimizer: tf.Optimizer,
   split: Split,
   opts: TrainEpochOptions,
-): EpochResult {
+): Promise<EpochResult> {
   const start = performance.now();
   const [h, w, c] = opts.shape;
   const rowSize = imageSize(opts.shape);
@@ -80,10 +83,11 @@ export function trainEpoch(
       correctSum = tf.keep(newCorrect) as tf.Scalar;
     });
     seen += n;
-    opts.onBatch?.(++done, total);
+    const pending = opts.onBatch?.(++done, total);
+    if (pending) await pending;
   }
-  const loss = lossSum.dataSync()[0] / Math.max(seen, 1);
-  const correct = correctSum.dataSync()[0];
+  const loss = (await lossSum.data())[0] / Math.max(seen, 1);
+  const correct = (await correctSum.data())[0];
   lossSum.dispose();
   correctSum.dispose();
   return { loss, accuracy: correct / Math.max(seen, 1), seconds: (performance.now() - start) / 1000 };
@@ -170,7 +174,7 @@ export interface FitOptions {
   shape: ImageShape;
   labelSmoothing?: number;
   onEpoch?: (m: EpochMetrics) => void | Promise<void>;
-  onBatch?: (epoch: number, done: number, total: number) => void;
+  onBatch?: (epoch: number, done: number, total: number) => void | Promise<void>;
   shouldStop?: () => boolean;
 }
 
@@ -186,7 +190,7 @@ export async function fit(
   const history: EpochMetrics[] = [];
   for (let epoch = 1; epoch <= opts.epochs; epoch++) {
     if (opts.shouldStop?.()) break;
-    const r = trainEpoch(model, optimizer, train, {
+    const r = await trainEpoch(model, optimizer, train, {
       batchSize: opts.batchSize,
       shape: opts.shape,
       rng,
