@@ -10,6 +10,11 @@
  * Every matmul gradient sets one of the flags. We materialize the transposed operand with the
  * fast transpose and call the kernel untransposed.
  *
+ * Identity: the wasm kernel copies its input, and the engine calls it (through `clone`) for
+ * every tensor a kernel saves for its gradient, so each training step copied its 256x784 input
+ * batch (0.6 ms). Tensors are immutable, so sharing the data with a reference count, as the
+ * cpu backend's Identity does, is equivalent.
+ *
  * _FusedMatMul with a bias on batched (rank 3) inputs gives wrong results in tfjs-backend-wasm
  * 4.22 (max error 2.2 against the cpu backend on random 3x9x17 * 3x17x11). For that case we run
  * the plain product and add the bias and activation here.
@@ -36,15 +41,25 @@ export function squeezePerm(shape: number[], perm: number[]): { shape: number[];
 
 const BLOCK = 32;
 
-/** dst[c * rows + r] = src[r * cols + c], in cache-sized blocks. */
-export function transpose2d(src: tf.TypedArray, dst: tf.TypedArray, rows: number, cols: number): void {
+/**
+ * dst[dOff + c * rows + r] = src[sOff + r * cols + c], in cache-sized blocks. Offsets instead
+ * of subarrays, and Float32Array only, keep this loop monomorphic for the JIT.
+ */
+export function transpose2d(
+  src: Float32Array,
+  dst: Float32Array,
+  rows: number,
+  cols: number,
+  sOff = 0,
+  dOff = 0,
+): void {
   for (let r0 = 0; r0 < rows; r0 += BLOCK) {
     const r1 = Math.min(r0 + BLOCK, rows);
     for (let c0 = 0; c0 < cols; c0 += BLOCK) {
       const c1 = Math.min(c0 + BLOCK, cols);
       for (let r = r0; r < r1; r++) {
-        const rowBase = r * cols;
-        for (let c = c0; c < c1; c++) dst[c * rows + r] = src[rowBase + c];
+        const rowBase = sOff + r * cols;
+        for (let c = c0; c < c1; c++) dst[dOff + c * rows + r] = src[rowBase + c];
       }
     }
   }
@@ -90,18 +105,11 @@ function fastTranspose(
     perm.map((p) => x.shape[p]),
     x.dtype,
   );
-  const src = backend.typedArrayFromHeap(x);
-  const dst = backend.typedArrayFromHeap(out);
+  const src = backend.typedArrayFromHeap(x) as Float32Array;
+  const dst = backend.typedArrayFromHeap(out) as Float32Array;
   const { batch, rows, cols } = plan;
   const stride = rows * cols;
-  for (let b = 0; b < batch; b++) {
-    transpose2d(
-      src.subarray(b * stride, (b + 1) * stride),
-      dst.subarray(b * stride, (b + 1) * stride),
-      rows,
-      cols,
-    );
-  }
+  for (let b = 0; b < batch; b++) transpose2d(src, dst, rows, cols, b * stride, b * stride);
   return out;
 }
 
@@ -170,6 +178,11 @@ let registered = false;
 export function registerWasmKernels(): void {
   if (registered) return;
   registered = true;
+  override('Identity', () => (args: KernelArgs) => {
+    const x = args.inputs.x as tf.TensorInfo;
+    (args.backend as unknown as { incRef(id: object): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  });
   override('Transpose', (original) => (args: KernelArgs) => {
     const x = args.inputs.x as tf.TensorInfo;
     const perm = (args.attrs as unknown as { perm: number[] }).perm;
@@ -187,14 +200,37 @@ export function registerWasmKernels(): void {
         return original.kernelFunc(args);
       }
       const backend = args.backend as unknown as WasmBackendLike & { disposeData(id: object): void };
+      const size = (t: tf.TensorInfo) => t.shape.reduce((x, y) => x * y, 1);
+      const outSize =
+        (size(a) / (attrs.transposeA ? a.shape.at(-2)! : a.shape.at(-1)!)) *
+        (attrs.transposeB ? b.shape.at(-2)! : b.shape.at(-1)!);
+      const direct = (attrs.transposeA ? size(a) : 0) + (attrs.transposeB ? size(b) : 0);
+      const swapped = (attrs.transposeA ? 0 : size(a)) + (attrs.transposeB ? 0 : size(b)) + outSize;
+      const untransposed = (x: tf.TensorInfo, y: tf.TensorInfo) =>
+        original.kernelFunc({
+          ...args,
+          inputs: { ...args.inputs, a: x, b: y },
+          attrs: { ...args.attrs, transposeA: false, transposeB: false },
+        }) as tf.TensorInfo;
+      if (name === 'BatchMatMul' && swapped < direct) {
+        // C = op(A) op(B) = (op(B)^T op(A)^T)^T. For a weight gradient X^T dY (X: 256x784,
+        // dY: 256x10) this transposes dY and the 784x10 result instead of all of X.
+        const left = attrs.transposeB ? b : swapLastTwo(b, backend);
+        const right = attrs.transposeA ? a : swapLastTwo(a, backend);
+        try {
+          const ct = untransposed(left, right);
+          const c = swapLastTwo(ct, backend);
+          backend.disposeData(ct.dataId);
+          return c;
+        } finally {
+          if (left !== b) backend.disposeData(left.dataId);
+          if (right !== a) backend.disposeData(right.dataId);
+        }
+      }
       const a2 = attrs.transposeA ? swapLastTwo(a, backend) : a;
       const b2 = attrs.transposeB ? swapLastTwo(b, backend) : b;
       try {
-        return original.kernelFunc({
-          ...args,
-          inputs: { ...args.inputs, a: a2, b: b2 },
-          attrs: { ...args.attrs, transposeA: false, transposeB: false },
-        });
+        return untransposed(a2, b2);
       } finally {
         if (a2 !== a) backend.disposeData(a2.dataId);
         if (b2 !== b) backend.disposeData(b2.dataId);

