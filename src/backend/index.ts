@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../errors.js';
+import { registerFusedXent } from './fused-xent.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 
 export const BACKENDS = ['auto', 'wasm', 'cpu', 'tensorflow'] as const;
@@ -38,6 +39,7 @@ async function useCpu(): Promise<boolean> {
 
 /** Activates a backend and returns the name of the one in use. */
 export async function selectBackend(name: BackendName = 'auto'): Promise<string> {
+  registerFusedXent();
   if (!(BACKENDS as readonly string[]).includes(name)) {
     throw new UserError(`unknown backend '${name}'; choose one of ${BACKENDS.join(', ')}`);
   }

@@ -11,7 +11,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { batchCount, batches } from '../data/batches.js';
 import { type ImageShape, imageSize, type Split } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
-import { correctCount, crossEntropy } from './loss.js';
+import { crossEntropy, crossEntropyAndCorrect } from './loss.js';
 
 export interface EpochResult {
   /** Mean per-example training loss over the epoch. */
@@ -68,8 +68,9 @@ export async function trainEpoch(
       const meanLoss = optimizer.minimize(
         () => {
           const logits = model.apply(x, { training: true }) as tf.Tensor2D;
-          correct = tf.keep(correctCount(logits, y));
-          return tf.mean(crossEntropy(logits, y, opts.labelSmoothing ?? 0)) as tf.Scalar;
+          const r = crossEntropyAndCorrect(logits, y, opts.labelSmoothing ?? 0);
+          correct = tf.keep(r.correct);
+          return tf.mean(r.loss) as tf.Scalar;
         },
         true,
         vars,

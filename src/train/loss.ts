@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // tfjs-layers' bundle registers tfjs-core's gradient functions (tfjs-core's own
 // register_all_gradients module cannot be imported as Node ESM), which training needs.
 import '@tensorflow/tfjs-layers';
+import { SOFTMAX_XENT } from '../backend/fused-xent.js';
 
 /** Row-wise softmax; subtracting the row max first keeps exp() finite for logits like 1000. */
 export function softmax(logits: tf.Tensor2D): tf.Tensor2D {
@@ -50,4 +51,36 @@ export function crossEntropyFromProbs(probs: tf.Tensor2D, oneHot: tf.Tensor2D): 
 /** Number of rows whose arg-max equals the label (the seed's `accuracy`, before dividing). */
 export function correctCount(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
   return tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
+}
+
+/**
+ * Per-example cross-entropy plus the batch's correct-prediction count, for the training step.
+ * Uses the fused kernel where the backend has one (wasm, cpu: see backend/fused-xent.ts), and
+ * the composed ops above elsewhere; both give the same values and gradient.
+ */
+export function crossEntropyAndCorrect(
+  logits: tf.Tensor2D,
+  labels: tf.Tensor1D,
+  labelSmoothing = 0,
+): { loss: tf.Tensor1D; correct: tf.Scalar } {
+  if (!tf.getKernel(SOFTMAX_XENT, tf.getBackend())) {
+    return { loss: crossEntropy(logits, labels, labelSmoothing), correct: correctCount(logits, labels) };
+  }
+  let correct: tf.Scalar | undefined;
+  const fused = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [lg, lb, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+    const [value, grad, count] = tf.engine().runKernel(SOFTMAX_XENT, { logits: lg, labels: lb }, {
+      labelSmoothing,
+    } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    // Kept: the gradient tape disposes everything its forward pass creates but the value.
+    correct = tf.keep(count as tf.Scalar);
+    save([grad]);
+    const gradFunc = (dy: tf.Tensor1D, saved: tf.Tensor[]) => [
+      tf.mul(saved[0], tf.expandDims(dy, -1)),
+      tf.zerosLike(lb),
+    ];
+    return { value: value as tf.Tensor1D, gradFunc };
+  }) as (logits: tf.Tensor2D, labels: tf.Tensor1D) => tf.Tensor1D;
+  const loss = fused(logits, labels);
+  return { loss, correct: correct! };
 }
