@@ -116,6 +116,18 @@ describe('imgclf CLI', () => {
     expect(r.stderr).toContain('inverted: light background');
   });
 
+  it('--resize trains on resized images and the run predicts at that size', () => {
+    const dir = path.join(work, 'resized');
+    const r = cli(['train', '--epochs', '1', '--resize', '20', '--out', dir, '--json']);
+    expect(r.code).toBe(0);
+    expect(r.json!.test_accuracy).toBeGreaterThan(0.7);
+    expect(JSON.parse(readFileSync(path.join(dir, 'metadata.json'), 'utf8')).inputShape).toEqual([20, 20, 1]);
+    const p = cli(['predict', '--model', dir, '-n', '2', '--json']);
+    expect(p.code).toBe(0);
+    expect((p.json!.predictions as unknown[]).length).toBe(2);
+    expectCleanError(cli(['train', '--resize', '2']), /--resize must be a whole number from 4 to 512/);
+  });
+
   it('data info shows the location, counts, balance and verification', () => {
     const r = cli(['data', 'info', '--json']);
     expect(r.code).toBe(0);

