@@ -48,7 +48,7 @@ describe.each(['wasm', 'cpu'])('fused softmax cross-entropy on %s', (backend) =>
 
   it('leaks no tensors inside a training-style tidy', async () => {
     await tf.setBackend(backend);
-    const logits = tf.variable(tf.randomNormal([8, 10]));
+    const logits = tf.variable(tf.randomNormal([8, 10])) as unknown as tf.Tensor2D;
     const labels = tf.tensor1d(new Int32Array(8), 'int32');
     const before = tf.memory().numTensors;
     tf.tidy(() => {

@@ -9,6 +9,8 @@ export interface LoadOptions {
   dataDir?: string;
   resize?: number;
   log?: (message: string) => void;
+  /** Reuse decoded data from the user cache (default true). */
+  decodedCache?: boolean;
 }
 
 export interface LoadedDataset {
@@ -23,7 +25,11 @@ export async function loadDataset(opts: LoadOptions): Promise<LoadedDataset> {
   const start = performance.now();
   if (opts.dataset !== 'fashion-mnist')
     throw new UserError(`unknown dataset '${opts.dataset}'; choose fashion-mnist`);
-  const loaded = await loadIdxDataset(FASHION_MNIST, { dataDir: opts.dataDir, log: opts.log });
+  const loaded = await loadIdxDataset(FASHION_MNIST, {
+    dataDir: opts.dataDir,
+    log: opts.log,
+    decodedCache: opts.decodedCache ?? true,
+  });
   for (const f of loaded.files) {
     if (!f.verified)
       opts.log?.(`warning: ${f.path} differs from the official release (sha256 ${f.sha256.slice(0, 12)}…)`);

@@ -13,7 +13,8 @@ import { gunzipSync } from 'node:zlib';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { FASHION_MNIST_CLASSES } from './classes.js';
-import { type Dataset, splitFromBytes } from './dataset.js';
+import { type Dataset, type ImageShape, type Split, splitFromBytes } from './dataset.js';
+import { decodedCachePath, readDecoded, writeDecoded } from './decoded-cache.js';
 import { checkPair, parseIdx } from './idx.js';
 
 export interface IdxFileSpec {
@@ -72,6 +73,11 @@ export interface SourceOptions {
   log?: (message: string) => void;
   /** Per-request timeout for downloads, in ms. */
   timeoutMs?: number;
+  /**
+   * Reuse decoded splits from the user cache (see decoded-cache.ts) instead of gunzipping and
+   * converting again. Off by default; `data info` and `data fetch` always read the sources.
+   */
+  decodedCache?: boolean;
 }
 
 export function specFiles(spec: IdxDatasetSpec): IdxFileSpec[] {
@@ -233,33 +239,58 @@ export interface LoadedIdx {
 export async function loadIdxDataset(spec: IdxDatasetSpec, opts: SourceOptions = {}): Promise<LoadedIdx> {
   const located = await locate(spec, opts);
   const files: FileReport[] = [];
+  const n = spec.classNames.length;
+  const pathOf = (file: IdxFileSpec) => findFile(located.dir, file)!;
   const read = async (file: IdxFileSpec, rank: number) => {
-    const p = findFile(located.dir, file)!;
+    const p = pathOf(file);
     const raw = await readMaybeGzip(p);
     const digest = sha256(raw);
     files.push({ name: file.name, path: p, verified: digest === file.sha256, sha256: digest });
     return parseIdx(raw, p, rank);
   };
-  const [trI, trL, teI, teL] = await Promise.all([
-    read(spec.trainImages, 3),
-    read(spec.trainLabels, 1),
-    read(spec.testImages, 3),
-    read(spec.testLabels, 1),
-  ]);
-  checkPair(trI, trL, spec.trainImages.name, spec.trainLabels.name);
-  checkPair(teI, teL, spec.testImages.name, spec.testLabels.name);
-  if (trI.dims[1] !== teI.dims[1] || trI.dims[2] !== teI.dims[2]) {
+  const decode = async (
+    images: IdxFileSpec,
+    labels: IdxFileSpec,
+  ): Promise<{ split: Split; shape: ImageShape }> => {
+    const cacheFile = opts.decodedCache
+      ? await decodedCachePath(path.dirname(cacheDir(spec)), spec.name + '-' + images.name, [
+          pathOf(images),
+          pathOf(labels),
+        ])
+      : undefined;
+    const cached = cacheFile ? await readDecoded(cacheFile) : undefined;
+    if (cached) {
+      files.push(...cached.header.sources);
+      return { split: cached.split, shape: cached.header.shape };
+    }
+    const before = files.length;
+    const [img, lab] = await Promise.all([read(images, 3), read(labels, 1)]);
+    checkPair(img, lab, images.name, labels.name);
+    const shape: ImageShape = [img.dims[1], img.dims[2], 1];
+    const split = splitFromBytes(img.data, lab.data, n, labels.name);
+    if (cacheFile) {
+      await writeDecoded(cacheFile, split, {
+        format: '',
+        count: split.count,
+        shape,
+        sources: files.slice(before),
+      });
+    }
+    return { split, shape };
+  };
+  const train = await decode(spec.trainImages, spec.trainLabels);
+  const test = await decode(spec.testImages, spec.testLabels);
+  if (train.shape[0] !== test.shape[0] || train.shape[1] !== test.shape[1]) {
     throw new UserError(
-      `train images are ${trI.dims.slice(1).join('x')} but test images are ${teI.dims.slice(1).join('x')}`,
+      `train images are ${train.shape.slice(0, 2).join('x')} but test images are ${test.shape.slice(0, 2).join('x')}`,
     );
   }
-  const n = spec.classNames.length;
   const dataset: Dataset = {
     name: spec.name,
     classNames: spec.classNames,
-    shape: [trI.dims[1], trI.dims[2], 1],
-    train: splitFromBytes(trI.data, trL.data, n, spec.trainLabels.name),
-    test: splitFromBytes(teI.data, teL.data, n, spec.testLabels.name),
+    shape: train.shape,
+    train: train.split,
+    test: test.split,
   };
   return { dataset, located, files };
 }

@@ -1,0 +1,80 @@
+/** The decoded-split cache: hits, invalidation on a changed source, and recovery from corruption. */
+import { readdirSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type IdxDatasetSpec, loadIdxDataset, sha256 } from '../src/data/sources.js';
+import { idx, tempDir } from './helpers.js';
+
+const images = idx([5, 3, 3]);
+const labels = idx([5], Uint8Array.from([0, 1, 1, 0, 1]));
+const spec: IdxDatasetSpec = {
+  name: 'tiny-cache',
+  classNames: ['a', 'b'],
+  trainImages: { name: 'ti', sha256: sha256(images) },
+  trainLabels: { name: 'tl', sha256: sha256(labels) },
+  testImages: { name: 'vi', sha256: sha256(images) },
+  testLabels: { name: 'vl', sha256: sha256(labels) },
+  mirrors: [],
+  systemDirs: [],
+};
+
+let dataDir = '';
+let cache = '';
+const saved = process.env.XDG_CACHE_HOME;
+
+beforeEach(() => {
+  dataDir = tempDir();
+  cache = tempDir();
+  process.env.XDG_CACHE_HOME = cache;
+  for (const [name, body] of [
+    ['ti', images],
+    ['tl', labels],
+    ['vi', images],
+    ['vl', labels],
+  ] as const) {
+    writeFileSync(path.join(dataDir, name + '.gz'), gzipSync(body));
+  }
+});
+
+afterEach(() => {
+  process.env.XDG_CACHE_HOME = saved;
+});
+
+const decodedDir = () => path.join(cache, 'imgclf', 'decoded');
+const load = () => loadIdxDataset(spec, { dataDir, decodedCache: true });
+
+describe('decoded cache', () => {
+  it('a second load reads the same data from the cache', async () => {
+    const first = await load();
+    const files = readdirSync(decodedDir());
+    expect(files).toHaveLength(2);
+    const second = await load();
+    expect(Array.from(second.dataset.train.images)).toEqual(Array.from(first.dataset.train.images));
+    expect(Array.from(second.dataset.test.labels)).toEqual([0, 1, 1, 0, 1]);
+    expect(second.files.every((f) => f.verified)).toBe(true);
+    expect(readdirSync(decodedDir())).toEqual(files);
+  });
+
+  it('a changed source file gets a new entry', async () => {
+    await load();
+    const changed = idx([5, 3, 3], new Uint8Array(45).fill(255));
+    const p = path.join(dataDir, 'ti.gz');
+    writeFileSync(p, gzipSync(changed));
+    const t = new Date(statSync(p).mtimeMs + 5000);
+    utimesSync(p, t, t);
+    const r = await load();
+    expect(r.dataset.train.images[0]).toBe(1);
+    expect(r.files.find((f) => f.name === 'ti')?.verified).toBe(false);
+  });
+
+  it('a truncated entry is deleted and rebuilt from the sources', async () => {
+    await load();
+    for (const f of readdirSync(decodedDir())) truncateSync(path.join(decodedDir(), f), 10);
+    const r = await load();
+    expect(r.dataset.train.count).toBe(5);
+    expect(r.dataset.train.images[4]).toBeCloseTo(4 / 255, 6);
+    for (const f of readdirSync(decodedDir()))
+      expect(statSync(path.join(decodedDir(), f)).size).toBeGreaterThan(100);
+  });
+});
