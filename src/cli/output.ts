@@ -29,8 +29,14 @@ export class Output {
     if (this.opts.json) process.stdout.write(JSON.stringify(value) + '\n');
   }
 
-  /** A progress bar on a TTY stderr; a no-op when output is piped or in --json mode. */
-  progress(total: number, label: string): { update(done: number): void; stop(): void } {
+  /**
+   * A progress bar on a TTY stderr; a no-op when output is piped or in --json mode.
+   * cli-progress redraws from a timer, and the training loop is synchronous between batches,
+   * so `update` hands back a promise about every 100 ms: the loop awaits it and the timer gets
+   * its turn. (Its synchronous redraws are off: they leave stray timers that redraw over the
+   * epoch line after the bar has stopped.)
+   */
+  progress(total: number, label: string): { update(done: number): void | Promise<void>; stop(): void } {
     if (!process.stderr.isTTY || this.opts.json || process.env.CI) return { update() {}, stop() {} };
     const bar = new cliProgress.SingleBar(
       {
@@ -38,11 +44,22 @@ export class Output {
         stream: process.stderr,
         clearOnComplete: true,
         hideCursor: true,
+        synchronousUpdate: false,
+        fps: 10,
       },
       cliProgress.Presets.shades_classic,
     );
     bar.start(total, 0);
-    return { update: (d) => bar.update(d), stop: () => bar.stop() };
+    let lastYield = performance.now();
+    return {
+      update: (d) => {
+        bar.update(d);
+        if (performance.now() - lastYield < 100) return;
+        lastYield = performance.now();
+        return new Promise<void>((resolve) => setImmediate(resolve));
+      },
+      stop: () => bar.stop(),
+    };
   }
 }
 

@@ -72,11 +72,12 @@ export async function train(
     shape: dataset.shape,
     onBatch: (epoch, done, total) => {
       bar ??= out.progress(total, `epoch ${epoch}/${cfg.epochs}`);
-      bar.update(done);
+      const pending = bar.update(done);
       if (done === total) {
         bar.stop();
         bar = undefined;
       }
+      return pending;
     },
     onEpoch: async (m) => {
       out.line(epochLine(m, cfg.epochs, out.lang));
