@@ -208,7 +208,7 @@ function setUpDrawing(): void {
         inFlight = false;
         return;
       }
-      void classifyAndShow(blob, false).finally(() => {
+      void classifyAndShow(blob).finally(() => {
         inFlight = false;
         if (dirty) send();
       });
