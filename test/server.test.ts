@@ -9,7 +9,7 @@ import { parseIdx } from '../src/data/idx.js';
 import { create } from '../src/models/index.js';
 import { loadRun, RUN_FORMAT, saveMetadata, saveMetrics, saveModel } from '../src/run/rundir.js';
 import { buildServer } from '../src/server/app.js';
-import { tempDir } from './helpers.js';
+import { cli, expectCleanError, tempDir } from './helpers.js';
 
 const MAX = 64 * 1024;
 let app: FastifyInstance;
@@ -399,5 +399,19 @@ describe('serve API', () => {
     expect(doc.openapi).toMatch(/^3\./);
     for (const p of ['/api/health', '/api/model', '/api/predict', '/api/predict/batch', '/api/gallery'])
       expect(Object.keys(doc.paths)).toContain(p);
+  });
+});
+
+describe('imgclf serve (command line)', () => {
+  it('rejects a missing run directory and bad flags with one line, exit 2', () => {
+    expectCleanError(
+      cli(['serve', '--model', path.join(tempDir(), 'nope')]),
+      /run directory .* does not exist/,
+    );
+    expectCleanError(cli(['serve', '--model', '.', '--port', '70000']), /--port must be 0 to 65535/);
+    expectCleanError(
+      cli(['serve', '--model', '.', '--max-upload-mb', '0']),
+      /--max-upload-mb must be positive/,
+    );
   });
 });

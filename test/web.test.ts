@@ -49,6 +49,8 @@ describe.skipIf(!existsSync(CHROMIUM))('web app in Chromium', () => {
     const trained = cli(['train', '--epochs', '1', '--out', run]);
     if (trained.code !== 0) throw new Error(`train failed: ${trained.stderr}`);
     url = await startServer(run);
+    // Bound to loopback unless --host says otherwise.
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [

@@ -269,6 +269,7 @@ async function loadGallery(): Promise<void> {
     const img = document.createElement('img');
     img.src = item.image;
     img.alt = item.label;
+    fig.title = item.label;
     const cap = document.createElement('figcaption');
     const predicted = names.indexOf(item.predicted);
     cap.dataset.classIndex = String(predicted);
@@ -299,8 +300,10 @@ function updateGallerySummary(): void {
 
 const WANTED_MODELS = ['softmax', 'mlp', 'cnn'];
 
-function setUpModelPicker(): void {
+/** Fills the model list; called again when the language changes. */
+function fillModelPicker(): void {
   const select = $<HTMLSelectElement>('train-model');
+  const chosen = select.value || 'softmax';
   const registered = new Map(list().map((e) => [e.name, e]));
   // The three families the page offers, plus whatever else this build registers.
   const names = [...new Set([...WANTED_MODELS, ...registered.keys()])];
@@ -314,10 +317,16 @@ function setUpModelPicker(): void {
       return opt;
     }),
   );
-  select.value = 'softmax';
+  select.value = registered.has(chosen) ? chosen : 'softmax';
+}
+
+function setUpModelPicker(): void {
+  fillModelPicker();
+  const select = $<HTMLSelectElement>('train-model');
   select.addEventListener('change', () => {
-    const entry = registered.get(select.value);
+    const entry = list().find((e) => e.name === select.value);
     if (!entry) return;
+    // Long schedules are for the CLI; the page starts short and the user can raise it.
     $<HTMLInputElement>('train-epochs').value = String(Math.min(entry.defaults.epochs, 5));
     $<HTMLInputElement>('train-lr').value = String(entry.defaults.lr);
     $<HTMLInputElement>('train-batch').value = String(entry.defaults.batchSize ?? 256);
@@ -423,7 +432,7 @@ async function init(): Promise<void> {
     relabelCharts();
     updateGallerySummary();
     if (lastPrediction) showPrediction(lastPrediction);
-    setUpModelPicker();
+    fillModelPicker();
   });
 
   const res = await fetch('/api/model');
