@@ -133,6 +133,7 @@ describe.skipIf(!existsSync(CHROMIUM))('web app in Chromium', () => {
     await page.click('#train-start');
     await page.waitForSelector('#train-status[data-state]', { timeout: 240_000 });
     expect(await page.getAttribute('#train-status', 'data-state')).toBe('done');
+    console.log(`page training: ${await page.textContent('#train-status')}`);
     const acc = Number(await page.getAttribute('#train-test-acc', 'data-value'));
     expect(acc).toBeGreaterThanOrEqual(0.7);
     // The drawing was classified again, now by the model trained in the page.
@@ -153,6 +154,7 @@ describe.skipIf(!existsSync(CHROMIUM))('web app in Chromium', () => {
       await wasmPage.click('#train-start');
       await wasmPage.waitForSelector('#train-status[data-state]', { timeout: 240_000 });
       expect(await wasmPage.getAttribute('#train-status', 'data-state')).toBe('done');
+      console.log(`page training: ${await wasmPage.textContent('#train-status')}`);
       expect(Number(await wasmPage.getAttribute('#train-test-acc', 'data-value'))).toBeGreaterThanOrEqual(
         0.7,
       );
