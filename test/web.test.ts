@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { list } from '../src/models/index.js';
 import { BIN, cli, ROOT, tempDir } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -81,6 +82,12 @@ describe.skipIf(!existsSync(CHROMIUM))('web app in Chromium', () => {
     expect(await page.textContent('#server-model')).toMatch(/softmax/);
     expect(['webgpu', 'webgl', 'wasm', 'cpu']).toContain(await page.textContent('#backend'));
     expect(await page.locator('#gallery figure').count()).toBe(24);
+    // softmax, mlp and cnn are offered; a family this build does not register is shown disabled.
+    const registered = list().map((e) => e.name);
+    for (const name of ['softmax', 'mlp', 'cnn']) {
+      const disabled = await page.locator(`#train-model option[value=${name}]`).isDisabled();
+      expect(disabled).toBe(!registered.includes(name));
+    }
     expect(errors).toEqual([]);
   });
 
