@@ -3,10 +3,11 @@
 // machine and cost nothing the second time:
 //   1. npm dependencies (when node_modules is missing or older than package-lock.json)
 //   2. the compiled CLI in dist/ (when any source file is newer)
-//   3. Fashion-MNIST from Debian's dataset-fashion-mnist (when no local copy exists and apt is usable;
+//   3. the web page in web/dist (when web/ or src/, which it bundles, has newer files)
+//   4. Fashion-MNIST from Debian's dataset-fashion-mnist (when no local copy exists and apt is usable;
 //      otherwise imgclf downloads it itself from the upstream mirrors)
-//   4. with --browser: Debian's chromium and CJK fonts, for the browser and picture tests
-//   5. with --torch: Debian's python3-torch/torchvision, for the side-by-side benchmark
+//   5. with --browser: Debian's chromium and CJK fonts, for the browser and picture tests
+//   6. with --torch: Debian's python3-torch/torchvision, for the side-by-side benchmark
 // Plain Node only: this runs before any dependency is installed.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -64,7 +65,21 @@ if (mtime(builtMarker) < Math.max(newest(path.join(root, 'src')), mtime(path.joi
   run('npx', ['tsc', '-p', 'tsconfig.build.json']);
 }
 
-// 3. Fashion-MNIST.
+// 3. The web page served by `imgclf serve` (it bundles the core from src/ too).
+const webBuilt = mtime(path.join(root, 'web', 'dist', 'index.html'));
+const webSources = Math.max(
+  newest(path.join(root, 'web', 'src')),
+  mtime(path.join(root, 'web', 'index.html')),
+  mtime(path.join(root, 'web', 'vite.config.ts')),
+  newest(path.join(root, 'src')),
+  mtime(path.join(root, 'package.json')),
+);
+if (existsSync(path.join(root, 'web', 'index.html')) && webBuilt < webSources) {
+  log('building web/dist');
+  run('npx', ['vite', 'build', '--logLevel', 'warn', '-c', 'web/vite.config.ts']);
+}
+
+// 4. Fashion-MNIST.
 const files = [
   'train-images-idx3-ubyte',
   'train-labels-idx1-ubyte',

@@ -27,6 +27,14 @@ export function borderMean(pixels: Uint8Array, width: number, height: number): n
   return sum / n;
 }
 
+/** The bytes are in no image format sharp knows (the server answers 415, not 400). */
+export class NotAnImageError extends UserError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotAnImageError';
+  }
+}
+
 export interface PreparedImage {
   /** H * W * C values in [0, 1], the model's input. */
   input: Float32Array;
@@ -46,7 +54,7 @@ export async function prepareImage(
   try {
     meta = await sharp(bytes, { limitInputPixels: MAX_PIXELS }).metadata();
   } catch {
-    throw new UserError(
+    throw new NotAnImageError(
       `${name}: not an image imgclf can read (PNG, JPEG, WebP, GIF, TIFF or AVIF expected)`,
     );
   }

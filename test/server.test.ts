@@ -1,0 +1,417 @@
+/** The serve API through Fastify's inject: every route, and every way a request can be wrong. */
+import type { FastifyInstance } from 'fastify';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../src/backend/index.js';
+import { FASHION_MNIST_CLASSES } from '../src/data/classes.js';
+import { parseIdx } from '../src/data/idx.js';
+import { create } from '../src/models/index.js';
+import { loadRun, RUN_FORMAT, saveMetadata, saveMetrics, saveModel } from '../src/run/rundir.js';
+import { buildServer } from '../src/server/app.js';
+import { cli, expectCleanError, tempDir } from './helpers.js';
+
+const MAX = 64 * 1024;
+let app: FastifyInstance;
+let png: Buffer;
+
+/** A multipart/form-data body with the given file fields. */
+function form(
+  files: { field: string; name: string; type: string; bytes: Buffer }[],
+  fields: Record<string, string> = {},
+) {
+  const boundary = '----imgclftest' + Math.random().toString(16).slice(2);
+  const parts: Buffer[] = [];
+  for (const [k, v] of Object.entries(fields)) {
+    parts.push(Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
+  }
+  for (const f of files) {
+    parts.push(
+      Buffer.from(
+        `--${boundary}\r\ncontent-disposition: form-data; name="${f.field}"; filename="${f.name}"\r\ncontent-type: ${f.type}\r\n\r\n`,
+      ),
+      f.bytes,
+      Buffer.from('\r\n'),
+    );
+  }
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  return {
+    payload: Buffer.concat(parts),
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+  };
+}
+
+beforeAll(async () => {
+  await selectBackend('wasm');
+  // An untrained softmax model is enough to check the API's shapes and errors.
+  const dir = path.join(tempDir(), 'run');
+  const model = create('softmax', { inputShape: [28, 28, 1], numClasses: 10, seed: 1 });
+  await saveModel(model, dir);
+  await saveMetadata(dir, {
+    format: RUN_FORMAT,
+    model: 'softmax',
+    dataset: 'fashion-mnist',
+    classNames: FASHION_MNIST_CLASSES,
+    inputShape: [28, 28, 1],
+    preprocessing: { scale: 255, invertLightBackground: true, resize: 'contain' },
+    config: {},
+    backend: 'wasm',
+    imgclfVersion: 'test',
+    tfjsVersion: 'test',
+    created: new Date(0).toISOString(),
+  });
+  await saveMetrics(dir, [
+    {
+      epoch: 1,
+      train_loss: 0.8,
+      train_accuracy: 0.75,
+      test_accuracy: 0.79,
+      test_loss: 0.6,
+      seconds: 1,
+      eval_seconds: 0.1,
+    },
+  ]);
+  app = await buildServer({ run: await loadRun(dir), maxUploadBytes: MAX, maxBatch: 4, webRoot: null });
+  png = await sharp({ create: { width: 40, height: 30, channels: 3, background: '#ffffff' } })
+    .composite([
+      { input: Buffer.from('<svg width="40" height="30"><rect x="10" y="5" width="20" height="20"/></svg>') },
+    ])
+    .png()
+    .toBuffer();
+});
+
+afterAll(async () => {
+  await app?.close();
+});
+
+const json = (r: { body: string }) => JSON.parse(r.body) as Record<string, unknown>;
+
+/** Every error is JSON with the status, its name and a message matching `pattern`. */
+function expectError(
+  r: { statusCode: number; body: string; headers: Record<string, unknown> },
+  status: number,
+  pattern: RegExp,
+) {
+  expect(r.statusCode).toBe(status);
+  expect(String(r.headers['content-type'])).toMatch(/application\/json/);
+  const body = json(r);
+  expect(body.statusCode).toBe(status);
+  expect(typeof body.error).toBe('string');
+  expect(body.message).toMatch(pattern);
+}
+
+describe('serve API', () => {
+  it('GET /api/health and /api/model describe the run', async () => {
+    const h = await app.inject('/api/health');
+    expect(h.statusCode).toBe(200);
+    expect(json(h).status).toBe('ok');
+    const m = json(await app.inject('/api/model'));
+    expect(m.classNames).toEqual(FASHION_MNIST_CLASSES);
+    expect(m.inputShape).toEqual([28, 28, 1]);
+    expect((m.metrics as { test_accuracy: number }[])[0].test_accuracy).toBe(0.79);
+    expect((m.classNamesZh as string[])[9]).toBe('短靴');
+  });
+
+  it('POST /api/predict takes a multipart field `image` or a raw body, with the same answer', async () => {
+    const a = await app.inject({
+      method: 'POST',
+      url: '/api/predict?topK=3',
+      ...form([{ field: 'image', name: 'x.png', type: 'image/png', bytes: png }]),
+    });
+    expect(a.statusCode).toBe(200);
+    const pa = json(a) as {
+      label: string;
+      top: { probability: number }[];
+      probabilities: number[];
+      inverted: boolean;
+    };
+    expect(FASHION_MNIST_CLASSES).toContain(pa.label);
+    expect(pa.top).toHaveLength(3);
+    expect(pa.probabilities).toHaveLength(10);
+    expect(pa.probabilities.reduce((s, p) => s + p, 0)).toBeCloseTo(1, 4);
+    expect(pa.top[0].probability).toBeGreaterThanOrEqual(pa.top[1].probability);
+    expect(pa.inverted).toBe(true); // white background
+    const b = await app.inject({
+      method: 'POST',
+      url: '/api/predict?topK=3',
+      payload: png,
+      headers: { 'content-type': 'image/png' },
+    });
+    expect(b.statusCode).toBe(200);
+    expect(json(b).probabilities).toEqual(pa.probabilities);
+    const c = await app.inject({
+      method: 'POST',
+      url: '/api/predict',
+      payload: png,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    expect(c.statusCode).toBe(200);
+  });
+
+  it('413: a raw body or a multipart file over the limit', async () => {
+    const big = Buffer.concat([png, Buffer.alloc(MAX + 1)]);
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        payload: big,
+        headers: { 'content-type': 'image/png' },
+      }),
+      413,
+      /too large.*limit/,
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        ...form([{ field: 'image', name: 'big.png', type: 'image/png', bytes: big }]),
+      }),
+      413,
+      /too large/,
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict/batch',
+        ...form([{ field: 'a', name: 'big.png', type: 'image/png', bytes: big }]),
+      }),
+      413,
+      /too large/,
+    );
+  });
+
+  it('415: bytes that are no image, and content types that are no image', async () => {
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        payload: Buffer.from('hello, not an image'),
+        headers: { 'content-type': 'image/png' },
+      }),
+      415,
+      /not an image/,
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        ...form([{ field: 'image', name: 'notes.txt', type: 'text/plain', bytes: Buffer.from('just text') }]),
+      }),
+      415,
+      /notes\.txt: not an image/,
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        payload: 'hello',
+        headers: { 'content-type': 'text/plain' },
+      }),
+      415,
+      /not an image/,
+    );
+    expectError(
+      await app.inject({ method: 'POST', url: '/api/predict', payload: { image: 'x' } }),
+      415,
+      /not an image/,
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        payload: 'x',
+        headers: { 'content-type': 'application/x-whatever' },
+      }),
+      415,
+      /Content-Type/,
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict/batch',
+        payload: png,
+        headers: { 'content-type': 'image/png' },
+      }),
+      415,
+      /multipart/,
+    );
+  });
+
+  it('400: images that fail to decode, empty bodies, missing fields, bad parameters', async () => {
+    // A valid PNG header with the pixel data cut off.
+    const truncated = png.subarray(0, Math.floor(png.length / 2));
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        payload: truncated,
+        headers: { 'content-type': 'image/png' },
+      }),
+      400,
+      /cannot decode/,
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        payload: Buffer.alloc(0),
+        headers: { 'content-type': 'image/png' },
+      }),
+      400,
+      /empty/,
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        ...form([{ field: 'picture', name: 'x.png', type: 'image/png', bytes: png }]),
+      }),
+      400,
+      /no file field 'image'/,
+    );
+    expectError(
+      await app.inject({ method: 'POST', url: '/api/predict', ...form([], { image: 'not a file' }) }),
+      400,
+      /no file field 'image'/,
+    );
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict?topK=0',
+        payload: png,
+        headers: { 'content-type': 'image/png' },
+      }),
+      400,
+      /topK/,
+    );
+    expectError(
+      await app.inject({ method: 'POST', url: '/api/predict/batch', ...form([], { note: 'x' }) }),
+      400,
+      /no image files/,
+    );
+  });
+
+  it('404 and 405-style mistakes: unknown routes and methods answer JSON 404', async () => {
+    expectError(await app.inject('/api/nope'), 404, /no route GET \/api\/nope/);
+    expectError(await app.inject({ method: 'DELETE', url: '/api/predict' }), 404, /no route DELETE/);
+    expectError(await app.inject('/api/data/validation/images'), 400, /split/);
+  });
+
+  it('POST /api/predict/batch classifies several images in order and names the bad one', async () => {
+    const inverted = await sharp(png).negate({ alpha: false }).png().toBuffer();
+    const ok = await app.inject({
+      method: 'POST',
+      url: '/api/predict/batch',
+      ...form([
+        { field: 'images', name: 'a.png', type: 'image/png', bytes: png },
+        { field: 'images', name: 'b.png', type: 'image/png', bytes: inverted },
+        { field: 'images', name: 'c.png', type: 'image/png', bytes: png },
+      ]),
+    });
+    expect(ok.statusCode).toBe(200);
+    const preds = json(ok).predictions as { file: string; probabilities: number[]; inverted: boolean }[];
+    expect(preds.map((p) => p.file)).toEqual(['a.png', 'b.png', 'c.png']);
+    expect(preds[0].probabilities).toEqual(preds[2].probabilities);
+    expect(preds[0].inverted).toBe(true);
+    expect(preds[1].inverted).toBe(false);
+    expectError(
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict/batch',
+        ...form([
+          { field: 'images', name: 'a.png', type: 'image/png', bytes: png },
+          { field: 'images', name: 'bad.bin', type: 'image/png', bytes: Buffer.from('garbage') },
+        ]),
+      }),
+      415,
+      /bad\.bin/,
+    );
+    const five = Array.from({ length: 5 }, (_, i) => ({
+      field: 'images',
+      name: `${i}.png`,
+      type: 'image/png',
+      bytes: png,
+    }));
+    expectError(
+      await app.inject({ method: 'POST', url: '/api/predict/batch', ...form(five) }),
+      413,
+      /at most 4/,
+    );
+  });
+
+  it('serves concurrent requests correctly and stays up after bad ones', async () => {
+    const bodies = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        i % 3 === 2
+          ? app.inject({
+              method: 'POST',
+              url: '/api/predict',
+              payload: Buffer.from('junk'),
+              headers: { 'content-type': 'image/png' },
+            })
+          : app.inject({
+              method: 'POST',
+              url: '/api/predict',
+              payload: png,
+              headers: { 'content-type': 'image/png' },
+            }),
+      ),
+    );
+    const reference = json(bodies[0]).probabilities;
+    bodies.forEach((r, i) => {
+      if (i % 3 === 2) expect(r.statusCode).toBe(415);
+      else expect(json(r).probabilities).toEqual(reference);
+    });
+    expect((await app.inject('/api/health')).statusCode).toBe(200);
+  });
+
+  it('serves the dataset as IDX files with a count limit, single test images, and a gallery', async () => {
+    const info = json(await app.inject('/api/data'));
+    expect(info).toMatchObject({ train: 60000, test: 10000, shape: [28, 28, 1] });
+    const imgs = await app.inject('/api/data/train/images?limit=100');
+    const parsed = parseIdx(new Uint8Array(imgs.rawPayload), 'images', 3);
+    expect(parsed.dims).toEqual([100, 28, 28]);
+    const labels = parseIdx(
+      new Uint8Array((await app.inject('/api/data/test/labels?limit=7')).rawPayload),
+      'labels',
+      1,
+    );
+    expect(labels.dims).toEqual([7]);
+    // Fashion-MNIST's first test image is an ankle boot (label 9).
+    expect(labels.data[0]).toBe(9);
+    const one = await app.inject('/api/data/test/image/0');
+    expect(one.headers['content-type']).toBe('image/png');
+    expect((await sharp(one.rawPayload).metadata()).width).toBe(28);
+    expectError(await app.inject('/api/data/test/image/10000'), 404, /out of range/);
+    expectError(await app.inject('/api/data/train/images?limit=0'), 400, /limit/);
+    const g = json(await app.inject('/api/gallery?offset=5&count=4')) as {
+      items: { index: number; label: string; predicted: string }[];
+    };
+    expect(g.items.map((i) => i.index)).toEqual([5, 6, 7, 8]);
+    expect(FASHION_MNIST_CLASSES).toContain(g.items[0].predicted);
+  });
+
+  it('publishes an OpenAPI description of its routes', async () => {
+    const doc = json(await app.inject('/api/openapi.json')) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+    };
+    expect(doc.openapi).toMatch(/^3\./);
+    for (const p of ['/api/health', '/api/model', '/api/predict', '/api/predict/batch', '/api/gallery'])
+      expect(Object.keys(doc.paths)).toContain(p);
+  });
+});
+
+describe('imgclf serve (command line)', () => {
+  it('rejects a missing run directory and bad flags with one line, exit 2', () => {
+    expectCleanError(
+      cli(['serve', '--model', path.join(tempDir(), 'nope')]),
+      /run directory .* does not exist/,
+    );
+    expectCleanError(cli(['serve', '--model', '.', '--port', '70000']), /--port must be 0 to 65535/);
+    expectCleanError(
+      cli(['serve', '--model', '.', '--max-upload-mb', '0']),
+      /--max-upload-mb must be positive/,
+    );
+  });
+});

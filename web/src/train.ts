@@ -1,0 +1,96 @@
+/**
+ * Training in the page: the data comes from the server as IDX files, is parsed by the same
+ * code the CLI uses (src/data/idx.ts), and goes through the same training loop
+ * (src/train/loop.ts `fit`). Only the UI hooks are new here.
+ */
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { type ImageShape, type Split, splitFromBytes } from '../../src/data/dataset.js';
+import { checkPair, parseIdx } from '../../src/data/idx.js';
+import { create, getEntry } from '../../src/models/index.js';
+import { type EpochMetrics, evaluate, fit } from '../../src/train/loop.js';
+import { createOptimizer } from '../../src/train/optimizers.js';
+
+export interface DataInfo {
+  classNames: string[];
+  shape: ImageShape;
+  train: number;
+  test: number;
+}
+
+async function fetchBytes(url: string): Promise<Uint8Array> {
+  const res = await fetch(url);
+  if (!res.ok) {
+    const body = (await res.json().catch(() => ({}))) as { message?: string };
+    throw new Error(body.message ?? `${url}: HTTP ${res.status}`);
+  }
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** Downloads the first `limit` examples of a split and scales them to [0, 1]. */
+export async function loadSplit(split: 'train' | 'test', limit: number, numClasses: number): Promise<Split> {
+  const [images, labels] = await Promise.all([
+    fetchBytes(`/api/data/${split}/images?limit=${limit}`),
+    fetchBytes(`/api/data/${split}/labels?limit=${limit}`),
+  ]);
+  const img = parseIdx(images, `${split} images`);
+  const lbl = parseIdx(labels, `${split} labels`, 1);
+  checkPair(img, lbl, `${split} images`, `${split} labels`);
+  return splitFromBytes(img.data, lbl.data, numClasses, split);
+}
+
+export interface TrainRequest {
+  model: string;
+  epochs: number;
+  lr: number;
+  batchSize: number;
+  seed: number;
+  shape: ImageShape;
+  numClasses: number;
+  train: Split;
+  test: Split;
+  /** Every this many batches, the probe is evaluated for the live curves. */
+  probeEvery: number;
+  onProgress: (epoch: number, done: number, total: number) => void;
+  onProbe: (x: number, loss: number, accuracy: number) => void;
+  onEpoch: (m: EpochMetrics) => void;
+  shouldStop: () => boolean;
+}
+
+/** Lets the browser paint and handle clicks (the stop button) between training steps. */
+function yieldToUi(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** A fixed sample of the training split; its loss is the live curve (the loop sums its own once per epoch). */
+function probeOf(train: Split, shape: ImageShape, n: number): Split {
+  const count = Math.min(n, train.count);
+  const row = shape[0] * shape[1] * shape[2];
+  return { images: train.images.subarray(0, count * row), labels: train.labels.subarray(0, count), count };
+}
+
+export async function trainInPage(
+  req: TrainRequest,
+): Promise<{ model: tfl.LayersModel; history: EpochMetrics[] }> {
+  const entry = getEntry(req.model);
+  const model = create(req.model, { inputShape: req.shape, numClasses: req.numClasses, seed: req.seed });
+  const optimizer = createOptimizer({ name: entry.defaults.optimizer ?? 'sgd', lr: req.lr });
+  const probe = probeOf(req.train, req.shape, 1000);
+  const history = await fit(model, optimizer, req.train, req.test, {
+    epochs: req.epochs,
+    batchSize: req.batchSize,
+    seed: req.seed,
+    shape: req.shape,
+    shouldStop: req.shouldStop,
+    onBatch: async (epoch, done, total) => {
+      req.onProgress(epoch, done, total);
+      if (done % req.probeEvery === 0 || done === total) {
+        const r = evaluate(model, probe, { shape: req.shape });
+        req.onProbe(epoch - 1 + done / total, r.loss, r.accuracy);
+      }
+      await yieldToUi();
+    },
+    onEpoch: (m) => req.onEpoch(m),
+  });
+  optimizer.dispose();
+  return { model, history };
+}
