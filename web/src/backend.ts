@@ -10,6 +10,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
+import { registerFusedXent } from '../../src/backend/fused-xent.js';
 import { registerWasmKernels } from '../../src/backend/wasm-kernels.js';
 
 export const PREFERENCE = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
@@ -22,6 +23,7 @@ export async function chooseBackend(forced?: string | null): Promise<string> {
     'tfjs-backend-wasm-threaded-simd.wasm': wasmThreaded,
   });
   registerWasmKernels();
+  registerFusedXent();
   const order = forced && (PREFERENCE as readonly string[]).includes(forced) ? [forced] : [...PREFERENCE];
   for (const name of order) {
     if (name === 'webgpu' && !('gpu' in navigator)) continue;
