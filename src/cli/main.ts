@@ -11,6 +11,7 @@ import { registerData } from './commands/data.js';
 import { registerEvaluate } from './commands/evaluate.js';
 import { registerModels } from './commands/models.js';
 import { registerPredict } from './commands/predict.js';
+import { registerReport } from './commands/report.js';
 import { registerTrain } from './commands/train.js';
 import type { GlobalOptions } from './output.js';
 
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerPredict(program, globals);
   registerData(program, globals);
   registerModels(program, globals);
+  registerReport(program, globals);
   // Subcommands inherit exitOverride only when set before they are added.
   for (const c of program.commands) c.exitOverride();
   return program;
