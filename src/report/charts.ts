@@ -29,8 +29,8 @@ export function curvesSpec(history: EpochMetrics[], t: Strings, font: string): T
     { epoch: m.epoch, series: t.testAcc, value: m.test_accuracy },
   ]);
   const last = Math.max(1, ...history.map((m) => m.epoch));
-  // d2l's x range is [1, epochs]; a one-epoch run gets [0, 1] so its points are not on the frame.
-  const domain = last === 1 ? [0, 1] : [1, last];
+  // d2l's x range is [1, epochs]; a one-epoch run is centred instead of drawn on the frame.
+  const domain = last === 1 ? [0.5, 1.5] : [1, last];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: t.curvesTitle },
@@ -162,7 +162,7 @@ export function probabilitySpec(
         type: 'quantitative',
         title: t.probability,
         scale: { domain: [0, 1] },
-        axis: { format: '.0%', tickCount: 5 },
+        axis: { format: '.0%', values: [0, 0.25, 0.5, 0.75, 1] },
       },
     },
     layer: [
