@@ -46,7 +46,7 @@ export async function annotatedPrediction(a: AnnotateInput): Promise<Buffer> {
   const [h, w] = a.shape;
   const tile = await tilePng(a.input, a.shape, scale);
   const chart = await renderVegaLite(probabilitySpec(a.top, t, FONT_FAMILY));
-  const chartPng = svgToPng(chart.svg, 1);
+  const chartPng = await svgToPng(chart.svg, 1);
   const inputColumn = Math.max(w * scale, 150);
   const inputX = PAD + ORIGINAL_SIZE + PAD + Math.round((inputColumn - w * scale) / 2);
   const chartX = PAD + ORIGINAL_SIZE + PAD + inputColumn + PAD;
@@ -60,7 +60,7 @@ export async function annotatedPrediction(a: AnnotateInput): Promise<Buffer> {
   const originalX = PAD + Math.round((ORIGINAL_SIZE - ow) / 2);
   const caption = (x: number, y: number, text: string) =>
     ({ x, y, text, anchor: 'middle', color: '#555' }) as const;
-  const base = textLayer(
+  const base = await textLayer(
     width,
     height,
     [

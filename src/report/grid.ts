@@ -1,9 +1,8 @@
 /**
  * Picture grids: dataset images enlarged with nearest-neighbour scaling (each source pixel
  * becomes an exact scale x scale block, so what you see is what the model saw), composed with
- * sharp onto a layer of captions. Captions are a small SVG of text rendered by resvg with the
- * report's fonts: sharp's own text rendering goes through Pango and fontconfig, whose font
- * choice for CJK we cannot pin.
+ * sharp onto a layer of captions. The caption layer is a small SVG of text and frames (one
+ * text element per caption line, positioned by the grid layout), rasterized like the charts.
  */
 import sharp from 'sharp';
 import type { ImageShape } from '../data/dataset.js';
@@ -105,12 +104,12 @@ export interface TextSpec {
 }
 
 /** A white layer with text and frames, rendered to PNG: the canvas grids are composed onto. */
-export function textLayer(
+export async function textLayer(
   width: number,
   height: number,
   texts: TextSpec[],
   frames: { x: number; y: number; width: number; height: number; color: string }[] = [],
-): Buffer {
+): Promise<Buffer> {
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">`,
     `<rect width="${width}" height="${height}" fill="white"/>`,
@@ -180,7 +179,7 @@ export async function imageGrid(
       });
     });
   });
-  const base = textLayer(layout.width, layout.height, texts, frames);
+  const base = await textLayer(layout.width, layout.height, texts, frames);
   const tiles = await Promise.all(
     items.map(async (it, i) => ({
       input: await tilePng(it.pixels, opts.shape, s),

@@ -21,7 +21,7 @@ import { VERSION } from '../version.js';
 import { confusionSpec, curvesSpec } from './charts.js';
 import { type GridItem, imageGrid } from './grid.js';
 import { reportHtml } from './html.js';
-import { FONT_FAMILY, fontSetup, renderVegaLite, svgToPng } from './render.js';
+import { FONT_FAMILY, hasCjkFont, renderVegaLite, svgToPng } from './render.js';
 import { type Strings, strings } from './text.js';
 
 /** Charts are rasterized at twice their CSS size so they stay sharp on high-density screens. */
@@ -107,7 +107,7 @@ export async function writeReport(input: ReportInput): Promise<ReportResult> {
   const rowSize = imageSize(shape);
   const k = metadata.classNames.length;
   const labels = metadata.classNames.map((n) => displayName(n, lang));
-  if (lang === 'zh' && !fontSetup().cjk)
+  if (lang === 'zh' && !hasCjkFont())
     input.log?.('warning: no CJK font found; Chinese labels may not render (apt-get install fonts-noto-cjk)');
 
   const ev = evaluate(input.model, test, { shape, withProbabilities: true });
@@ -116,9 +116,9 @@ export async function writeReport(input: ReportInput): Promise<ReportResult> {
   const perClass = perClassMetrics(confusion);
 
   const curves = await renderVegaLite(curvesSpec(history, t, FONT_FAMILY));
-  const curvesPng = svgToPng(curves.svg, CHART_SCALE);
+  const curvesPng = await svgToPng(curves.svg, CHART_SCALE);
   const conf = await renderVegaLite(confusionSpec(confusion, labels, t, FONT_FAMILY));
-  const confPng = svgToPng(conf.svg, CHART_SCALE);
+  const confPng = await svgToPng(conf.svg, CHART_SCALE);
 
   const first = Array.from({ length: Math.min(PREDICTION_COUNT, test.count) }, (_, i) => i);
   const correct = first.filter((i) => ev.predicted[i] === test.labels[i]).length;
