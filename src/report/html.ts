@@ -81,6 +81,7 @@ export function reportHtml(p: PageInput): string {
     ],
   );
   const curves =
+    '<div class="row">' +
     img(p.pictures.curves) +
     tableHtml(
       [t.epoch, t.trainLoss, t.trainAcc, t.testAcc, t.testLoss],
@@ -92,7 +93,8 @@ export function reportHtml(p: PageInput): string {
         f4(m.test_loss),
       ]),
       [true, true, true, true, true],
-    );
+    ) +
+    '</div>';
   const perClass = tableHtml(
     [t.klass, t.precision, t.recall, t.f1, t.support],
     p.perClass.map((m, i) => [p.labels[i], f3(m.precision), f3(m.recall), f3(m.f1), m.support]),
@@ -144,6 +146,7 @@ export function reportHtml(p: PageInput): string {
 body { font-family: ${FONT_FAMILY}; margin: 24px auto; max-width: 1200px; padding: 0 16px; color: #222; line-height: 1.4; }
 h1 { font-size: 24px; margin-bottom: 8px; }
 h2 { font-size: 19px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 32px; }
+.row { display: flex; flex-wrap: wrap; gap: 8px 32px; align-items: flex-start; }
 img { max-width: 100%; height: auto; display: block; margin: 8px 0; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
 th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: left; }
