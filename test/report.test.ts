@@ -1,5 +1,5 @@
 /** Run reports: the pictures `train` writes, `report` regenerating them, predict --out, report.html in Chromium. */
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gunzipSync } from 'node:zlib';
@@ -200,7 +200,6 @@ describe('imgclf predict --out', () => {
       .toFile(boot);
     const copy = path.join(work, 'copy');
     rmSync(copy, { recursive: true, force: true });
-    const { mkdirSync } = await import('node:fs');
     mkdirSync(copy);
     writeFileSync(path.join(copy, 'boot.png'), readFileSync(boot));
     const out = path.join(work, 'pictures');
@@ -216,5 +215,9 @@ describe('imgclf predict --out', () => {
     expect(grid.code, grid.stderr).toBe(0);
     const layout = gridLayout(5, 2, { shape: SHAPE, title: 'x' });
     expect(await size(path.join(out, 'predictions.png'))).toEqual([layout.width, layout.height]);
+    expectCleanError(
+      cli(['predict', '--model', run, boot, '--out', boot]),
+      /--out .*boot\.png is a file, not a folder/,
+    );
   });
 });

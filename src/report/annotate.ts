@@ -2,10 +2,12 @@
  * Annotated prediction pictures for `imgclf predict --out`: the image as given, what the model
  * saw (the prepared input, enlarged), and a bar chart of the top classes.
  */
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { Lang } from '../data/classes.js';
 import type { ImageShape } from '../data/dataset.js';
+import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { probabilitySpec } from './charts.js';
 import { CAPTION_SIZE, fitText, gridScale, type GridItem, imageGrid, textLayer, tilePng } from './grid.js';
@@ -88,11 +90,18 @@ export async function annotatedPrediction(a: AnnotateInput): Promise<Buffer> {
     .toBuffer();
 }
 
+/** `--out` must be a folder (or not exist yet: it is created). */
+export function checkOutDir(dir: string): void {
+  const st = statSync(dir, { throwIfNoEntry: false });
+  if (st && !st.isDirectory()) throw new UserError(`--out ${dir} is a file, not a folder`);
+}
+
 /**
  * A file name in `dir` for `source`'s picture: its base name with .png, numbered when two
  * inputs of one call share a base name (a rerun overwrites its own earlier pictures).
  */
 export function pictureName(dir: string, source: string, taken: Set<string>): string {
+  if (taken.size === 0) checkOutDir(dir);
   const base = path.basename(source).replace(/\.[^.]+$/, '') || 'image';
   let name = `${base}.png`;
   for (let n = 2; taken.has(name); n++) name = `${base}-${n}.png`;
@@ -121,6 +130,7 @@ export async function writeTestGrid(
   shape: ImageShape,
   lang: Lang,
 ): Promise<string> {
+  checkOutDir(dir);
   const t = strings(lang);
   const items: GridItem[] = shown.map((s) => {
     const wrong = s.truth !== s.label;
