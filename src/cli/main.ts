@@ -12,6 +12,7 @@ import { registerEvaluate } from './commands/evaluate.js';
 import { registerModels } from './commands/models.js';
 import { registerPredict } from './commands/predict.js';
 import { registerServe } from './commands/serve.js';
+import { registerReport } from './commands/report.js';
 import { registerTrain } from './commands/train.js';
 import type { GlobalOptions } from './output.js';
 
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerData(program, globals);
   registerModels(program, globals);
   registerServe(program, globals);
+  registerReport(program, globals);
   // Subcommands inherit exitOverride only when set before they are added.
   for (const c of program.commands) c.exitOverride();
   return program;

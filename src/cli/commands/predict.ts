@@ -7,6 +7,7 @@ import { imageSize } from '../../data/dataset.js';
 import { UserError } from '../../errors.js';
 import { predictProbabilities, topK } from '../../predict/predict.js';
 import { prepareImage } from '../../predict/preprocess.js';
+import { type ShownTestImage, writeFilePicture, writeTestGrid } from '../../report/annotate.js';
 import { loadRun } from '../../run/rundir.js';
 import { type GlobalOptions, numberArg, Output } from '../output.js';
 import { loadRunWithData } from './evaluate.js';
@@ -44,15 +45,24 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
     .option('-n, --count <n>', 'test images to show when no files are given', numberArg('--count', true), 6)
     .option('--backend <name>', 'auto, wasm, cpu or tensorflow', 'auto')
     .option('--data-dir <dir>', 'folder with the dataset files')
+    .option('--out <dir>', 'also write an annotated picture per image (a grid for test images) here')
     .action(
       async (
         files: string[],
-        opts: { model: string; topK: number; count: number; backend: BackendName; dataDir?: string },
+        opts: {
+          model: string;
+          topK: number;
+          count: number;
+          backend: BackendName;
+          dataDir?: string;
+          out?: string;
+        },
       ) => {
         const out = new Output(globals());
         const lang = out.lang;
         if (opts.topK < 1) throw new UserError(`--top-k must be at least 1 (got ${opts.topK})`);
         const predictions: Prediction[] = [];
+        const pictures: string[] = [];
         if (files.length === 0) {
           const { run, dataset } = await loadRunWithData(opts.model, opts.backend, opts.dataDir);
           const shape = run.metadata.inputShape;
@@ -60,6 +70,7 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
           const row = imageSize(shape);
           const probs = predictProbabilities(run.model, dataset.test.images.subarray(0, n * row), n, shape);
           const names = run.metadata.classNames;
+          const shown: ShownTestImage[] = [];
           for (let i = 0; i < n; i++) {
             const label = names[topK(probs[i], 1)[0]];
             const truth = names[dataset.test.labels[i]];
@@ -79,12 +90,16 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
               `#${i}  ${lang === 'zh' ? '真实' : 'true'}: ${displayName(truth, lang)}  ${lang === 'zh' ? '预测' : 'predicted'}: ${displayName(label, lang)}  ${mark}`,
             );
             for (const l of art) out.line('    ' + l);
+            const pixels = dataset.test.images.subarray(i * row, (i + 1) * row);
+            shown.push({ pixels, truth: displayName(truth, lang), label: displayName(label, lang) });
           }
+          if (opts.out) pictures.push(await writeTestGrid(opts.out, shown, shape, lang));
         } else {
           await selectBackend(opts.backend);
           const run = await loadRun(opts.model);
           const shape = run.metadata.inputShape;
           const names = run.metadata.classNames;
+          const taken = new Set<string>();
           for (const file of files) {
             let bytes: Buffer;
             try {
@@ -106,9 +121,15 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
               .map((i) => `${displayName(names[i], lang)} ${(p[i] * 100).toFixed(1)}%`)
               .join(', ');
             out.line(`${file}: ${ranked}${inverted ? '  (inverted: light background)' : ''}`);
+            if (opts.out) {
+              const t = top.map((i) => ({ label: displayName(names[i], lang), probability: p[i] }));
+              const a = { bytes, name: file, input, shape, inverted, top: t, lang };
+              pictures.push(await writeFilePicture(opts.out, taken, a));
+            }
           }
         }
-        out.json({ predictions });
+        for (const f of pictures) out.line(`wrote ${f}`);
+        out.json(opts.out ? { predictions, pictures } : { predictions });
       },
     );
 }

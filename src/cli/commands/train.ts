@@ -6,6 +6,7 @@ import { resolveConfig, type TrainConfig } from '../../config.js';
 import type { Lang } from '../../data/classes.js';
 import { loadDataset } from '../../data/load.js';
 import { create } from '../../models/index.js';
+import { writeReport } from '../../report/report.js';
 import { RUN_FORMAT, saveMetadata, saveMetrics, saveModel } from '../../run/rundir.js';
 import { type EpochMetrics, fit } from '../../train/loop.js';
 import { createOptimizer } from '../../train/optimizers.js';
@@ -89,6 +90,18 @@ export async function train(
     },
   });
   out.line(`saved ${dir}`);
+  // Pictures are drawn from the finished history and model, never inside the loop.
+  const testAccuracy = history.at(-1)?.test_accuracy;
+  await writeReport({
+    dir,
+    model,
+    test: dataset.test,
+    metadata: { ...metadata, testAccuracy },
+    history,
+    lang: out.lang,
+    log,
+  });
+  out.line(`report ${path.join(dir, 'report.html')}`);
   return { history, dir, backend };
 }
 

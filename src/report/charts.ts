@@ -1,0 +1,182 @@
+/**
+ * Vega-Lite specs for the report's charts, built from plain numbers (history, confusion
+ * matrix, probabilities). No I/O here: the same specs can be rendered in a browser.
+ */
+import type { TopLevelSpec } from 'vega-lite';
+import type { EpochMetrics } from '../train/loop.js';
+import type { Strings } from './text.js';
+
+/** Shared look: readable font sizes at 100%, the report's font stack. */
+export function chartConfig(font: string) {
+  return {
+    font,
+    view: { stroke: '#888' },
+    axis: { labelFontSize: 12, titleFontSize: 13, titleFontWeight: 'normal' as const, gridColor: '#e4e4e4' },
+    legend: { labelFontSize: 12, titleFontSize: 13, titleFontWeight: 'normal' as const },
+    title: { fontSize: 15, subtitleFontSize: 12, anchor: 'start' as const, subtitleColor: '#555' },
+  };
+}
+
+/**
+ * Train loss, train accuracy and test accuracy per epoch on one axis, as d2l's Animator draws
+ * them (its legend: train loss, train acc, test acc).
+ */
+export function curvesSpec(history: EpochMetrics[], t: Strings, font: string): TopLevelSpec {
+  const series = [t.trainLoss, t.trainAcc, t.testAcc];
+  const values = history.flatMap((m) => [
+    { epoch: m.epoch, series: t.trainLoss, value: m.train_loss },
+    { epoch: m.epoch, series: t.trainAcc, value: m.train_accuracy },
+    { epoch: m.epoch, series: t.testAcc, value: m.test_accuracy },
+  ]);
+  const last = Math.max(1, ...history.map((m) => m.epoch));
+  // d2l's x range is [1, epochs]; a one-epoch run is centred instead of drawn on the frame.
+  const domain = last === 1 ? [0.5, 1.5] : [1, last];
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: t.curvesTitle },
+    width: 480,
+    height: 300,
+    data: { values },
+    mark: { type: 'line', point: { filled: true, size: 50 }, strokeWidth: 2.5 },
+    encoding: {
+      x: {
+        field: 'epoch',
+        type: 'quantitative',
+        title: t.epoch,
+        scale: { domain, nice: false },
+        axis: { tickMinStep: 1, format: 'd' },
+      },
+      y: { field: 'value', type: 'quantitative', title: t.value, scale: { zero: false } },
+      color: {
+        field: 'series',
+        type: 'nominal',
+        title: null,
+        sort: series,
+        // d2l's line colours and styles: blue solid, magenta dashed, green dash-dot.
+        scale: { domain: series, range: ['#1f77b4', '#c03bc0', '#2ca02c'] },
+        legend: {
+          orient: 'bottom',
+          direction: 'horizontal',
+          symbolType: 'stroke',
+          symbolStrokeWidth: 2.5,
+          symbolSize: 500,
+        },
+      },
+      strokeDash: {
+        field: 'series',
+        type: 'nominal',
+        sort: series,
+        // Same field, title and sort as colour, so Vega-Lite merges both into one legend.
+        title: null,
+        scale: {
+          domain: series,
+          range: [
+            [1, 0],
+            [8, 4],
+            [8, 3, 2, 3],
+          ],
+        },
+      },
+    },
+    config: chartConfig(font),
+  };
+}
+
+/** Confusion heatmap: colour is the share of the true class (row), text is the count. */
+export function confusionSpec(
+  confusion: number[][],
+  labels: string[],
+  t: Strings,
+  font: string,
+): TopLevelSpec {
+  const total = confusion.flat().reduce((a, b) => a + b, 0);
+  const values = confusion.flatMap((row, i) => {
+    const rowSum = row.reduce((a, b) => a + b, 0) || 1;
+    return row.map((count, j) => ({
+      true: labels[i],
+      predicted: labels[j],
+      count,
+      share: count / rowSum,
+    }));
+  });
+  const cell = Math.max(34, Math.min(56, Math.floor(520 / Math.max(labels.length, 1))));
+  const side = cell * labels.length;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: t.confusionTitle, subtitle: t.confusionSubtitle(total) },
+    width: side,
+    height: side,
+    data: { values },
+    encoding: {
+      x: {
+        field: 'predicted',
+        type: 'nominal',
+        sort: labels,
+        title: t.predictedClass,
+        axis: { labelAngle: -40, orient: 'bottom' },
+      },
+      y: { field: 'true', type: 'nominal', sort: labels, title: t.trueClass },
+    },
+    layer: [
+      {
+        mark: { type: 'rect', stroke: 'white', strokeWidth: 1 },
+        encoding: {
+          color: {
+            field: 'share',
+            type: 'quantitative',
+            title: t.share,
+            scale: { scheme: 'blues', domain: [0, 1] },
+            legend: { format: '.0%', gradientLength: Math.min(side, 240) },
+          },
+        },
+      },
+      {
+        mark: { type: 'text', fontSize: labels.length > 12 ? 9 : 12 },
+        encoding: {
+          text: { field: 'count', type: 'quantitative' },
+          color: { condition: { test: 'datum.share > 0.5', value: 'white' }, value: '#222' },
+          opacity: { condition: { test: 'datum.count === 0', value: 0.35 }, value: 1 },
+        },
+      },
+    ],
+    config: chartConfig(font),
+  };
+}
+
+/** Horizontal bars of the top classes for one image. */
+export function probabilitySpec(
+  top: { label: string; probability: number }[],
+  t: Strings,
+  font: string,
+): TopLevelSpec {
+  const order = top.map((p) => p.label);
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    width: 220,
+    height: Math.max(60, 26 * top.length),
+    data: { values: top.map((p, i) => ({ ...p, rank: i })) },
+    encoding: {
+      y: { field: 'label', type: 'nominal', sort: order, title: null },
+      x: {
+        field: 'probability',
+        type: 'quantitative',
+        title: t.probability,
+        scale: { domain: [0, 1] },
+        axis: { format: '.0%', values: [0, 0.25, 0.5, 0.75, 1] },
+      },
+    },
+    layer: [
+      {
+        mark: { type: 'bar', height: 16 },
+        encoding: {
+          color: { condition: { test: 'datum.rank === 0', value: '#1f77b4' }, value: '#9ecae1' },
+        },
+      },
+      {
+        mark: { type: 'text', align: 'left', dx: 4, fontSize: 12 },
+        encoding: { text: { field: 'probability', type: 'quantitative', format: '.1%' } },
+      },
+    ],
+    config: chartConfig(font),
+  };
+}
