@@ -30,11 +30,11 @@ export class Output {
   }
 
   /** A progress bar on a TTY stderr; a no-op when output is piped or in --json mode. */
-  progress(total: number, label: string): { update(done: number): void; stop(): void } {
+  progress(total: number, label: string, unit = 'batches'): { update(done: number): void; stop(): void } {
     if (!process.stderr.isTTY || this.opts.json || process.env.CI) return { update() {}, stop() {} };
     const bar = new cliProgress.SingleBar(
       {
-        format: `${label} [{bar}] {value}/{total} batches`,
+        format: `${label} [{bar}] {value}/{total} ${unit}`,
         stream: process.stderr,
         clearOnComplete: true,
         hideCursor: true,
