@@ -40,6 +40,8 @@ export interface DataSummary {
   skipped: string[];
   /** Image folders: 'hit' when the decoded tensors came from the cache. */
   cache: 'hit' | 'miss' | null;
+  /** Seconds spent loading (reading, decoding or parsing) the data. */
+  seconds: number;
 }
 
 /** The data source a training config names. */
@@ -165,6 +167,7 @@ export async function train(
     test: dataset.test.count,
     skipped: loaded.skipped.map((s) => s.path),
     cache: loaded.cache ?? null,
+    seconds,
   };
   return { history, dir, backend, data };
 }
