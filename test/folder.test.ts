@@ -223,7 +223,7 @@ describe('bad image folders: one line, exit 2', () => {
     expectCleanError(cli(['train', '--data', flat], env), /has no class folders; put each class's images/);
     expectCleanError(
       cli(['train', '--data', path.join(work, 'nowhere')], env),
-      /--data .*nowhere does not exist/,
+      /nowhere does not exist; --data takes a folder of class folders or a \.csv file/,
     );
     const dir = path.join(work, 'unreadable-class');
     await writeShapesFolder(dir, { perClass: 2, classes: ['circle', 'square'] });

@@ -141,9 +141,10 @@ async function scanClasses(
 /** Lists the classes and files of an image folder, with the checks that need no decoding. */
 export async function scanImageFolder(folder: string): Promise<FolderScan> {
   const root = path.resolve(folder);
-  if (!existsSync(root)) throw new UserError(`--data ${folder} does not exist`);
+  if (!existsSync(root))
+    throw new UserError(`${folder} does not exist; --data takes a folder of class folders or a .csv file`);
   if (!statSync(root).isDirectory())
-    throw new UserError(`--data ${folder} is neither a folder of class folders nor a .csv file`);
+    throw new UserError(`${folder} is neither a folder of class folders nor a .csv file`);
   const top = await subdirs(root);
   const layout = top.includes('train') && top.includes('test') ? 'split' : 'flat';
   const trainDir = layout === 'split' ? path.join(root, 'train') : root;
@@ -296,14 +297,18 @@ async function decodePart(
   return { pixels, labels, count: kept.length };
 }
 
-function checkEveryClass(scan: FolderScan, part: FolderPart, where: string): void {
-  const seen = new Set(part.labels);
-  for (const [label, name] of scan.classNames.entries()) {
-    const had = (where === 'train' ? scan.train : scan.test).some((e) => e.label === label);
-    if (had && !seen.has(label))
-      throw new UserError(
-        `class '${name}' has no readable images in ${where === 'train' ? 'the training' : 'the test'} folder`,
-      );
+/** A class whose files were all unreadable would silently vanish from the split: refuse it. */
+function checkEveryClass(
+  classNames: string[],
+  entries: FolderEntry[],
+  part: FolderPart,
+  where: string,
+): void {
+  const listed = new Set(entries.map((e) => e.label));
+  const decoded = new Set(part.labels);
+  for (const [label, name] of classNames.entries()) {
+    if (listed.has(label) && !decoded.has(label))
+      throw new UserError(`class '${name}' has no readable images in ${where}`);
   }
 }
 
@@ -331,8 +336,9 @@ export async function loadImageFolder(folder: string, opts: FolderOptions): Prom
   const skipped: SkippedFile[] = [];
   const train = await decodePart(scan, scan.train, shape, opts, skipped, progress);
   const test = await decodePart(scan, scan.test, shape, opts, skipped, progress);
-  checkEveryClass(scan, train, 'train');
-  if (scan.layout === 'split') checkEveryClass(scan, test, 'test');
+  const trainDir = scan.layout === 'split' ? path.join(scan.root, 'train') : scan.root;
+  checkEveryClass(scan.classNames, scan.train, train, trainDir);
+  checkEveryClass(scan.classNames, scan.test, test, path.join(scan.root, 'test'));
   await writeFileAtomic(
     cachePath,
     encodeCache(
