@@ -3,15 +3,29 @@
  * unknown keys are errors, and the resolved config is written into the run directory.
  */
 import { BACKENDS, type BackendName } from './backend/index.js';
-import type { Lang } from './data/classes.js';
+import { IDX_DATASET_NAMES, type Lang } from './data/classes.js';
 import { check, UserError } from './errors.js';
 import { getEntry } from './models/index.js';
 
 export interface TrainConfig {
   /** Registered model name (`imgclf models` lists them). */
   model: string;
-  /** Built-in dataset name. */
+  /** Built-in IDX dataset name (fashion-mnist, mnist, kmnist); 'folder' or 'csv' with --data. */
   dataset: string;
+  /** Your own data: a folder of class folders, or a .csv file (label,pixel1..pixelN). */
+  data?: string;
+  /** A test CSV for a CSV --data; without it, valSplit of the rows is held out. */
+  testData?: string;
+  /** Image folders: images are resized to imageSize x imageSize pixels. Default 28. */
+  imageSize?: number;
+  /** Image folders: 1 (grayscale) or 3 (RGB). Default 3. */
+  channels?: 1 | 3;
+  /** Image folders: fill (stretch), contain (letterbox) or cover (crop the centre). Default fill. */
+  resizeMode?: 'fill' | 'contain' | 'cover';
+  /** Fraction (0..0.9) held out as the test split when the data has none. Default 0.1. */
+  valSplit?: number;
+  /** Image folders: an unreadable file fails the run instead of being skipped. */
+  strict?: boolean;
   /** Passes over the training set. Default: the model's (5 for softmax, as the seed). */
   epochs: number;
   /** Examples per minibatch. Default 256, as the seed. */
@@ -36,6 +50,13 @@ export interface TrainConfig {
 const KEYS: (keyof TrainConfig)[] = [
   'model',
   'dataset',
+  'data',
+  'testData',
+  'imageSize',
+  'channels',
+  'resizeMode',
+  'valSplit',
+  'strict',
   'epochs',
   'batchSize',
   'lr',
@@ -56,9 +77,12 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
   }
   const model = input.model ?? 'softmax';
   const entry = getEntry(model);
+  if (input.data !== undefined && input.dataset !== undefined)
+    throw new UserError('--data and --dataset exclude each other: train on your own data or a built-in set');
+  const dataKind = input.data === undefined ? undefined : /\.csv$/i.test(input.data) ? 'csv' : 'folder';
   const cfg: TrainConfig = {
     model,
-    dataset: input.dataset ?? 'fashion-mnist',
+    dataset: dataKind ?? input.dataset ?? 'fashion-mnist',
     epochs: input.epochs ?? entry.defaults.epochs,
     batchSize: input.batchSize ?? entry.defaults.batchSize ?? 256,
     lr: input.lr ?? entry.defaults.lr,
@@ -70,6 +94,36 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     out: input.out,
     lang: input.lang ?? 'en',
   };
+  if (dataKind) {
+    cfg.data = input.data;
+    cfg.valSplit = input.valSplit ?? 0.1;
+    if (input.testData !== undefined) {
+      check(dataKind === 'csv', '--test-data goes with a CSV --data; an image folder holds test/ itself');
+      cfg.testData = input.testData;
+    }
+    if (dataKind === 'folder') {
+      cfg.imageSize = input.imageSize ?? 28;
+      cfg.channels = input.channels ?? 3;
+      cfg.resizeMode = input.resizeMode ?? 'fill';
+      cfg.strict = input.strict ?? false;
+    }
+  } else {
+    check(input.testData === undefined, '--test-data goes with --data file.csv');
+    check(input.valSplit === undefined, '--val-split goes with --data (the built-in sets have a test split)');
+  }
+  if (dataKind !== 'folder') {
+    check(!input.strict, '--strict applies to image folders (--data PATH)');
+    check(input.channels === undefined, '--channels applies to image folders (--data PATH)');
+    check(input.resizeMode === undefined, '--resize-mode applies to image folders (--data PATH)');
+    // Elsewhere --image-size is the same as --resize.
+    if (input.imageSize !== undefined) {
+      check(
+        input.resize === undefined || input.resize === input.imageSize,
+        '--image-size and --resize disagree; give one of them',
+      );
+      cfg.resize = input.imageSize;
+    }
+  }
   check(
     Number.isInteger(cfg.epochs) && cfg.epochs >= 1,
     `--epochs must be a whole number >= 1 (got ${cfg.epochs})`,
@@ -85,7 +139,32 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     `unknown backend '${cfg.backend}'; choose one of ${BACKENDS.join(', ')}`,
   );
   check(cfg.lang === 'en' || cfg.lang === 'zh', `--lang must be en or zh (got ${cfg.lang})`);
-  check(cfg.dataset === 'fashion-mnist', `unknown dataset '${cfg.dataset}'; choose fashion-mnist`);
+  if (!dataKind) {
+    check(
+      (IDX_DATASET_NAMES as readonly string[]).includes(cfg.dataset),
+      `unknown dataset '${cfg.dataset}'; choose one of ${IDX_DATASET_NAMES.join(', ')}, or --data PATH for your own`,
+    );
+  }
+  if (cfg.imageSize !== undefined) {
+    check(
+      Number.isInteger(cfg.imageSize) && cfg.imageSize >= 4 && cfg.imageSize <= 512,
+      `--image-size must be a whole number from 4 to 512 (got ${cfg.imageSize})`,
+    );
+  }
+  if (cfg.channels !== undefined)
+    check(cfg.channels === 1 || cfg.channels === 3, `--channels must be 1 or 3 (got ${cfg.channels})`);
+  if (cfg.resizeMode !== undefined) {
+    check(
+      ['fill', 'contain', 'cover'].includes(cfg.resizeMode),
+      `--resize-mode must be fill, contain or cover (got ${cfg.resizeMode})`,
+    );
+  }
+  if (cfg.valSplit !== undefined) {
+    check(
+      Number.isFinite(cfg.valSplit) && cfg.valSplit > 0 && cfg.valSplit <= 0.9,
+      `--val-split must be a fraction above 0 and at most 0.9 (got ${cfg.valSplit})`,
+    );
+  }
   if (cfg.resize !== undefined) {
     check(
       Number.isInteger(cfg.resize) && cfg.resize >= 4 && cfg.resize <= 512,

@@ -36,11 +36,15 @@ export class Output {
    * its turn. (Its synchronous redraws are off: they leave stray timers that redraw over the
    * epoch line after the bar has stopped.)
    */
-  progress(total: number, label: string): { update(done: number): void | Promise<void>; stop(): void } {
+  progress(
+    total: number,
+    label: string,
+    unit = 'batches',
+  ): { update(done: number): void | Promise<void>; stop(): void } {
     if (!process.stderr.isTTY || this.opts.json || process.env.CI) return { update() {}, stop() {} };
     const bar = new cliProgress.SingleBar(
       {
-        format: `${label} [{bar}] {value}/{total} batches`,
+        format: `${label} [{bar}] {value}/{total} ${unit}`,
         stream: process.stderr,
         clearOnComplete: true,
         hideCursor: true,

@@ -15,6 +15,23 @@ export const FASHION_MNIST_CLASSES = [
   'Ankle boot',
 ];
 
+/** MNIST digits, named as torchvision names them. */
+export const MNIST_CLASSES = [
+  '0 - zero',
+  '1 - one',
+  '2 - two',
+  '3 - three',
+  '4 - four',
+  '5 - five',
+  '6 - six',
+  '7 - seven',
+  '8 - eight',
+  '9 - nine',
+];
+
+/** Kuzushiji-MNIST: the romanised hiragana of each class, as torchvision names them. */
+export const KMNIST_CLASSES = ['o', 'ki', 'su', 'tsu', 'na', 'ha', 'ma', 'ya', 're', 'wo'];
+
 /** The seed's own labels (d2l's get_fashion_mnist_labels, in Chinese). */
 export const FASHION_MNIST_CLASSES_ZH = [
   'T恤',
@@ -37,3 +54,6 @@ const TRANSLATIONS: Record<string, string> = Object.fromEntries(
 export function displayName(name: string, lang: Lang): string {
   return lang === 'zh' ? (TRANSLATIONS[name] ?? name) : name;
 }
+
+/** The built-in IDX datasets `--dataset` accepts (their files are described in data/sources.ts). */
+export const IDX_DATASET_NAMES = ['fashion-mnist', 'mnist', 'kmnist'] as const;

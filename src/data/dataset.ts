@@ -56,3 +56,25 @@ export function classCounts(labels: Uint8Array, numClasses: number): number[] {
   for (const l of labels) counts[l]++;
   return counts;
 }
+
+/**
+ * Mean brightness (0..1) of the outermost pixel ring of the first `limit` images, over all
+ * channels. MNIST-like data (light strokes on black) scores near 0, photos and scans higher;
+ * it decides whether `predict` inverts light-background pictures for a model.
+ */
+export function borderBrightness(split: Split, shape: ImageShape, limit = 1000): number {
+  const [h, w, c] = shape;
+  const row = h * w * c;
+  let sum = 0;
+  let n = 0;
+  for (let i = 0; i < Math.min(split.count, limit); i++) {
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        if (y !== 0 && y !== h - 1 && x !== 0 && x !== w - 1) continue;
+        for (let k = 0; k < c; k++) sum += split.images[i * row + (y * w + x) * c + k];
+        n += c;
+      }
+    }
+  }
+  return n ? sum / n : 0;
+}

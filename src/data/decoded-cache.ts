@@ -13,6 +13,7 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
 import type { ImageShape, Split } from './dataset.js';
+import type { FileReport } from './sources.js';
 
 const FORMAT = 'imgclf-decoded/1';
 
@@ -21,7 +22,7 @@ export interface DecodedHeader {
   count: number;
   shape: ImageShape;
   /** What the loader reports about the source files (paths, checksums, verified). */
-  sources: { name: string; path: string; verified: boolean; sha256: string }[];
+  sources: FileReport[];
 }
 
 /** The cache file for a split decoded from `sources` (their stats are the key). */

@@ -1,48 +1,227 @@
-/** Loading a dataset by name for the commands (Node only). */
+/**
+ * Loading a dataset for the commands (Node only) from one description of its source, which the
+ * run directory records, so `evaluate`, `predict`, `report` and `serve` reload exactly the data
+ * a model was trained on:
+ *   - idx:    a built-in IDX dataset (fashion-mnist, mnist, kmnist) via the source chain
+ *   - folder: an image folder, one subfolder per class
+ *   - csv:    a Kaggle-style `label,pixel1..pixelN` file
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { UserError } from '../errors.js';
-import type { Dataset } from './dataset.js';
-import { FASHION_MNIST, type FileReport, loadIdxDataset, type LocatedDataset } from './sources.js';
+import { csvClassNames, csvLabelIndices, parseImageCsv } from './csv.js';
+import { type Dataset, type ImageShape, type Split, splitFromBytes } from './dataset.js';
+import { loadImageFolder, type ResizeMode, type SkippedFile } from './folder.js';
+import { type FileReport, idxSpec, loadIdxDataset, type LocatedDataset } from './sources.js';
+import { stratifiedSplit } from './split.js';
 import { resizedShape, resizeSplit } from './transforms.js';
 
+export type DataSource =
+  | { kind: 'idx'; dataset: string; dataDir?: string; resize?: number }
+  | {
+      kind: 'folder';
+      /** Absolute path of the folder. */
+      path: string;
+      imageSize: number;
+      channels: 1 | 3;
+      resizeMode: ResizeMode;
+      /** Fraction held out as the test split when the folder has no train/ and test/. */
+      valSplit: number;
+      /** Seeds the held-out split. */
+      seed: number;
+    }
+  | {
+      kind: 'csv';
+      path: string;
+      /** A separate test CSV; without one, valSplit of the rows is held out. */
+      testPath?: string;
+      valSplit: number;
+      seed: number;
+      resize?: number;
+    };
+
 export interface LoadOptions {
-  dataset: string;
+  /** What to load; when absent, the IDX dataset named by `dataset`. */
+  source?: DataSource;
+  dataset?: string;
   dataDir?: string;
   resize?: number;
+  /** Image folders: fail on an unreadable file instead of skipping it. */
+  strict?: boolean;
   log?: (message: string) => void;
   /** Reuse decoded data from the user cache (default true). */
   decodedCache?: boolean;
+  /** Image folders: decoding progress (images done, total). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface LoadedDataset {
   dataset: Dataset;
+  /** The source with paths made absolute: what a run directory records. */
+  source: DataSource;
   located: LocatedDataset;
+  /** IDX files and their verification (empty for other sources). */
   files: FileReport[];
+  /** Image-folder files that could not be decoded. */
+  skipped: SkippedFile[];
+  /** Image folders: whether the decoded tensors came from the cache. */
+  cache?: 'hit' | 'miss';
+  /** Held out from the training data as the test split, when the source has no test split. */
+  heldOut: boolean;
   /** Seconds spent reading, verifying and parsing. */
   seconds: number;
 }
 
+/** The source an older run directory (or a config without --data) means. */
+export function idxSource(dataset: string, dataDir?: string, resize?: number): DataSource {
+  return { kind: 'idx', dataset, dataDir, resize };
+}
+
 export async function loadDataset(opts: LoadOptions): Promise<LoadedDataset> {
   const start = performance.now();
-  if (opts.dataset !== 'fashion-mnist')
-    throw new UserError(`unknown dataset '${opts.dataset}'; choose fashion-mnist`);
-  const loaded = await loadIdxDataset(FASHION_MNIST, {
-    dataDir: opts.dataDir,
+  const source = opts.source ?? idxSource(opts.dataset ?? 'fashion-mnist', opts.dataDir, opts.resize);
+  const loaded =
+    source.kind === 'idx'
+      ? await loadIdx(source, opts)
+      : source.kind === 'folder'
+        ? await loadFolder(source, opts)
+        : await loadCsv(source);
+  return { ...loaded, seconds: (performance.now() - start) / 1000 };
+}
+
+type LoadedParts = Omit<LoadedDataset, 'seconds'>;
+
+async function loadIdx(
+  source: Extract<DataSource, { kind: 'idx' }>,
+  opts: LoadOptions,
+): Promise<LoadedParts> {
+  const loaded = await loadIdxDataset(idxSpec(source.dataset), {
+    dataDir: source.dataDir,
     log: opts.log,
     decodedCache: opts.decodedCache ?? true,
   });
   for (const f of loaded.files) {
-    if (!f.verified)
-      opts.log?.(`warning: ${f.path} differs from the official release (sha256 ${f.sha256.slice(0, 12)}…)`);
+    if (f.verified) continue;
+    opts.log?.(
+      f.method === 'none'
+        ? `warning: ${f.path} cannot be verified (only the published .gz has a known checksum)`
+        : `warning: ${f.path} differs from the official release (sha256 ${f.sha256.slice(0, 12)}…)`,
+    );
   }
   let dataset = loaded.dataset;
-  if (opts.resize) {
-    const shape = dataset.shape;
-    dataset = {
-      ...dataset,
-      shape: resizedShape(shape, opts.resize),
-      train: resizeSplit(dataset.train, shape, opts.resize),
-      test: resizeSplit(dataset.test, shape, opts.resize),
-    };
+  if (source.resize) dataset = resizeDataset(dataset, source.resize);
+  const dataDir = source.dataDir ? path.resolve(source.dataDir) : undefined;
+  return { ...loaded, dataset, source: { ...source, dataDir }, skipped: [], heldOut: false };
+}
+
+function resizeDataset(dataset: Dataset, size: number): Dataset {
+  const shape = dataset.shape;
+  return {
+    ...dataset,
+    shape: resizedShape(shape, size),
+    train: resizeSplit(dataset.train, shape, size),
+    test: resizeSplit(dataset.test, shape, size),
+  };
+}
+
+/** Holds out a stratified fraction of `all` as the test split. */
+function holdOut(
+  all: Split,
+  shape: ImageShape,
+  numClasses: number,
+  fraction: number,
+  seed: number,
+  what: string,
+): { train: Split; test: Split } {
+  const { train, val } = stratifiedSplit(all, shape, numClasses, fraction, seed);
+  if (val.count === 0) {
+    throw new UserError(
+      `${what} has too few images to hold out a test split (--val-split ${fraction}); add images or a test set`,
+    );
   }
-  return { ...loaded, dataset, seconds: (performance.now() - start) / 1000 };
+  return { train, test: val };
+}
+
+async function loadFolder(
+  source: Extract<DataSource, { kind: 'folder' }>,
+  opts: LoadOptions,
+): Promise<LoadedParts> {
+  const folder = await loadImageFolder(source.path, {
+    imageSize: source.imageSize,
+    channels: source.channels,
+    resizeMode: source.resizeMode,
+    strict: opts.strict,
+    log: opts.log,
+    onProgress: opts.onProgress,
+  });
+  const { scan, shape } = folder;
+  const n = scan.classNames.length;
+  const train = splitFromBytes(folder.train.pixels, folder.train.labels, n, scan.root);
+  let split: { train: Split; test: Split };
+  if (scan.layout === 'split') {
+    split = { train, test: splitFromBytes(folder.test.pixels, folder.test.labels, n, scan.root) };
+  } else {
+    split = holdOut(train, shape, n, source.valSplit, source.seed, scan.root);
+  }
+  return {
+    dataset: { name: path.basename(scan.root), classNames: scan.classNames, shape, ...split },
+    source: { ...source, path: scan.root },
+    located: {
+      dir: scan.root,
+      origin: `image folder, ${scan.layout === 'split' ? 'train/ and test/' : 'class folders'}`,
+    },
+    files: [],
+    skipped: folder.skipped,
+    cache: folder.cache,
+    heldOut: scan.layout === 'flat',
+  };
+}
+
+async function readCsv(file: string) {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new UserError(`${file}: cannot read the file (does it exist?)`);
+  }
+  return parseImageCsv(text, file);
+}
+
+async function loadCsv(source: Extract<DataSource, { kind: 'csv' }>): Promise<LoadedParts> {
+  const file = path.resolve(source.path);
+  const trainCsv = await readCsv(file);
+  const classNames = csvClassNames(trainCsv.labels);
+  if (classNames.length < 2)
+    throw new UserError(
+      `${file}: every row has label '${classNames[0]}'; a classifier needs at least two classes`,
+    );
+  if (classNames.length > 256)
+    throw new UserError(`${file}: ${classNames.length} distinct labels; at most 256 are supported`);
+  const n = classNames.length;
+  const shape = trainCsv.shape;
+  const all = splitFromBytes(trainCsv.pixels, csvLabelIndices(trainCsv.labels, classNames, file), n, file);
+  let split: { train: Split; test: Split };
+  const testPath = source.testPath ? path.resolve(source.testPath) : undefined;
+  if (testPath) {
+    const testCsv = await readCsv(testPath);
+    if (testCsv.shape.join('x') !== shape.join('x')) {
+      throw new UserError(
+        `${testPath} holds ${testCsv.shape.join('x')} images but ${file} holds ${shape.join('x')}`,
+      );
+    }
+    const labels = csvLabelIndices(testCsv.labels, classNames, testPath);
+    split = { train: all, test: splitFromBytes(testCsv.pixels, labels, n, testPath) };
+  } else {
+    split = holdOut(all, shape, n, source.valSplit, source.seed, file);
+  }
+  let dataset: Dataset = { name: path.basename(file, '.csv'), classNames, shape, ...split };
+  if (source.resize) dataset = resizeDataset(dataset, source.resize);
+  return {
+    dataset,
+    source: { ...source, path: file, testPath },
+    located: { dir: path.dirname(file), origin: 'CSV file' },
+    files: [],
+    skipped: [],
+    heldOut: !testPath,
+  };
 }

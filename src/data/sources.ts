@@ -1,8 +1,10 @@
 /**
- * Where IDX datasets come from (Node only). Fashion-MNIST is looked for in this order:
- *   1. --data-dir   2. $IMGCLF_DATA_DIR   3. the user cache   4. Debian's dataset-fashion-mnist
+ * Where IDX datasets come from (Node only). A dataset is looked for in this order:
+ *   1. --data-dir   2. $IMGCLF_DATA_DIR   3. the user cache   4. a system package's folder
+ *      (Debian's dataset-fashion-mnist)
  * and, when none has it, downloaded into the cache from the mirrors below, one after another.
- * Every file's decompressed SHA-256 is checked; downloads are written atomically.
+ * Every file is checked against the checksum its spec knows (the decompressed SHA-256, or the
+ * MD5 of the published `.gz`); downloads are written atomically.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -12,16 +14,23 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { FASHION_MNIST_CLASSES } from './classes.js';
+import { FASHION_MNIST_CLASSES, KMNIST_CLASSES, MNIST_CLASSES } from './classes.js';
 import { type Dataset, type ImageShape, type Split, splitFromBytes } from './dataset.js';
 import { decodedCachePath, readDecoded, writeDecoded } from './decoded-cache.js';
 import { checkPair, parseIdx } from './idx.js';
 
+/**
+ * One file of an IDX dataset and the checksum it is verified against: at least one of
+ * `sha256` (of the decompressed bytes, which survives re-compression, as Debian does) or
+ * `gzMd5` (of the `.gz` as published, the only value torchvision lists for MNIST and KMNIST).
+ */
 export interface IdxFileSpec {
   /** File name without `.gz`, e.g. "train-images-idx3-ubyte". */
   name: string;
   /** SHA-256 of the decompressed bytes. */
-  sha256: string;
+  sha256?: string;
+  /** MD5 of the published `.gz` file. */
+  gzMd5?: string;
 }
 
 export interface IdxDatasetSpec {
@@ -63,6 +72,45 @@ export const FASHION_MNIST: IdxDatasetSpec = {
   ],
   systemDirs: ['/usr/share/datasets/fashion-mnist'],
 };
+
+/** MNIST, handwritten digits. Checksums: the `.gz` MD5s torchvision publishes. */
+export const MNIST: IdxDatasetSpec = {
+  name: 'mnist',
+  classNames: MNIST_CLASSES,
+  trainImages: { name: 'train-images-idx3-ubyte', gzMd5: 'f68b3c2dcbeaaa9fbdd348bbdeb94873' },
+  trainLabels: { name: 'train-labels-idx1-ubyte', gzMd5: 'd53e105ee54ea40749a09fcbcd1e9432' },
+  testImages: { name: 't10k-images-idx3-ubyte', gzMd5: '9fb629c4189551a2d022fa330f9573f3' },
+  testLabels: { name: 't10k-labels-idx1-ubyte', gzMd5: 'ec29112dd5afa0611ce80d1b7f02629c' },
+  mirrors: ['https://ossci-datasets.s3.amazonaws.com/mnist/', 'http://yann.lecun.com/exdb/mnist/'],
+  systemDirs: [],
+};
+
+/** Kuzushiji-MNIST, ten cursive hiragana. Checksums: the `.gz` MD5s torchvision publishes. */
+export const KMNIST: IdxDatasetSpec = {
+  name: 'kmnist',
+  classNames: KMNIST_CLASSES,
+  trainImages: { name: 'train-images-idx3-ubyte', gzMd5: 'bdb82020997e1d708af4cf47b453dcf7' },
+  trainLabels: { name: 'train-labels-idx1-ubyte', gzMd5: 'e144d726b3acfaa3e44228e80efcd344' },
+  testImages: { name: 't10k-images-idx3-ubyte', gzMd5: '5c965bf0a639b31b8f53240b1b52f4d7' },
+  testLabels: { name: 't10k-labels-idx1-ubyte', gzMd5: '7320c461ea6c1c855c0b718fb2a4b134' },
+  mirrors: ['http://codh.rois.ac.jp/kmnist/dataset/kmnist/'],
+  systemDirs: [],
+};
+
+/** The IDX datasets `--dataset` accepts, by name. */
+export const IDX_DATASETS: Record<string, IdxDatasetSpec> = {
+  'fashion-mnist': FASHION_MNIST,
+  mnist: MNIST,
+  kmnist: KMNIST,
+};
+
+/** The spec of a named IDX dataset, or a one-line error listing the names. */
+export function idxSpec(name: string): IdxDatasetSpec {
+  const spec = IDX_DATASETS[name];
+  if (!spec)
+    throw new UserError(`unknown dataset '${name}'; choose one of ${Object.keys(IDX_DATASETS).join(', ')}`);
+  return spec;
+}
 
 export interface SourceOptions {
   /** Explicit folder (--data-dir); when given, nothing else is searched. */
@@ -119,20 +167,41 @@ function hasAll(dir: string, spec: IdxDatasetSpec): boolean {
 /** Reads a file and gunzips it when it is gzip (by magic bytes, not by name). */
 export async function readMaybeGzip(file: string): Promise<Uint8Array> {
   const bytes = await readFile(file);
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    try {
-      return gunzipSync(bytes);
-    } catch (err) {
-      throw new UserError(
-        `${file}: corrupt gzip data (${(err as Error).message}); delete it and fetch again`,
-      );
-    }
-  }
+  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) return gunzipOrFail(bytes, file);
   return bytes;
+}
+
+function gunzipOrFail(bytes: Uint8Array, file: string): Uint8Array {
+  try {
+    return gunzipSync(bytes);
+  } catch (err) {
+    throw new UserError(`${file}: corrupt gzip data (${(err as Error).message}); delete it and fetch again`);
+  }
 }
 
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
+}
+
+export function md5(bytes: Uint8Array): string {
+  return createHash('md5').update(bytes).digest('hex');
+}
+
+export interface Verification {
+  /** True when a checksum the spec knows matched. */
+  verified: boolean;
+  /** Which checksum decided: a raw file cannot be checked against a `.gz` MD5. */
+  method: 'sha256' | 'gz-md5' | 'none';
+  /** SHA-256 of the decompressed bytes, always computed (for reports). */
+  sha256: string;
+}
+
+/** Checks a file's bytes (decompressed, and the `.gz` when it was one) against its spec. */
+export function verifyFile(file: IdxFileSpec, raw: Uint8Array, gz?: Uint8Array): Verification {
+  const digest = sha256(raw);
+  if (file.sha256) return { verified: digest === file.sha256, method: 'sha256', sha256: digest };
+  if (file.gzMd5 && gz) return { verified: md5(gz) === file.gzMd5, method: 'gz-md5', sha256: digest };
+  return { verified: false, method: 'none', sha256: digest };
 }
 
 export interface LocatedDataset {
@@ -180,8 +249,12 @@ export async function download(spec: IdxDatasetSpec, dir: string, opts: SourceOp
         } catch {
           throw new Error('not valid gzip data');
         }
-        const digest = sha256(raw);
-        if (digest !== file.sha256) throw new Error(`checksum mismatch (got sha256 ${digest.slice(0, 12)}…)`);
+        const v = verifyFile(file, raw, gz);
+        if (!v.verified) {
+          const got =
+            v.method === 'gz-md5' ? `md5 ${md5(gz).slice(0, 12)}` : `sha256 ${v.sha256.slice(0, 12)}`;
+          throw new Error(`checksum mismatch (got ${got}…)`);
+        }
         await writeFileAtomic(path.join(dir, file.name + '.gz'), gz);
         done = true;
         break;
@@ -194,7 +267,9 @@ export async function download(spec: IdxDatasetSpec, dir: string, opts: SourceOp
       // Only verified bytes are ever renamed into place, so a failure leaves nothing partial.
       throw new UserError(
         `could not download ${file.name}.gz from any mirror (${failures.join('; ')}); ` +
-          `install it with 'apt-get install dataset-fashion-mnist' or pass --data-dir`,
+          (spec.systemDirs.length
+            ? `install it with 'apt-get install dataset-${spec.name}' or pass --data-dir`
+            : `download the four files yourself and pass --data-dir`),
       );
     }
   }
@@ -226,6 +301,8 @@ export interface FileReport {
   name: string;
   path: string;
   verified: boolean;
+  /** How the file was checked; 'none' for a decompressed copy of a dataset known only by `.gz` MD5s. */
+  method: Verification['method'];
   sha256: string;
 }
 
@@ -243,9 +320,11 @@ export async function loadIdxDataset(spec: IdxDatasetSpec, opts: SourceOptions =
   const pathOf = (file: IdxFileSpec) => findFile(located.dir, file)!;
   const read = async (file: IdxFileSpec, rank: number) => {
     const p = pathOf(file);
-    const raw = await readMaybeGzip(p);
-    const digest = sha256(raw);
-    files.push({ name: file.name, path: p, verified: digest === file.sha256, sha256: digest });
+    const bytes = new Uint8Array(await readFile(p));
+    const isGz = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+    const raw = isGz ? gunzipOrFail(bytes, p) : bytes;
+    const v = verifyFile(file, raw, isGz ? bytes : undefined);
+    files.push({ name: file.name, path: p, verified: v.verified, method: v.method, sha256: v.sha256 });
     return parseIdx(raw, p, rank);
   };
   const decode = async (

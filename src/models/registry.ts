@@ -6,9 +6,15 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { UserError } from '../errors.js';
 import type { ImageShape } from '../data/dataset.js';
 
+/**
+ * What a model is built for, always taken from the dataset: a model must read its input size,
+ * channel count and class count from here and hard-code none of them, because `--data` feeds
+ * it image folders and CSVs of any size, gray or RGB, with any number of classes.
+ */
 export interface ModelSpec {
-  /** Input image shape [H, W, C], taken from the dataset. */
+  /** Input image shape [H, W, C], taken from the dataset (C = 1 gray or 3 RGB). */
   inputShape: ImageShape;
+  /** Number of classes (2 to 256), taken from the dataset. */
   numClasses: number;
   /** Seed for weight initialization. */
   seed: number;

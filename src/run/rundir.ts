@@ -15,6 +15,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../errors.js';
 import type { ImageShape } from '../data/dataset.js';
+import type { DataSource } from '../data/load.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { EpochMetrics } from '../train/loop.js';
 import { VERSION } from '../version.js';
@@ -26,8 +27,8 @@ export interface Preprocessing {
   scale: number;
   /** Photos with a light background are inverted, to look like the dataset's dark one. */
   invertLightBackground: boolean;
-  /** How an image of another size becomes inputShape. */
-  resize: 'contain' | 'fill';
+  /** How an image of another size becomes inputShape: letterbox, stretch, or crop the centre. */
+  resize: 'contain' | 'fill' | 'cover';
 }
 
 export interface RunMetadata {
@@ -38,6 +39,8 @@ export interface RunMetadata {
   classNames: string[];
   inputShape: ImageShape;
   preprocessing: Preprocessing;
+  /** Where the training data came from, so evaluate/predict/report reload the same splits. */
+  data?: DataSource;
   /** The resolved training config. */
   config: Record<string, unknown>;
   backend: string;

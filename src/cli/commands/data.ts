@@ -1,15 +1,17 @@
-/** `imgclf data fetch|info`: get Fashion-MNIST and show what is there. */
+/** `imgclf data fetch|info`: get a built-in IDX dataset (Fashion-MNIST by default) and show what is there. */
 import type { Command } from 'commander';
 import { displayName } from '../../data/classes.js';
 import { classCounts } from '../../data/dataset.js';
-import { FASHION_MNIST, loadIdxDataset } from '../../data/sources.js';
+import { idxSpec, loadIdxDataset } from '../../data/sources.js';
 import { type GlobalOptions, Output, table } from '../output.js';
 
 export function registerData(program: Command, globals: () => GlobalOptions): void {
-  const data = program.command('data').description('download and inspect the Fashion-MNIST dataset');
-  const fetchAndReport = async (opts: { dataDir?: string }, detailed: boolean) => {
+  const data = program
+    .command('data')
+    .description('download and inspect the built-in datasets (fashion-mnist, mnist, kmnist)');
+  const fetchAndReport = async (opts: { dataDir?: string; dataset: string }, detailed: boolean) => {
     const out = new Output(globals());
-    const { dataset, located, files } = await loadIdxDataset(FASHION_MNIST, {
+    const { dataset, located, files } = await loadIdxDataset(idxSpec(opts.dataset), {
       dataDir: opts.dataDir,
       log: (m) => out.line(m),
     });
@@ -17,7 +19,14 @@ export function registerData(program: Command, globals: () => GlobalOptions): vo
     out.line(
       `  train ${dataset.train.count} images, test ${dataset.test.count} images, ${dataset.shape.join('x')} each`,
     );
-    for (const f of files) out.line(`  ${f.verified ? 'verified' : 'CHECKSUM MISMATCH'}  ${f.path}`);
+    for (const f of files) {
+      const status = f.verified
+        ? 'verified'
+        : f.method === 'none'
+          ? 'UNVERIFIABLE (no .gz)'
+          : 'CHECKSUM MISMATCH';
+      out.line(`  ${status}  ${f.path}`);
+    }
     const trainCounts = classCounts(dataset.train.labels, dataset.classNames.length);
     const testCounts = classCounts(dataset.test.labels, dataset.classNames.length);
     if (detailed) {
@@ -43,12 +52,14 @@ export function registerData(program: Command, globals: () => GlobalOptions): vo
   };
   data
     .command('fetch')
-    .description('find Fashion-MNIST locally or download it into the user cache, and verify it')
+    .description('find a dataset locally or download it into the user cache, and verify it')
+    .option('--dataset <name>', 'fashion-mnist, mnist or kmnist', 'fashion-mnist')
     .option('--data-dir <dir>', 'use this folder instead of searching')
-    .action((opts: { dataDir?: string }) => fetchAndReport(opts, false));
+    .action((opts: { dataDir?: string; dataset: string }) => fetchAndReport(opts, false));
   data
     .command('info')
     .description('where the files are, counts, class balance, and whether they are verified')
+    .option('--dataset <name>', 'fashion-mnist, mnist or kmnist', 'fashion-mnist')
     .option('--data-dir <dir>', 'use this folder instead of searching')
-    .action((opts: { dataDir?: string }) => fetchAndReport(opts, true));
+    .action((opts: { dataDir?: string; dataset: string }) => fetchAndReport(opts, true));
 }

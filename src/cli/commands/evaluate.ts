@@ -2,22 +2,37 @@
 import type { Command } from 'commander';
 import { selectBackend, type BackendName } from '../../backend/index.js';
 import { displayName } from '../../data/classes.js';
-import { loadDataset } from '../../data/load.js';
+import { idxSource, loadDataset } from '../../data/load.js';
+import { UserError } from '../../errors.js';
 import { type LoadedRun, loadRun } from '../../run/rundir.js';
 import { evaluate } from '../../train/loop.js';
 import { confusionMatrix, perClassMetrics } from '../../train/metrics.js';
 import { type GlobalOptions, Output, table } from '../output.js';
 
-/** Loads a run and the dataset it was trained on, shaped as the run expects. */
+/**
+ * Loads a run and the dataset it was trained on, shaped as the run expects: the data source
+ * recorded in its metadata (an image folder, a CSV, or a built-in set; runs from before sources
+ * were recorded name a built-in set). `dataDir` overrides a built-in set's folder.
+ */
 export async function loadRunWithData(dir: string, backend: BackendName, dataDir?: string) {
   await selectBackend(backend);
   const run: LoadedRun = await loadRun(dir);
   const cfg = run.metadata.config as { dataDir?: string; resize?: number };
-  const { dataset } = await loadDataset({
-    dataset: run.metadata.dataset,
-    dataDir: dataDir ?? cfg.dataDir,
-    resize: cfg.resize,
-  });
+  let source = run.metadata.data ?? idxSource(run.metadata.dataset, cfg.dataDir, cfg.resize);
+  if (dataDir && source.kind === 'idx') source = { ...source, dataDir };
+  const { dataset } = await loadDataset({ source });
+  const names = run.metadata.classNames;
+  if (dataset.classNames.join('\n') !== names.join('\n')) {
+    throw new UserError(
+      `the data at ${source.kind === 'idx' ? source.dataset : source.path} now has classes ` +
+        `${dataset.classNames.join(', ')} but the run was trained on ${names.join(', ')}`,
+    );
+  }
+  if (dataset.shape.join('x') !== run.metadata.inputShape.join('x')) {
+    throw new UserError(
+      `the data is ${dataset.shape.join('x')} but the run expects ${run.metadata.inputShape.join('x')}`,
+    );
+  }
   return { run, dataset };
 }
 
