@@ -63,3 +63,26 @@ export function idx(dims: number[], data?: Uint8Array): Uint8Array {
   out.set(body, header.length);
   return out;
 }
+
+/** Debian's Chromium, which the browser tests drive through playwright-core. */
+export const CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * Launches headless Chromium as the tests need it on a machine without a network: no sandbox
+ * (root), no GPU, and no background connections that would only fail here.
+ */
+export async function launchChromium(): Promise<import('playwright-core').Browser> {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
+}

@@ -11,10 +11,9 @@ import { gridLayout } from '../src/report/grid.js';
 import { FONT_FAMILY, renderVegaLite } from '../src/report/render.js';
 import { CHART_SCALE, MISTAKE_COUNT, PREDICTION_COUNT, REPORT_FILES } from '../src/report/report.js';
 import { strings } from '../src/report/text.js';
-import { cli, expectCleanError, tempDir } from './helpers.js';
+import { CHROMIUM, cli, expectCleanError, launchChromium, tempDir } from './helpers.js';
 
 const DEBIAN = '/usr/share/datasets/fashion-mnist';
-const CHROMIUM = '/usr/bin/chromium';
 const SHAPE: [number, number, number] = [28, 28, 1];
 let work = '';
 let run = '';
@@ -124,19 +123,7 @@ describe('report.html', () => {
   it.skipIf(!existsSync(CHROMIUM))(
     'opens in headless Chromium with no errors and shows every section',
     async () => {
-      const { chromium } = await import('playwright-core');
-      const browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-        ],
-      });
+      const browser = await launchChromium();
       try {
         for (const [dir, heading] of [
           [run, 'Confusion matrix'],

@@ -5,12 +5,11 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { list } from '../src/models/index.js';
-import { BIN, cli, ROOT, tempDir } from './helpers.js';
+import { BIN, CHROMIUM, cli, launchChromium, ROOT, tempDir } from './helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT = path.join(ROOT, 'docs', 'screenshots', 'app.png');
 
 let server: ChildProcess | undefined;
@@ -52,18 +51,7 @@ describe.skipIf(!existsSync(CHROMIUM))('web app in Chromium', () => {
     url = await startServer(run);
     // Bound to loopback unless --host says otherwise.
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1200, height: 1500 } });
   });
 
