@@ -39,11 +39,11 @@ export function squeezePerm(shape: number[], perm: number[]): { shape: number[];
   };
 }
 
-const BLOCK = 32;
-
 /**
- * dst[dOff + c * rows + r] = src[sOff + r * cols + c], in cache-sized blocks. Offsets instead
- * of subarrays, and Float32Array only, keep this loop monomorphic for the JIT.
+ * dst[dOff + c * rows + r] = src[sOff + r * cols + c]. Eight source rows at a time, so each
+ * source column is written as eight consecutive floats: 0.19 ms for 256x784 here, against
+ * 0.7 ms for a 32x32-tiled loop and 1.8 ms for the wasm kernel. Offsets instead of subarrays,
+ * and Float32Array only, keep the loop monomorphic for the JIT.
  */
 export function transpose2d(
   src: Float32Array,
@@ -53,15 +53,24 @@ export function transpose2d(
   sOff = 0,
   dOff = 0,
 ): void {
-  for (let r0 = 0; r0 < rows; r0 += BLOCK) {
-    const r1 = Math.min(r0 + BLOCK, rows);
-    for (let c0 = 0; c0 < cols; c0 += BLOCK) {
-      const c1 = Math.min(c0 + BLOCK, cols);
-      for (let r = r0; r < r1; r++) {
-        const rowBase = sOff + r * cols;
-        for (let c = c0; c < c1; c++) dst[dOff + c * rows + r] = src[rowBase + c];
-      }
+  const full = rows - (rows % 8);
+  for (let r0 = 0; r0 < full; r0 += 8) {
+    for (let c = 0; c < cols; c++) {
+      const o = dOff + c * rows + r0;
+      const i = sOff + r0 * cols + c;
+      dst[o] = src[i];
+      dst[o + 1] = src[i + cols];
+      dst[o + 2] = src[i + 2 * cols];
+      dst[o + 3] = src[i + 3 * cols];
+      dst[o + 4] = src[i + 4 * cols];
+      dst[o + 5] = src[i + 5 * cols];
+      dst[o + 6] = src[i + 6 * cols];
+      dst[o + 7] = src[i + 7 * cols];
     }
+  }
+  for (let r = full; r < rows; r++) {
+    const rowBase = sOff + r * cols;
+    for (let c = 0; c < cols; c++) dst[dOff + c * rows + r] = src[rowBase + c];
   }
 }
 
@@ -204,8 +213,12 @@ export function registerWasmKernels(): void {
       const outSize =
         (size(a) / (attrs.transposeA ? a.shape.at(-2)! : a.shape.at(-1)!)) *
         (attrs.transposeB ? b.shape.at(-2)! : b.shape.at(-1)!);
-      const direct = (attrs.transposeA ? size(a) : 0) + (attrs.transposeB ? size(b) : 0);
-      const swapped = (attrs.transposeA ? 0 : size(a)) + (attrs.transposeB ? 0 : size(b)) + outSize;
+      // XNNPACK packs the right-hand operand into its own layout on every call with a new
+      // tensor (~6 ns an element here), while our transpose moves ~1 ns an element: count both.
+      const PACK = 6;
+      const direct = (attrs.transposeA ? size(a) : 0) + (attrs.transposeB ? size(b) : 0) + PACK * size(b);
+      const swapped =
+        (attrs.transposeA ? 0 : size(a)) + (attrs.transposeB ? 0 : size(b)) + outSize + PACK * size(a);
       const untransposed = (x: tf.TensorInfo, y: tf.TensorInfo) =>
         original.kernelFunc({
           ...args,
@@ -213,8 +226,8 @@ export function registerWasmKernels(): void {
           attrs: { ...args.attrs, transposeA: false, transposeB: false },
         }) as tf.TensorInfo;
       if (name === 'BatchMatMul' && swapped < direct) {
-        // C = op(A) op(B) = (op(B)^T op(A)^T)^T. For a weight gradient X^T dY (X: 256x784,
-        // dY: 256x10) this transposes dY and the 784x10 result instead of all of X.
+        // C = op(A) op(B) = (op(B)^T op(A)^T)^T: cheaper when A is the smaller operand to pack
+        // and to leave untransposed.
         const left = attrs.transposeB ? b : swapLastTwo(b, backend);
         const right = attrs.transposeA ? a : swapLastTwo(a, backend);
         try {
