@@ -3,6 +3,7 @@
  * Weights ~ N(0, 0.01^2) and biases 0, as the seed's `nn.init.normal_(m.weight, std=0.01)`.
  */
 import * as tfl from '@tensorflow/tfjs-layers';
+import { dense } from './dense.js';
 import { layerSeed, register, type ModelSpec } from './registry.js';
 
 export function softmaxRegression(spec: ModelSpec): tfl.LayersModel {
@@ -10,7 +11,7 @@ export function softmaxRegression(spec: ModelSpec): tfl.LayersModel {
     name: 'softmax',
     layers: [
       tfl.layers.flatten({ inputShape: spec.inputShape }),
-      tfl.layers.dense({
+      dense({
         units: spec.numClasses,
         kernelInitializer: tfl.initializers.randomNormal({
           mean: 0,
