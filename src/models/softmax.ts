@@ -3,10 +3,11 @@
  * Weights ~ N(0, 0.01^2) and biases 0, as the seed's `nn.init.normal_(m.weight, std=0.01)`.
  */
 import * as tfl from '@tensorflow/tfjs-layers';
+import { layersNet, type Net } from './net.js';
 import { layerSeed, register, type ModelSpec } from './registry.js';
 
-export function softmaxRegression(spec: ModelSpec): tfl.LayersModel {
-  return tfl.sequential({
+export function softmaxRegression(spec: ModelSpec): Net {
+  const model = tfl.sequential({
     name: 'softmax',
     layers: [
       tfl.layers.flatten({ inputShape: spec.inputShape }),
@@ -21,6 +22,7 @@ export function softmaxRegression(spec: ModelSpec): tfl.LayersModel {
       }),
     ],
   });
+  return layersNet('softmax', model);
 }
 
 register({

@@ -1,0 +1,76 @@
+/**
+ * A compact CNN for accuracy on small grey images: two conv-BN-ReLU blocks per resolution with
+ * max-pooling in between (28 -> 14 -> 7), then dropout and the class scores. Every convolution
+ * has stride 1 and 'same' padding, the case the wasm gradient kernels in backend/conv-kernels.ts
+ * run through the fast forward convolution. Trained with batch augmentation (random crop with
+ * padding 2 and horizontal flip) by default.
+ */
+import * as tfl from '@tensorflow/tfjs-layers';
+import { layersNet, type Net } from './net.js';
+import { layerSeed, register, type ModelSpec } from './registry.js';
+
+export interface CnnOptions {
+  /** Filters of the blocks at full, 1/2 and 1/4 resolution. */
+  widths?: number[];
+  /** Convolutions per resolution. */
+  convs?: number;
+  batchNorm?: boolean;
+  dropout?: number;
+}
+
+export function cnn(spec: ModelSpec): Net {
+  const opts = (spec.options ?? {}) as CnnOptions;
+  const widths = opts.widths ?? [32, 64];
+  const dropout = opts.dropout ?? 0.3;
+  let seedIndex = 0;
+  const layers: tfl.layers.Layer[] = [];
+  const bn = opts.batchNorm ?? false;
+  const convBnRelu = (filters: number, first: boolean) => {
+    layers.push(
+      tfl.layers.conv2d({
+        ...(first ? { inputShape: spec.inputShape } : {}),
+        filters,
+        kernelSize: 3,
+        padding: 'same',
+        useBias: !bn,
+        activation: bn ? 'linear' : 'relu',
+        kernelInitializer: tfl.initializers.heNormal({ seed: layerSeed(spec.seed, seedIndex++) }),
+      }),
+    );
+    if (bn) layers.push(tfl.layers.batchNormalization({ momentum: 0.9 }), tfl.layers.reLU());
+  };
+  widths.forEach((w, i) => {
+    for (let j = 0; j < (opts.convs ?? 1); j++) convBnRelu(w, i === 0 && j === 0);
+    layers.push(tfl.layers.maxPooling2d({ poolSize: 2, strides: 2 }));
+  });
+  layers.push(
+    tfl.layers.flatten(),
+    tfl.layers.dropout({ rate: dropout }),
+    tfl.layers.dense({
+      units: 128,
+      activation: 'relu',
+      kernelInitializer: tfl.initializers.heNormal({ seed: layerSeed(spec.seed, seedIndex++) }),
+    }),
+    tfl.layers.dropout({ rate: dropout }),
+    tfl.layers.dense({
+      units: spec.numClasses,
+      kernelInitializer: tfl.initializers.glorotUniform({ seed: layerSeed(spec.seed, seedIndex++) }),
+    }),
+  );
+  return layersNet('cnn', tfl.sequential({ name: 'cnn', layers }));
+}
+
+register({
+  name: 'cnn',
+  description: 'CNN: 2x(conv-BN-ReLU) x2 with max-pooling, dropout, dense 128; augmentation on',
+  create: cnn,
+  defaults: {
+    epochs: 6,
+    lr: 0.003,
+    optimizer: 'adamw',
+    weightDecay: 0.0005,
+    schedule: 'onecycle',
+    labelSmoothing: 0.1,
+    augment: true,
+  },
+});
