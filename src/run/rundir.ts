@@ -70,7 +70,8 @@ const STATE_FILE = 'state.json';
 export async function saveModel(model: Net, dir: string): Promise<void> {
   const artifacts = await model.artifacts();
   const modelJson = {
-    format: 'layers-model',
+    // Models outside tfjs-layers (softmax-scratch) name themselves in their topology.
+    format: 'imgclf' in artifacts.modelTopology ? 'imgclf-net' : 'layers-model',
     generatedBy: `imgclf ${VERSION}`,
     convertedBy: null,
     modelTopology: artifacts.modelTopology,

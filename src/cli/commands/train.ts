@@ -184,7 +184,9 @@ export async function train(
             await saveModel(model, dir);
             bestTest = m.test_accuracy;
           }
+          // final/ is a complete run directory too: evaluate and predict accept it.
           await saveModel(model, path.join(dir, FINAL_DIR));
+          await saveMetadata(path.join(dir, FINAL_DIR), { ...metadata, testAccuracy: m.test_accuracy });
         } else {
           await saveModel(model, dir);
         }
