@@ -35,7 +35,12 @@ beforeAll(async () => {
 });
 
 type Pad = 'same' | 'valid' | number;
-const convCases: { x: [number, number, number, number]; f: [number, number, number, number]; stride: number; pad: Pad }[] = [
+const convCases: {
+  x: [number, number, number, number];
+  f: [number, number, number, number];
+  stride: number;
+  pad: Pad;
+}[] = [
   { x: [3, 28, 28, 1], f: [5, 5, 1, 6], stride: 1, pad: 'same' }, // lenet conv1
   { x: [3, 14, 14, 6], f: [5, 5, 6, 16], stride: 1, pad: 'valid' }, // lenet conv2
   { x: [3, 28, 28, 1], f: [3, 3, 1, 16], stride: 1, pad: 'same' }, // cnn block 1
@@ -51,20 +56,28 @@ describe('Conv2D gradients on wasm match cpu (max abs diff <= 1e-4)', () => {
       const fv = random(fs, 2);
       const outShape = tf.tidy(() => tf.conv2d(tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), stride, pad).shape);
       const dyv = random(outShape, 3);
-      const [cpuDx, wasmDx] = await onBoth(() =>
-        tf.engine().runKernel(
-          'Conv2DBackpropInput',
-          { dy: tf.tensor(dyv, outShape), filter: tf.tensor(fv, fs) },
-          { inputShape: xs, strides: stride, pad, dataFormat: 'NHWC' } as unknown as tf.NamedAttrMap,
-        ) as tf.Tensor,
+      const [cpuDx, wasmDx] = await onBoth(
+        () =>
+          tf
+            .engine()
+            .runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, outShape), filter: tf.tensor(fv, fs) }, {
+              inputShape: xs,
+              strides: stride,
+              pad,
+              dataFormat: 'NHWC',
+            } as unknown as tf.NamedAttrMap) as tf.Tensor,
       );
       expect(maxAbsDiff(cpuDx, wasmDx)).toBeLessThanOrEqual(1e-4);
-      const [cpuDw, wasmDw] = await onBoth(() =>
-        tf.engine().runKernel(
-          'Conv2DBackpropFilter',
-          { x: tf.tensor(xv, xs), dy: tf.tensor(dyv, outShape) },
-          { filterShape: fs, strides: stride, pad, dataFormat: 'NHWC' } as unknown as tf.NamedAttrMap,
-        ) as tf.Tensor,
+      const [cpuDw, wasmDw] = await onBoth(
+        () =>
+          tf
+            .engine()
+            .runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, xs), dy: tf.tensor(dyv, outShape) }, {
+              filterShape: fs,
+              strides: stride,
+              pad,
+              dataFormat: 'NHWC',
+            } as unknown as tf.NamedAttrMap) as tf.Tensor,
       );
       expect(maxAbsDiff(cpuDw, wasmDw)).toBeLessThanOrEqual(1e-4);
     });
@@ -98,16 +111,20 @@ describe('MaxPoolGrad on wasm matches cpu', () => {
   ] as [number[], number, number, 'valid' | 'same'][]) {
     it(`input ${shape} pool ${size} stride ${stride} ${pad}`, async () => {
       const xv = random(shape, 6);
-      const outShape = tf.tidy(() => tf.maxPool(tf.tensor4d(xv, shape as [number, number, number, number]), size, stride, pad).shape);
+      const outShape = tf.tidy(
+        () => tf.maxPool(tf.tensor4d(xv, shape as [number, number, number, number]), size, stride, pad).shape,
+      );
       const dyv = random(outShape, 7);
       const [cpu, wasm] = await onBoth(() => {
         const x = tf.tensor4d(xv, shape as [number, number, number, number]);
         const y = tf.maxPool(x, size, stride, pad);
-        return tf.engine().runKernel(
-          'MaxPoolGrad',
-          { dy: tf.tensor(dyv, outShape), input: x, output: y },
-          { filterSize: size, strides: stride, pad } as unknown as tf.NamedAttrMap,
-        ) as tf.Tensor;
+        return tf
+          .engine()
+          .runKernel('MaxPoolGrad', { dy: tf.tensor(dyv, outShape), input: x, output: y }, {
+            filterSize: size,
+            strides: stride,
+            pad,
+          } as unknown as tf.NamedAttrMap) as tf.Tensor;
       });
       expect(maxAbsDiff(cpu, wasm)).toBeLessThanOrEqual(1e-4);
     });

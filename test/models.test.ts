@@ -64,8 +64,7 @@ describe('every registered model', () => {
         own: entry.ownOptimizer,
       });
       const before = meanLoss(net);
-      for (let i = 0; i < 8; i++)
-        await trainEpoch(net, opt, split, { batchSize: n, shape, rng: new Rng(1) });
+      for (let i = 0; i < 8; i++) await trainEpoch(net, opt, split, { batchSize: n, shape, rng: new Rng(1) });
       const after = meanLoss(net);
       expect(Number.isFinite(after)).toBe(true);
       expect(after).toBeLessThan(before);
@@ -89,9 +88,19 @@ describe('every registered model', () => {
   }
 
   it('mlp takes hidden sizes and dropout; lenet the original sigmoid + average pooling', () => {
-    const m = create('mlp', { inputShape: shape, numClasses: 10, seed: 1, options: { hidden: [64, 32], dropout: 0.2 } });
+    const m = create('mlp', {
+      inputShape: shape,
+      numClasses: 10,
+      seed: 1,
+      options: { hidden: [64, 32], dropout: 0.2 },
+    });
     expect(m.countParams()).toBe(784 * 64 + 64 + 64 * 32 + 32 + 32 * 10 + 10);
-    const l = create('lenet', { inputShape: shape, numClasses: 10, seed: 1, options: { activation: 'sigmoid', pool: 'avg' } });
+    const l = create('lenet', {
+      inputShape: shape,
+      numClasses: 10,
+      seed: 1,
+      options: { activation: 'sigmoid', pool: 'avg' },
+    });
     // conv 5*5*6+6, conv 5*5*6*16+16, 16*5*5*120+120, 120*84+84, 84*10+10 (d2l's 61706)
     expect(l.countParams()).toBe(61706);
     m.dispose();

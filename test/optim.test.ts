@@ -79,7 +79,9 @@ describe('optimizers', () => {
   });
 
   it('unknown names and own without a model updater are clear errors', () => {
-    expect(() => createOptimizer({ name: 'rmsprop' })).toThrow(/unknown optimizer 'rmsprop'; choose one of: sgd, adam, adamw, own/);
+    expect(() => createOptimizer({ name: 'rmsprop' })).toThrow(
+      /unknown optimizer 'rmsprop'; choose one of: sgd, adam, adamw, own/,
+    );
     expect(() => createOptimizer({ name: 'own' })).toThrow(/needs a model with its own updater/);
   });
 });

@@ -23,11 +23,20 @@ let test: Split;
 beforeAll(async () => {
   await selectBackend('wasm');
   dataset = (await loadDataset({ dataset: 'fashion-mnist' })).dataset;
-  train = subset(dataset.train, dataset.shape, Array.from({ length: 3000 }, (_, i) => i));
-  test = subset(dataset.test, dataset.shape, Array.from({ length: 1000 }, (_, i) => i));
+  train = subset(
+    dataset.train,
+    dataset.shape,
+    Array.from({ length: 3000 }, (_, i) => i),
+  );
+  test = subset(
+    dataset.test,
+    dataset.shape,
+    Array.from({ length: 1000 }, (_, i) => i),
+  );
 });
 
-const weightsOf = (net: { getWeights(): tf.Tensor[] }) => net.getWeights().map((w) => Array.from(w.dataSync()));
+const weightsOf = (net: { getWeights(): tf.Tensor[] }) =>
+  net.getWeights().map((w) => Array.from(w.dataSync()));
 
 describe('resume', () => {
   it('a run interrupted mid-epoch and resumed from its checkpoint ends exactly where an uninterrupted one does', async () => {
@@ -80,7 +89,11 @@ describe('resume', () => {
 
 describe('validation split', () => {
   it('reports val accuracy each epoch and flags the best epoch', async () => {
-    const val = subset(dataset.train, dataset.shape, Array.from({ length: 500 }, (_, i) => 3000 + i));
+    const val = subset(
+      dataset.train,
+      dataset.shape,
+      Array.from({ length: 500 }, (_, i) => 3000 + i),
+    );
     const net = create('softmax', { inputShape: dataset.shape, numClasses: 10, seed: 1 });
     const flags: boolean[] = [];
     const history = await fit(net, createOptimizer({ name: 'sgd', lr: 0.1 }), train, test, {
@@ -101,9 +114,21 @@ describe('softmax-scratch', () => {
   it('matches softmax (same seed, same batches) within 0.005 test accuracy', async () => {
     const run = async (name: string) => {
       const net = create(name, { inputShape: dataset.shape, numClasses: 10, seed: 2 });
-      const opt = createOptimizer({ name: getEntry(name).defaults.optimizer!, lr: 0.1, own: getEntry(name).ownOptimizer });
-      const h = await fit(net, opt, train, test, { epochs: 2, batchSize: 256, seed: 2, shape: dataset.shape });
-      return { acc: h.at(-1)!.test_accuracy, full: evaluate(net, dataset.test, { shape: dataset.shape }).accuracy };
+      const opt = createOptimizer({
+        name: getEntry(name).defaults.optimizer!,
+        lr: 0.1,
+        own: getEntry(name).ownOptimizer,
+      });
+      const h = await fit(net, opt, train, test, {
+        epochs: 2,
+        batchSize: 256,
+        seed: 2,
+        shape: dataset.shape,
+      });
+      return {
+        acc: h.at(-1)!.test_accuracy,
+        full: evaluate(net, dataset.test, { shape: dataset.shape }).accuracy,
+      };
     };
     const a = await run('softmax');
     const b = await run('softmax-scratch');

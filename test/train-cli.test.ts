@@ -78,13 +78,25 @@ describe('imgclf train: models, validation split, interrupt and resume', () => {
 
 describe('bad training flags: one line, exit 2', () => {
   it('names the problem', () => {
-    expectCleanError(cli(['train', '--schedule', 'linear']), /unknown schedule 'linear'; choose one of: constant, step, cosine, onecycle/);
+    expectCleanError(
+      cli(['train', '--schedule', 'linear']),
+      /unknown schedule 'linear'; choose one of: constant, step, cosine, onecycle/,
+    );
     expectCleanError(cli(['train', '--optimizer', 'rmsprop']), /unknown optimizer 'rmsprop'/);
-    expectCleanError(cli(['train', '--optimizer', 'own']), /--optimizer own needs a model with its own updater/);
+    expectCleanError(
+      cli(['train', '--optimizer', 'own']),
+      /--optimizer own needs a model with its own updater/,
+    );
     expectCleanError(cli(['train', '--val-split', '1.5']), /--val-split must be in \[0, 1\)/);
     expectCleanError(cli(['train', '--label-smoothing', '2']), /--label-smoothing must be in \[0, 1\)/);
-    expectCleanError(cli(['train', '--model', 'mlp', '--hidden', '256,x']), /--hidden expects sizes like 256 or 256,128/);
+    expectCleanError(
+      cli(['train', '--model', 'mlp', '--hidden', '256,x']),
+      /--hidden expects sizes like 256 or 256,128/,
+    );
     expectCleanError(cli(['train', '--nesterov']), /--nesterov needs --optimizer sgd with --momentum > 0/);
-    expectCleanError(cli(['train', '--resume', path.join(work, 'nothing')]), /is not a run directory to resume/);
+    expectCleanError(
+      cli(['train', '--resume', path.join(work, 'nothing')]),
+      /is not a run directory to resume/,
+    );
   });
 });

@@ -20,7 +20,7 @@ export interface CnnOptions {
 
 export function cnn(spec: ModelSpec): Net {
   const opts = (spec.options ?? {}) as CnnOptions;
-  const widths = opts.widths ?? [32, 64];
+  const widths = opts.widths ?? [16, 32];
   const dropout = opts.dropout ?? 0.3;
   let seedIndex = 0;
   const layers: tfl.layers.Layer[] = [];
@@ -65,7 +65,7 @@ register({
   description: 'CNN: 2x(conv-BN-ReLU) x2 with max-pooling, dropout, dense 128; augmentation on',
   create: cnn,
   defaults: {
-    epochs: 6,
+    epochs: 4,
     lr: 0.003,
     optimizer: 'adamw',
     weightDecay: 0.0005,

@@ -36,7 +36,13 @@ export function lenet(spec: ModelSpec): Net {
         kernelInitializer: init(0),
       }),
       pool(),
-      tfl.layers.conv2d({ filters: 16, kernelSize: 5, padding: 'valid', activation, kernelInitializer: init(1) }),
+      tfl.layers.conv2d({
+        filters: 16,
+        kernelSize: 5,
+        padding: 'valid',
+        activation,
+        kernelInitializer: init(1),
+      }),
       pool(),
       tfl.layers.flatten(),
       tfl.layers.dense({ units: 120, activation, kernelInitializer: init(2) }),
@@ -55,7 +61,7 @@ register({
   description: 'LeNet-5 (d2l 6.6): conv6@5x5, pool, conv16@5x5, pool, 120-84; --activation, --pool',
   create: lenet,
   defaults: {
-    epochs: 15,
+    epochs: 8,
     lr: 0.002,
     optimizer: 'adamw',
     weightDecay: 0.0001,

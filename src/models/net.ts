@@ -69,7 +69,11 @@ export function layersNet(name: string, model: tfl.LayersModel): Net {
 /** Rebuilds a layers model saved by `layersNet(...).artifacts()`. */
 export async function loadLayersNet(name: string, a: NetArtifacts): Promise<Net> {
   const model = await tfl.loadLayersModel(
-    tf.io.fromMemory({ modelTopology: a.modelTopology, weightSpecs: a.weightSpecs, weightData: a.weightData }),
+    tf.io.fromMemory({
+      modelTopology: a.modelTopology,
+      weightSpecs: a.weightSpecs,
+      weightData: a.weightData,
+    }),
   );
   return layersNet(name, model);
 }

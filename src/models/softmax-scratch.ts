@@ -22,7 +22,11 @@ export function scratchSoftmax(x: tf.Tensor2D): tf.Tensor2D {
 }
 
 /** The seed's cross_entropy(y_hat, y) = -log(y_hat[range(n), y]), per example. */
-export function scratchCrossEntropy(probs: tf.Tensor2D, labels: tf.Tensor1D, labelSmoothing = 0): tf.Tensor1D {
+export function scratchCrossEntropy(
+  probs: tf.Tensor2D,
+  labels: tf.Tensor1D,
+  labelSmoothing = 0,
+): tf.Tensor1D {
   const k = probs.shape[1];
   // Picking y_hat[i, y_i] is a dot product with the one-hot row; smoothing mixes in 1/K.
   let target = tf.cast(tf.oneHot(labels, k), 'float32') as tf.Tensor2D;
@@ -62,7 +66,10 @@ class SoftmaxScratch implements Net {
     b: tf.Tensor,
   ) {
     this.numInputs = spec.inputShape.reduce((a, c) => a * c, 1);
-    this.trainableVariables = [tf.variable(w, true, undefined, 'float32'), tf.variable(b, true, undefined, 'float32')];
+    this.trainableVariables = [
+      tf.variable(w, true, undefined, 'float32'),
+      tf.variable(b, true, undefined, 'float32'),
+    ];
   }
 
   /** The seed's net(X) = softmax(X.reshape(-1, W.shape[0]) @ W + b), here as logits. */
@@ -91,7 +98,11 @@ class SoftmaxScratch implements Net {
     const [w, b] = this.trainableVariables;
     const { data, specs } = await tf.io.encodeWeights({ W: w, b });
     return {
-      modelTopology: { imgclf: this.name, inputShape: this.spec.inputShape, numClasses: this.spec.numClasses },
+      modelTopology: {
+        imgclf: this.name,
+        inputShape: this.spec.inputShape,
+        numClasses: this.spec.numClasses,
+      },
       weightSpecs: specs,
       weightData: data,
     };
@@ -114,12 +125,20 @@ export function softmaxScratch(spec: ModelSpec): Net {
 }
 
 async function load(a: NetArtifacts): Promise<Net> {
-  const topo = a.modelTopology as { imgclf?: string; inputShape?: [number, number, number]; numClasses?: number };
+  const topo = a.modelTopology as {
+    imgclf?: string;
+    inputShape?: [number, number, number];
+    numClasses?: number;
+  };
   if (topo.imgclf !== 'softmax-scratch' || !topo.inputShape || !topo.numClasses)
     throw new Error('not a softmax-scratch model');
   const named = tf.io.decodeWeights(a.weightData, a.weightSpecs);
   if (!named.W || !named.b) throw new Error('softmax-scratch weights need W and b');
-  const net = new SoftmaxScratch({ inputShape: topo.inputShape, numClasses: topo.numClasses }, named.W, named.b);
+  const net = new SoftmaxScratch(
+    { inputShape: topo.inputShape, numClasses: topo.numClasses },
+    named.W,
+    named.b,
+  );
   named.W.dispose();
   named.b.dispose();
   return net;

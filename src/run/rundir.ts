@@ -164,7 +164,10 @@ export async function loadModelFiles(dir: string, name: string): Promise<Net> {
     return await loadNet(name, {
       modelTopology: modelJson.modelTopology,
       weightSpecs: specs,
-      weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.length) as ArrayBuffer,
+      weightData: weights.buffer.slice(
+        weights.byteOffset,
+        weights.byteOffset + weights.length,
+      ) as ArrayBuffer,
     });
   } catch (err) {
     throw new UserError(`${path.join(dir, MODEL_FILE)}: cannot build the model (${(err as Error).message})`);
@@ -225,7 +228,9 @@ export async function loadCheckpoint(dir: string, name: string): Promise<LoadedC
   const shapes = file.optimizer?.slotShapes ?? [];
   const need = shapes.reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
   if (bytes.length !== need * 4)
-    throw new UserError(`${path.join(cdir, OPTIMIZER_FILE)}: ${bytes.length} bytes but state.json needs ${need * 4}`);
+    throw new UserError(
+      `${path.join(cdir, OPTIMIZER_FILE)}: ${bytes.length} bytes but state.json needs ${need * 4}`,
+    );
   const flat = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
   let o = 0;
   const slots = shapes.map((sh) => {

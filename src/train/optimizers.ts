@@ -66,7 +66,9 @@ class Slots {
   constructor(private readonly perVar: number) {}
   get(vars: tf.Variable[]): tf.Variable[][] {
     if (this.tensors.length === 0)
-      this.tensors = vars.map((v) => Array.from({ length: this.perVar }, () => tf.variable(tf.zerosLike(v), false)));
+      this.tensors = vars.map((v) =>
+        Array.from({ length: this.perVar }, () => tf.variable(tf.zerosLike(v), false)),
+      );
     return this.tensors;
   }
   flat(): tf.Tensor[] {
@@ -123,7 +125,14 @@ export function sgd(
 }
 
 export function adam(
-  cfg: { lr?: number; weightDecay?: number; decoupled?: boolean; beta1?: number; beta2?: number; epsilon?: number } = {},
+  cfg: {
+    lr?: number;
+    weightDecay?: number;
+    decoupled?: boolean;
+    beta1?: number;
+    beta2?: number;
+    epsilon?: number;
+  } = {},
 ): Optimizer {
   const b1 = cfg.beta1 ?? 0.9;
   const b2 = cfg.beta2 ?? 0.999;
@@ -173,7 +182,8 @@ export function createOptimizer(cfg: OptimizerConfig): Optimizer {
     case 'adamw':
       return adam({ ...cfg, decoupled: true });
     case 'own':
-      if (!cfg.own) throw new UserError("optimizer 'own' needs a model with its own updater (softmax-scratch)");
+      if (!cfg.own)
+        throw new UserError("optimizer 'own' needs a model with its own updater (softmax-scratch)");
       return cfg.own(cfg.lr ?? 0.1);
     default:
       throw new UserError(`unknown optimizer '${cfg.name}'; choose one of: ${OPTIMIZERS.join(', ')}`);

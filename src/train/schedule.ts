@@ -42,8 +42,10 @@ export function createSchedule(cfg: ScheduleConfig): Schedule {
   checkSchedule(cfg.name);
   const { lr, totalSteps, stepsPerEpoch } = cfg;
   const warm = Math.min(Math.max(0, Math.round(cfg.warmupSteps ?? 0)), totalSteps);
-  const cosine = (t: number, from: number, to: number) => to + ((from - to) * (1 + Math.cos(Math.PI * t))) / 2;
-  const frac = (s: number, start: number, end: number) => (end > start ? Math.min(1, Math.max(0, (s - start) / (end - start))) : 1);
+  const cosine = (t: number, from: number, to: number) =>
+    to + ((from - to) * (1 + Math.cos(Math.PI * t))) / 2;
+  const frac = (s: number, start: number, end: number) =>
+    end > start ? Math.min(1, Math.max(0, (s - start) / (end - start))) : 1;
   switch (cfg.name as ScheduleName) {
     case 'constant':
       return (s) => (s < warm ? (lr * (s + 1)) / warm : lr);

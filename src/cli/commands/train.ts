@@ -74,7 +74,13 @@ export async function train(
   cfg: TrainConfig,
   out: Output,
   resumeDir?: string,
-): Promise<{ history: EpochMetrics[]; dir: string; backend: string; interrupted: boolean; bestEpoch?: number }> {
+): Promise<{
+  history: EpochMetrics[];
+  dir: string;
+  backend: string;
+  interrupted: boolean;
+  bestEpoch?: number;
+}> {
   const dir = cfg.out ?? defaultOut();
   const backend = await selectBackend(cfg.backend);
   const log = (m: string) => out.line(m);
@@ -89,7 +95,13 @@ export async function train(
   let trainSplit = dataset.train;
   let val: Split | undefined;
   if (cfg.valSplit > 0) {
-    ({ train: trainSplit, val } = stratifiedSplit(dataset.train, dataset.shape, numClasses, cfg.valSplit, cfg.seed));
+    ({ train: trainSplit, val } = stratifiedSplit(
+      dataset.train,
+      dataset.shape,
+      numClasses,
+      cfg.valSplit,
+      cfg.seed,
+    ));
   }
   out.line(
     `training ${cfg.model} on ${dataset.name} (${trainSplit.count} train${val ? ` / ${val.count} val` : ''} / ${dataset.test.count} test, ${h}x${w}x${c}) ` +
@@ -109,7 +121,9 @@ export async function train(
   if (resumeDir) {
     const ck = await loadCheckpoint(resumeDir, cfg.model);
     if (ck.optimizerName !== optimizer.name)
-      throw new UserError(`${resumeDir}: checkpoint optimizer '${ck.optimizerName}' differs from '${optimizer.name}'`);
+      throw new UserError(
+        `${resumeDir}: checkpoint optimizer '${ck.optimizerName}' differs from '${optimizer.name}'`,
+      );
     model = ck.net;
     optimizer.setState(ck.optimizerState);
     resume = ck.fit;
@@ -203,7 +217,9 @@ export async function train(
     process.off('SIGINT', onSigint);
   }
   if (stop) {
-    out.line(`checkpoint saved in ${path.join(dir, CHECKPOINT_DIR)}; continue with: imgclf train --resume ${dir}`);
+    out.line(
+      `checkpoint saved in ${path.join(dir, CHECKPOINT_DIR)}; continue with: imgclf train --resume ${dir}`,
+    );
     return { history, dir, backend, interrupted: true };
   }
   let bestEpoch: number | undefined;
@@ -245,7 +261,11 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
       "passes over the training set (default: the model's; 5 for softmax)",
       numberArg('--epochs', true),
     )
-    .option('--batch-size <n>', "examples per minibatch (default: the model's; 256)", numberArg('--batch-size', true))
+    .option(
+      '--batch-size <n>',
+      "examples per minibatch (default: the model's; 256)",
+      numberArg('--batch-size', true),
+    )
     .option('--lr <x>', "learning rate (default: the model's; 0.1 for softmax)", numberArg('--lr'))
     .option('--optimizer <name>', "sgd, adam, adamw or own (default: the model's; sgd for softmax)")
     .option('--momentum <x>', 'sgd momentum', numberArg('--momentum'))
@@ -254,8 +274,12 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
     .option('--schedule <name>', 'LR schedule: constant, step, cosine, onecycle')
     .option('--warmup <epochs>', 'linear LR warmup, in epochs', numberArg('--warmup'))
     .option('--label-smoothing <eps>', 'label smoothing', numberArg('--label-smoothing'))
-    .option('--val-split <f>', 'hold out this fraction (stratified); keep the best epoch', numberArg('--val-split'))
-    .option('--augment', 'random crop + flip on each batch (default: the model\'s; on for cnn)')
+    .option(
+      '--val-split <f>',
+      'hold out this fraction (stratified); keep the best epoch',
+      numberArg('--val-split'),
+    )
+    .option('--augment', "random crop + flip on each batch (default: the model's; on for cnn)")
     .option('--no-augment', 'turn batch augmentation off')
     .option('--hidden <sizes>', 'mlp hidden sizes, e.g. 256,128')
     .option('--dropout <p>', 'mlp/cnn dropout rate', numberArg('--dropout'))
