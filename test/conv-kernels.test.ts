@@ -118,13 +118,11 @@ describe('MaxPoolGrad on wasm matches cpu', () => {
       const [cpu, wasm] = await onBoth(() => {
         const x = tf.tensor4d(xv, shape as [number, number, number, number]);
         const y = tf.maxPool(x, size, stride, pad);
-        return tf
-          .engine()
-          .runKernel('MaxPoolGrad', { dy: tf.tensor(dyv, outShape), input: x, output: y }, {
-            filterSize: size,
-            strides: stride,
-            pad,
-          } as unknown as tf.NamedAttrMap) as tf.Tensor;
+        return tf.engine().runKernel('MaxPoolGrad', { dy: tf.tensor(dyv, outShape), input: x, output: y }, {
+          filterSize: size,
+          strides: stride,
+          pad,
+        } as unknown as tf.NamedAttrMap) as tf.Tensor;
       });
       expect(maxAbsDiff(cpu, wasm)).toBeLessThanOrEqual(1e-4);
     });
