@@ -313,7 +313,10 @@ export async function fit(
       };
   augmentRng.snapshot = state.augmentRng;
   for (let epoch = state.epoch + 1; epoch <= opts.epochs; epoch++) {
-    if (opts.shouldStop?.()) break;
+    if (opts.shouldStop?.()) {
+      await opts.onStop?.(state);
+      break;
+    }
     rng.snapshot = state.epochRng;
     const r = await trainEpoch(net, optimizer, train, {
       batchSize: opts.batchSize,
