@@ -45,6 +45,8 @@ function kernel(name: string): (args: KernelArgs) => tf.TensorInfo {
  * reduction runs over the whole batch, and the patch buffer stays in cache.
  */
 const ROWS_PER_PRODUCT = 2048;
+/** Patch elements per product (4 MB of float32) when that allows more than ROWS_PER_PRODUCT rows. */
+const PATCH_ELEMENTS = 1 << 20;
 
 /** dW for NHWC x [N,H,W,Cin] and dy [N,Ho,Wo,Cout], as [kh,kw,Cin,Cout]. */
 export function conv2dBackpropFilter(args: KernelArgs): tf.TensorInfo {
@@ -67,7 +69,9 @@ export function conv2dBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const left = info.padInfo.left;
   const k = kh * kw * cin;
   const rows = n * ho * wo;
-  const chunk = Math.min(rows, ROWS_PER_PRODUCT);
+  // Narrow patches (a first layer on grey images has K = 9 or 25) take longer chunks: the GEMM
+  // is then limited by per-call overhead, not by the size of the packed operand.
+  const chunk = Math.min(rows, Math.max(ROWS_PER_PRODUCT, Math.floor(PATCH_ELEMENTS / k)));
   const acc = new Float32Array(cout * k);
   const matmul = kernel('BatchMatMul');
   // dy^T is reused for every chunk (the last, shorter one views a prefix). The patch buffer is
@@ -244,6 +248,29 @@ export function maxPoolGrad(args: KernelArgs): tf.TensorInfo {
   const xs = backend.typedArrayFromHeap(input) as Float32Array;
   const dys = backend.typedArrayFromHeap(dy) as Float32Array;
   dx.fill(0);
+  if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && h >= 2 * ho && w >= 2 * wo) {
+    // The common 2x2 / stride 2 / no-padding pool: compare the four inputs directly.
+    let d = 0;
+    for (let b = 0; b < n; b++) {
+      for (let oy = 0; oy < ho; oy++) {
+        for (let ox = 0; ox < wo; ox++, d += ch) {
+          const p00 = ((b * h + 2 * oy) * w + 2 * ox) * ch;
+          const p01 = p00 + ch;
+          const p10 = p00 + w * ch;
+          const p11 = p10 + ch;
+          for (let c = 0; c < ch; c++) {
+            let at = p00 + c;
+            let v = xs[at];
+            if (xs[p01 + c] > v) v = xs[(at = p01 + c)];
+            if (xs[p10 + c] > v) v = xs[(at = p10 + c)];
+            if (xs[p11 + c] > v) at = p11 + c;
+            dx[at] += dys[d + c];
+          }
+        }
+      }
+    }
+    return out;
+  }
   const best = new Float32Array(ch);
   const arg = new Int32Array(ch);
   let o = 0;
