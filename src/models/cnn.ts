@@ -27,7 +27,7 @@ export interface CnnOptions {
 export function cnn(spec: ModelSpec): Net {
   const opts = (spec.options ?? {}) as CnnOptions;
   const widths = opts.widths ?? [16, 32];
-  const dropout = opts.dropout ?? 0.3;
+  const dropout = opts.dropout ?? 0.1;
   let seedIndex = 0;
   const layers: tfl.layers.Layer[] = [];
   const bn = opts.batchNorm ?? false;
@@ -71,7 +71,7 @@ register({
   description: 'CNN: conv16-pool-conv32-pool (3x3, ReLU), dropout, dense 128; augmentation on',
   create: cnn,
   defaults: {
-    epochs: 4,
+    epochs: 8,
     lr: 0.003,
     optimizer: 'adamw',
     weightDecay: 0.0005,
