@@ -52,6 +52,14 @@ function modelOptionsFrom(opts: Record<string, unknown>): Record<string, unknown
       throw new UserError(`--hidden expects sizes like 256 or 256,128, got '${String(opts.hidden)}'`);
     o.hidden = sizes;
   }
+  if (opts.widths !== undefined) {
+    const widths = String(opts.widths)
+      .split(',')
+      .map((v) => Number(v.trim()));
+    if (widths.length === 0 || widths.some((v) => !Number.isInteger(v) || v < 1 || v > 4096))
+      throw new UserError(`--widths expects filter counts like 16,32, got '${String(opts.widths)}'`);
+    o.widths = widths;
+  }
   if (opts.dropout !== undefined) {
     const d = opts.dropout as number;
     if (!(d >= 0 && d < 1)) throw new UserError(`--dropout must be in [0, 1) (got ${d})`);
@@ -282,6 +290,7 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
     .option('--augment', "random crop + flip on each batch (default: the model's; on for cnn)")
     .option('--no-augment', 'turn batch augmentation off')
     .option('--hidden <sizes>', 'mlp hidden sizes, e.g. 256,128')
+    .option('--widths <filters>', 'cnn filters per resolution, e.g. 16,32 (the default)')
     .option('--dropout <p>', 'mlp/cnn dropout rate', numberArg('--dropout'))
     .option('--activation <name>', 'mlp/lenet activation: relu or sigmoid')
     .option('--pool <name>', 'lenet pooling: max or avg')
