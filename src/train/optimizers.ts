@@ -67,7 +67,7 @@ class Slots {
   get(vars: tf.Variable[]): tf.Variable[][] {
     if (this.tensors.length === 0)
       this.tensors = vars.map((v) =>
-        Array.from({ length: this.perVar }, () => tf.variable(tf.zerosLike(v), false)),
+        Array.from({ length: this.perVar }, () => tf.tidy(() => tf.variable(tf.zerosLike(v), false))),
       );
     return this.tensors;
   }
