@@ -6,6 +6,8 @@ import { BACKENDS, type BackendName } from './backend/index.js';
 import { IDX_DATASET_NAMES, type Lang } from './data/classes.js';
 import { check, UserError } from './errors.js';
 import { getEntry } from './models/index.js';
+import { OPTIMIZERS } from './train/optimizers.js';
+import { SCHEDULES } from './train/schedule.js';
 
 export interface TrainConfig {
   /** Registered model name (`imgclf models` lists them). */
@@ -22,7 +24,12 @@ export interface TrainConfig {
   channels?: 1 | 3;
   /** Image folders: fill (stretch), contain (letterbox) or cover (crop the centre). Default fill. */
   resizeMode?: 'fill' | 'contain' | 'cover';
-  /** Fraction (0..0.9) held out as the test split when the data has none. Default 0.1. */
+  /**
+   * Fraction (above 0, at most 0.9) of the training data held out, stratified, for validation.
+   * With a test split of its own (the built-in sets, a folder with train/ and test/, a CSV with
+   * --test-data) the epoch with the best validation accuracy becomes the run's model. Without
+   * one (a plain image folder or CSV) the held-out part is the test split, 0.1 by default.
+   */
   valSplit?: number;
   /** Image folders: an unreadable file fails the run instead of being skipped. */
   strict?: boolean;
@@ -45,6 +52,22 @@ export interface TrainConfig {
   out?: string;
   /** Language of printed class names and messages. */
   lang: Lang;
+  /** LR schedule: constant, step, cosine or onecycle. Default: the model's (constant). */
+  schedule: string;
+  /** Linear warmup, in epochs (fractions allowed). Default: the model's (0). */
+  warmup: number;
+  /** SGD momentum (0 = plain SGD). Default: the model's (0). */
+  momentum: number;
+  /** Nesterov momentum for sgd. */
+  nesterov: boolean;
+  /** Weight decay (L2 for sgd/adam, decoupled for adamw), on weight matrices and kernels. */
+  weightDecay: number;
+  /** Label smoothing eps: targets become (1 - eps) * onehot + eps / K. Default: the model's (0). */
+  labelSmoothing: number;
+  /** Batch augmentation: random crop with 2 px padding + horizontal flip. Default: the model's. */
+  augment: boolean;
+  /** Model options: hidden sizes, dropout, activation, pooling (see each model's file). */
+  modelOptions: Record<string, unknown>;
 }
 
 const KEYS: (keyof TrainConfig)[] = [
@@ -67,6 +90,14 @@ const KEYS: (keyof TrainConfig)[] = [
   'resize',
   'out',
   'lang',
+  'schedule',
+  'warmup',
+  'momentum',
+  'nesterov',
+  'weightDecay',
+  'labelSmoothing',
+  'augment',
+  'modelOptions',
 ];
 
 /** Fills defaults (the model's own first) and validates every field. */
@@ -93,10 +124,18 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     resize: input.resize,
     out: input.out,
     lang: input.lang ?? 'en',
+    schedule: input.schedule ?? entry.defaults.schedule ?? 'constant',
+    warmup: input.warmup ?? entry.defaults.warmup ?? 0,
+    momentum: input.momentum ?? entry.defaults.momentum ?? 0,
+    nesterov: input.nesterov ?? entry.defaults.nesterov ?? false,
+    weightDecay: input.weightDecay ?? entry.defaults.weightDecay ?? 0,
+    labelSmoothing: input.labelSmoothing ?? entry.defaults.labelSmoothing ?? 0,
+    valSplit: input.valSplit,
+    augment: input.augment ?? entry.defaults.augment ?? false,
+    modelOptions: input.modelOptions ?? {},
   };
   if (dataKind) {
     cfg.data = input.data;
-    cfg.valSplit = input.valSplit ?? 0.1;
     if (input.testData !== undefined) {
       check(dataKind === 'csv', '--test-data goes with a CSV --data; an image folder holds test/ itself');
       cfg.testData = input.testData;
@@ -109,7 +148,6 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     }
   } else {
     check(input.testData === undefined, '--test-data goes with --data file.csv');
-    check(input.valSplit === undefined, '--val-split goes with --data (the built-in sets have a test split)');
   }
   if (dataKind !== 'folder') {
     check(!input.strict, '--strict applies to image folders (--data PATH)');
@@ -124,6 +162,35 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
       cfg.resize = input.imageSize;
     }
   }
+  check(
+    (OPTIMIZERS as readonly string[]).includes(cfg.optimizer),
+    `unknown optimizer '${cfg.optimizer}'; choose one of: ${OPTIMIZERS.join(', ')}`,
+  );
+  check(
+    cfg.optimizer !== 'own' || entry.ownOptimizer !== undefined,
+    `--optimizer own needs a model with its own updater (softmax-scratch), not ${model}`,
+  );
+  check(
+    (SCHEDULES as readonly string[]).includes(cfg.schedule),
+    `unknown schedule '${cfg.schedule}'; choose one of: ${SCHEDULES.join(', ')}`,
+  );
+  check(Number.isFinite(cfg.warmup) && cfg.warmup >= 0, `--warmup must be >= 0 epochs (got ${cfg.warmup})`);
+  check(
+    Number.isFinite(cfg.momentum) && cfg.momentum >= 0 && cfg.momentum < 1,
+    `--momentum must be in [0, 1) (got ${cfg.momentum})`,
+  );
+  check(
+    !cfg.nesterov || (cfg.optimizer === 'sgd' && cfg.momentum > 0),
+    '--nesterov needs --optimizer sgd with --momentum > 0',
+  );
+  check(
+    Number.isFinite(cfg.weightDecay) && cfg.weightDecay >= 0,
+    `--weight-decay must be >= 0 (got ${cfg.weightDecay})`,
+  );
+  check(
+    Number.isFinite(cfg.labelSmoothing) && cfg.labelSmoothing >= 0 && cfg.labelSmoothing < 1,
+    `--label-smoothing must be in [0, 1) (got ${cfg.labelSmoothing})`,
+  );
   check(
     Number.isInteger(cfg.epochs) && cfg.epochs >= 1,
     `--epochs must be a whole number >= 1 (got ${cfg.epochs})`,

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../errors.js';
+import { registerConvKernels } from './conv-kernels.js';
 import { registerFusedXent } from './fused-xent.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 
@@ -26,6 +27,7 @@ async function tryWasm(): Promise<boolean> {
   try {
     await import('@tensorflow/tfjs-backend-wasm');
     registerWasmKernels();
+    registerConvKernels();
     return await tf.setBackend('wasm');
   } catch {
     return false;

@@ -49,7 +49,8 @@ export async function main(argv: string[]): Promise<number> {
   const verbose = argv.includes('--verbose');
   try {
     await program.parseAsync(argv);
-    return 0;
+    // A command may set an exit code without failing (train after Ctrl-C: 130).
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander has already printed its message (help, version, or a usage error).

@@ -2,9 +2,10 @@
  * The model registry: a map from name to factory, as timm has. The CLI's --model choices and
  * the per-model tests iterate `list()`; `create` fails loudly on unknown names.
  */
-import type * as tfl from '@tensorflow/tfjs-layers';
 import { UserError } from '../errors.js';
 import type { ImageShape } from '../data/dataset.js';
+import type { Optimizer } from '../train/optimizers.js';
+import { loadLayersNet, type Net, type NetArtifacts } from './net.js';
 
 /**
  * What a model is built for, always taken from the dataset: a model must read its input size,
@@ -28,13 +29,27 @@ export interface ModelDefaults {
   lr: number;
   optimizer?: string;
   batchSize?: number;
+  /** LR schedule name (train/schedule.ts). */
+  schedule?: string;
+  /** Warmup length in epochs (fractions allowed). */
+  warmup?: number;
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+  labelSmoothing?: number;
+  /** Batch augmentation (random crop with padding + horizontal flip). */
+  augment?: boolean;
 }
 
 export interface ModelEntry {
   name: string;
   description: string;
   /** Builds a model whose output is the logits (no softmax): the loss applies it stably. */
-  create(spec: ModelSpec): tfl.LayersModel;
+  create(spec: ModelSpec): Net;
+  /** Rebuilds a saved model; default: a tfjs layers model. */
+  load?(artifacts: NetArtifacts): Promise<Net>;
+  /** The model's own parameter update, chosen with `--optimizer own` (softmax-scratch's). */
+  ownOptimizer?: (lr: number) => Optimizer;
   defaults: ModelDefaults;
 }
 
@@ -61,8 +76,14 @@ export function getEntry(name: string): ModelEntry {
   return entry;
 }
 
-export function create(name: string, spec: ModelSpec): tfl.LayersModel {
+export function create(name: string, spec: ModelSpec): Net {
   return getEntry(name).create(spec);
+}
+
+/** Rebuilds a model saved in a run directory. */
+export function loadNet(name: string, artifacts: NetArtifacts): Promise<Net> {
+  const entry = registry.get(name);
+  return entry?.load ? entry.load(artifacts) : loadLayersNet(name, artifacts);
 }
 
 export function list(): ModelEntry[] {

@@ -4,10 +4,11 @@
  */
 import * as tfl from '@tensorflow/tfjs-layers';
 import { dense } from './dense.js';
+import { layersNet, type Net } from './net.js';
 import { layerSeed, register, type ModelSpec } from './registry.js';
 
-export function softmaxRegression(spec: ModelSpec): tfl.LayersModel {
-  return tfl.sequential({
+export function softmaxRegression(spec: ModelSpec): Net {
+  const model = tfl.sequential({
     name: 'softmax',
     layers: [
       tfl.layers.flatten({ inputShape: spec.inputShape }),
@@ -22,6 +23,7 @@ export function softmaxRegression(spec: ModelSpec): tfl.LayersModel {
       }),
     ],
   });
+  return layersNet('softmax', model);
 }
 
 register({

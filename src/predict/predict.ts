@@ -1,10 +1,10 @@
 /** Class probabilities for prepared inputs (no I/O: shared by the CLI, the server and tests). */
 import * as tf from '@tensorflow/tfjs-core';
-import type * as tfl from '@tensorflow/tfjs-layers';
+import type { Net } from '../models/net.js';
 
 /** Softmax probabilities for a batch of prepared inputs. */
 export function predictProbabilities(
-  model: tfl.LayersModel,
+  model: Pick<Net, 'apply'>,
   inputs: Float32Array,
   n: number,
   shape: number[],

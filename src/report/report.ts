@@ -9,7 +9,7 @@
  *   mistakes.png              the most confident mistakes
  *   report.html               all of the above, per-class metrics, timings and config, self-contained
  */
-import type * as tfl from '@tensorflow/tfjs-layers';
+import type { Net } from '../models/net.js';
 import path from 'node:path';
 import { displayName, type Lang } from '../data/classes.js';
 import { imageSize, type Split } from '../data/dataset.js';
@@ -41,7 +41,7 @@ export const REPORT_FILES = [
 
 export interface ReportInput {
   dir: string;
-  model: tfl.LayersModel;
+  model: Net;
   test: Split;
   metadata: RunMetadata;
   history: EpochMetrics[];

@@ -2,22 +2,27 @@
  * The run directory: everything `evaluate`, `predict`, `report` and `serve` need, and nothing
  * else to remember (as nanoGPT checkpoints are):
  *
- *   model.json + weights.bin   the network, in TensorFlow.js layers format
+ *   model.json + weights.bin   the network, in TensorFlow.js layers format (softmax-scratch:
+ *                              the same files, with its own small topology)
  *   metadata.json              class names, input shape, preprocessing, resolved config, versions
  *   metrics.jsonl              one line of metrics per epoch
+ *   final/                     with --val-split: the last epoch's model (the top level holds the
+ *                              epoch with the best validation accuracy)
+ *   checkpoint/                model, optimizer state and loop state to --resume the run
  *
  * Every file is written atomically, so an interrupted run keeps its last complete state.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../errors.js';
 import type { ImageShape } from '../data/dataset.js';
 import type { DataSource } from '../data/load.js';
 import { writeFileAtomic } from '../util/fs.js';
-import type { EpochMetrics } from '../train/loop.js';
+import { loadNet, type Net } from '../models/index.js';
+import type { EpochMetrics, FitState } from '../train/loop.js';
+import type { OptimizerState } from '../train/optimizers.js';
 import { VERSION } from '../version.js';
 
 export const RUN_FORMAT = 'imgclf-run/1';
@@ -47,8 +52,11 @@ export interface RunMetadata {
   imgclfVersion: string;
   tfjsVersion: string;
   created: string;
-  /** Final test accuracy, when training finished. */
+  /** Test accuracy of the saved model (with a validation split: of the best epoch). */
   testAccuracy?: number;
+  /** With a validation split: the epoch kept at the top level, and the last epoch's test accuracy. */
+  bestEpoch?: number;
+  finalTestAccuracy?: number;
 }
 
 export const MODEL_FILE = 'model.json';
@@ -56,27 +64,27 @@ export const WEIGHTS_FILE = 'weights.bin';
 export const METADATA_FILE = 'metadata.json';
 export const METRICS_FILE = 'metrics.jsonl';
 
+export const FINAL_DIR = 'final';
+export const CHECKPOINT_DIR = 'checkpoint';
+const OPTIMIZER_FILE = 'optimizer.bin';
+const STATE_FILE = 'state.json';
+
 /** Saves the model (model.json + weights.bin) into `dir`, each file atomically. */
-export async function saveModel(model: tfl.LayersModel, dir: string): Promise<void> {
-  await model.save(
-    tf.io.withSaveHandler(async (artifacts) => {
-      const weightData = tf.io.concatenateArrayBuffers(
-        artifacts.weightData === undefined ? [] : ([] as ArrayBuffer[]).concat(artifacts.weightData),
-      );
-      const modelJson = {
-        format: 'layers-model',
-        generatedBy: `imgclf ${VERSION}`,
-        convertedBy: null,
-        modelTopology: artifacts.modelTopology,
-        weightsManifest: [{ paths: [`./${WEIGHTS_FILE}`], weights: artifacts.weightSpecs }],
-      };
-      // Weights first: a crash between the two writes leaves the old model.json pointing at
-      // weights of the same shapes, never a model.json whose weights are missing.
-      await writeFileAtomic(path.join(dir, WEIGHTS_FILE), new Uint8Array(weightData));
-      await writeFileAtomic(path.join(dir, MODEL_FILE), JSON.stringify(modelJson));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
+export async function saveModel(model: Net, dir: string): Promise<void> {
+  const artifacts = await model.artifacts();
+  const modelJson = {
+    // Models outside tfjs-layers (softmax-scratch) name themselves in their topology.
+    format: 'imgclf' in artifacts.modelTopology ? 'imgclf-net' : 'layers-model',
+    generatedBy: `imgclf ${VERSION}`,
+    convertedBy: null,
+    modelTopology: artifacts.modelTopology,
+    weightsManifest: [{ paths: [`./${WEIGHTS_FILE}`], weights: artifacts.weightSpecs }],
+  };
+  await mkdir(dir, { recursive: true });
+  // Weights first: a crash between the two writes leaves the old model.json pointing at
+  // weights of the same shapes, never a model.json whose weights are missing.
+  await writeFileAtomic(path.join(dir, WEIGHTS_FILE), new Uint8Array(artifacts.weightData));
+  await writeFileAtomic(path.join(dir, MODEL_FILE), JSON.stringify(modelJson));
 }
 
 export async function saveMetadata(dir: string, meta: RunMetadata): Promise<void> {
@@ -92,7 +100,7 @@ export async function saveMetrics(dir: string, history: EpochMetrics[]): Promise
 
 export interface LoadedRun {
   dir: string;
-  model: tfl.LayersModel;
+  model: Net;
   metadata: RunMetadata;
   metrics: EpochMetrics[];
 }
@@ -125,6 +133,18 @@ export async function loadRun(dir: string): Promise<LoadedRun> {
   ) {
     throw new UserError(`${path.join(dir, METADATA_FILE)}: not an imgclf run (format '${metadata.format}')`);
   }
+  const model = await loadModelFiles(dir, metadata.model);
+  const metrics = existsSync(path.join(dir, METRICS_FILE))
+    ? (await readFile(path.join(dir, METRICS_FILE), 'utf8'))
+        .split('\n')
+        .filter((l) => l.trim())
+        .map((l) => JSON.parse(l) as EpochMetrics)
+    : [];
+  return { dir, model, metadata, metrics };
+}
+
+/** Reads model.json + weights.bin from `dir` and rebuilds model `name`, validating sizes. */
+export async function loadModelFiles(dir: string, name: string): Promise<Net> {
   const modelJson = await readJson<{
     modelTopology: object;
     weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[];
@@ -143,23 +163,90 @@ export async function loadRun(dir: string): Promise<LoadedRun> {
       `${weightsPath}: ${weights.length} bytes but model.json needs ${expectedBytes}; the weights are corrupt or truncated`,
     );
   }
-  let model: tfl.LayersModel;
   try {
-    model = await tfl.loadLayersModel(
-      tf.io.fromMemory({
-        modelTopology: modelJson.modelTopology,
-        weightSpecs: specs,
-        weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.length),
-      }),
-    );
+    return await loadNet(name, {
+      modelTopology: modelJson.modelTopology,
+      weightSpecs: specs,
+      weightData: weights.buffer.slice(
+        weights.byteOffset,
+        weights.byteOffset + weights.length,
+      ) as ArrayBuffer,
+    });
   } catch (err) {
     throw new UserError(`${path.join(dir, MODEL_FILE)}: cannot build the model (${(err as Error).message})`);
   }
-  const metrics = existsSync(path.join(dir, METRICS_FILE))
-    ? (await readFile(path.join(dir, METRICS_FILE), 'utf8'))
-        .split('\n')
-        .filter((l) => l.trim())
-        .map((l) => JSON.parse(l) as EpochMetrics)
-    : [];
-  return { dir, model, metadata, metrics };
+}
+
+interface CheckpointFile {
+  fit: FitState;
+  optimizer: { name: string; step: number; slotShapes: number[][] };
+}
+
+/**
+ * Writes `dir/checkpoint/`: the model, the optimizer's slots (optimizer.bin, float32) and the
+ * loop state (state.json). state.json is written last, so it never points at missing parts.
+ */
+export async function saveCheckpoint(
+  dir: string,
+  net: Net,
+  optimizer: { name: string; getState(): OptimizerState },
+  fit: FitState,
+): Promise<void> {
+  const cdir = path.join(dir, CHECKPOINT_DIR);
+  await saveModel(net, cdir);
+  const state = optimizer.getState();
+  const parts = state.slots.map((t) => t.dataSync() as Float32Array);
+  const total = parts.reduce((s, p) => s + p.length, 0);
+  const flat = new Float32Array(total);
+  let o = 0;
+  for (const p of parts) {
+    flat.set(p, o);
+    o += p.length;
+  }
+  const file: CheckpointFile = {
+    fit,
+    optimizer: { name: optimizer.name, step: state.step, slotShapes: state.slots.map((t) => t.shape) },
+  };
+  state.slots.forEach((t) => t.dispose());
+  await writeFileAtomic(path.join(cdir, OPTIMIZER_FILE), new Uint8Array(flat.buffer));
+  await writeFileAtomic(path.join(cdir, STATE_FILE), JSON.stringify(file));
+}
+
+export interface LoadedCheckpoint {
+  net: Net;
+  fit: FitState;
+  optimizerName: string;
+  optimizerState: OptimizerState;
+}
+
+/** Reads `dir/checkpoint/` written by saveCheckpoint for model `name`. */
+export async function loadCheckpoint(dir: string, name: string): Promise<LoadedCheckpoint> {
+  const cdir = path.join(dir, CHECKPOINT_DIR);
+  if (!existsSync(path.join(cdir, STATE_FILE)))
+    throw new UserError(`${dir} has no checkpoint to resume (${path.join(cdir, STATE_FILE)} is missing)`);
+  const file = await readJson<CheckpointFile>(path.join(cdir, STATE_FILE), 'checkpoint state');
+  const bytes = await readFile(path.join(cdir, OPTIMIZER_FILE)).catch(() => {
+    throw new UserError(`${path.join(cdir, OPTIMIZER_FILE)} is missing; the checkpoint is incomplete`);
+  });
+  const shapes = file.optimizer?.slotShapes ?? [];
+  const need = shapes.reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
+  if (bytes.length !== need * 4)
+    throw new UserError(
+      `${path.join(cdir, OPTIMIZER_FILE)}: ${bytes.length} bytes but state.json needs ${need * 4}`,
+    );
+  const flat = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+  let o = 0;
+  const slots = shapes.map((sh) => {
+    const n = sh.reduce((a, b) => a * b, 1);
+    const t = tf.tensor(flat.subarray(o, o + n), sh, 'float32');
+    o += n;
+    return t;
+  });
+  const net = await loadModelFiles(cdir, name);
+  return {
+    net,
+    fit: file.fit,
+    optimizerName: file.optimizer.name,
+    optimizerState: { step: file.optimizer.step, slots },
+  };
 }

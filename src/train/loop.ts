@@ -3,15 +3,22 @@
  * training split, `evaluate` one pass over a split in order, and `fit` composes them into a
  * history. Pictures and files are made from the history afterwards, never in here.
  *
+ * Every model trains here, layers models and softmax-scratch alike, through the `Net`
+ * interface: the loop takes gradients of the batch loss with tf.variableGrads and hands them
+ * to an `Optimizer` with the learning rate the schedule gives for that step.
+ *
  * Per-batch loss and correct counts are summed on the backend and read once per epoch, so a
  * GPU backend is not stalled by a host sync on every step.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type * as tfl from '@tensorflow/tfjs-layers';
+import { augmentBatch, type AugmentOptions } from '../data/augment.js';
 import { batchCount, batches } from '../data/batches.js';
 import { type ImageShape, imageSize, type Split } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
-import { crossEntropy, crossEntropyAndCorrect } from './loss.js';
+import type { Net } from '../models/net.js';
+import { correctCount, crossEntropy, crossEntropyAndCorrect } from './loss.js';
+import type { Optimizer } from './optimizers.js';
+import { createSchedule, type Schedule } from './schedule.js';
 
 export interface EpochResult {
   /** Mean per-example training loss over the epoch. */
@@ -20,13 +27,38 @@ export interface EpochResult {
   accuracy: number;
   /** Wall-clock seconds of the training pass. */
   seconds: number;
+  /** True when shouldStop ended the pass before its last batch. */
+  stopped: boolean;
+  /** Batches done in this epoch (all of them unless stopped). */
+  batches: number;
+  /** Optimizer steps done in the run after this pass. */
+  step: number;
+  /** Raw sums, to continue a stopped epoch later. */
+  sums: EpochSums;
+}
+
+/** Running sums of a partly done epoch. */
+export interface EpochSums {
+  loss: number;
+  correct: number;
+  seen: number;
+  seconds: number;
 }
 
 export interface TrainEpochOptions {
   batchSize: number;
   shape: ImageShape;
+  /** Draws the epoch's order. */
   rng: Rng;
   labelSmoothing?: number;
+  /** Learning rate per optimizer step (default: the optimizer's base rate). */
+  schedule?: Schedule;
+  /** Optimizer steps done before this pass (the schedule's position). */
+  startStep?: number;
+  /** Skip this many batches (a resumed epoch), continuing from `sums`. */
+  startBatch?: number;
+  sums?: EpochSums;
+  augment?: AugmentOptions & { rng: Rng };
   /**
    * Called after every batch with (batches done, batches total). When it returns a promise the
    * loop awaits it: a browser page uses that to yield to the UI between steps.
@@ -36,46 +68,73 @@ export interface TrainEpochOptions {
   shouldStop?: () => boolean;
 }
 
-/** The variables a layers model trains (LayerVariable.read() is the tf.Variable itself). */
-export function trainableVariables(model: tfl.LayersModel): tf.Variable[] {
-  return model.trainableWeights.map((w) => w.read() as tf.Variable);
+/**
+ * The per-example loss and the batch's correct count: the model's own loss when it has one
+ * (softmax-scratch), else cross-entropy from logits (a fused kernel where the backend has it).
+ */
+function lossAndCorrect(
+  net: Net,
+  logits: tf.Tensor2D,
+  y: tf.Tensor1D,
+  smoothing: number,
+): { loss: tf.Tensor1D; correct: tf.Scalar } {
+  if (net.loss) return { loss: net.loss(logits, y, smoothing), correct: correctCount(logits, y) };
+  return crossEntropyAndCorrect(logits, y, smoothing);
 }
 
 /** One pass over `split` with minibatch updates. */
 export async function trainEpoch(
-  model: tfl.LayersModel,
-  optimizer: tf.Optimizer,
+  net: Net,
+  optimizer: Optimizer,
   split: Split,
   opts: TrainEpochOptions,
 ): Promise<EpochResult> {
   const start = performance.now();
   const [h, w, c] = opts.shape;
   const rowSize = imageSize(opts.shape);
-  const vars = trainableVariables(model);
+  const vars = net.trainableVariables;
   const total = batchCount(split.count, opts.batchSize);
-  let lossSum = tf.scalar(0);
-  let correctSum = tf.scalar(0);
-  let seen = 0;
+  const sum = optimizer.lossReduction === 'sum';
+  const smoothing = opts.labelSmoothing ?? 0;
+  const scratch = new Float32Array(rowSize);
+  const carried = opts.sums ?? { loss: 0, correct: 0, seen: 0, seconds: 0 };
+  let lossSum = tf.scalar(carried.loss);
+  let correctSum = tf.scalar(carried.correct);
+  let seen = carried.seen;
+  let step = opts.startStep ?? 0;
   let done = 0;
+  let stopped = false;
   for (const batch of batches(split, { batchSize: opts.batchSize, rowSize, rng: opts.rng })) {
-    if (opts.shouldStop?.()) break;
+    if (done < (opts.startBatch ?? 0)) {
+      done++;
+      continue;
+    }
+    if (opts.shouldStop?.()) {
+      stopped = true;
+      break;
+    }
     const n = batch.size;
+    if (opts.augment) augmentBatch(batch.x, n, opts.shape, opts.augment.rng, opts.augment, scratch);
+    const lr = opts.schedule ? opts.schedule(step) : optimizer.lr;
     tf.tidy(() => {
       const x = tf.tensor4d(batch.x, [n, h, w, c]);
       const y = tf.tensor1d(batch.y, 'int32');
       let correct: tf.Scalar | undefined;
-      // The seed's l.mean().backward(): the batch mean drives the gradient.
-      const meanLoss = optimizer.minimize(
-        () => {
-          const logits = model.apply(x, { training: true }) as tf.Tensor2D;
-          const r = crossEntropyAndCorrect(logits, y, opts.labelSmoothing ?? 0);
-          correct = tf.keep(r.correct);
-          return tf.mean(r.loss) as tf.Scalar;
-        },
-        true,
+      // The seed's l.mean().backward() (or l.sum() for its from-scratch updater).
+      const { value, grads } = tf.variableGrads(() => {
+        const logits = net.apply(x, { training: true }) as tf.Tensor2D;
+        const { loss: per, correct: c } = lossAndCorrect(net, logits, y, smoothing);
+        correct = tf.keep(c);
+        return (sum ? tf.sum(per) : tf.mean(per)) as tf.Scalar;
+      }, vars);
+      optimizer.apply(
         vars,
-      )!;
-      const newLoss = tf.add(lossSum, tf.mul(meanLoss, n));
+        vars.map((v) => grads[v.name]),
+        lr,
+        n,
+      );
+      const batchLoss = sum ? value : tf.mul(value, n);
+      const newLoss = tf.add(lossSum, batchLoss);
       const newCorrect = tf.add(correctSum, correct!);
       correct!.dispose();
       lossSum.dispose();
@@ -84,14 +143,24 @@ export async function trainEpoch(
       correctSum = tf.keep(newCorrect) as tf.Scalar;
     });
     seen += n;
+    step++;
     const pending = opts.onBatch?.(++done, total);
     if (pending) await pending;
   }
-  const loss = (await lossSum.data())[0] / Math.max(seen, 1);
+  const lossTotal = (await lossSum.data())[0];
   const correct = (await correctSum.data())[0];
   lossSum.dispose();
   correctSum.dispose();
-  return { loss, accuracy: correct / Math.max(seen, 1), seconds: (performance.now() - start) / 1000 };
+  const seconds = carried.seconds + (performance.now() - start) / 1000;
+  return {
+    loss: lossTotal / Math.max(seen, 1),
+    accuracy: correct / Math.max(seen, 1),
+    seconds,
+    stopped,
+    batches: done,
+    step,
+    sums: { loss: lossTotal, correct, seen, seconds },
+  };
 }
 
 export interface EvalResult {
@@ -113,7 +182,7 @@ export interface EvaluateOptions {
 
 /** Evaluation mode (no dropout, BN running statistics), in the split's order. */
 export function evaluate(
-  model: tfl.LayersModel,
+  net: Net,
   split: Split,
   opts: EvaluateOptions,
 ): EvalResult & { probabilities?: Float32Array } {
@@ -129,7 +198,7 @@ export function evaluate(
     const [pred, loss, probs] = tf.tidy(() => {
       const x = tf.tensor4d(batch.x, [n, h, w, c]);
       const y = tf.tensor1d(batch.y, 'int32');
-      const logits = model.apply(x, { training: false }) as tf.Tensor2D;
+      const logits = net.apply(x, { training: false }) as tf.Tensor2D;
       const loss = tf.sum(crossEntropy(logits, y));
       const probs = opts.withProbabilities ? tf.softmax(logits) : undefined;
       return [tf.argMax(logits, 1), loss, probs] as const;
@@ -162,10 +231,35 @@ export interface EpochMetrics {
   train_accuracy: number;
   test_accuracy: number;
   test_loss: number;
+  /** On the held-out validation split, when there is one. */
+  val_accuracy?: number;
+  val_loss?: number;
+  /** Learning rate of the epoch's last step. */
+  lr?: number;
   /** Seconds of the training pass alone. */
   seconds: number;
   /** Seconds of the evaluation pass. */
   eval_seconds: number;
+}
+
+/** Where a run stands: enough to continue it exactly (with the weights and optimizer state). */
+export interface FitState {
+  /** Epochs fully done. */
+  epoch: number;
+  /** Batches done in the next epoch (non-zero after an interrupt). */
+  batch: number;
+  /** Optimizer steps done. */
+  step: number;
+  /** Shuffle generator at the start of the next epoch. */
+  epochRng: number;
+  /** Augmentation generator now. */
+  augmentRng: number;
+  /** Sums of the partly done epoch. */
+  sums: EpochSums;
+  history: EpochMetrics[];
+  /** Best validation accuracy so far and its epoch (0 = none yet). */
+  bestValAccuracy: number;
+  bestEpoch: number;
 }
 
 export interface FitOptions {
@@ -174,43 +268,109 @@ export interface FitOptions {
   seed: number;
   shape: ImageShape;
   labelSmoothing?: number;
-  onEpoch?: (m: EpochMetrics) => void | Promise<void>;
+  /** Base learning rate (default: the optimizer's). */
+  lr?: number;
+  /** Schedule name (train/schedule.ts); default constant. */
+  schedule?: string;
+  /** Warmup in epochs (fractions allowed). */
+  warmup?: number;
+  /** Batch augmentation, seeded from `seed`. */
+  augment?: AugmentOptions;
+  /** Validation split: the best epoch by its accuracy is reported to onEpoch. */
+  val?: Split;
+  /** Continue from this state (the caller has restored weights and optimizer state). */
+  resume?: FitState;
+  /** After each epoch; `best` is true when validation accuracy improved. */
+  onEpoch?: (m: EpochMetrics, state: FitState, best: boolean) => void | Promise<void>;
+  /** When shouldStop ends the run mid-epoch, with the state to continue from. */
+  onStop?: (state: FitState) => void | Promise<void>;
   onBatch?: (epoch: number, done: number, total: number) => void | Promise<void>;
   shouldStop?: () => boolean;
 }
 
-/** Trains for `epochs`, evaluating on `test` after each one, and returns the history. */
+/** Trains for `epochs`, evaluating on `test` (and `val`) after each one, and returns the history. */
 export async function fit(
-  model: tfl.LayersModel,
-  optimizer: tf.Optimizer,
+  net: Net,
+  optimizer: Optimizer,
   train: Split,
   test: Split,
   opts: FitOptions,
 ): Promise<EpochMetrics[]> {
   const rng = new Rng(opts.seed);
-  const history: EpochMetrics[] = [];
-  for (let epoch = 1; epoch <= opts.epochs; epoch++) {
-    if (opts.shouldStop?.()) break;
-    const r = await trainEpoch(model, optimizer, train, {
+  const augmentRng = new Rng(opts.seed ^ 0xa5a5a5);
+  const perEpoch = batchCount(train.count, opts.batchSize);
+  const schedule = createSchedule({
+    name: opts.schedule ?? 'constant',
+    lr: opts.lr ?? optimizer.lr,
+    totalSteps: perEpoch * opts.epochs,
+    stepsPerEpoch: perEpoch,
+    warmupSteps: (opts.warmup ?? 0) * perEpoch,
+  });
+  const r0 = opts.resume;
+  const state: FitState = r0
+    ? { ...r0, history: [...r0.history] }
+    : {
+        epoch: 0,
+        batch: 0,
+        step: 0,
+        epochRng: rng.snapshot,
+        augmentRng: augmentRng.snapshot,
+        sums: { loss: 0, correct: 0, seen: 0, seconds: 0 },
+        history: [],
+        bestValAccuracy: -1,
+        bestEpoch: 0,
+      };
+  augmentRng.snapshot = state.augmentRng;
+  for (let epoch = state.epoch + 1; epoch <= opts.epochs; epoch++) {
+    if (opts.shouldStop?.()) {
+      await opts.onStop?.(state);
+      break;
+    }
+    rng.snapshot = state.epochRng;
+    const r = await trainEpoch(net, optimizer, train, {
       batchSize: opts.batchSize,
       shape: opts.shape,
       rng,
       labelSmoothing: opts.labelSmoothing,
+      schedule,
+      startStep: state.step,
+      startBatch: state.batch,
+      sums: state.sums,
+      augment: opts.augment ? { ...opts.augment, rng: augmentRng } : undefined,
       onBatch: (d, t) => opts.onBatch?.(epoch, d, t),
       shouldStop: opts.shouldStop,
     });
-    const ev = evaluate(model, test, { shape: opts.shape });
+    if (r.stopped) {
+      // rng has already drawn this epoch's order; the resumed run redraws it from epochRng.
+      Object.assign(state, { batch: r.batches, step: r.step, sums: r.sums, augmentRng: augmentRng.snapshot });
+      await opts.onStop?.(state);
+      break;
+    }
+    const ev = evaluate(net, test, { shape: opts.shape });
+    const val = opts.val ? evaluate(net, opts.val, { shape: opts.shape }) : undefined;
     const m: EpochMetrics = {
       epoch,
       train_loss: r.loss,
       train_accuracy: r.accuracy,
       test_accuracy: ev.accuracy,
       test_loss: ev.loss,
+      ...(val ? { val_accuracy: val.accuracy, val_loss: val.loss } : {}),
+      lr: schedule(r.step - 1),
       seconds: r.seconds,
-      eval_seconds: ev.seconds,
+      eval_seconds: ev.seconds + (val?.seconds ?? 0),
     };
-    history.push(m);
-    await opts.onEpoch?.(m);
+    const best = val !== undefined && val.accuracy > state.bestValAccuracy;
+    state.history.push(m);
+    Object.assign(state, {
+      epoch,
+      batch: 0,
+      step: r.step,
+      epochRng: rng.snapshot,
+      augmentRng: augmentRng.snapshot,
+      sums: { loss: 0, correct: 0, seen: 0, seconds: 0 },
+      ...(best ? { bestValAccuracy: val.accuracy, bestEpoch: epoch } : {}),
+    });
+    await opts.onEpoch?.(m, state, best);
   }
-  return history;
+  return state.history;
 }

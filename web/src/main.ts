@@ -1,6 +1,6 @@
 /** The imgclf page: classify (upload, drop, draw), browse the gallery, train in the browser. */
 import { Chart, registerables } from 'chart.js';
-import type * as tfl from '@tensorflow/tfjs-layers';
+import type { Net } from '../../src/models/net.js';
 import { list } from '../../src/models/index.js';
 import { predictProbabilities } from '../../src/predict/predict.js';
 import type { ImageShape } from '../../src/data/dataset.js';
@@ -28,7 +28,7 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => document.getEl
 
 const state: {
   info?: ModelInfo;
-  browserModel?: tfl.LayersModel;
+  browserModel?: Net;
   browserModelName?: string;
   lastImage?: Blob;
   galleryOffset: number;

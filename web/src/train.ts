@@ -3,7 +3,7 @@
  * code the CLI uses (src/data/idx.ts), and goes through the same training loop
  * (src/train/loop.ts `fit`). Only the UI hooks are new here.
  */
-import type * as tfl from '@tensorflow/tfjs-layers';
+import type { Net } from '../../src/models/net.js';
 import { type ImageShape, type Split, splitFromBytes } from '../../src/data/dataset.js';
 import { checkPair, parseIdx } from '../../src/data/idx.js';
 import { create, getEntry } from '../../src/models/index.js';
@@ -68,9 +68,7 @@ function probeOf(train: Split, shape: ImageShape, n: number): Split {
   return { images: train.images.subarray(0, count * row), labels: train.labels.subarray(0, count), count };
 }
 
-export async function trainInPage(
-  req: TrainRequest,
-): Promise<{ model: tfl.LayersModel; history: EpochMetrics[] }> {
+export async function trainInPage(req: TrainRequest): Promise<{ model: Net; history: EpochMetrics[] }> {
   const entry = getEntry(req.model);
   const model = create(req.model, { inputShape: req.shape, numClasses: req.numClasses, seed: req.seed });
   const optimizer = createOptimizer({ name: entry.defaults.optimizer ?? 'sgd', lr: req.lr });

@@ -1,0 +1,83 @@
+/**
+ * A compact CNN sized for CPU training: a 3x3 conv-ReLU block per resolution with max-pooling
+ * after each (28 -> 14 -> 7; 16 then 32 filters), then dropout, a dense layer of 128, dropout
+ * and the class scores. Every convolution has stride 1 and 'same' padding, the case the wasm
+ * gradient kernels in backend/conv-kernels.ts run through the fast forward convolution.
+ * Trained with batch augmentation (random crop with padding 2 and horizontal flip) by default.
+ *
+ * Batch normalization is an option (`batchNorm`), off by default: on wasm its backward pass
+ * (Tile, Sum and Mean kernels) more than doubled the step time in our profile.
+ *
+ * Dropout layers take no seed on purpose: tfjs re-seeds its generator on every call when one is
+ * given, which would drop the same units at every step.
+ */
+import * as tfl from '@tensorflow/tfjs-layers';
+import { layersNet, type Net } from './net.js';
+import { layerSeed, register, type ModelSpec } from './registry.js';
+import { dense } from './dense.js';
+
+export interface CnnOptions {
+  /** Filters of the blocks at full, 1/2 and 1/4 resolution. */
+  widths?: number[];
+  /** Convolutions per resolution. */
+  convs?: number;
+  batchNorm?: boolean;
+  dropout?: number;
+}
+
+export function cnn(spec: ModelSpec): Net {
+  const opts = (spec.options ?? {}) as CnnOptions;
+  const widths = opts.widths ?? [16, 32];
+  const dropout = opts.dropout ?? 0.1;
+  let seedIndex = 0;
+  const layers: tfl.layers.Layer[] = [];
+  const bn = opts.batchNorm ?? false;
+  const convBnRelu = (filters: number, first: boolean) => {
+    layers.push(
+      tfl.layers.conv2d({
+        ...(first ? { inputShape: spec.inputShape } : {}),
+        filters,
+        kernelSize: 3,
+        padding: 'same',
+        useBias: !bn,
+        activation: bn ? 'linear' : 'relu',
+        kernelInitializer: tfl.initializers.heNormal({ seed: layerSeed(spec.seed, seedIndex++) }),
+      }),
+    );
+    if (bn) layers.push(tfl.layers.batchNormalization({ momentum: 0.9 }), tfl.layers.reLU());
+  };
+  widths.forEach((w, i) => {
+    for (let j = 0; j < (opts.convs ?? 1); j++) convBnRelu(w, i === 0 && j === 0);
+    layers.push(tfl.layers.maxPooling2d({ poolSize: 2, strides: 2 }));
+  });
+  layers.push(
+    tfl.layers.flatten(),
+    tfl.layers.dropout({ rate: dropout }),
+    dense({
+      units: 128,
+      activation: 'relu',
+      kernelInitializer: tfl.initializers.heNormal({ seed: layerSeed(spec.seed, seedIndex++) }),
+    }),
+    tfl.layers.dropout({ rate: dropout }),
+    dense({
+      units: spec.numClasses,
+      kernelInitializer: tfl.initializers.glorotUniform({ seed: layerSeed(spec.seed, seedIndex++) }),
+    }),
+  );
+  return layersNet('cnn', tfl.sequential({ name: 'cnn', layers }));
+}
+
+register({
+  name: 'cnn',
+  description: 'CNN: conv16-pool-conv32-pool (3x3, ReLU), dropout, dense 128; augmentation on',
+  create: cnn,
+  defaults: {
+    epochs: 8,
+    lr: 0.003,
+    optimizer: 'adamw',
+    weightDecay: 0.0005,
+    schedule: 'onecycle',
+    labelSmoothing: 0.1,
+    augment: true,
+  },
+});

@@ -1,0 +1,79 @@
+/**
+ * What the training loop, evaluation and the run directory need from a model. A tfjs layers
+ * model fits behind it (`layersNet`), and so does a model written on raw variables
+ * (softmax-scratch), so both train through the one loop in train/loop.ts.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+
+/** A model's topology and weights, as the run directory stores them. */
+export interface NetArtifacts {
+  /** Layers topology (tfjs format), or `{ imgclf: <model name>, ... }` for non-layers models. */
+  modelTopology: object;
+  weightSpecs: tf.io.WeightsManifestEntry[];
+  weightData: ArrayBuffer;
+}
+
+export interface Net {
+  /** Registered model name. */
+  readonly name: string;
+  /** Logits (no softmax) for NHWC images; `training` enables dropout and batch statistics. */
+  apply(x: tf.Tensor, kwargs?: { training?: boolean }): tf.Tensor;
+  /** Trainable variables in a fixed order (optimizer state is saved in this order). */
+  readonly trainableVariables: tf.Variable[];
+  countParams(): number;
+  /** Topology and every weight, including non-trainable ones (batch-norm statistics). */
+  artifacts(): Promise<NetArtifacts>;
+  /** Copies weights (same order and shapes as artifacts()) into this net. */
+  setWeights(weights: tf.Tensor[]): void;
+  /** Current weights, same order as artifacts(). */
+  getWeights(): tf.Tensor[];
+  dispose(): void;
+  /**
+   * Per-example loss, when the model brings its own (softmax-scratch does, as the seed's
+   * from-scratch chapter does); otherwise the loop uses train/loss.ts crossEntropy.
+   */
+  loss?(logits: tf.Tensor2D, labels: tf.Tensor1D, labelSmoothing: number): tf.Tensor1D;
+}
+
+/** Wraps a tfjs layers model. */
+export function layersNet(name: string, model: tfl.LayersModel): Net {
+  return {
+    name,
+    apply: (x, kwargs) => model.apply(x, { training: kwargs?.training ?? false }) as tf.Tensor,
+    // LayerVariable.read() is the tf.Variable itself.
+    trainableVariables: model.trainableWeights.map((w) => w.read() as tf.Variable),
+    countParams: () => model.countParams(),
+    artifacts: async () => {
+      let captured: NetArtifacts | undefined;
+      await model.save(
+        tf.io.withSaveHandler(async (a) => {
+          captured = {
+            modelTopology: a.modelTopology as object,
+            weightSpecs: a.weightSpecs ?? [],
+            weightData: tf.io.concatenateArrayBuffers(
+              a.weightData === undefined ? [] : ([] as ArrayBuffer[]).concat(a.weightData),
+            ),
+          };
+          return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+        }),
+      );
+      return captured!;
+    },
+    setWeights: (weights) => model.setWeights(weights),
+    getWeights: () => model.getWeights(),
+    dispose: () => model.dispose(),
+  };
+}
+
+/** Rebuilds a layers model saved by `layersNet(...).artifacts()`. */
+export async function loadLayersNet(name: string, a: NetArtifacts): Promise<Net> {
+  const model = await tfl.loadLayersModel(
+    tf.io.fromMemory({
+      modelTopology: a.modelTopology,
+      weightSpecs: a.weightSpecs,
+      weightData: a.weightData,
+    }),
+  );
+  return layersNet(name, model);
+}

@@ -1,0 +1,145 @@
+/**
+ * The wasm convolution-gradient, max-pool-gradient and sum kernels (src/backend/conv-kernels.ts)
+ * against the cpu backend on random inputs, for every stride and padding the models use
+ * (lenet: 5x5 'same' and 'valid'; cnn: 3x3 'same'; 2x2/2 max-pooling on even and odd sizes)
+ * plus strides the general path must also handle.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+// tfjs-layers registers tfjs-core's gradient functions.
+import '@tensorflow/tfjs-layers';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../src/backend/index.js';
+
+async function onBoth(f: () => tf.Tensor): Promise<[Float32Array, Float32Array]> {
+  await tf.setBackend('cpu');
+  const cpu = tf.tidy(f).dataSync() as Float32Array;
+  await tf.setBackend('wasm');
+  const wasm = tf.tidy(f).dataSync() as Float32Array;
+  return [cpu, wasm];
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+function random(shape: number[], seed: number): Float32Array {
+  return tf.tidy(() => tf.randomUniform(shape, -1, 1, 'float32', seed).dataSync() as Float32Array);
+}
+
+beforeAll(async () => {
+  expect(await selectBackend('wasm')).toBe('wasm');
+});
+
+type Pad = 'same' | 'valid' | number;
+const convCases: {
+  x: [number, number, number, number];
+  f: [number, number, number, number];
+  stride: number;
+  pad: Pad;
+}[] = [
+  { x: [3, 28, 28, 1], f: [5, 5, 1, 6], stride: 1, pad: 'same' }, // lenet conv1
+  { x: [3, 14, 14, 6], f: [5, 5, 6, 16], stride: 1, pad: 'valid' }, // lenet conv2
+  { x: [3, 28, 28, 1], f: [3, 3, 1, 16], stride: 1, pad: 'same' }, // cnn block 1
+  { x: [3, 14, 14, 16], f: [3, 3, 16, 32], stride: 1, pad: 'same' }, // cnn block 2
+  { x: [2, 9, 9, 4], f: [3, 3, 4, 5], stride: 2, pad: 'same' }, // general path
+  { x: [2, 9, 9, 4], f: [3, 3, 4, 5], stride: 2, pad: 'valid' },
+];
+
+describe('Conv2D gradients on wasm match cpu (max abs diff <= 1e-4)', () => {
+  for (const { x: xs, f: fs, stride, pad } of convCases) {
+    it(`x ${xs} filter ${fs} stride ${stride} pad ${pad}`, async () => {
+      const xv = random(xs, 1);
+      const fv = random(fs, 2);
+      const outShape = tf.tidy(() => tf.conv2d(tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), stride, pad).shape);
+      const dyv = random(outShape, 3);
+      const [cpuDx, wasmDx] = await onBoth(
+        () =>
+          tf
+            .engine()
+            .runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, outShape), filter: tf.tensor(fv, fs) }, {
+              inputShape: xs,
+              strides: stride,
+              pad,
+              dataFormat: 'NHWC',
+            } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      );
+      expect(maxAbsDiff(cpuDx, wasmDx)).toBeLessThanOrEqual(1e-4);
+      const [cpuDw, wasmDw] = await onBoth(
+        () =>
+          tf
+            .engine()
+            .runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, xs), dy: tf.tensor(dyv, outShape) }, {
+              filterShape: fs,
+              strides: stride,
+              pad,
+              dataFormat: 'NHWC',
+            } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      );
+      expect(maxAbsDiff(cpuDw, wasmDw)).toBeLessThanOrEqual(1e-4);
+    });
+  }
+
+  it('gradients through tf.grad of a conv layer match, and leak nothing', async () => {
+    const xv = random([2, 12, 12, 3], 4);
+    const fv = random([3, 3, 3, 8], 5);
+    const loss = (x: tf.Tensor4D, f: tf.Tensor4D) => tf.sum(tf.square(tf.relu(tf.conv2d(x, f, 1, 'same'))));
+    const [cpu, wasm] = await onBoth(() => {
+      const [gx, gf] = tf.grads((x: tf.Tensor, f: tf.Tensor) => loss(x as tf.Tensor4D, f as tf.Tensor4D))([
+        tf.tensor4d(xv, [2, 12, 12, 3]),
+        tf.tensor4d(fv, [3, 3, 3, 8]),
+      ]);
+      return tf.concat([tf.reshape(gx, [-1]), tf.reshape(gf, [-1])]);
+    });
+    expect(maxAbsDiff(cpu, wasm)).toBeLessThanOrEqual(1e-3);
+    const before = tf.memory().numTensors;
+    tf.tidy(() => {
+      tf.grads((f: tf.Tensor) => loss(tf.ones([2, 12, 12, 3]), f as tf.Tensor4D))([tf.ones([3, 3, 3, 8])]);
+    });
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('MaxPoolGrad on wasm matches cpu', () => {
+  for (const [shape, size, stride, pad] of [
+    [[3, 28, 28, 16], 2, 2, 'valid'],
+    [[3, 7, 7, 8], 2, 2, 'valid'],
+    [[2, 7, 7, 4], 3, 2, 'same'],
+  ] as [number[], number, number, 'valid' | 'same'][]) {
+    it(`input ${shape} pool ${size} stride ${stride} ${pad}`, async () => {
+      const xv = random(shape, 6);
+      const outShape = tf.tidy(
+        () => tf.maxPool(tf.tensor4d(xv, shape as [number, number, number, number]), size, stride, pad).shape,
+      );
+      const dyv = random(outShape, 7);
+      const [cpu, wasm] = await onBoth(() => {
+        const x = tf.tensor4d(xv, shape as [number, number, number, number]);
+        const y = tf.maxPool(x, size, stride, pad);
+        return tf.engine().runKernel('MaxPoolGrad', { dy: tf.tensor(dyv, outShape), input: x, output: y }, {
+          filterSize: size,
+          strides: stride,
+          pad,
+        } as unknown as tf.NamedAttrMap) as tf.Tensor;
+      });
+      expect(maxAbsDiff(cpu, wasm)).toBeLessThanOrEqual(1e-4);
+    });
+  }
+});
+
+describe('Sum on wasm matches cpu', () => {
+  for (const [shape, axis, keep] of [
+    [[4, 5, 6, 7], [0, 1, 2], false],
+    [[4, 5, 6, 7], [0], true],
+    [[4, 5, 6, 7], [1, 2], false], // not leading: the backend's own kernel
+    [[9, 10], -1, false],
+  ] as [number[], number | number[], boolean][]) {
+    it(`shape ${shape} axis ${axis} keepDims ${keep}`, async () => {
+      const xv = random(shape, 8);
+      const [cpu, wasm] = await onBoth(() => tf.sum(tf.tensor(xv, shape), axis, keep));
+      expect(maxAbsDiff(cpu, wasm)).toBeLessThanOrEqual(1e-4);
+    });
+  }
+});
