@@ -6,6 +6,7 @@
  *   naive-tfjs: the same model written as the tfjs examples do (model.fit on whole-dataset tensors)
  *   seed-pytorch: ../shared/reference/seed_reference.py under Debian's /usr/bin/python3 (skipped with a
  *                 note when torch/torchvision are missing)
+ *   pytorch-inmemory: bench/torch_inmemory.py, the same model with the data held as one tensor
  *
  * Reports median epoch seconds, images/s, peak RSS, final test accuracy, time to first batch and
  * evaluation seconds, with ratios; writes bench/results/softmax-<date>.json and
@@ -97,30 +98,29 @@ function runWorker(subject: string, backend: string, epochs: number): Row | stri
   };
 }
 
-function runSeed(epochs: number): Row | string {
-  if (!existsSync(SEED_SCRIPT)) return `${SEED_SCRIPT} not found`;
+/** Runs a PyTorch script that prints one JSON line per run (seed_reference.py's format). */
+function runTorch(key: string, script: string, epochs: number, note: string): Row | string {
+  if (!existsSync(script)) return `${script} not found`;
   const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
   if (probe.status !== 0)
     return 'python3-torch / python3-torchvision not installed (apt-get install -y python3-torch python3-torchvision)';
-  // Wrap the script to read its own peak RSS (the main process; DataLoader workers are separate).
+  // Wrapped to read the peak RSS of the main process (DataLoader workers are separate processes).
   const wrapper = [
     'import json, resource, runpy, sys',
-    `sys.argv = ['seed_reference.py', '${epochs}', '--json']`,
-    `runpy.run_path(${JSON.stringify(SEED_SCRIPT)}, run_name='__main__')`,
+    `sys.argv = [${JSON.stringify(path.basename(script))}, '${epochs}', '--json']`,
+    `runpy.run_path(${JSON.stringify(script)}, run_name='__main__')`,
     "print(json.dumps({'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))",
   ].join('\n');
-  const start = performance.now();
   const r = spawnSync('/usr/bin/python3', ['-c', wrapper], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  if (r.status !== 0) return `seed reference failed: ${r.stderr.trim().split('\n').at(-1)}`;
+  if (r.status !== 0) return `${path.basename(script)} failed: ${r.stderr.trim().split('\n').at(-1)}`;
   const lines = r.stdout.trim().split('\n');
   const rss = JSON.parse(lines.at(-1)!) as { maxrss_kb: number };
   const j = JSON.parse(lines.at(-2)!) as { epochs: { seconds: number; test_accuracy: number }[] };
   const secs = j.epochs.map((e) => e.seconds);
   const med = median(secs);
-  void start;
   return {
-    key: 'seed-pytorch/cpu',
-    subject: 'seed-pytorch',
+    key,
+    subject: key.split('/')[0],
     backend: 'torch cpu',
     epochs: secs.length,
     median_epoch_seconds: med,
@@ -131,7 +131,7 @@ function runSeed(epochs: number): Row | string {
     data_load_seconds: null,
     eval_seconds: null,
     epoch_seconds: secs,
-    note: 'torchvision DataLoader, num_workers=4; peak RSS of the main process',
+    note,
   };
 }
 
@@ -157,7 +157,20 @@ const plan: [string, () => Row | string][] = [
   ],
   ['naive-tfjs/wasm', () => runWorker('naive-tfjs', 'wasm', slowEpochs)],
   ['naive-tfjs/cpu', () => runWorker('naive-tfjs', 'cpu', slowEpochs)],
-  ['seed-pytorch/cpu', () => runSeed(slowEpochs)],
+  [
+    'seed-pytorch/cpu',
+    () => runTorch('seed-pytorch/cpu', SEED_SCRIPT, slowEpochs, 'torchvision DataLoader, num_workers=4'),
+  ],
+  [
+    'pytorch-inmemory/cpu',
+    () =>
+      runTorch(
+        'pytorch-inmemory/cpu',
+        path.join(ROOT, 'bench', 'torch_inmemory.py'),
+        fastEpochs,
+        'whole dataset as one tensor, indexed per batch',
+      ),
+  ],
 ];
 
 const rows: Row[] = [];
@@ -179,18 +192,21 @@ for (const [key, run] of plan) {
 
 const seed = rows.find((r) => r.subject === 'seed-pytorch');
 const naive = rows.find((r) => r.key === 'naive-tfjs/wasm');
+const inMemory = rows.find((r) => r.subject === 'pytorch-inmemory');
 const fmt = (x: number | null | undefined, d = 2) => (x === null || x === undefined ? 'n/a' : x.toFixed(d));
 const cpuModel = (os.cpus()[0]?.model ?? 'unknown').trim();
 const machine = `${os.cpus().length} cores ${cpuModel}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, tfjs ${tf.version_core}`;
 const command = `npm run bench${args.length ? ' -- ' + args.join(' ') : ''}`;
 const header =
-  '| subject | backend | epochs | median s/epoch | images/s | x seed pipeline | x naive tfjs (wasm) | peak RSS MB | test acc | first batch s | data load s | eval s |';
-const sep = '|' + ' --- |'.repeat(12);
+  '| subject | backend | epochs | median s/epoch | images/s | x seed pipeline | x PyTorch in-memory | x naive tfjs (wasm) | peak RSS MB | test acc | first batch s | data load s | eval s |';
+const sep = '|' + ' --- |'.repeat(13);
 const lines = rows.map(
   (r) =>
     `| ${r.subject} | ${r.backend} | ${r.epochs} | ${fmt(r.median_epoch_seconds, 3)} | ${Math.round(r.images_per_second)} | ${
       seed ? fmt(seed.median_epoch_seconds / r.median_epoch_seconds, 1) : 'n/a'
-    } | ${naive ? fmt(naive.median_epoch_seconds / r.median_epoch_seconds, 1) : 'n/a'} | ${fmt(r.peak_rss_mb, 0)} | ${fmt(
+    } | ${inMemory ? fmt(inMemory.median_epoch_seconds / r.median_epoch_seconds, 1) : 'n/a'} | ${
+      naive ? fmt(naive.median_epoch_seconds / r.median_epoch_seconds, 1) : 'n/a'
+    } | ${fmt(r.peak_rss_mb, 0)} | ${fmt(
       r.test_accuracy,
       4,
     )} | ${fmt(r.first_batch_seconds)} | ${fmt(r.data_load_seconds)} | ${fmt(r.eval_seconds, 3)} |`,
@@ -205,7 +221,7 @@ const markdown = [
   table,
   '',
   ...skipped.map((s) => `- skipped ${s.key}: ${s.reason}`),
-  '- "x seed pipeline" and "x naive tfjs" are ratios of median epoch seconds measured in this same run.',
+  '- The "x ..." columns are ratios of median epoch seconds measured in this same run (above 1: faster than that baseline).',
   '- Test accuracy is after the subject\'s own number of epochs (column "epochs").',
   '- first batch: seconds from process start to the end of the first training step (module load, backend init, data load, first step).',
 ].join('\n');
