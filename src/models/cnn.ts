@@ -1,6 +1,6 @@
 /**
  * A compact CNN sized for CPU training: a 3x3 conv-ReLU block per resolution with max-pooling
- * after each (28 -> 14 -> 7; 16 then 32 filters), then dropout, a dense layer of 128, dropout
+ * after each (28 -> 14 -> 7; 32 then 64 filters), then dropout, a dense layer of 128, dropout
  * and the class scores. Every convolution has stride 1 and 'same' padding, the case the wasm
  * gradient kernels in backend/conv-kernels.ts run through the fast forward convolution.
  * Trained with batch augmentation (random crop with padding 2 and horizontal flip) by default.
@@ -27,7 +27,7 @@ export interface CnnOptions {
 
 export function cnn(spec: ModelSpec): Net {
   const opts = (spec.options ?? {}) as CnnOptions;
-  const widths = opts.widths ?? [16, 32];
+  const widths = opts.widths ?? [32, 64];
   const dropout = opts.dropout ?? 0.1;
   let seedIndex = 0;
   const layers: tfl.layers.Layer[] = [];
@@ -69,10 +69,10 @@ export function cnn(spec: ModelSpec): Net {
 
 register({
   name: 'cnn',
-  description: 'CNN: conv16-pool-conv32-pool (3x3, ReLU), dropout, dense 128; augmentation on',
+  description: 'CNN: conv32-pool-conv64-pool (3x3, ReLU), dropout, dense 128; augmentation on',
   create: cnn,
   defaults: {
-    epochs: 8,
+    epochs: 6,
     lr: 0.003,
     optimizer: 'adamw',
     weightDecay: 0.0005,

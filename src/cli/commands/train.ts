@@ -393,7 +393,7 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
     .option('--augment', "random crop + flip on each batch (default: the model's; on for cnn)")
     .option('--no-augment', 'turn batch augmentation off')
     .option('--hidden <sizes>', 'mlp hidden sizes, e.g. 256,128')
-    .option('--widths <filters>', 'cnn filters per resolution, e.g. 16,32 (the default)')
+    .option('--widths <filters>', 'cnn filters per resolution (default 32,64)')
     .option('--dropout <p>', 'mlp/cnn dropout rate', numberArg('--dropout'))
     .option('--activation <name>', 'mlp/lenet activation: relu or sigmoid')
     .option('--pool <name>', 'lenet pooling: max or avg')
