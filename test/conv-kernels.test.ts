@@ -10,21 +10,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-
-async function onBoth(f: () => tf.Tensor): Promise<[Float32Array, Float32Array]> {
-  await tf.setBackend('cpu');
-  const cpu = tf.tidy(f).dataSync() as Float32Array;
-  await tf.setBackend('wasm');
-  const wasm = tf.tidy(f).dataSync() as Float32Array;
-  return [cpu, wasm];
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
+import { maxAbsDiff, onCpuAndWasm } from './helpers.js';
 
 function random(shape: number[], seed: number): Float32Array {
   return tf.tidy(() => tf.randomUniform(shape, -1, 1, 'float32', seed).dataSync() as Float32Array);
@@ -56,7 +42,7 @@ describe('Conv2D gradients on wasm match cpu (max abs diff <= 1e-4)', () => {
       const fv = random(fs, 2);
       const outShape = tf.tidy(() => tf.conv2d(tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), stride, pad).shape);
       const dyv = random(outShape, 3);
-      const [cpuDx, wasmDx] = await onBoth(
+      const [cpuDx, wasmDx] = await onCpuAndWasm(
         () =>
           tf
             .engine()
@@ -68,7 +54,7 @@ describe('Conv2D gradients on wasm match cpu (max abs diff <= 1e-4)', () => {
             } as unknown as tf.NamedAttrMap) as tf.Tensor,
       );
       expect(maxAbsDiff(cpuDx, wasmDx)).toBeLessThanOrEqual(1e-4);
-      const [cpuDw, wasmDw] = await onBoth(
+      const [cpuDw, wasmDw] = await onCpuAndWasm(
         () =>
           tf
             .engine()
@@ -87,7 +73,7 @@ describe('Conv2D gradients on wasm match cpu (max abs diff <= 1e-4)', () => {
     const xv = random([2, 12, 12, 3], 4);
     const fv = random([3, 3, 3, 8], 5);
     const loss = (x: tf.Tensor4D, f: tf.Tensor4D) => tf.sum(tf.square(tf.relu(tf.conv2d(x, f, 1, 'same'))));
-    const [cpu, wasm] = await onBoth(() => {
+    const [cpu, wasm] = await onCpuAndWasm(() => {
       const [gx, gf] = tf.grads((x: tf.Tensor, f: tf.Tensor) => loss(x as tf.Tensor4D, f as tf.Tensor4D))([
         tf.tensor4d(xv, [2, 12, 12, 3]),
         tf.tensor4d(fv, [3, 3, 3, 8]),
@@ -115,7 +101,7 @@ describe('MaxPoolGrad on wasm matches cpu', () => {
         () => tf.maxPool(tf.tensor4d(xv, shape as [number, number, number, number]), size, stride, pad).shape,
       );
       const dyv = random(outShape, 7);
-      const [cpu, wasm] = await onBoth(() => {
+      const [cpu, wasm] = await onCpuAndWasm(() => {
         const x = tf.tensor4d(xv, shape as [number, number, number, number]);
         const y = tf.maxPool(x, size, stride, pad);
         return tf.engine().runKernel('MaxPoolGrad', { dy: tf.tensor(dyv, outShape), input: x, output: y }, {
@@ -138,7 +124,7 @@ describe('Sum on wasm matches cpu', () => {
   ] as [number[], number | number[], boolean][]) {
     it(`shape ${shape} axis ${axis} keepDims ${keep}`, async () => {
       const xv = random(shape, 8);
-      const [cpu, wasm] = await onBoth(() => tf.sum(tf.tensor(xv, shape), axis, keep));
+      const [cpu, wasm] = await onCpuAndWasm(() => tf.sum(tf.tensor(xv, shape), axis, keep));
       expect(maxAbsDiff(cpu, wasm)).toBeLessThanOrEqual(1e-4);
     });
   }

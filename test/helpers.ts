@@ -86,3 +86,23 @@ export async function launchChromium(): Promise<import('playwright-core').Browse
     ],
   });
 }
+
+/** Runs `f` on the cpu backend, then on wasm, and returns both results (for kernel checks). */
+export async function onCpuAndWasm(
+  f: () => import('@tensorflow/tfjs-core').Tensor,
+): Promise<[Float32Array, Float32Array]> {
+  const tf = await import('@tensorflow/tfjs-core');
+  await tf.setBackend('cpu');
+  const cpu = tf.tidy(f).dataSync() as Float32Array;
+  await tf.setBackend('wasm');
+  const wasm = tf.tidy(f).dataSync() as Float32Array;
+  return [cpu, wasm];
+}
+
+/** Largest absolute difference between two equally long arrays. */
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} and ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}

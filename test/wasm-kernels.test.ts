@@ -3,21 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-
-async function onBoth(f: () => tf.Tensor): Promise<[Float32Array, Float32Array]> {
-  await tf.setBackend('cpu');
-  const cpu = f().dataSync() as Float32Array;
-  await tf.setBackend('wasm');
-  const wasm = f().dataSync() as Float32Array;
-  return [cpu, wasm];
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
+import { maxAbsDiff, onCpuAndWasm } from './helpers.js';
 
 beforeAll(async () => {
   expect(await selectBackend('wasm')).toBe('wasm');
@@ -62,7 +48,7 @@ describe('wasm transpose', () => {
     it(`shape ${shape} perm ${perm}`, async () => {
       const x = tf.randomNormal(shape, 0, 1, 'float32', 3);
       const values = x.dataSync();
-      const [cpu, wasm] = await onBoth(() => tf.transpose(tf.tensor(values, shape), perm));
+      const [cpu, wasm] = await onCpuAndWasm(() => tf.transpose(tf.tensor(values, shape), perm));
       expect(maxAbsDiff(cpu, wasm)).toBe(0);
     });
   }
@@ -81,10 +67,10 @@ describe('wasm matMul with transposes', () => {
         const b = tf.randomNormal([...batch, ...(tb ? [11, 17] : [17, 11])], 0, 1, 'float32', 6).dataSync();
         const sa = [...batch, ...(ta ? [17, 9] : [9, 17])];
         const sb = [...batch, ...(tb ? [11, 17] : [17, 11])];
-        const [cpu, wasm] = await onBoth(() => tf.matMul(tf.tensor(a, sa), tf.tensor(b, sb), ta, tb));
+        const [cpu, wasm] = await onCpuAndWasm(() => tf.matMul(tf.tensor(a, sa), tf.tensor(b, sb), ta, tb));
         expect(maxAbsDiff(cpu, wasm)).toBeLessThanOrEqual(1e-4);
         const bias = tf.randomNormal([11], 0, 1, 'float32', 7).dataSync();
-        const [cpu2, wasm2] = await onBoth(() =>
+        const [cpu2, wasm2] = await onCpuAndWasm(() =>
           tf.fused.matMul({
             a: tf.tensor(a, sa),
             b: tf.tensor(b, sb),
