@@ -36,14 +36,24 @@ export async function loadRunWithData(dir: string, backend: BackendName, dataDir
   return { run, dataset };
 }
 
-export function registerEvaluate(program: Command, globals: () => GlobalOptions): void {
-  program
-    .command('evaluate')
-    .description('evaluate a trained run on the test set')
+/** The options of every command that reads a run directory (and its data). */
+export interface RunOptions {
+  model: string;
+  backend: BackendName;
+  dataDir?: string;
+}
+
+/** Adds --model, --backend and --data-dir, shared by evaluate, predict and report. */
+export function withRunOptions(command: Command): Command {
+  return command
     .requiredOption('--model <dir>', 'run directory written by `imgclf train`')
     .option('--backend <name>', 'auto, wasm, cpu or tensorflow', 'auto')
-    .option('--data-dir <dir>', 'folder with the dataset files')
-    .action(async (opts: { model: string; backend: BackendName; dataDir?: string }) => {
+    .option('--data-dir <dir>', 'folder with the dataset files');
+}
+
+export function registerEvaluate(program: Command, globals: () => GlobalOptions): void {
+  withRunOptions(program.command('evaluate').description('evaluate a trained run on the test set')).action(
+    async (opts: RunOptions) => {
       const out = new Output(globals());
       const { run, dataset } = await loadRunWithData(opts.model, opts.backend, opts.dataDir);
       const names = run.metadata.classNames;
@@ -85,5 +95,6 @@ export function registerEvaluate(program: Command, globals: () => GlobalOptions)
         })),
         confusion,
       });
-    });
+    },
+  );
 }
