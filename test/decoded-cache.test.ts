@@ -66,6 +66,8 @@ describe('decoded cache', () => {
     const r = await load();
     expect(r.dataset.train.images[0]).toBe(1);
     expect(r.files.find((f) => f.name === 'ti')?.verified).toBe(false);
+    // The stale entry of that split is gone: one entry per split.
+    expect(readdirSync(decodedDir())).toHaveLength(2);
   });
 
   it('a truncated entry is deleted and rebuilt from the sources', async () => {

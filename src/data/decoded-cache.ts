@@ -5,17 +5,17 @@
  * times, so a changed source file gets a new entry; an entry that does not parse is deleted and
  * rebuilt. Files are written atomically, and a failure to write the cache never fails a run.
  *
- * Layout: u32 header length, JSON header, padding to 4 bytes, labels (count bytes, padded to 4),
- * float32 pixels.
+ * Stored with util/parts-file.ts: the header, then the labels and the float32 pixels.
  */
 import { createHash } from 'node:crypto';
-import { readFile, rm, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
+import { float32View, packParts, unpackParts } from '../util/parts-file.js';
 import type { ImageShape, Split } from './dataset.js';
 import type { FileReport } from './sources.js';
 
-const FORMAT = 'imgclf-decoded/1';
+const FORMAT = 'imgclf-decoded/2';
 
 export interface DecodedHeader {
   format: string;
@@ -40,17 +40,25 @@ export async function decodedCachePath(cacheRoot: string, label: string, sources
   return path.join(cacheRoot, 'decoded', `${label}-${key}.bin`);
 }
 
-const pad4 = (n: number) => (n + 3) & ~3;
-
+/**
+ * Writes an entry and removes the other entries of the same label (dataset and split): an
+ * entry is some 200 MB, and one per split is all a run reuses.
+ */
 export async function writeDecoded(file: string, split: Split, header: DecodedHeader): Promise<void> {
-  const json = Buffer.from(JSON.stringify({ ...header, format: FORMAT }));
-  const head = new Uint8Array(pad4(4 + json.length) + pad4(split.count));
-  new DataView(head.buffer).setUint32(0, json.length, true);
-  head.set(json, 4);
-  head.set(split.labels, pad4(4 + json.length));
   const pixels = new Uint8Array(split.images.buffer, split.images.byteOffset, split.images.byteLength);
   try {
-    await writeFileAtomic(file, [head, pixels]);
+    await writeFileAtomic(file, packParts({ ...header, format: FORMAT }, [split.labels, pixels]));
+    const dir = path.dirname(file);
+    const label = path.basename(file).replace(/-[0-9a-f]+\.bin$/, '-');
+    for (const name of await readdir(dir)) {
+      if (
+        name.startsWith(label) &&
+        /^[0-9a-f]+\.bin$/.test(name.slice(label.length)) &&
+        name !== path.basename(file)
+      ) {
+        await rm(path.join(dir, name), { force: true });
+      }
+    }
   } catch {
     // A read-only or full cache only costs speed.
   }
@@ -66,25 +74,24 @@ export async function readDecoded(
   } catch {
     return undefined;
   }
-  try {
-    const jsonLength = bytes.readUInt32LE(0);
-    const header = JSON.parse(bytes.subarray(4, 4 + jsonLength).toString('utf8')) as DecodedHeader;
-    if (header.format !== FORMAT) throw new Error('format');
-    const headerEnd = pad4(4 + jsonLength);
-    const labelsEnd = headerEnd + pad4(header.count);
-    const pixels = header.count * header.shape[0] * header.shape[1] * header.shape[2];
-    if (bytes.length !== labelsEnd + pixels * 4) throw new Error('length');
-    const labels = new Uint8Array(bytes.subarray(headerEnd, headerEnd + header.count));
-    // A view over the file's own buffer, no copy (a large readFile buffer starts at offset 0;
-    // copy only if it is ever unaligned).
-    const start = bytes.byteOffset + labelsEnd;
-    const images =
-      start % 4 === 0
-        ? new Float32Array(bytes.buffer, start, pixels)
-        : new Float32Array(new Uint8Array(bytes.subarray(labelsEnd)).buffer);
-    return { split: { images, labels, count: header.count }, header };
-  } catch {
+  const unpacked = unpackParts<DecodedHeader>(bytes);
+  const h = unpacked?.header;
+  const pixels = h ? h.count * h.shape[0] * h.shape[1] * h.shape[2] : -1;
+  if (
+    !unpacked ||
+    h!.format !== FORMAT ||
+    unpacked.parts.length !== 2 ||
+    unpacked.parts[0].length !== h!.count ||
+    unpacked.parts[1].length !== pixels * 4
+  ) {
     await rm(file, { force: true });
     return undefined;
   }
+  // The pixels stay a view over the file's buffer: no second 188 MB copy.
+  const split = {
+    images: float32View(unpacked.parts[1]),
+    labels: new Uint8Array(unpacked.parts[0]),
+    count: h!.count,
+  };
+  return { split, header: h! };
 }

@@ -17,6 +17,7 @@ import { UserError } from '../errors.js';
 import { prepareImage } from '../predict/preprocess.js';
 import type { Preprocessing } from '../run/rundir.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { packParts, unpackParts } from '../util/parts-file.js';
 import type { ImageShape } from './dataset.js';
 
 export type ResizeMode = Preprocessing['resize'];
@@ -78,7 +79,7 @@ export interface LoadedFolder {
 const MAX_CLASSES = 256;
 /** Decodes in flight at once: sharp works on libuv's thread pool, so a few overlap usefully. */
 const CONCURRENCY = 4;
-const CACHE_FORMAT = 'imgclf-folder-cache/1';
+const CACHE_FORMAT = 'imgclf-folder-cache/2';
 
 /** The preprocessing a folder run records: photos are taken as they are, never inverted. */
 export function folderPreprocessing(resizeMode: ResizeMode): Preprocessing {
@@ -211,48 +212,32 @@ interface CacheHeader {
   skipped: SkippedFile[];
 }
 
-/**
- * Cache file: a uint32 (little-endian) header length, the JSON header, then train labels, test
- * labels, train pixels and test pixels as bytes.
- */
-function encodeCache(header: CacheHeader, train: FolderPart, test: FolderPart): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const out = new Uint8Array(
-    4 + json.length + train.labels.length + test.labels.length + train.pixels.length + test.pixels.length,
-  );
-  new DataView(out.buffer).setUint32(0, json.length, true);
-  let o = 4;
-  for (const part of [json, train.labels, test.labels, train.pixels, test.pixels]) {
-    out.set(part, o);
-    o += part.length;
-  }
-  return out;
+/** The cache file's chunks (util/parts-file.ts): train labels, test labels, train pixels, test pixels. */
+function encodeCache(header: CacheHeader, train: FolderPart, test: FolderPart): Uint8Array[] {
+  return packParts(header, [train.labels, test.labels, train.pixels, test.pixels]);
 }
 
 /** The cached arrays, or undefined when the file is absent, truncated or of another format. */
 function decodeCache(
   bytes: Uint8Array,
 ): { header: CacheHeader; train: FolderPart; test: FolderPart } | undefined {
-  if (bytes.length < 4) return undefined;
-  const len = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true);
-  let header: CacheHeader;
-  try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + len))) as CacheHeader;
-  } catch {
-    return undefined;
-  }
-  if (header.format !== CACHE_FORMAT) return undefined;
+  const unpacked = unpackParts<CacheHeader>(bytes);
+  if (!unpacked || unpacked.header.format !== CACHE_FORMAT || unpacked.parts.length !== 4) return undefined;
+  const { header, parts } = unpacked;
   const row = header.shape[0] * header.shape[1] * header.shape[2];
   const { trainCount: a, testCount: b } = header;
-  if (bytes.length !== 4 + len + a + b + (a + b) * row) return undefined;
-  let o = 4 + len;
-  const take = (n: number) => bytes.subarray(o, (o += n));
-  const trainLabels = take(a);
-  const testLabels = take(b);
+  const [trainLabels, testLabels, trainPixels, testPixels] = parts;
+  if (
+    trainLabels.length !== a ||
+    testLabels.length !== b ||
+    trainPixels.length !== a * row ||
+    testPixels.length !== b * row
+  )
+    return undefined;
   return {
     header,
-    train: { labels: trainLabels, pixels: take(a * row), count: a },
-    test: { labels: testLabels, pixels: take(b * row), count: b },
+    train: { labels: trainLabels, pixels: trainPixels, count: a },
+    test: { labels: testLabels, pixels: testPixels, count: b },
   };
 }
 
