@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type { Dataset } from '../src/data/dataset.js';
+import type { Dataset } from '../src/core/data/dataset.js';
 
 export async function naiveTfjs(
   dataset: Dataset,

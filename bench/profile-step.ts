@@ -8,12 +8,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, type BackendName } from '../src/backend/index.js';
-import { loadDataset } from '../src/data/load.js';
-import { Rng } from '../src/data/rng.js';
-import { subset } from '../src/data/split.js';
-import { create, getEntry } from '../src/models/index.js';
-import { trainEpoch } from '../src/train/loop.js';
-import { createOptimizer } from '../src/train/optimizers.js';
+import { loadDataset } from '../src/node/data/load.js';
+import { Rng } from '../src/core/data/rng.js';
+import { subset } from '../src/core/data/split.js';
+import { create, getEntry } from '../src/core/models/index.js';
+import { trainEpoch } from '../src/core/train/loop.js';
+import { createOptimizer } from '../src/core/optim/optimizers.js';
 
 async function main(): Promise<void> {
   const name = process.argv[2] ?? 'cnn';

@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { writeFileAtomic } from '../src/util/fs.js';
+import { writeFileAtomic } from '../src/node/fs.js';
 import type { WorkerResult } from './worker.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -7,10 +7,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, type BackendName } from '../src/backend/index.js';
-import { loadDataset } from '../src/data/load.js';
-import { create } from '../src/models/index.js';
-import { fit } from '../src/train/loop.js';
-import { createOptimizer } from '../src/train/optimizers.js';
+import { loadDataset } from '../src/node/data/load.js';
+import { create } from '../src/core/models/index.js';
+import { fit } from '../src/core/train/loop.js';
+import { createOptimizer } from '../src/core/optim/optimizers.js';
 import { naiveTfjs } from './naive-tfjs.js';
 
 export interface WorkerResult {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { batchCount, batches } from '../src/data/batches.js';
-import { splitFromBytes } from '../src/data/dataset.js';
-import { permutation, Rng } from '../src/data/rng.js';
+import { batchCount, batches } from '../src/core/data/batches.js';
+import { splitFromBytes } from '../src/core/data/dataset.js';
+import { permutation, Rng } from '../src/core/data/rng.js';
 
 const n = 10;
 const row = 3;
@@ -48,7 +48,7 @@ describe('batches', () => {
 
 describe('stratifiedSplit', () => {
   it('holds out the same fraction of every class, deterministically', async () => {
-    const { stratifiedSplit } = await import('../src/data/split.js');
+    const { stratifiedSplit } = await import('../src/core/data/split.js');
     const labels = Uint8Array.from({ length: 100 }, (_, i) => (i < 60 ? 0 : 1));
     const s = splitFromBytes(
       Uint8Array.from({ length: 100 }, (_, i) => i),

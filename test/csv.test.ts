@@ -3,8 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { csvClassNames, csvLabelIndices, parseImageCsv, toImageCsv } from '../src/data/csv.js';
-import { loadDataset } from '../src/data/load.js';
+import { csvClassNames, csvLabelIndices, parseImageCsv, toImageCsv } from '../src/core/data/csv.js';
+import { loadDataset } from '../src/node/data/load.js';
 import { cli, expectCleanError, tempDir } from './helpers.js';
 
 const DEBIAN = '/usr/share/datasets/fashion-mnist';

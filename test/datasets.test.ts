@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MNIST_CLASSES } from '../src/data/classes.js';
+import { MNIST_CLASSES } from '../src/core/data/classes.js';
 import {
   download,
   idxSpec,
@@ -19,7 +19,7 @@ import {
   md5,
   MNIST,
   verifyFile,
-} from '../src/data/sources.js';
+} from '../src/node/data/datasets.js';
 import { BIN, cli, type CliResult, expectCleanError, idx, ROOT, tempDir } from './helpers.js';
 
 const NAMES = [

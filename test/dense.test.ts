@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import { Dense, dense } from '../src/models/dense.js';
+import { Dense, dense } from '../src/core/models/dense.js';
 
 beforeAll(async () => {
   await selectBackend('wasm');

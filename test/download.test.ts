@@ -8,7 +8,13 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { download, FASHION_MNIST, type IdxDatasetSpec, loadIdxDataset, sha256 } from '../src/data/sources.js';
+import {
+  download,
+  FASHION_MNIST,
+  type IdxDatasetSpec,
+  loadIdxDataset,
+  sha256,
+} from '../src/node/data/datasets.js';
 import { idx, tempDir } from './helpers.js';
 
 const images = idx([4, 2, 2]);

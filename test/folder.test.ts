@@ -5,10 +5,10 @@
 import { mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadDataset } from '../src/data/load.js';
-import { loadImageFolder, scanImageFolder } from '../src/data/folder.js';
-import { renderSvg, shapeSvg, writeShapesFolder } from '../src/data/shapes.js';
-import { Rng } from '../src/data/rng.js';
+import { loadDataset } from '../src/node/data/load.js';
+import { loadImageFolder, scanImageFolder } from '../src/node/data/folder.js';
+import { renderSvg, shapeSvg, writeShapesFolder } from '../src/node/data/shapes.js';
+import { Rng } from '../src/core/data/rng.js';
 import { cli, expectCleanError, tempDir } from './helpers.js';
 
 let work = '';

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import { correctCount, crossEntropy, crossEntropyAndCorrect } from '../src/train/loss.js';
+import { correctCount, crossEntropy, crossEntropyAndCorrect } from '../src/core/train/loss.js';
 
 beforeAll(async () => {
   await selectBackend('wasm');

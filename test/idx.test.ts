@@ -2,9 +2,9 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { checkPair, parseIdx } from '../src/data/idx.js';
-import { readMaybeGzip } from '../src/data/sources.js';
-import { UserError } from '../src/errors.js';
+import { checkPair, parseIdx } from '../src/core/data/idx.js';
+import { readMaybeGzip } from '../src/node/data/datasets.js';
+import { UserError } from '../src/core/errors.js';
 import { idx, tempDir } from './helpers.js';
 
 describe('parseIdx', () => {

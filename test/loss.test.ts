@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { correctCount, crossEntropy, crossEntropyFromProbs, softmax } from '../src/train/loss.js';
-import { accuracy, confusionMatrix, perClassMetrics } from '../src/train/metrics.js';
+import { correctCount, crossEntropy, crossEntropyFromProbs, softmax } from '../src/core/train/loss.js';
+import { accuracy, confusionMatrix, perClassMetrics } from '../src/core/train/metrics.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');

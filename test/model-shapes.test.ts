@@ -2,8 +2,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import type { ImageShape } from '../src/data/dataset.js';
-import { list } from '../src/models/index.js';
+import type { ImageShape } from '../src/core/data/dataset.js';
+import { list } from '../src/core/models/index.js';
 
 beforeAll(async () => {
   await selectBackend('wasm');

@@ -6,12 +6,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import { Rng } from '../src/data/rng.js';
-import { getEntry, list, create } from '../src/models/index.js';
-import { loadModelFiles, saveModel } from '../src/run/rundir.js';
-import { trainEpoch } from '../src/train/loop.js';
-import { crossEntropy } from '../src/train/loss.js';
-import { createOptimizer } from '../src/train/optimizers.js';
+import { Rng } from '../src/core/data/rng.js';
+import { getEntry, list, create } from '../src/core/models/index.js';
+import { loadModelFiles, saveModel } from '../src/node/run/rundir.js';
+import { trainEpoch } from '../src/core/train/loop.js';
+import { crossEntropy } from '../src/core/train/loss.js';
+import { createOptimizer } from '../src/core/optim/optimizers.js';
 import { tempDir } from './helpers.js';
 
 beforeAll(async () => {

@@ -2,8 +2,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createOptimizer, type Optimizer } from '../src/train/optimizers.js';
-import { createSchedule } from '../src/train/schedule.js';
+import { createOptimizer, type Optimizer } from '../src/core/optim/optimizers.js';
+import { createSchedule } from '../src/core/optim/schedule.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { float32View, packParts, unpackParts } from '../src/util/parts-file.js';
+import { float32View, packParts, unpackParts } from '../src/node/parts-file.js';
 
 const join = (chunks: Uint8Array[]) => {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));

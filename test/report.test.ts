@@ -5,12 +5,12 @@ import { pathToFileURL } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FASHION_MNIST_CLASSES } from '../src/data/classes.js';
-import { confusionSpec } from '../src/report/charts.js';
-import { gridLayout } from '../src/report/grid.js';
-import { FONT_FAMILY, renderVegaLite } from '../src/report/render.js';
-import { CHART_SCALE, MISTAKE_COUNT, PREDICTION_COUNT, REPORT_FILES } from '../src/report/report.js';
-import { strings } from '../src/report/text.js';
+import { FASHION_MNIST_CLASSES } from '../src/core/data/classes.js';
+import { confusionSpec } from '../src/node/report/charts.js';
+import { gridLayout } from '../src/node/report/grid.js';
+import { FONT_FAMILY, renderVegaLite } from '../src/node/report/render.js';
+import { CHART_SCALE, MISTAKE_COUNT, PREDICTION_COUNT, REPORT_FILES } from '../src/node/report/report.js';
+import { strings } from '../src/node/report/text.js';
 import { CHROMIUM, cli, expectCleanError, launchChromium, tempDir } from './helpers.js';
 
 const DEBIAN = '/usr/share/datasets/fashion-mnist';

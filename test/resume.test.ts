@@ -5,15 +5,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import { augmentBatch } from '../src/data/augment.js';
-import type { Dataset, Split } from '../src/data/dataset.js';
-import { loadDataset } from '../src/data/load.js';
-import { Rng } from '../src/data/rng.js';
-import { subset } from '../src/data/split.js';
-import { create, getEntry } from '../src/models/index.js';
-import { loadCheckpoint, saveCheckpoint } from '../src/run/rundir.js';
-import { evaluate, fit, type FitState } from '../src/train/loop.js';
-import { createOptimizer } from '../src/train/optimizers.js';
+import { augmentBatch } from '../src/core/data/augment.js';
+import type { Dataset, Split } from '../src/core/data/dataset.js';
+import { loadDataset } from '../src/node/data/load.js';
+import { Rng } from '../src/core/data/rng.js';
+import { subset } from '../src/core/data/split.js';
+import { create, getEntry } from '../src/core/models/index.js';
+import { loadCheckpoint, saveCheckpoint } from '../src/node/run/rundir.js';
+import { evaluate, fit, type FitState } from '../src/core/train/loop.js';
+import { createOptimizer } from '../src/core/optim/optimizers.js';
 import { tempDir } from './helpers.js';
 
 let dataset: Dataset;

@@ -4,10 +4,10 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import { FASHION_MNIST_CLASSES } from '../src/data/classes.js';
-import { parseIdx } from '../src/data/idx.js';
-import { create } from '../src/models/index.js';
-import { loadRun, RUN_FORMAT, saveMetadata, saveMetrics, saveModel } from '../src/run/rundir.js';
+import { FASHION_MNIST_CLASSES } from '../src/core/data/classes.js';
+import { parseIdx } from '../src/core/data/idx.js';
+import { create } from '../src/core/models/index.js';
+import { loadRun, RUN_FORMAT, saveMetadata, saveMetrics, saveModel } from '../src/node/run/rundir.js';
 import { buildServer } from '../src/server/app.js';
 import { cli, expectCleanError, tempDir } from './helpers.js';
 

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { list } from '../src/models/index.js';
+import { list } from '../src/core/models/index.js';
 import { BIN, CHROMIUM, cli, launchChromium, ROOT, tempDir } from './helpers.js';
 
 const SCREENSHOT = path.join(ROOT, 'docs', 'screenshots', 'app.png');

@@ -4,7 +4,7 @@
  * kernels, plus ours in wasm-kernels.ts), then the plain JavaScript cpu backend.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { UserError } from '../errors.js';
+import { UserError } from '../core/errors.js';
 import { registerConvKernels } from './conv-kernels.js';
 import { registerFusedXent } from './fused-xent.js';
 import { registerWasmKernels } from './wasm-kernels.js';

@@ -5,8 +5,8 @@
  * trace only under --verbose.
  */
 import { Command, CommanderError } from 'commander';
-import { UserError } from '../errors.js';
-import { VERSION } from '../version.js';
+import { UserError } from '../core/errors.js';
+import { VERSION } from '../core/version.js';
 import { registerData } from './commands/data.js';
 import { registerEvaluate } from './commands/evaluate.js';
 import { registerModels } from './commands/models.js';

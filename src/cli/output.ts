@@ -3,8 +3,8 @@
  * stdout carries exactly one JSON object, so `imgclf ... --json | jq` works.
  */
 import cliProgress from 'cli-progress';
-import type { Lang } from '../data/classes.js';
-import { UserError } from '../errors.js';
+import type { Lang } from '../core/data/classes.js';
+import { UserError } from '../core/errors.js';
 
 export interface GlobalOptions {
   json?: boolean;

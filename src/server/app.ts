@@ -13,15 +13,15 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { existsSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import sharp from 'sharp';
-import { displayName } from '../data/classes.js';
-import { imageSize, type Split } from '../data/dataset.js';
-import { resizeSplit } from '../data/transforms.js';
-import { UserError } from '../errors.js';
-import { predictProbabilities, topK } from '../predict/predict.js';
-import { NotAnImageError, prepareImage } from '../predict/preprocess.js';
-import type { LoadedRun } from '../run/rundir.js';
-import { evaluate } from '../train/loop.js';
-import { VERSION } from '../version.js';
+import { displayName } from '../core/data/classes.js';
+import { imageSize, type Split } from '../core/data/dataset.js';
+import { resizeSplit } from '../core/data/transforms.js';
+import { UserError } from '../core/errors.js';
+import { predictProbabilities, topK } from '../core/predict.js';
+import { NotAnImageError, prepareImage } from '../node/image.js';
+import type { LoadedRun } from '../node/run/rundir.js';
+import { evaluate } from '../core/train/loop.js';
+import { VERSION } from '../core/version.js';
 import { imagesIdx, labelsIdx, loadRawDataset, type RawDataset, type SplitName } from './data.js';
 
 export interface ServerOptions {

@@ -2,8 +2,8 @@
  * The dataset as the server hands it out: loaded once on first use, kept as the original bytes
  * (0..255) so a page can download 60000 images as 47 MB of IDX instead of 188 MB of floats.
  */
-import { imageSize, type ImageShape } from '../data/dataset.js';
-import { loadDataset } from '../data/load.js';
+import { imageSize, type ImageShape } from '../core/data/dataset.js';
+import { loadDataset } from '../node/data/load.js';
 
 export interface RawSplit {
   /** N * H * W * C bytes. */

@@ -1,9 +1,9 @@
 /** The imgclf page: classify (upload, drop, draw), browse the gallery, train in the browser. */
 import { Chart, registerables } from 'chart.js';
-import type { Net } from '../../src/models/net.js';
-import { list } from '../../src/models/index.js';
-import { predictProbabilities } from '../../src/predict/predict.js';
-import type { ImageShape } from '../../src/data/dataset.js';
+import type { Net } from '../../src/core/models/net.js';
+import { list } from '../../src/core/models/index.js';
+import { predictProbabilities } from '../../src/core/predict.js';
+import type { ImageShape } from '../../src/core/data/dataset.js';
 import { chooseBackend } from './backend.js';
 import { getLang, type Lang, setLang, t } from './i18n.js';
 import { loadSplit, trainInPage } from './train.js';

@@ -3,12 +3,12 @@
  * code the CLI uses (src/data/idx.ts), and goes through the same training loop
  * (src/train/loop.ts `fit`). Only the UI hooks are new here.
  */
-import type { Net } from '../../src/models/net.js';
-import { type ImageShape, type Split, splitFromBytes } from '../../src/data/dataset.js';
-import { checkPair, parseIdx } from '../../src/data/idx.js';
-import { create, getEntry } from '../../src/models/index.js';
-import { type EpochMetrics, evaluate, fit } from '../../src/train/loop.js';
-import { createOptimizer } from '../../src/train/optimizers.js';
+import type { Net } from '../../src/core/models/net.js';
+import { type ImageShape, type Split, splitFromBytes } from '../../src/core/data/dataset.js';
+import { checkPair, parseIdx } from '../../src/core/data/idx.js';
+import { create, getEntry } from '../../src/core/models/index.js';
+import { type EpochMetrics, evaluate, fit } from '../../src/core/train/loop.js';
+import { createOptimizer } from '../../src/core/optim/optimizers.js';
 
 export interface DataInfo {
   classNames: string[];

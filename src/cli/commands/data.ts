@@ -1,8 +1,8 @@
 /** `imgclf data fetch|info`: get a built-in IDX dataset (Fashion-MNIST by default) and show what is there. */
 import type { Command } from 'commander';
-import { displayName } from '../../data/classes.js';
-import { classCounts } from '../../data/dataset.js';
-import { idxSpec, loadIdxDataset } from '../../data/sources.js';
+import { displayName } from '../../core/data/classes.js';
+import { classCounts } from '../../core/data/dataset.js';
+import { idxSpec, loadIdxDataset } from '../../node/data/datasets.js';
 import { type GlobalOptions, Output, table } from '../output.js';
 
 export function registerData(program: Command, globals: () => GlobalOptions): void {

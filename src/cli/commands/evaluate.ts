@@ -1,12 +1,12 @@
 /** `imgclf evaluate`: test accuracy, per-class precision/recall/F1 and the confusion matrix. */
 import type { Command } from 'commander';
 import { selectBackend, type BackendName } from '../../backend/index.js';
-import { displayName } from '../../data/classes.js';
-import { idxSource, loadDataset } from '../../data/load.js';
-import { UserError } from '../../errors.js';
-import { type LoadedRun, loadRun } from '../../run/rundir.js';
-import { evaluate } from '../../train/loop.js';
-import { confusionMatrix, perClassMetrics } from '../../train/metrics.js';
+import { displayName } from '../../core/data/classes.js';
+import { idxSource, loadDataset } from '../../node/data/load.js';
+import { UserError } from '../../core/errors.js';
+import { type LoadedRun, loadRun } from '../../node/run/rundir.js';
+import { evaluate } from '../../core/train/loop.js';
+import { confusionMatrix, perClassMetrics } from '../../core/train/metrics.js';
 import { type GlobalOptions, Output, table } from '../output.js';
 
 /**

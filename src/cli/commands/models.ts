@@ -1,7 +1,7 @@
 /** `imgclf models`: the registered models with parameter counts. */
 import type { Command } from 'commander';
 import { selectBackend } from '../../backend/index.js';
-import { list } from '../../models/index.js';
+import { list } from '../../core/models/index.js';
 import { type GlobalOptions, Output, table } from '../output.js';
 
 export function registerModels(program: Command, globals: () => GlobalOptions): void {

@@ -2,13 +2,13 @@
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { selectBackend, type BackendName } from '../../backend/index.js';
-import { displayName } from '../../data/classes.js';
-import { imageSize } from '../../data/dataset.js';
-import { UserError } from '../../errors.js';
-import { predictProbabilities, topK } from '../../predict/predict.js';
-import { prepareImage } from '../../predict/preprocess.js';
-import { type ShownTestImage, writeFilePicture, writeTestGrid } from '../../report/annotate.js';
-import { loadRun } from '../../run/rundir.js';
+import { displayName } from '../../core/data/classes.js';
+import { imageSize } from '../../core/data/dataset.js';
+import { UserError } from '../../core/errors.js';
+import { predictProbabilities, topK } from '../../core/predict.js';
+import { prepareImage } from '../../node/image.js';
+import { type ShownTestImage, writeFilePicture, writeTestGrid } from '../../node/report/annotate.js';
+import { loadRun } from '../../node/run/rundir.js';
 import { type GlobalOptions, numberArg, Output } from '../output.js';
 import { loadRunWithData } from './evaluate.js';
 

@@ -1,6 +1,6 @@
 /** `imgclf report`: (re)draw a run's pictures and report.html from its run directory. */
 import type { Command } from 'commander';
-import { writeReport } from '../../report/report.js';
+import { writeReport } from '../../node/report/report.js';
 import { type GlobalOptions, Output } from '../output.js';
 import { loadRunWithData, type RunOptions, withRunOptions } from './evaluate.js';
 

@@ -3,8 +3,8 @@ import type { Command } from 'commander';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { selectBackend, type BackendName } from '../../backend/index.js';
-import { UserError } from '../../errors.js';
-import { loadRun } from '../../run/rundir.js';
+import { UserError } from '../../core/errors.js';
+import { loadRun } from '../../node/run/rundir.js';
 import { buildServer } from '../../server/app.js';
 import { type GlobalOptions, numberArg, Output } from '../output.js';
 

@@ -3,15 +3,15 @@ import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { selectBackend, type BackendName } from '../../backend/index.js';
-import { resolveConfig, type TrainConfig } from '../../config.js';
-import type { Lang } from '../../data/classes.js';
-import { borderBrightness, type Split } from '../../data/dataset.js';
-import { folderPreprocessing } from '../../data/folder.js';
-import { type DataSource, idxSource, type LoadedDataset, loadDataset } from '../../data/load.js';
-import { stratifiedSplit } from '../../data/split.js';
-import { UserError } from '../../errors.js';
-import { create, getEntry, type Net } from '../../models/index.js';
-import { writeReport } from '../../report/report.js';
+import { resolveConfig, type TrainConfig } from '../../core/plan.js';
+import type { Lang } from '../../core/data/classes.js';
+import { borderBrightness, type Split } from '../../core/data/dataset.js';
+import { folderPreprocessing } from '../../node/data/folder.js';
+import { type DataSource, idxSource, type LoadedDataset, loadDataset } from '../../node/data/load.js';
+import { stratifiedSplit } from '../../core/data/split.js';
+import { UserError } from '../../core/errors.js';
+import { create, getEntry, type Net } from '../../core/models/index.js';
+import { writeReport } from '../../node/report/report.js';
 import {
   CHECKPOINT_DIR,
   FINAL_DIR,
@@ -24,10 +24,10 @@ import {
   saveMetadata,
   saveMetrics,
   saveModel,
-} from '../../run/rundir.js';
-import { type EpochMetrics, fit, type FitState } from '../../train/loop.js';
-import { createOptimizer } from '../../train/optimizers.js';
-import { VERSION } from '../../version.js';
+} from '../../node/run/rundir.js';
+import { type EpochMetrics, fit, type FitState } from '../../core/train/loop.js';
+import { createOptimizer } from '../../core/optim/optimizers.js';
+import { VERSION } from '../../core/version.js';
 import { type GlobalOptions, numberArg, Output } from '../output.js';
 
 /** The per-epoch line: the seed's figures plus test accuracy and time. */

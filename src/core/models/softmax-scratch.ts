@@ -8,7 +8,7 @@
  * draw) and sees the same batches, so the two reach the same accuracy.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Optimizer } from '../train/optimizers.js';
+import type { Optimizer } from '../optim/optimizers.js';
 import type { Net, NetArtifacts } from './net.js';
 import { layerSeed, register, type ModelSpec } from './registry.js';
 

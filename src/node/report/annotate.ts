@@ -5,10 +5,10 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import type { Lang } from '../data/classes.js';
-import type { ImageShape } from '../data/dataset.js';
-import { UserError } from '../errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import type { Lang } from '../../core/data/classes.js';
+import type { ImageShape } from '../../core/data/dataset.js';
+import { UserError } from '../../core/errors.js';
+import { writeFileAtomic } from '../fs.js';
 import { probabilitySpec } from './charts.js';
 import { CAPTION_SIZE, fitText, gridScale, type GridItem, imageGrid, textLayer, tilePng } from './grid.js';
 import { FONT_FAMILY, renderVegaLite, svgToPng } from './render.js';

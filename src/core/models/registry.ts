@@ -4,7 +4,7 @@
  */
 import { UserError } from '../errors.js';
 import type { ImageShape } from '../data/dataset.js';
-import type { Optimizer } from '../train/optimizers.js';
+import type { Optimizer } from '../optim/optimizers.js';
 import { loadLayersNet, type Net, type NetArtifacts } from './net.js';
 
 /**

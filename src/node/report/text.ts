@@ -1,5 +1,5 @@
 /** Words the report pictures and page use, in English and Chinese (the seed's language). */
-import type { Lang } from '../data/classes.js';
+import type { Lang } from '../../core/data/classes.js';
 
 const STRINGS = {
   en: {

@@ -3,10 +3,10 @@
  * carries a Content-Security-Policy that forbids loading anything else, so it opens the same
  * offline, from an e-mail attachment or a CI artifact.
  */
-import type { Lang } from '../data/classes.js';
+import type { Lang } from '../../core/data/classes.js';
 import type { RunMetadata } from '../run/rundir.js';
-import type { EpochMetrics } from '../train/loop.js';
-import type { ClassMetrics } from '../train/metrics.js';
+import type { EpochMetrics } from '../../core/train/loop.js';
+import type { ClassMetrics } from '../../core/train/metrics.js';
 import { FONT_FAMILY } from './render.js';
 import type { Strings } from './text.js';
 

@@ -9,15 +9,15 @@
  *   mistakes.png              the most confident mistakes
  *   report.html               all of the above, per-class metrics, timings and config, self-contained
  */
-import type { Net } from '../models/net.js';
+import type { Net } from '../../core/models/net.js';
 import path from 'node:path';
-import { displayName, type Lang } from '../data/classes.js';
-import { imageSize, type Split } from '../data/dataset.js';
+import { displayName, type Lang } from '../../core/data/classes.js';
+import { imageSize, type Split } from '../../core/data/dataset.js';
 import type { RunMetadata } from '../run/rundir.js';
-import { type EpochMetrics, evaluate } from '../train/loop.js';
-import { confusionMatrix, perClassMetrics } from '../train/metrics.js';
-import { writeFileAtomic } from '../util/fs.js';
-import { VERSION } from '../version.js';
+import { type EpochMetrics, evaluate } from '../../core/train/loop.js';
+import { confusionMatrix, perClassMetrics } from '../../core/train/metrics.js';
+import { writeFileAtomic } from '../fs.js';
+import { VERSION } from '../../core/version.js';
 import { confusionSpec, curvesSpec } from './charts.js';
 import { type GridItem, imageGrid } from './grid.js';
 import { reportHtml } from './html.js';

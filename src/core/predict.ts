@@ -1,6 +1,6 @@
 /** Class probabilities for prepared inputs (no I/O: shared by the CLI, the server and tests). */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Net } from '../models/net.js';
+import type { Net } from './models/net.js';
 
 /** Softmax probabilities for a batch of prepared inputs. */
 export function predictProbabilities(

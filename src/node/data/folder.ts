@@ -13,12 +13,12 @@ import { existsSync, statSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../errors.js';
-import { prepareImage } from '../predict/preprocess.js';
+import { UserError } from '../../core/errors.js';
+import { prepareImage } from '../image.js';
 import type { Preprocessing } from '../run/rundir.js';
-import { writeFileAtomic } from '../util/fs.js';
-import { packParts, unpackParts } from '../util/parts-file.js';
-import type { ImageShape } from './dataset.js';
+import { writeFileAtomic } from '../fs.js';
+import { packParts, unpackParts } from '../parts-file.js';
+import type { ImageShape } from '../../core/data/dataset.js';
 
 export type ResizeMode = Preprocessing['resize'];
 

@@ -16,14 +16,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UserError } from '../errors.js';
-import type { ImageShape } from '../data/dataset.js';
+import { UserError } from '../../core/errors.js';
+import type { ImageShape } from '../../core/data/dataset.js';
 import type { DataSource } from '../data/load.js';
-import { writeFileAtomic } from '../util/fs.js';
-import { loadNet, type Net } from '../models/index.js';
-import type { EpochMetrics, FitState } from '../train/loop.js';
-import type { OptimizerState } from '../train/optimizers.js';
-import { VERSION } from '../version.js';
+import { writeFileAtomic } from '../fs.js';
+import { loadNet, type Net } from '../../core/models/index.js';
+import type { EpochMetrics, FitState } from '../../core/train/loop.js';
+import type { OptimizerState } from '../../core/optim/optimizers.js';
+import { VERSION } from '../../core/version.js';
 
 export const RUN_FORMAT = 'imgclf-run/1';
 

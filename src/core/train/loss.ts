@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // tfjs-layers' bundle registers tfjs-core's gradient functions (tfjs-core's own
 // register_all_gradients module cannot be imported as Node ESM), which training needs.
 import '@tensorflow/tfjs-layers';
-import { SOFTMAX_XENT } from '../backend/fused-xent.js';
+import { SOFTMAX_XENT } from '../../backend/fused-xent.js';
 
 /** Row-wise softmax; subtracting the row max first keeps exp() finite for logits like 1000. */
 export function softmax(logits: tf.Tensor2D): tf.Tensor2D {

@@ -5,9 +5,9 @@
  * those are inverted; the border pixels decide which case an image is.
  */
 import sharp, { type Metadata } from 'sharp';
-import { UserError } from '../errors.js';
-import type { ImageShape } from '../data/dataset.js';
-import type { Preprocessing } from '../run/rundir.js';
+import { UserError } from '../core/errors.js';
+import type { ImageShape } from '../core/data/dataset.js';
+import type { Preprocessing } from './run/rundir.js';
 
 /** Largest decoded image accepted, in pixels (guards against decompression bombs). */
 const MAX_PIXELS = 50_000_000;

@@ -5,7 +5,7 @@
  * text element per caption line, positioned by the grid layout), rasterized like the charts.
  */
 import sharp from 'sharp';
-import type { ImageShape } from '../data/dataset.js';
+import type { ImageShape } from '../../core/data/dataset.js';
 import { FONT_FAMILY, svgToPng, textWidth } from './render.js';
 
 export interface Caption {

@@ -2,12 +2,12 @@
  * The training config: one typed object with documented defaults. CLI flags map onto it,
  * unknown keys are errors, and the resolved config is written into the run directory.
  */
-import { BACKENDS, type BackendName } from './backend/index.js';
+import { BACKENDS, type BackendName } from '../backend/index.js';
 import { IDX_DATASET_NAMES, type Lang } from './data/classes.js';
 import { check, UserError } from './errors.js';
 import { getEntry } from './models/index.js';
-import { OPTIMIZERS } from './train/optimizers.js';
-import { SCHEDULES } from './train/schedule.js';
+import { OPTIMIZERS } from './optim/optimizers.js';
+import { SCHEDULES } from './optim/schedule.js';
 
 export interface TrainConfig {
   /** Registered model name (`imgclf models` lists them). */

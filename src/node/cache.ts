@@ -10,10 +10,10 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../util/fs.js';
-import { float32View, packParts, unpackParts } from '../util/parts-file.js';
-import type { ImageShape, Split } from './dataset.js';
-import type { FileReport } from './sources.js';
+import { writeFileAtomic } from './fs.js';
+import { float32View, packParts, unpackParts } from './parts-file.js';
+import type { ImageShape, Split } from '../core/data/dataset.js';
+import type { FileReport } from './data/datasets.js';
 
 const FORMAT = 'imgclf-decoded/2';
 

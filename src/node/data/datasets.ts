@@ -12,12 +12,12 @@ import { mkdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { UserError } from '../errors.js';
-import { writeFileAtomic } from '../util/fs.js';
-import { FASHION_MNIST_CLASSES, KMNIST_CLASSES, MNIST_CLASSES } from './classes.js';
-import { type Dataset, type ImageShape, type Split, splitFromBytes } from './dataset.js';
-import { decodedCachePath, readDecoded, writeDecoded } from './decoded-cache.js';
-import { checkPair, parseIdx } from './idx.js';
+import { UserError } from '../../core/errors.js';
+import { writeFileAtomic } from '../fs.js';
+import { FASHION_MNIST_CLASSES, KMNIST_CLASSES, MNIST_CLASSES } from '../../core/data/classes.js';
+import { type Dataset, type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
+import { decodedCachePath, readDecoded, writeDecoded } from '../cache.js';
+import { checkPair, parseIdx } from '../../core/data/idx.js';
 
 /**
  * One file of an IDX dataset and the checksum it is verified against: at least one of

@@ -8,13 +8,13 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UserError } from '../errors.js';
-import { csvClassNames, csvLabelIndices, parseImageCsv } from './csv.js';
-import { type Dataset, type ImageShape, type Split, splitFromBytes } from './dataset.js';
+import { UserError } from '../../core/errors.js';
+import { csvClassNames, csvLabelIndices, parseImageCsv } from '../../core/data/csv.js';
+import { type Dataset, type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
 import { loadImageFolder, type ResizeMode, type SkippedFile } from './folder.js';
-import { type FileReport, idxSpec, loadIdxDataset, type LocatedDataset } from './sources.js';
-import { stratifiedSplit } from './split.js';
-import { resizedShape, resizeSplit } from './transforms.js';
+import { type FileReport, idxSpec, loadIdxDataset, type LocatedDataset } from './datasets.js';
+import { stratifiedSplit } from '../../core/data/split.js';
+import { resizedShape, resizeSplit } from '../../core/data/transforms.js';
 
 export type DataSource =
   | { kind: 'idx'; dataset: string; dataDir?: string; resize?: number }

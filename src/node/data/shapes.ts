@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
-import { Rng } from './rng.js';
+import { Rng } from '../../core/data/rng.js';
 
 export const SHAPE_CLASSES = ['circle', 'cross', 'square', 'triangle'] as const;
 export type ShapeClass = (typeof SHAPE_CLASSES)[number];

@@ -3,7 +3,7 @@
  * matrix, probabilities). No I/O here: the same specs can be rendered in a browser.
  */
 import type { TopLevelSpec } from 'vega-lite';
-import type { EpochMetrics } from '../train/loop.js';
+import type { EpochMetrics } from '../../core/train/loop.js';
 import type { Strings } from './text.js';
 
 /** Shared look: readable font sizes at 100%, the report's font stack. */

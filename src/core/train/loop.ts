@@ -17,8 +17,8 @@ import { type ImageShape, imageSize, type Split } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
 import type { Net } from '../models/net.js';
 import { correctCount, crossEntropy, crossEntropyAndCorrect } from './loss.js';
-import type { Optimizer } from './optimizers.js';
-import { createSchedule, type Schedule } from './schedule.js';
+import type { Optimizer } from '../optim/optimizers.js';
+import { createSchedule, type Schedule } from '../optim/schedule.js';
 
 export interface EpochResult {
   /** Mean per-example training loss over the epoch. */
