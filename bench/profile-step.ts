@@ -13,7 +13,7 @@ import { Rng } from '../src/core/data/rng.js';
 import { subset } from '../src/core/data/split.js';
 import { create, getEntry } from '../src/core/models/index.js';
 import { trainEpoch } from '../src/core/train/loop.js';
-import { createOptimizer } from '../src/core/optim/optimizers.js';
+import { AUGMENTATION, optimizerFor, resolveConfig } from '../src/core/plan.js';
 
 async function main(): Promise<void> {
   const name = process.argv[2] ?? 'cnn';
@@ -30,15 +30,9 @@ async function main(): Promise<void> {
   );
   const entry = getEntry(name);
   const net = create(name, { inputShape: shape, numClasses: 10, seed: 1 });
-  const d = entry.defaults;
-  const opt = createOptimizer({
-    name: d.optimizer ?? 'sgd',
-    lr: d.lr,
-    weightDecay: d.weightDecay,
-    momentum: d.momentum,
-    own: entry.ownOptimizer,
-  });
-  const augment = d.augment ? { pad: 2, flip: true, rng: new Rng(2) } : undefined;
+  const plan = resolveConfig({ model: name });
+  const opt = optimizerFor(plan);
+  const augment = plan.augment ? { ...AUGMENTATION, rng: new Rng(2) } : undefined;
   // Warm-up: the first steps compile and allocate.
   await trainEpoch(
     net,

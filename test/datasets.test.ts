@@ -16,10 +16,9 @@ import {
   type IdxDatasetSpec,
   KMNIST,
   loadIdxDataset,
-  md5,
   MNIST,
-  verifyFile,
 } from '../src/node/data/datasets.js';
+import { md5, verifyFile } from '../src/node/checksum.js';
 import { BIN, cli, type CliResult, expectCleanError, idx, ROOT, tempDir } from './helpers.js';
 
 const NAMES = [

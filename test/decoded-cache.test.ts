@@ -3,7 +3,8 @@ import { readdirSync, statSync, truncateSync, utimesSync, writeFileSync } from '
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type IdxDatasetSpec, loadIdxDataset, sha256 } from '../src/node/data/datasets.js';
+import { type IdxDatasetSpec, loadIdxDataset } from '../src/node/data/datasets.js';
+import { sha256 } from '../src/node/checksum.js';
 import { idx, tempDir } from './helpers.js';
 
 const images = idx([5, 3, 3]);

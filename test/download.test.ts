@@ -8,13 +8,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  download,
-  FASHION_MNIST,
-  type IdxDatasetSpec,
-  loadIdxDataset,
-  sha256,
-} from '../src/node/data/datasets.js';
+import { download, FASHION_MNIST, type IdxDatasetSpec, loadIdxDataset } from '../src/node/data/datasets.js';
+import { sha256 } from '../src/node/checksum.js';
 import { idx, tempDir } from './helpers.js';
 
 const images = idx([4, 2, 2]);

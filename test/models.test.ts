@@ -11,7 +11,7 @@ import { getEntry, list, create } from '../src/core/models/index.js';
 import { loadModelFiles, saveModel } from '../src/node/run/rundir.js';
 import { trainEpoch } from '../src/core/train/loop.js';
 import { crossEntropy } from '../src/core/train/loss.js';
-import { createOptimizer } from '../src/core/optim/optimizers.js';
+import { optimizerFor, resolveConfig } from '../src/core/plan.js';
 import { tempDir } from './helpers.js';
 
 beforeAll(async () => {
@@ -55,14 +55,7 @@ describe('every registered model', () => {
       expect(logits.shape).toEqual([n, 10]);
       expect(Array.from(logits.dataSync()).every(Number.isFinite)).toBe(true);
       logits.dispose();
-      const d = getEntry(entry.name).defaults;
-      const opt = createOptimizer({
-        name: d.optimizer ?? 'sgd',
-        lr: d.lr,
-        weightDecay: d.weightDecay,
-        momentum: d.momentum,
-        own: entry.ownOptimizer,
-      });
+      const opt = optimizerFor(resolveConfig({ model: entry.name }));
       const before = meanLoss(net);
       for (let i = 0; i < 8; i++) await trainEpoch(net, opt, split, { batchSize: n, shape, rng: new Rng(1) });
       const after = meanLoss(net);

@@ -29,48 +29,51 @@ function close(actual: number[], expected: number[], digits = 6): void {
 
 describe('optimizers', () => {
   it('sgd: p -= lr * g', () => {
-    close(run(createOptimizer({ name: 'sgd' }), [0.5, -1]), [0.95, 1.05]);
+    close(run(createOptimizer({ lr: 0.1, name: 'sgd' }), [0.5, -1]), [0.95, 1.05]);
   });
 
   it('sgd with momentum 0.9: buf = 0.9 buf + g', () => {
     // buf 0.5 -> p 0.95; buf 0.45 + 0.5 = 0.95 -> p 0.855
-    close(run(createOptimizer({ name: 'sgd', momentum: 0.9 }), [0.5, 0.5]), [0.95, 0.855]);
+    close(run(createOptimizer({ lr: 0.1, name: 'sgd', momentum: 0.9 }), [0.5, 0.5]), [0.95, 0.855]);
   });
 
   it('sgd with Nesterov momentum and weight decay', () => {
     // step 1: g = 0.5 + 0.1*1 = 0.6, buf = 0.6, d = 0.6 + 0.9*0.6 = 1.14, p = 1 - 0.114 = 0.886
     // step 2: g = 0.5 + 0.0886 = 0.5886, buf = 0.54 + 0.5886 = 1.1286,
     //         d = 0.5886 + 0.9*1.1286 = 1.60434, p = 0.886 - 0.160434 = 0.725566
-    const opt = createOptimizer({ name: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 0.1 });
+    const opt = createOptimizer({ lr: 0.1, name: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 0.1 });
     close(run(opt, [0.5, 0.5]), [0.886, 0.725566]);
   });
 
   it('weight decay skips biases (rank-1 variables)', () => {
-    close(run(createOptimizer({ name: 'sgd', weightDecay: 0.1 }), [0.5], 0.1, [3]), [0.95]);
+    close(run(createOptimizer({ lr: 0.1, name: 'sgd', weightDecay: 0.1 }), [0.5], 0.1, [3]), [0.95]);
   });
 
   it('adam: bias-corrected moments', () => {
     // step 1: m = 0.05, v = 0.00025; m^ = 0.5, v^ = 0.25 -> update 1 -> p = 0.9
     // step 2 (g = -1): m = -0.055, v = 0.00124975; m^ = -0.289474, v^ = 0.625188
     //         -> update -0.366103 -> p = 0.936610
-    close(run(createOptimizer({ name: 'adam' }), [0.5, -1]), [0.9, 0.9366103522]);
+    close(run(createOptimizer({ lr: 0.001, name: 'adam' }), [0.5, -1]), [0.9, 0.9366103522]);
   });
 
   it('adam with L2 weight decay adds wd * p to the gradient', () => {
     // step 1: g = 0.6 -> p = 0.9; step 2: g = 0.5 + 0.09 = 0.59 -> p = 0.800047
-    close(run(createOptimizer({ name: 'adam', weightDecay: 0.1 }), [0.5, 0.5]), [0.9, 0.8000473388]);
+    close(
+      run(createOptimizer({ lr: 0.001, name: 'adam', weightDecay: 0.1 }), [0.5, 0.5]),
+      [0.9, 0.8000473388],
+    );
   });
 
   it('adamw decays the weight directly: p = p (1 - lr wd) - lr * update', () => {
     // step 1: 1 * (1 - 0.01) - 0.1 * 1 = 0.89; step 2: 0.89 * 0.99 - 0.1 * 1 = 0.7811
-    close(run(createOptimizer({ name: 'adamw', weightDecay: 0.1 }), [0.5, 0.5]), [0.89, 0.7811]);
+    close(run(createOptimizer({ lr: 0.001, name: 'adamw', weightDecay: 0.1 }), [0.5, 0.5]), [0.89, 0.7811]);
   });
 
   it('state round-trips: a restored optimizer continues identically', () => {
-    const a = createOptimizer({ name: 'adamw', weightDecay: 0.1 });
+    const a = createOptimizer({ lr: 0.001, name: 'adamw', weightDecay: 0.1 });
     const p = tf.variable(tf.ones([1, 1]));
     a.apply([p], [tf.fill([1, 1], 0.5)], 0.1, 1);
-    const b = createOptimizer({ name: 'adamw', weightDecay: 0.1 });
+    const b = createOptimizer({ lr: 0.001, name: 'adamw', weightDecay: 0.1 });
     b.setState(a.getState());
     const q = tf.variable(p.clone());
     a.apply([p], [tf.fill([1, 1], -1)], 0.1, 1);
@@ -79,10 +82,10 @@ describe('optimizers', () => {
   });
 
   it('unknown names and own without a model updater are clear errors', () => {
-    expect(() => createOptimizer({ name: 'rmsprop' })).toThrow(
+    expect(() => createOptimizer({ lr: 0.001, name: 'rmsprop' })).toThrow(
       /unknown optimizer 'rmsprop'; choose one of: sgd, adam, adamw, own/,
     );
-    expect(() => createOptimizer({ name: 'own' })).toThrow(/needs a model with its own updater/);
+    expect(() => createOptimizer({ lr: 0.1, name: 'own' })).toThrow(/needs a model with its own updater/);
   });
 });
 

@@ -45,7 +45,6 @@ describe('resume', () => {
       batchSize: 100,
       seed: 5,
       shape: dataset.shape,
-      lr: 0.002,
       schedule: 'cosine',
       warmup: 0.5,
       labelSmoothing: 0.1,
@@ -53,7 +52,7 @@ describe('resume', () => {
     };
     const make = () => ({
       net: create('mlp', { inputShape: dataset.shape, numClasses: 10, seed: 5, options: { hidden: [32] } }),
-      opt: createOptimizer({ name: 'adamw', weightDecay: 0.01 }),
+      opt: createOptimizer({ name: 'adamw', lr: 0.002, weightDecay: 0.01 }),
     });
     const a = make();
     const full = await fit(a.net, a.opt, train, test, opts);
@@ -74,7 +73,7 @@ describe('resume', () => {
     expect(stoppedAt).toMatchObject({ epoch: 1, batch: 7, step: 37 });
 
     const ck = await loadCheckpoint(dir, 'mlp');
-    const opt = createOptimizer({ name: 'adamw', weightDecay: 0.01 });
+    const opt = createOptimizer({ name: 'adamw', lr: 0.002, weightDecay: 0.01 });
     opt.setState(ck.optimizerState);
     const resumed = await fit(ck.net, opt, train, test, { ...opts, resume: ck.fit });
     expect(resumed.map((m) => m.test_accuracy)).toEqual(full.map((m) => m.test_accuracy));

@@ -6,11 +6,13 @@
  * equal, ...), each with its own engine overhead, for a 256x10 tensor that one JS pass
  * handles in microseconds. This kernel returns, per row, the loss and the gradient
  * (softmax - target) and, for the batch, the number of rows whose arg-max is the label.
- * Backends without it (WebGL, WebGPU) use the composed ops in src/train/loss.ts.
+ * Backends without it (WebGL, WebGPU) use the composed ops in src/core/train/loss.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-export const SOFTMAX_XENT = 'ImgclfSoftmaxCrossEntropy';
+import { SOFTMAX_XENT } from '../core/train/loss.js';
+
+export { SOFTMAX_XENT };
 
 export interface SoftmaxXentAttrs {
   /** Label smoothing epsilon: the target is (1 - eps) * onehot + eps / K. */

@@ -4,13 +4,13 @@
  * kernels, plus ours in wasm-kernels.ts), then the plain JavaScript cpu backend.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { BACKENDS, type BackendName } from '../core/backends.js';
 import { UserError } from '../core/errors.js';
 import { registerConvKernels } from './conv-kernels.js';
 import { registerFusedXent } from './fused-xent.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 
-export const BACKENDS = ['auto', 'wasm', 'cpu', 'tensorflow'] as const;
-export type BackendName = (typeof BACKENDS)[number];
+export { BACKENDS, type BackendName } from '../core/backends.js';
 
 async function tryTfjsNode(): Promise<boolean> {
   try {

@@ -1,13 +1,54 @@
 /**
- * The training config: one typed object with documented defaults. CLI flags map onto it,
- * unknown keys are errors, and the resolved config is written into the run directory.
+ * The plan: one resolved training config, and the only place defaults live. `resolveConfig`
+ * starts from GLOBAL_DEFAULTS (the seed's settings), takes the model's own defaults over them,
+ * then the user's choices over both; unknown keys are errors. The CLI, the server and the
+ * page all resolve through here and build their optimizer and fit options with
+ * `optimizerFor` and `fitOptionsFor`, so the same choices train the same way everywhere. The
+ * resolved plan is written into the run directory.
  */
-import { BACKENDS, type BackendName } from '../backend/index.js';
+import { BACKENDS, type BackendName } from './backends.js';
 import { IDX_DATASET_NAMES, type Lang } from './data/classes.js';
 import { check, UserError } from './errors.js';
-import { getEntry } from './models/index.js';
-import { OPTIMIZERS } from './optim/optimizers.js';
+import type { ImageShape } from './data/dataset.js';
+import { type DataSource, idxSource } from './data/source.js';
+import { getEntry, type ModelDefaults } from './models/index.js';
+import { createOptimizer, type Optimizer, OPTIMIZERS } from './optim/optimizers.js';
 import { SCHEDULES } from './optim/schedule.js';
+import type { FitOptions } from './train/loop.js';
+
+/**
+ * Where every model starts: the seed's recipe (5 epochs of plain minibatch SGD, lr 0.1,
+ * batch 256, no schedule, no regularization). A model's `defaults` override these.
+ */
+export const GLOBAL_DEFAULTS: Required<ModelDefaults> = {
+  epochs: 5,
+  batchSize: 256,
+  lr: 0.1,
+  optimizer: 'sgd',
+  schedule: 'constant',
+  warmup: 0,
+  momentum: 0,
+  nesterov: false,
+  weightDecay: 0,
+  labelSmoothing: 0,
+  augment: false,
+};
+
+/** Image folders: decoding defaults. */
+export const FOLDER_DEFAULTS = { imageSize: 28, channels: 3 as const, resizeMode: 'fill' as const };
+
+/** The fraction held out as the test split for data without one (a flat folder, a lone CSV). */
+export const HELD_OUT_TEST_SPLIT = 0.1;
+
+/** The training settings `model` gets when the user chooses none: the global ones, then the model's. */
+export function modelDefaults(model: string): Required<ModelDefaults> {
+  const own = getEntry(model).defaults;
+  const merged = { ...GLOBAL_DEFAULTS };
+  for (const [key, value] of Object.entries(own)) {
+    if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
+  }
+  return merged;
+}
 
 export interface TrainConfig {
   /** Registered model name (`imgclf models` lists them). */
@@ -111,27 +152,28 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
   if (input.data !== undefined && input.dataset !== undefined)
     throw new UserError('--data and --dataset exclude each other: train on your own data or a built-in set');
   const dataKind = input.data === undefined ? undefined : /\.csv$/i.test(input.data) ? 'csv' : 'folder';
+  const d = modelDefaults(model);
   const cfg: TrainConfig = {
     model,
     dataset: dataKind ?? input.dataset ?? 'fashion-mnist',
-    epochs: input.epochs ?? entry.defaults.epochs,
-    batchSize: input.batchSize ?? entry.defaults.batchSize ?? 256,
-    lr: input.lr ?? entry.defaults.lr,
-    optimizer: input.optimizer ?? entry.defaults.optimizer ?? 'sgd',
+    epochs: input.epochs ?? d.epochs,
+    batchSize: input.batchSize ?? d.batchSize,
+    lr: input.lr ?? d.lr,
+    optimizer: input.optimizer ?? d.optimizer,
     seed: input.seed ?? 0,
     backend: input.backend ?? 'auto',
     dataDir: input.dataDir,
     resize: input.resize,
     out: input.out,
     lang: input.lang ?? 'en',
-    schedule: input.schedule ?? entry.defaults.schedule ?? 'constant',
-    warmup: input.warmup ?? entry.defaults.warmup ?? 0,
-    momentum: input.momentum ?? entry.defaults.momentum ?? 0,
-    nesterov: input.nesterov ?? entry.defaults.nesterov ?? false,
-    weightDecay: input.weightDecay ?? entry.defaults.weightDecay ?? 0,
-    labelSmoothing: input.labelSmoothing ?? entry.defaults.labelSmoothing ?? 0,
+    schedule: input.schedule ?? d.schedule,
+    warmup: input.warmup ?? d.warmup,
+    momentum: input.momentum ?? d.momentum,
+    nesterov: input.nesterov ?? d.nesterov,
+    weightDecay: input.weightDecay ?? d.weightDecay,
+    labelSmoothing: input.labelSmoothing ?? d.labelSmoothing,
     valSplit: input.valSplit,
-    augment: input.augment ?? entry.defaults.augment ?? false,
+    augment: input.augment ?? d.augment,
     modelOptions: input.modelOptions ?? {},
   };
   if (dataKind) {
@@ -141,9 +183,9 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
       cfg.testData = input.testData;
     }
     if (dataKind === 'folder') {
-      cfg.imageSize = input.imageSize ?? 28;
-      cfg.channels = input.channels ?? 3;
-      cfg.resizeMode = input.resizeMode ?? 'fill';
+      cfg.imageSize = input.imageSize ?? FOLDER_DEFAULTS.imageSize;
+      cfg.channels = input.channels ?? FOLDER_DEFAULTS.channels;
+      cfg.resizeMode = input.resizeMode ?? FOLDER_DEFAULTS.resizeMode;
       cfg.strict = input.strict ?? false;
     }
   } else {
@@ -239,4 +281,68 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     );
   }
   return cfg;
+}
+
+/**
+ * The data source a plan names. Paths stay as given: the loader resolves them and returns the
+ * absolute source, which is what a run directory records.
+ */
+export function dataSourceOf(plan: TrainConfig): DataSource {
+  if (plan.dataset === 'folder') {
+    return {
+      kind: 'folder',
+      path: plan.data!,
+      imageSize: plan.imageSize ?? FOLDER_DEFAULTS.imageSize,
+      channels: plan.channels ?? FOLDER_DEFAULTS.channels,
+      resizeMode: plan.resizeMode ?? FOLDER_DEFAULTS.resizeMode,
+      valSplit: plan.valSplit ?? HELD_OUT_TEST_SPLIT,
+      seed: plan.seed,
+    };
+  }
+  if (plan.dataset === 'csv') {
+    return {
+      kind: 'csv',
+      path: plan.data!,
+      testPath: plan.testData,
+      valSplit: plan.valSplit ?? HELD_OUT_TEST_SPLIT,
+      seed: plan.seed,
+      resize: plan.resize,
+    };
+  }
+  return idxSource(plan.dataset, plan.dataDir, plan.resize);
+}
+
+/** The optimizer a plan asks for, fresh (no state). */
+export function optimizerFor(plan: TrainConfig): Optimizer {
+  return createOptimizer({
+    name: plan.optimizer,
+    lr: plan.lr,
+    momentum: plan.momentum,
+    nesterov: plan.nesterov,
+    weightDecay: plan.weightDecay,
+    own: getEntry(plan.model).ownOptimizer,
+  });
+}
+
+/** Batch augmentation when a plan turns it on: a random crop with 2 px of padding, and flips. */
+export const AUGMENTATION = { pad: 2, flip: true } as const;
+
+/** The recipe part of `fit`'s options: everything but the data and the callbacks. */
+export type FitRecipe = Pick<
+  FitOptions,
+  'epochs' | 'batchSize' | 'seed' | 'shape' | 'labelSmoothing' | 'schedule' | 'warmup' | 'augment'
+>;
+
+/** How `fit` trains under a plan, for data of `shape`. */
+export function fitOptionsFor(plan: TrainConfig, shape: ImageShape): FitRecipe {
+  return {
+    epochs: plan.epochs,
+    batchSize: plan.batchSize,
+    seed: plan.seed,
+    shape,
+    labelSmoothing: plan.labelSmoothing,
+    schedule: plan.schedule,
+    warmup: plan.warmup,
+    augment: plan.augment ? { ...AUGMENTATION } : undefined,
+  };
 }

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { writeFileAtomic } from './fs.js';
 import { float32View, packParts, unpackParts } from './parts-file.js';
 import type { ImageShape, Split } from '../core/data/dataset.js';
-import type { FileReport } from './data/datasets.js';
+import type { FileReport } from './checksum.js';
 
 const FORMAT = 'imgclf-decoded/2';
 

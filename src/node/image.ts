@@ -7,7 +7,7 @@
 import sharp, { type Metadata } from 'sharp';
 import { UserError } from '../core/errors.js';
 import type { ImageShape } from '../core/data/dataset.js';
-import type { Preprocessing } from './run/rundir.js';
+import type { Preprocessing } from '../core/data/source.js';
 
 /** Largest decoded image accepted, in pixels (guards against decompression bombs). */
 const MAX_PIXELS = 50_000_000;

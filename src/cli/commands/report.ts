@@ -1,8 +1,10 @@
 /** `imgclf report`: (re)draw a run's pictures and report.html from its run directory. */
 import type { Command } from 'commander';
+import { selectBackend } from '../../backend/index.js';
 import { writeReport } from '../../node/report/report.js';
+import { loadRunWithData } from '../../node/run/data.js';
 import { type GlobalOptions, Output } from '../output.js';
-import { loadRunWithData, type RunOptions, withRunOptions } from './evaluate.js';
+import { runDirOf, type RunOptions, withRunOptions } from '../run-options.js';
 
 export function registerReport(program: Command, globals: () => GlobalOptions): void {
   withRunOptions(
@@ -11,9 +13,11 @@ export function registerReport(program: Command, globals: () => GlobalOptions): 
       .description('draw curves, confusion matrix, prediction pictures and report.html for a run'),
   ).action(async (opts: RunOptions) => {
     const out = new Output(globals());
-    const { run, dataset } = await loadRunWithData(opts.model, opts.backend, opts.dataDir);
+    const dir = runDirOf(opts);
+    await selectBackend(opts.backend);
+    const { run, dataset } = await loadRunWithData(dir, opts.dataDir);
     const r = await writeReport({
-      dir: opts.model,
+      dir,
       model: run.model,
       test: dataset.test,
       metadata: run.metadata,

@@ -5,5 +5,14 @@ import './mlp.js';
 import './lenet.js';
 import './cnn.js';
 
-export { create, getEntry, list, loadNet, register, type ModelEntry, type ModelSpec } from './registry.js';
+export {
+  create,
+  getEntry,
+  list,
+  loadNet,
+  register,
+  type ModelDefaults,
+  type ModelEntry,
+  type ModelSpec,
+} from './registry.js';
 export { layersNet, type Net, type NetArtifacts } from './net.js';

@@ -23,10 +23,13 @@ export interface ModelSpec {
   options?: Record<string, unknown>;
 }
 
-/** Training settings a model family works best with; the config falls back to these. */
+/**
+ * Training settings a model family works best with. The plan (core/plan.ts) starts from its
+ * global defaults, then takes these, then the user's flags: only what differs goes here.
+ */
 export interface ModelDefaults {
-  epochs: number;
-  lr: number;
+  epochs?: number;
+  lr?: number;
   optimizer?: string;
   batchSize?: number;
   /** LR schedule name (train/schedule.ts). */

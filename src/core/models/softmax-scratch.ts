@@ -150,5 +150,5 @@ register({
   create: softmaxScratch,
   load,
   ownOptimizer: scratchUpdater,
-  defaults: { epochs: 5, lr: 0.1, optimizer: 'own' },
+  defaults: { optimizer: 'own' },
 });

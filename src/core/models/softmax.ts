@@ -30,5 +30,6 @@ register({
   name: 'softmax',
   description: "softmax regression, the seed's model: flatten, then one linear layer",
   create: softmaxRegression,
-  defaults: { epochs: 5, lr: 0.1, optimizer: 'sgd' },
+  // The seed's settings (5 epochs of SGD at lr 0.1, batch 256) are the plan's global defaults.
+  defaults: {},
 });

@@ -46,7 +46,8 @@ export interface Optimizer {
 
 export interface OptimizerConfig {
   name: string;
-  lr?: number;
+  /** Base learning rate; the plan (core/plan.ts) holds the defaults. */
+  lr: number;
   momentum?: number;
   nesterov?: boolean;
   weightDecay?: number;
@@ -88,16 +89,19 @@ class Slots {
   }
 }
 
-export function sgd(
-  cfg: { lr?: number; momentum?: number; nesterov?: boolean; weightDecay?: number } = {},
-): Optimizer {
+export function sgd(cfg: {
+  lr: number;
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+}): Optimizer {
   const mu = cfg.momentum ?? 0;
   const wd = cfg.weightDecay ?? 0;
   const slots = new Slots(mu > 0 ? 1 : 0);
   let step = 0;
   return {
     name: 'sgd',
-    lr: cfg.lr ?? 0.1,
+    lr: cfg.lr,
     apply(vars, grads, lr) {
       step++;
       const bufs = slots.get(vars);
@@ -124,16 +128,14 @@ export function sgd(
   };
 }
 
-export function adam(
-  cfg: {
-    lr?: number;
-    weightDecay?: number;
-    decoupled?: boolean;
-    beta1?: number;
-    beta2?: number;
-    epsilon?: number;
-  } = {},
-): Optimizer {
+export function adam(cfg: {
+  lr: number;
+  weightDecay?: number;
+  decoupled?: boolean;
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+}): Optimizer {
   const b1 = cfg.beta1 ?? 0.9;
   const b2 = cfg.beta2 ?? 0.999;
   const eps = cfg.epsilon ?? 1e-8;
@@ -142,7 +144,7 @@ export function adam(
   let step = 0;
   return {
     name: cfg.decoupled ? 'adamw' : 'adam',
-    lr: cfg.lr ?? 0.001,
+    lr: cfg.lr,
     apply(vars, grads, lr) {
       step++;
       const ms = slots.get(vars);
@@ -184,7 +186,7 @@ export function createOptimizer(cfg: OptimizerConfig): Optimizer {
     case 'own':
       if (!cfg.own)
         throw new UserError("optimizer 'own' needs a model with its own updater (softmax-scratch)");
-      return cfg.own(cfg.lr ?? 0.1);
+      return cfg.own(cfg.lr);
     default:
       throw new UserError(`unknown optimizer '${cfg.name}'; choose one of: ${OPTIMIZERS.join(', ')}`);
   }

@@ -257,9 +257,13 @@ export interface FitState {
   /** Sums of the partly done epoch. */
   sums: EpochSums;
   history: EpochMetrics[];
-  /** Best validation accuracy so far and its epoch (0 = none yet). */
+  /**
+   * The best epoch by validation accuracy (0 = none yet, or no validation split), its
+   * validation accuracy and its test accuracy: the one place the run's best epoch is kept.
+   */
   bestValAccuracy: number;
   bestEpoch: number;
+  bestTestAccuracy?: number;
 }
 
 export interface FitOptions {
@@ -268,8 +272,6 @@ export interface FitOptions {
   seed: number;
   shape: ImageShape;
   labelSmoothing?: number;
-  /** Base learning rate (default: the optimizer's). */
-  lr?: number;
   /** Schedule name (train/schedule.ts); default constant. */
   schedule?: string;
   /** Warmup in epochs (fractions allowed). */
@@ -301,14 +303,20 @@ export async function fit(
   const perEpoch = batchCount(train.count, opts.batchSize);
   const schedule = createSchedule({
     name: opts.schedule ?? 'constant',
-    lr: opts.lr ?? optimizer.lr,
+    lr: optimizer.lr,
     totalSteps: perEpoch * opts.epochs,
     stepsPerEpoch: perEpoch,
     warmupSteps: (opts.warmup ?? 0) * perEpoch,
   });
   const r0 = opts.resume;
   const state: FitState = r0
-    ? { ...r0, history: [...r0.history] }
+    ? {
+        ...r0,
+        history: [...r0.history],
+        // Checkpoints written before bestTestAccuracy was kept: read it from the history.
+        bestTestAccuracy:
+          r0.bestTestAccuracy ?? r0.history.find((m) => m.epoch === r0.bestEpoch)?.test_accuracy,
+      }
     : {
         epoch: 0,
         batch: 0,
@@ -368,7 +376,7 @@ export async function fit(
       epochRng: rng.snapshot,
       augmentRng: augmentRng.snapshot,
       sums: { loss: 0, correct: 0, seen: 0, seconds: 0 },
-      ...(best ? { bestValAccuracy: val.accuracy, bestEpoch: epoch } : {}),
+      ...(best ? { bestValAccuracy: val.accuracy, bestEpoch: epoch, bestTestAccuracy: ev.accuracy } : {}),
     });
     await opts.onEpoch?.(m, state, best);
   }

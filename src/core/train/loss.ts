@@ -8,7 +8,11 @@ import * as tf from '@tensorflow/tfjs-core';
 // tfjs-layers' bundle registers tfjs-core's gradient functions (tfjs-core's own
 // register_all_gradients module cannot be imported as Node ESM), which training needs.
 import '@tensorflow/tfjs-layers';
-import { SOFTMAX_XENT } from '../../backend/fused-xent.js';
+/**
+ * The fused softmax cross-entropy kernel's name. src/backend/fused-xent.ts registers it for the
+ * CPU-side backends; where it is missing, the composed ops below are used.
+ */
+export const SOFTMAX_XENT = 'ImgclfSoftmaxCrossEntropy';
 
 /** Row-wise softmax; subtracting the row max first keeps exp() finite for logits like 1000. */
 export function softmax(logits: tf.Tensor2D): tf.Tensor2D {

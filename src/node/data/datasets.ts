@@ -6,7 +6,6 @@
  * Every file is checked against the checksum its spec knows (the decompressed SHA-256, or the
  * MD5 of the published `.gz`); downloads are written atomically.
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -17,6 +16,7 @@ import { writeFileAtomic } from '../fs.js';
 import { FASHION_MNIST_CLASSES, KMNIST_CLASSES, MNIST_CLASSES } from '../../core/data/classes.js';
 import { type Dataset, type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
 import { decodedCachePath, readDecoded, writeDecoded } from '../cache.js';
+import { type FileReport, md5, verifyFile } from '../checksum.js';
 import { checkPair, parseIdx } from '../../core/data/idx.js';
 
 /**
@@ -179,31 +179,6 @@ function gunzipOrFail(bytes: Uint8Array, file: string): Uint8Array {
   }
 }
 
-export function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-export function md5(bytes: Uint8Array): string {
-  return createHash('md5').update(bytes).digest('hex');
-}
-
-export interface Verification {
-  /** True when a checksum the spec knows matched. */
-  verified: boolean;
-  /** Which checksum decided: a raw file cannot be checked against a `.gz` MD5. */
-  method: 'sha256' | 'gz-md5' | 'none';
-  /** SHA-256 of the decompressed bytes, always computed (for reports). */
-  sha256: string;
-}
-
-/** Checks a file's bytes (decompressed, and the `.gz` when it was one) against its spec. */
-export function verifyFile(file: IdxFileSpec, raw: Uint8Array, gz?: Uint8Array): Verification {
-  const digest = sha256(raw);
-  if (file.sha256) return { verified: digest === file.sha256, method: 'sha256', sha256: digest };
-  if (file.gzMd5 && gz) return { verified: md5(gz) === file.gzMd5, method: 'gz-md5', sha256: digest };
-  return { verified: false, method: 'none', sha256: digest };
-}
-
 export interface LocatedDataset {
   dir: string;
   origin: string;
@@ -295,15 +270,6 @@ async function fetchBytes(url: string, timeoutMs: number): Promise<Uint8Array> {
   }
   if (!response.ok) throw new Error(`HTTP ${response.status}`);
   return new Uint8Array(await response.arrayBuffer());
-}
-
-export interface FileReport {
-  name: string;
-  path: string;
-  verified: boolean;
-  /** How the file was checked; 'none' for a decompressed copy of a dataset known only by `.gz` MD5s. */
-  method: Verification['method'];
-  sha256: string;
 }
 
 export interface LoadedIdx {

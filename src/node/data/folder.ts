@@ -15,12 +15,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../../core/errors.js';
 import { prepareImage } from '../image.js';
-import type { Preprocessing } from '../run/rundir.js';
+import { folderPreprocessing, type ResizeMode } from '../../core/data/source.js';
 import { writeFileAtomic } from '../fs.js';
 import { packParts, unpackParts } from '../parts-file.js';
 import type { ImageShape } from '../../core/data/dataset.js';
 
-export type ResizeMode = Preprocessing['resize'];
+export type { ResizeMode };
 
 export interface FolderOptions {
   /** Images are resized to imageSize x imageSize. */
@@ -80,11 +80,6 @@ const MAX_CLASSES = 256;
 /** Decodes in flight at once: sharp works on libuv's thread pool, so a few overlap usefully. */
 const CONCURRENCY = 4;
 const CACHE_FORMAT = 'imgclf-folder-cache/2';
-
-/** The preprocessing a folder run records: photos are taken as they are, never inverted. */
-export function folderPreprocessing(resizeMode: ResizeMode): Preprocessing {
-  return { scale: 255, invertLightBackground: false, resize: resizeMode };
-}
 
 export function folderCacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');

@@ -11,34 +11,14 @@ import path from 'node:path';
 import { UserError } from '../../core/errors.js';
 import { csvClassNames, csvLabelIndices, parseImageCsv } from '../../core/data/csv.js';
 import { type Dataset, type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
-import { loadImageFolder, type ResizeMode, type SkippedFile } from './folder.js';
-import { type FileReport, idxSpec, loadIdxDataset, type LocatedDataset } from './datasets.js';
+import { type DataSource, idxSource } from '../../core/data/source.js';
+import { loadImageFolder, type SkippedFile } from './folder.js';
+import type { FileReport } from '../checksum.js';
+import { idxSpec, loadIdxDataset, type LocatedDataset } from './datasets.js';
 import { stratifiedSplit } from '../../core/data/split.js';
 import { resizedShape, resizeSplit } from '../../core/data/transforms.js';
 
-export type DataSource =
-  | { kind: 'idx'; dataset: string; dataDir?: string; resize?: number }
-  | {
-      kind: 'folder';
-      /** Absolute path of the folder. */
-      path: string;
-      imageSize: number;
-      channels: 1 | 3;
-      resizeMode: ResizeMode;
-      /** Fraction held out as the test split when the folder has no train/ and test/. */
-      valSplit: number;
-      /** Seeds the held-out split. */
-      seed: number;
-    }
-  | {
-      kind: 'csv';
-      path: string;
-      /** A separate test CSV; without one, valSplit of the rows is held out. */
-      testPath?: string;
-      valSplit: number;
-      seed: number;
-      resize?: number;
-    };
+export { type DataSource, idxSource };
 
 export interface LoadOptions {
   /** What to load; when absent, the IDX dataset named by `dataset`. */
@@ -70,11 +50,6 @@ export interface LoadedDataset {
   heldOut: boolean;
   /** Seconds spent reading, verifying and parsing. */
   seconds: number;
-}
-
-/** The source an older run directory (or a config without --data) means. */
-export function idxSource(dataset: string, dataDir?: string, resize?: number): DataSource {
-  return { kind: 'idx', dataset, dataDir, resize };
 }
 
 export async function loadDataset(opts: LoadOptions): Promise<LoadedDataset> {

@@ -18,23 +18,16 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../core/errors.js';
 import type { ImageShape } from '../../core/data/dataset.js';
-import type { DataSource } from '../data/load.js';
+import type { DataSource, Preprocessing } from '../../core/data/source.js';
 import { writeFileAtomic } from '../fs.js';
 import { loadNet, type Net } from '../../core/models/index.js';
 import type { EpochMetrics, FitState } from '../../core/train/loop.js';
 import type { OptimizerState } from '../../core/optim/optimizers.js';
 import { VERSION } from '../../core/version.js';
 
-export const RUN_FORMAT = 'imgclf-run/1';
+export type { Preprocessing };
 
-export interface Preprocessing {
-  /** Pixels are divided by this (255) so inputs are in [0, 1]. */
-  scale: number;
-  /** Photos with a light background are inverted, to look like the dataset's dark one. */
-  invertLightBackground: boolean;
-  /** How an image of another size becomes inputShape: letterbox, stretch, or crop the centre. */
-  resize: 'contain' | 'fill' | 'cover';
-}
+export const RUN_FORMAT = 'imgclf-run/1';
 
 export interface RunMetadata {
   format: string;

@@ -1,0 +1,50 @@
+/**
+ * The layering rules of docs/architecture.md, checked by `npm run check:deps` (part of npm test):
+ * imports only point down (apps -> node -> backend -> core), and no module imports itself
+ * back through a cycle.
+ */
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-circular',
+      severity: 'error',
+      comment: 'An import cycle: modules that need each other belong in one module, or a type moves down.',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'core-is-browser-safe',
+      severity: 'error',
+      comment: 'src/core runs in the page: it imports TensorFlow.js and itself, nothing else.',
+      from: { path: '^src/core/' },
+      to: { pathNot: ['^src/core/', '^node_modules/@tensorflow/', '^package\\.json$'] },
+    },
+    {
+      name: 'backend-sits-on-core',
+      severity: 'error',
+      comment: 'src/backend holds kernels and backend choice: it imports core and TensorFlow.js.',
+      from: { path: '^src/backend/' },
+      to: { pathNot: ['^src/(core|backend)/', '^node_modules/@tensorflow/'] },
+    },
+    {
+      name: 'libraries-know-no-apps',
+      severity: 'error',
+      comment: 'The CLI, the server and the page are shells over the library; nothing below knows them.',
+      from: { path: '^src/(core|backend|node)/' },
+      to: { path: '^(src/(cli|server)|web)/' },
+    },
+    {
+      name: 'apps-know-no-apps',
+      severity: 'error',
+      comment: 'The CLI, the server and the page each stand on the library, not on each other.',
+      from: { path: '^src/server/' },
+      to: { path: '^(src/cli|web)/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default'] },
+  },
+};
