@@ -11,7 +11,7 @@ import { selectBackend, type BackendName } from '../src/backend/index.js';
 import { loadDataset } from '../src/node/data/load.js';
 import { Rng } from '../src/core/data/rng.js';
 import { subset } from '../src/core/data/split.js';
-import { create, getEntry } from '../src/core/models/index.js';
+import { create } from '../src/core/models/index.js';
 import { trainEpoch } from '../src/core/train/loop.js';
 import { AUGMENTATION, optimizerFor, resolveConfig } from '../src/core/plan.js';
 
@@ -28,7 +28,6 @@ async function main(): Promise<void> {
     shape,
     Array.from({ length: batchSize * steps }, (_, i) => i),
   );
-  const entry = getEntry(name);
   const net = create(name, { inputShape: shape, numClasses: 10, seed: 1 });
   const plan = resolveConfig({ model: name });
   const opt = optimizerFor(plan);

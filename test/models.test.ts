@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
 import { Rng } from '../src/core/data/rng.js';
-import { getEntry, list, create } from '../src/core/models/index.js';
+import { list, create } from '../src/core/models/index.js';
 import { loadModelFiles, saveModel } from '../src/node/run/rundir.js';
 import { trainEpoch } from '../src/core/train/loop.js';
 import { crossEntropy } from '../src/core/train/loss.js';
