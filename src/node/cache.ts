@@ -1,21 +1,116 @@
 /**
- * A cache of decoded splits (Node only). Gunzipping and converting Fashion-MNIST's 60,000
- * training images to floats is most of a short run's start-up; reading the decoded floats back
- * is a single file read. Entries are keyed by the source files' paths, sizes and modification
- * times, so a changed source file gets a new entry; an entry that does not parse is deleted and
- * rebuilt. Files are written atomically, and a failure to write the cache never fails a run.
+ * imgclf's one on-disk cache (Node only), under $XDG_CACHE_HOME/imgclf (or ~/.cache/imgclf):
  *
- * Stored with util/parts-file.ts: the header, then the labels and the float32 pixels.
+ *   <dataset>/                 downloaded IDX files (node/data/datasets.ts)
+ *   decoded/<label>-<key>.bin  decoded IDX splits: gunzipping and converting Fashion-MNIST's
+ *                              60,000 training images is most of a short run's start-up
+ *   folders/<label>-<key>.bin  decoded image folders: one file instead of decoding thousands
+ *
+ * One policy for every entry:
+ *   - The key hashes what the entry was made from (files' paths, sizes, modification times and
+ *     the decoding options), so a changed source gets a new entry.
+ *   - The label names what the entry is for (a dataset split, a folder with its options). A new
+ *     entry replaces the others of its label: one is all a run reuses, and each can be
+ *     hundreds of MB.
+ *   - An entry that does not parse is deleted, reported, and rebuilt.
+ *   - A failure to write or prune costs speed only: it is reported and never fails a run.
+ *   - Entries are written atomically (node/fs.ts), in the container of node/parts-file.ts.
  */
 import { createHash } from 'node:crypto';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
-import { writeFileAtomic } from './fs.js';
-import { float32View, packParts, unpackParts } from './parts-file.js';
 import type { ImageShape, Split } from '../core/data/dataset.js';
 import type { FileReport } from './checksum.js';
+import { writeFileAtomic } from './fs.js';
+import { float32View, packParts, unpackParts } from './parts-file.js';
 
-const FORMAT = 'imgclf-decoded/2';
+/** The cache root: $XDG_CACHE_HOME/imgclf or ~/.cache/imgclf. */
+export function cacheRoot(): string {
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(base, 'imgclf');
+}
+
+/** The entry file for `label` in `dir`, keyed by a hash of `key`. */
+export function entryPath(dir: string, label: string, key: unknown): string {
+  const digest = createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 32);
+  return path.join(dir, `${label}-${digest}.bin`);
+}
+
+/** Labels may hold any characters a dataset name does; file names get a safe form. */
+export function safeLabel(label: string): string {
+  return label.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+/**
+ * Reads an entry and checks it with `decode`. Absent: undefined. Unparseable or rejected by
+ * `decode`: deleted, reported through `log`, undefined.
+ */
+export async function readEntry<H extends object, T>(
+  file: string,
+  decode: (header: H, parts: Uint8Array[]) => T | undefined,
+  log?: (message: string) => void,
+): Promise<T | undefined> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch {
+    return undefined;
+  }
+  const unpacked = unpackParts<H>(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  const value = unpacked ? decode(unpacked.header, unpacked.parts) : undefined;
+  if (value === undefined) {
+    log?.(`warning: ignoring the unreadable cache file ${file} (it will be rebuilt)`);
+    await rm(file, { force: true }).catch(() => {});
+  }
+  return value;
+}
+
+/**
+ * Writes an entry, then removes the other entries of the same label. Never throws: a
+ * read-only or full disk only costs the next run its head start.
+ */
+export async function writeEntry(
+  file: string,
+  header: object,
+  parts: Uint8Array[],
+  log?: (message: string) => void,
+): Promise<void> {
+  try {
+    await writeFileAtomic(file, packParts(header, parts));
+  } catch (err) {
+    log?.(
+      `warning: cannot write the cache file ${file} (${(err as Error).message}); the next run decodes again`,
+    );
+    return;
+  }
+  const dir = path.dirname(file);
+  const name = path.basename(file);
+  const prefix = name.replace(/[0-9a-f]+\.bin$/, '');
+  try {
+    for (const other of await readdir(dir)) {
+      if (other !== name && other.startsWith(prefix) && /^[0-9a-f]+\.bin$/.test(other.slice(prefix.length)))
+        await rm(path.join(dir, other), { force: true });
+    }
+  } catch {
+    // Stale entries only cost disk space.
+  }
+}
+
+/** What identifies a source file's content cheaply: its absolute path, size and mtime. */
+export async function fileStamps(files: string[]): Promise<[string, number, number][]> {
+  return Promise.all(
+    files.map(async (p) => {
+      const s = await stat(p);
+      return [path.resolve(p), s.size, s.mtimeMs] as [string, number, number];
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoded IDX splits: the labels and the float32 pixels of one split.
+
+const DECODED_FORMAT = 'imgclf-decoded/2';
 
 export interface DecodedHeader {
   format: string;
@@ -26,72 +121,129 @@ export interface DecodedHeader {
 }
 
 /** The cache file for a split decoded from `sources` (their stats are the key). */
-export async function decodedCachePath(cacheRoot: string, label: string, sources: string[]): Promise<string> {
-  const stats = await Promise.all(
-    sources.map(async (p) => {
-      const s = await stat(p);
-      return [path.resolve(p), s.size, s.mtimeMs];
-    }),
-  );
-  const key = createHash('sha256')
-    .update(JSON.stringify([FORMAT, stats]))
-    .digest('hex')
-    .slice(0, 20);
-  return path.join(cacheRoot, 'decoded', `${label}-${key}.bin`);
+export async function decodedCachePath(label: string, sources: string[]): Promise<string> {
+  return entryPath(path.join(cacheRoot(), 'decoded'), safeLabel(label), [
+    DECODED_FORMAT,
+    await fileStamps(sources),
+  ]);
 }
 
-/**
- * Writes an entry and removes the other entries of the same label (dataset and split): an
- * entry is some 200 MB, and one per split is all a run reuses.
- */
-export async function writeDecoded(file: string, split: Split, header: DecodedHeader): Promise<void> {
+export async function writeDecoded(
+  file: string,
+  split: Split,
+  header: Omit<DecodedHeader, 'format'>,
+  log?: (message: string) => void,
+): Promise<void> {
   const pixels = new Uint8Array(split.images.buffer, split.images.byteOffset, split.images.byteLength);
-  try {
-    await writeFileAtomic(file, packParts({ ...header, format: FORMAT }, [split.labels, pixels]));
-    const dir = path.dirname(file);
-    const label = path.basename(file).replace(/-[0-9a-f]+\.bin$/, '-');
-    for (const name of await readdir(dir)) {
-      if (
-        name.startsWith(label) &&
-        /^[0-9a-f]+\.bin$/.test(name.slice(label.length)) &&
-        name !== path.basename(file)
-      ) {
-        await rm(path.join(dir, name), { force: true });
-      }
-    }
-  } catch {
-    // A read-only or full cache only costs speed.
-  }
+  await writeEntry(file, { ...header, format: DECODED_FORMAT }, [split.labels, pixels], log);
 }
 
 /** The cached split, or undefined when absent or unreadable (an unreadable entry is removed). */
-export async function readDecoded(
+export function readDecoded(
   file: string,
+  log?: (message: string) => void,
 ): Promise<{ split: Split; header: DecodedHeader } | undefined> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch {
-    return undefined;
-  }
-  const unpacked = unpackParts<DecodedHeader>(bytes);
-  const h = unpacked?.header;
-  const pixels = h ? h.count * h.shape[0] * h.shape[1] * h.shape[2] : -1;
-  if (
-    !unpacked ||
-    h!.format !== FORMAT ||
-    unpacked.parts.length !== 2 ||
-    unpacked.parts[0].length !== h!.count ||
-    unpacked.parts[1].length !== pixels * 4
-  ) {
-    await rm(file, { force: true });
-    return undefined;
-  }
-  // The pixels stay a view over the file's buffer: no second 188 MB copy.
-  const split = {
-    images: float32View(unpacked.parts[1]),
-    labels: new Uint8Array(unpacked.parts[0]),
-    count: h!.count,
-  };
-  return { split, header: h! };
+  return readEntry<DecodedHeader, { split: Split; header: DecodedHeader }>(
+    file,
+    (h, parts) => {
+      const pixels = h.count * h.shape[0] * h.shape[1] * h.shape[2];
+      if (
+        h.format !== DECODED_FORMAT ||
+        parts.length !== 2 ||
+        parts[0].length !== h.count ||
+        parts[1].length !== pixels * 4
+      )
+        return undefined;
+      // The pixels stay a view over the file's buffer: no second 188 MB copy.
+      return {
+        split: { images: float32View(parts[1]), labels: new Uint8Array(parts[0]), count: h.count },
+        header: h,
+      };
+    },
+    log,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoded image folders: the train and test parts as bytes, plus the files that were skipped.
+
+const FOLDER_FORMAT = 'imgclf-folder-cache/3';
+
+/** One decoded part of a folder: N images of H*W*C bytes and their labels. */
+export interface BytePart {
+  pixels: Uint8Array;
+  labels: Uint8Array;
+  count: number;
+}
+
+export interface FolderCacheHeader {
+  format: string;
+  shape: ImageShape;
+  trainCount: number;
+  testCount: number;
+  skipped: { path: string; reason: string }[];
+}
+
+/** Where decoded folders are cached by default. */
+export function folderCacheDir(): string {
+  return path.join(cacheRoot(), 'folders');
+}
+
+/**
+ * The entry of a folder decoded with given options. The label is the folder and the options,
+ * so decoding the same folder at another size keeps both; the key is every file's identity.
+ */
+export function folderCachePath(
+  dir: string,
+  folder: { root: string; options: object },
+  fileList: string,
+): string {
+  const label = createHash('sha256')
+    .update(JSON.stringify([folder.root, folder.options]))
+    .digest('hex')
+    .slice(0, 12);
+  return entryPath(dir, `f${label}`, [FOLDER_FORMAT, fileList]);
+}
+
+export function writeFolderCache(
+  file: string,
+  header: Omit<FolderCacheHeader, 'format'>,
+  train: BytePart,
+  test: BytePart,
+  log?: (message: string) => void,
+): Promise<void> {
+  return writeEntry(
+    file,
+    { ...header, format: FOLDER_FORMAT },
+    [train.labels, test.labels, train.pixels, test.pixels],
+    log,
+  );
+}
+
+export function readFolderCache(
+  file: string,
+  log?: (message: string) => void,
+): Promise<{ header: FolderCacheHeader; train: BytePart; test: BytePart } | undefined> {
+  return readEntry<FolderCacheHeader, { header: FolderCacheHeader; train: BytePart; test: BytePart }>(
+    file,
+    (header, parts) => {
+      if (header.format !== FOLDER_FORMAT || parts.length !== 4) return undefined;
+      const row = header.shape[0] * header.shape[1] * header.shape[2];
+      const { trainCount: a, testCount: b } = header;
+      const [trainLabels, testLabels, trainPixels, testPixels] = parts;
+      if (
+        trainLabels.length !== a ||
+        testLabels.length !== b ||
+        trainPixels.length !== a * row ||
+        testPixels.length !== b * row
+      )
+        return undefined;
+      return {
+        header,
+        train: { labels: trainLabels, pixels: trainPixels, count: a },
+        test: { labels: testLabels, pixels: testPixels, count: b },
+      };
+    },
+    log,
+  );
 }

@@ -8,14 +8,13 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { UserError } from '../../core/errors.js';
 import { writeFileAtomic } from '../fs.js';
 import { FASHION_MNIST_CLASSES, KMNIST_CLASSES, MNIST_CLASSES } from '../../core/data/classes.js';
 import { type Dataset, type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
-import { decodedCachePath, readDecoded, writeDecoded } from '../cache.js';
+import { cacheRoot, decodedCachePath, readDecoded, writeDecoded } from '../cache.js';
 import { type FileReport, md5, verifyFile } from '../checksum.js';
 import { checkPair, parseIdx } from '../../core/data/idx.js';
 
@@ -134,8 +133,7 @@ export function specFiles(spec: IdxDatasetSpec): IdxFileSpec[] {
 
 /** The user cache folder for a dataset: $XDG_CACHE_HOME/imgclf/<name> or ~/.cache/imgclf/<name>. */
 export function cacheDir(spec: IdxDatasetSpec): string {
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(base, 'imgclf', spec.name);
+  return path.join(cacheRoot(), spec.name);
 }
 
 /** The candidate folders, in search order, with where each came from. */
@@ -298,12 +296,9 @@ export async function loadIdxDataset(spec: IdxDatasetSpec, opts: SourceOptions =
     labels: IdxFileSpec,
   ): Promise<{ split: Split; shape: ImageShape }> => {
     const cacheFile = opts.decodedCache
-      ? await decodedCachePath(path.dirname(cacheDir(spec)), spec.name + '-' + images.name, [
-          pathOf(images),
-          pathOf(labels),
-        ])
+      ? await decodedCachePath(spec.name + '-' + images.name, [pathOf(images), pathOf(labels)])
       : undefined;
-    const cached = cacheFile ? await readDecoded(cacheFile) : undefined;
+    const cached = cacheFile ? await readDecoded(cacheFile, opts.log) : undefined;
     if (cached) {
       files.push(...cached.header.sources);
       return { split: cached.split, shape: cached.header.shape };
@@ -314,12 +309,12 @@ export async function loadIdxDataset(spec: IdxDatasetSpec, opts: SourceOptions =
     const shape: ImageShape = [img.dims[1], img.dims[2], 1];
     const split = splitFromBytes(img.data, lab.data, n, labels.name);
     if (cacheFile) {
-      await writeDecoded(cacheFile, split, {
-        format: '',
-        count: split.count,
-        shape,
-        sources: files.slice(before),
-      });
+      await writeDecoded(
+        cacheFile,
+        split,
+        { count: split.count, shape, sources: files.slice(before) },
+        opts.log,
+      );
     }
     return { split, shape };
   };

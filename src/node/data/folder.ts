@@ -2,23 +2,26 @@
  * Image folders (Node only): PATH/<class>/<image> (or PATH/train/<class>/... and
  * PATH/test/<class>/...), decoded with sharp into the in-memory arrays the rest of imgclf uses.
  *
- * Decoding goes through predict/preprocess.ts's prepareImage, the same function `predict`
- * uses on a file, so a picture gives the model the same input in training and in prediction.
- * Decoded pixels are cached as bytes under the user cache, keyed by every file's path, size
- * and modification time and by the decoding options: a second run reads one file instead of
- * decoding thousands.
+ * Decoding goes through node/image.ts's prepareImage, the same function `predict` and the
+ * server use on a file, so a picture gives the model the same input in training and in
+ * prediction. Decoded pixels are cached as bytes in the one cache (node/cache.ts), keyed by
+ * every file's path, size and modification time and by the decoding options: a second run
+ * reads one file instead of decoding thousands.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { UserError } from '../../core/errors.js';
-import { prepareImage } from '../image.js';
-import { folderPreprocessing, type ResizeMode } from '../../core/data/source.js';
-import { writeFileAtomic } from '../fs.js';
-import { packParts, unpackParts } from '../parts-file.js';
 import type { ImageShape } from '../../core/data/dataset.js';
+import { folderPreprocessing, type ResizeMode } from '../../core/data/source.js';
+import { UserError } from '../../core/errors.js';
+import {
+  type BytePart,
+  folderCacheDir,
+  folderCachePath,
+  readFolderCache,
+  writeFolderCache,
+} from '../cache.js';
+import { prepareImage } from '../image.js';
 
 export type { ResizeMode };
 
@@ -54,11 +57,7 @@ export interface FolderScan {
   test: FolderEntry[];
 }
 
-export interface FolderPart {
-  pixels: Uint8Array;
-  labels: Uint8Array;
-  count: number;
-}
+export type FolderPart = BytePart;
 
 export interface SkippedFile {
   path: string;
@@ -79,12 +78,6 @@ export interface LoadedFolder {
 const MAX_CLASSES = 256;
 /** Decodes in flight at once: sharp works on libuv's thread pool, so a few overlap usefully. */
 const CONCURRENCY = 4;
-const CACHE_FORMAT = 'imgclf-folder-cache/2';
-
-export function folderCacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(base, 'imgclf', 'folders');
-}
 
 async function subdirs(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true });
@@ -178,62 +171,14 @@ export async function scanImageFolder(folder: string): Promise<FolderScan> {
   return { root, layout, classNames, train, test };
 }
 
-/** The cache key: every file's identity plus the options that change the decoded bytes. */
-export function folderCacheKey(scan: FolderScan, opts: FolderOptions): string {
-  const h = createHash('sha256');
-  h.update(
-    JSON.stringify({
-      format: CACHE_FORMAT,
-      root: scan.root,
-      layout: scan.layout,
-      classNames: scan.classNames,
-      imageSize: opts.imageSize,
-      channels: opts.channels,
-      resizeMode: opts.resizeMode,
-    }),
-  );
+/** Every file's identity (path, class, size, mtime) and the class names: the cache key. */
+function fileList(scan: FolderScan): string {
+  const lines = [scan.classNames.join('/')];
   for (const part of [scan.train, scan.test]) {
-    h.update('\n--\n');
-    for (const e of part) h.update(`${e.rel}\t${e.label}\t${e.size}\t${e.mtimeMs}\n`);
+    lines.push('--');
+    for (const e of part) lines.push(`${e.rel}\t${e.label}\t${e.size}\t${e.mtimeMs}`);
   }
-  return h.digest('hex').slice(0, 32);
-}
-
-interface CacheHeader {
-  format: string;
-  shape: ImageShape;
-  trainCount: number;
-  testCount: number;
-  skipped: SkippedFile[];
-}
-
-/** The cache file's chunks (util/parts-file.ts): train labels, test labels, train pixels, test pixels. */
-function encodeCache(header: CacheHeader, train: FolderPart, test: FolderPart): Uint8Array[] {
-  return packParts(header, [train.labels, test.labels, train.pixels, test.pixels]);
-}
-
-/** The cached arrays, or undefined when the file is absent, truncated or of another format. */
-function decodeCache(
-  bytes: Uint8Array,
-): { header: CacheHeader; train: FolderPart; test: FolderPart } | undefined {
-  const unpacked = unpackParts<CacheHeader>(bytes);
-  if (!unpacked || unpacked.header.format !== CACHE_FORMAT || unpacked.parts.length !== 4) return undefined;
-  const { header, parts } = unpacked;
-  const row = header.shape[0] * header.shape[1] * header.shape[2];
-  const { trainCount: a, testCount: b } = header;
-  const [trainLabels, testLabels, trainPixels, testPixels] = parts;
-  if (
-    trainLabels.length !== a ||
-    testLabels.length !== b ||
-    trainPixels.length !== a * row ||
-    testPixels.length !== b * row
-  )
-    return undefined;
-  return {
-    header,
-    train: { labels: trainLabels, pixels: trainPixels, count: a },
-    test: { labels: testLabels, pixels: testPixels, count: b },
-  };
+  return lines.join('\n');
 }
 
 async function decodePart(
@@ -296,19 +241,28 @@ function checkEveryClass(
 export async function loadImageFolder(folder: string, opts: FolderOptions): Promise<LoadedFolder> {
   const scan = await scanImageFolder(folder);
   const shape: ImageShape = [opts.imageSize, opts.imageSize, opts.channels];
-  const cachePath = path.join(opts.cacheDir ?? folderCacheDir(), `${folderCacheKey(scan, opts)}.bin`);
-  if (existsSync(cachePath)) {
-    const cached = decodeCache(new Uint8Array(await readFile(cachePath)));
-    if (cached) {
-      const { skipped } = cached.header;
-      for (const s of skipped) {
-        if (opts.strict) throw new UserError(`${s.path}: ${s.reason} (--strict stops at unreadable files)`);
-        opts.log?.(`warning: skipping ${s.path}: ${s.reason}`);
-      }
-      opts.log?.(`cache hit: ${cachePath} (${cached.train.count + cached.test.count} decoded images)`);
-      return { scan, shape, train: cached.train, test: cached.test, skipped, cache: 'hit', cachePath };
+  const cachePath = folderCachePath(
+    opts.cacheDir ?? folderCacheDir(),
+    {
+      root: scan.root,
+      options: {
+        layout: scan.layout,
+        imageSize: opts.imageSize,
+        channels: opts.channels,
+        resizeMode: opts.resizeMode,
+      },
+    },
+    fileList(scan),
+  );
+  const cached = await readFolderCache(cachePath, opts.log);
+  if (cached) {
+    const { skipped } = cached.header;
+    for (const s of skipped) {
+      if (opts.strict) throw new UserError(`${s.path}: ${s.reason} (--strict stops at unreadable files)`);
+      opts.log?.(`warning: skipping ${s.path}: ${s.reason}`);
     }
-    opts.log?.(`warning: ignoring the unreadable cache file ${cachePath}`);
+    opts.log?.(`cache hit: ${cachePath} (${cached.train.count + cached.test.count} decoded images)`);
+    return { scan, shape, train: cached.train, test: cached.test, skipped, cache: 'hit', cachePath };
   }
   const total = scan.train.length + scan.test.length;
   let done = 0;
@@ -319,13 +273,12 @@ export async function loadImageFolder(folder: string, opts: FolderOptions): Prom
   const trainDir = scan.layout === 'split' ? path.join(scan.root, 'train') : scan.root;
   checkEveryClass(scan.classNames, scan.train, train, trainDir);
   checkEveryClass(scan.classNames, scan.test, test, path.join(scan.root, 'test'));
-  await writeFileAtomic(
+  await writeFolderCache(
     cachePath,
-    encodeCache(
-      { format: CACHE_FORMAT, shape, trainCount: train.count, testCount: test.count, skipped },
-      train,
-      test,
-    ),
+    { shape, trainCount: train.count, testCount: test.count, skipped },
+    train,
+    test,
+    opts.log,
   );
   return { scan, shape, train, test, skipped, cache: 'miss', cachePath };
 }

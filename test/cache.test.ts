@@ -1,10 +1,23 @@
-/** The decoded-split cache: hits, invalidation on a changed source, and recovery from corruption. */
-import { readdirSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+/**
+ * The one cache (node/cache.ts): hits, invalidation on a changed source, one entry per label,
+ * recovery from corruption, and a write failure that costs speed but never the run.
+ */
+import {
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type IdxDatasetSpec, loadIdxDataset } from '../src/node/data/datasets.js';
 import { sha256 } from '../src/node/checksum.js';
+import { loadImageFolder } from '../src/node/data/folder.js';
+import { writeShapesFolder } from '../src/node/data/shapes.js';
 import { idx, tempDir } from './helpers.js';
 
 const images = idx([5, 3, 3]);
@@ -79,5 +92,37 @@ describe('decoded cache', () => {
     expect(r.dataset.train.images[4]).toBeCloseTo(4 / 255, 6);
     for (const f of readdirSync(decodedDir()))
       expect(statSync(path.join(decodedDir(), f)).size).toBeGreaterThan(100);
+  });
+
+  it('a cache that cannot be written warns, and the load still succeeds', async () => {
+    // A file where the cache folder should be: unwritable even for root.
+    mkdirSync(path.join(cache, 'imgclf'), { recursive: true });
+    writeFileSync(decodedDir(), 'not a folder');
+    const messages: string[] = [];
+    const r = await loadIdxDataset(spec, { dataDir, decodedCache: true, log: (m) => messages.push(m) });
+    expect(r.dataset.train.count).toBe(5);
+    expect(messages.join('\n')).toMatch(/warning: cannot write the cache file .*the next run decodes again/);
+  });
+});
+
+describe('folder cache', () => {
+  it('keeps one entry per folder and options: a changed folder replaces its entry', async () => {
+    const folder = path.join(tempDir(), 'shapes');
+    await writeShapesFolder(folder, { perClass: 4, minSize: 16, maxSize: 20, seed: 3 });
+    const cacheDir = path.join(cache, 'folders');
+    const opts = { imageSize: 8, channels: 1 as const, resizeMode: 'fill' as const, cacheDir };
+    expect((await loadImageFolder(folder, opts)).cache).toBe('miss');
+    expect(readdirSync(cacheDir)).toHaveLength(1);
+    // Another size of the same folder is another label: both entries stay.
+    await loadImageFolder(folder, { ...opts, imageSize: 10 });
+    expect(readdirSync(cacheDir)).toHaveLength(2);
+    // A new image changes the key; the old entry of that label is pruned.
+    const classDir = path.join(folder, readdirSync(folder).sort()[0]);
+    const first = readdirSync(classDir)[0];
+    writeFileSync(path.join(classDir, 'copy-' + first), readFileSync(path.join(classDir, first)));
+    const again = await loadImageFolder(folder, opts);
+    expect(again.cache).toBe('miss');
+    expect(readdirSync(cacheDir)).toHaveLength(2);
+    expect((await loadImageFolder(folder, opts)).cache).toBe('hit');
   });
 });
