@@ -1,0 +1,75 @@
+/** The plan (core/plan.ts): the one place defaults live, and their precedence. */
+import { describe, expect, it } from 'vitest';
+import { getEntry, list } from '../src/core/models/index.js';
+import {
+  dataSourceOf,
+  fitOptionsFor,
+  GLOBAL_DEFAULTS,
+  modelDefaults,
+  resolveConfig,
+} from '../src/core/plan.js';
+
+describe('plan', () => {
+  it('a flag beats the model default, which beats the global default', () => {
+    // softmax takes the seed's settings, the global defaults, unchanged.
+    const seed = resolveConfig({ model: 'softmax' });
+    expect(seed).toMatchObject({
+      epochs: 5,
+      lr: 0.1,
+      batchSize: 256,
+      optimizer: 'sgd',
+      schedule: 'constant',
+    });
+    // cnn overrides some of them ...
+    const cnn = resolveConfig({ model: 'cnn' });
+    const own = getEntry('cnn').defaults;
+    expect(own.lr).toBeDefined();
+    expect(own.lr).not.toBe(GLOBAL_DEFAULTS.lr);
+    expect(cnn.lr).toBe(own.lr);
+    expect(cnn.optimizer).toBe(own.optimizer);
+    // ... and keeps the global ones it does not name.
+    expect(own.batchSize).toBeUndefined();
+    expect(cnn.batchSize).toBe(GLOBAL_DEFAULTS.batchSize);
+    // A flag beats both.
+    const flagged = resolveConfig({ model: 'cnn', lr: 0.05, batchSize: 64, augment: false });
+    expect(flagged).toMatchObject({ lr: 0.05, batchSize: 64, augment: false, optimizer: own.optimizer });
+  });
+
+  it('every model resolves to a complete plan, and resolving it again changes nothing', () => {
+    for (const entry of list()) {
+      const plan = resolveConfig({ model: entry.name });
+      expect(plan).toMatchObject(modelDefaults(entry.name));
+      for (const [key, value] of Object.entries(entry.defaults)) expect(plan).toHaveProperty(key, value);
+      // --resume re-resolves a recorded plan.
+      expect(resolveConfig({ ...plan })).toEqual(plan);
+    }
+  });
+
+  it('fit options carry the whole recipe', () => {
+    const cnn = resolveConfig({ model: 'cnn', seed: 3 });
+    const fit = fitOptionsFor(cnn, [28, 28, 1]);
+    expect(fit).toMatchObject({
+      epochs: cnn.epochs,
+      batchSize: cnn.batchSize,
+      seed: 3,
+      labelSmoothing: cnn.labelSmoothing,
+      schedule: cnn.schedule,
+      warmup: cnn.warmup,
+    });
+    expect(fit.augment).toEqual({ pad: 2, flip: true });
+    expect(fitOptionsFor(resolveConfig({ model: 'softmax' }), [28, 28, 1]).augment).toBeUndefined();
+  });
+
+  it('folder defaults live in the plan and reach the data source', () => {
+    const plan = resolveConfig({ data: 'pets/' });
+    expect(plan).toMatchObject({ dataset: 'folder', imageSize: 28, channels: 3, resizeMode: 'fill' });
+    expect(dataSourceOf(plan)).toMatchObject({ kind: 'folder', path: 'pets/', imageSize: 28, valSplit: 0.1 });
+    expect(dataSourceOf(resolveConfig({}))).toEqual({ kind: 'idx', dataset: 'fashion-mnist' });
+  });
+
+  it('unknown keys and names fail with one clear line', () => {
+    expect(() => resolveConfig({ learningRate: 0.1 })).toThrow(/unknown config key 'learningRate'/);
+    expect(() => resolveConfig({ model: 'resnet' })).toThrow(/unknown model 'resnet'; choose one of/);
+    expect(() => resolveConfig({ optimizer: 'rmsprop' })).toThrow(/unknown optimizer 'rmsprop'/);
+  });
+});
