@@ -16,13 +16,13 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const shapesModule = path.join(root, 'dist', 'src', 'data', 'shapes.js');
+const shapesModule = path.join(root, 'dist', 'src', 'node', 'data', 'shapes.js');
 if (!existsSync(shapesModule)) {
   process.stderr.write("example: dist/ is missing; run 'npm run build' first\n");
   process.exit(2);
 }
 const { renderSvg, shapeSvg, writeShapesFolder } = await import(shapesModule);
-const { Rng } = await import(path.join(root, 'dist', 'src', 'data', 'rng.js'));
+const { Rng } = await import(path.join(root, 'dist', 'src', 'core', 'data', 'rng.js'));
 
 const work = process.argv[2]
   ? path.resolve(process.argv[2])
@@ -69,11 +69,11 @@ const train = [
 ];
 const first = imgclf(train);
 const second = imgclf(train);
-const evaluation = imgclf(['evaluate', '--model', run]);
+const evaluation = imgclf(['evaluate', '--run', run]);
 
 const picture = path.join(work, 'my-triangle.png');
 writeFileSync(picture, await renderSvg(shapeSvg('triangle', 200, new Rng(2024)), 'png'));
-const prediction = imgclf(['predict', '--model', run, picture]);
+const prediction = imgclf(['predict', '--run', run, picture]);
 
 const label = prediction.predictions[0].label;
 process.stdout.write(

@@ -23,8 +23,8 @@ const arg = (name) => {
   return i >= 0 ? Number(rest[i + 1]) : undefined;
 };
 const dist = (p) => import(path.join(root, 'dist', 'src', p));
-const { FASHION_MNIST, loadIdxDataset } = await dist('data/sources.js');
-const { toImageCsv } = await dist('data/csv.js');
+const { FASHION_MNIST, loadIdxDataset } = await dist('node/data/datasets.js');
+const { toImageCsv } = await dist('core/data/csv.js');
 const { dataset } = await loadIdxDataset(FASHION_MNIST);
 const parts = { train: arg('--train') ?? dataset.train.count, test: arg('--test') ?? dataset.test.count };
 

@@ -85,7 +85,7 @@ export interface TrainConfig {
   /** Seeds weight init and data order: same seed + backend = same metrics. */
   seed: number;
   backend: BackendName;
-  /** Folder holding the IDX files; unset = the search chain in data/sources.ts. */
+  /** Folder holding the IDX files; unset = the search chain in node/data/datasets.ts. */
   dataDir?: string;
   /** Resize images to N x N (bilinear) before training, as the seed's optional `resize`. */
   resize?: number;

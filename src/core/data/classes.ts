@@ -55,5 +55,5 @@ export function displayName(name: string, lang: Lang): string {
   return lang === 'zh' ? (TRANSLATIONS[name] ?? name) : name;
 }
 
-/** The built-in IDX datasets `--dataset` accepts (their files are described in data/sources.ts). */
+/** The built-in IDX datasets `--dataset` accepts (their files are described in node/data/datasets.ts). */
 export const IDX_DATASET_NAMES = ['fashion-mnist', 'mnist', 'kmnist'] as const;

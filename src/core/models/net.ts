@@ -1,7 +1,7 @@
 /**
  * What the training loop, evaluation and the run directory need from a model. A tfjs layers
  * model fits behind it (`layersNet`), and so does a model written on raw variables
- * (softmax-scratch), so both train through the one loop in train/loop.ts.
+ * (softmax-scratch), so both train through the one loop in core/train/loop.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -31,7 +31,7 @@ export interface Net {
   dispose(): void;
   /**
    * Per-example loss, when the model brings its own (softmax-scratch does, as the seed's
-   * from-scratch chapter does); otherwise the loop uses train/loss.ts crossEntropy.
+   * from-scratch chapter does); otherwise the loop uses core/train/loss.ts crossEntropy.
    */
   loss?(logits: tf.Tensor2D, labels: tf.Tensor1D, labelSmoothing: number): tf.Tensor1D;
 }

@@ -32,7 +32,7 @@ export interface ModelDefaults {
   lr?: number;
   optimizer?: string;
   batchSize?: number;
-  /** LR schedule name (train/schedule.ts). */
+  /** LR schedule name (core/optim/schedule.ts). */
   schedule?: string;
   /** Warmup length in epochs (fractions allowed). */
   warmup?: number;

@@ -1,7 +1,7 @@
 /**
  * The seed's from-scratch softmax regression (d2l 3.6), on raw tfjs variables: its own softmax,
  * its own cross-entropy and its own minibatch SGD updater, no layers API and no tfjs optimizer.
- * It trains through the same loop as every other model (train/loop.ts); the loop takes the
+ * It trains through the same loop as every other model (core/train/loop.ts); the loop takes the
  * model's loss and, with `--optimizer own` (this model's default), its updater.
  *
  * With the same seed it starts from the same weights as `softmax` (the same N(0, 0.01^2)

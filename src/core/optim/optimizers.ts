@@ -1,6 +1,6 @@
 /**
  * Optimizers: sgd (momentum, Nesterov, weight decay), adam and adamw, with the learning rate
- * passed at every step so a schedule (train/schedule.ts) can set it.
+ * passed at every step so a schedule (core/optim/schedule.ts) can set it.
  *
  * These are written here rather than taken from tf.train because tfjs has no AdamW (decoupled
  * weight decay) and no weight decay at all, fixes some learning rates at construction, and

@@ -272,7 +272,7 @@ export interface FitOptions {
   seed: number;
   shape: ImageShape;
   labelSmoothing?: number;
-  /** Schedule name (train/schedule.ts); default constant. */
+  /** Schedule name (core/optim/schedule.ts); default constant. */
   schedule?: string;
   /** Warmup in epochs (fractions allowed). */
   warmup?: number;

@@ -121,7 +121,7 @@ export interface SourceOptions {
   /** Per-request timeout for downloads, in ms. */
   timeoutMs?: number;
   /**
-   * Reuse decoded splits from the user cache (see decoded-cache.ts) instead of gunzipping and
+   * Reuse decoded splits from the user cache (see node/cache.ts) instead of gunzipping and
    * converting again. Off by default; `data info` and `data fetch` always read the sources.
    */
   decodedCache?: boolean;
