@@ -63,7 +63,9 @@ describe('train --data on an image folder', () => {
     );
     expect(r.code, r.stderr).toBe(0);
     expect((r.json!.data as { cache: string }).cache).toBe('hit');
-    expect(r.stderr).toMatch(/cache hit: .*imgclf\/folders\/[0-9a-f]+\.bin \(160 decoded images\)/);
+    expect(r.stderr).toMatch(
+      /cache hit: .*imgclf\/folders\/f[0-9a-f]+-[0-9a-f]+\.bin \(160 decoded images\)/,
+    );
     // The skipped file is still reported from the cache.
     expect(r.stderr).toContain(`warning: skipping ${corrupt}`);
     expect(r.json!.test_accuracy).toBe(firstJson.test_accuracy);

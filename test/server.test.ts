@@ -1,13 +1,26 @@
 /** The serve API through Fastify's inject: every route, and every way a request can be wrong. */
 import type { FastifyInstance } from 'fastify';
+import { existsSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
 import { FASHION_MNIST_CLASSES } from '../src/core/data/classes.js';
 import { parseIdx } from '../src/core/data/idx.js';
+import type { DataSource } from '../src/core/data/source.js';
 import { create } from '../src/core/models/index.js';
-import { loadRun, RUN_FORMAT, saveMetadata, saveMetrics, saveModel } from '../src/node/run/rundir.js';
+import { resolveConfig } from '../src/core/plan.js';
+import { SHAPE_CLASSES, writeShapesFolder } from '../src/node/data/shapes.js';
+import { loadRunData } from '../src/node/run/data.js';
+import {
+  type LoadedRun,
+  loadRun,
+  RUN_FORMAT,
+  saveMetadata,
+  saveMetrics,
+  saveModel,
+} from '../src/node/run/rundir.js';
+import { trainSession } from '../src/node/session.js';
 import { buildServer } from '../src/server/app.js';
 import { cli, expectCleanError, tempDir } from './helpers.js';
 
@@ -399,6 +412,158 @@ describe('serve API', () => {
     expect(doc.openapi).toMatch(/^3\./);
     for (const p of ['/api/health', '/api/model', '/api/predict', '/api/predict/batch', '/api/gallery'])
       expect(Object.keys(doc.paths)).toContain(p);
+  });
+});
+
+describe('serve a run trained on an image folder', () => {
+  let work = '';
+  let shapes = '';
+  let run: LoadedRun;
+  let testCount = 0;
+  const cacheHome = process.env.XDG_CACHE_HOME;
+
+  beforeAll(async () => {
+    work = tempDir();
+    // Decoded folders are cached under $XDG_CACHE_HOME: keep this file's out of the user's cache.
+    process.env.XDG_CACHE_HOME = path.join(work, 'cache');
+    shapes = path.join(work, 'shapes');
+    await writeShapesFolder(shapes, { perClass: 10, seed: 3, minSize: 16, maxSize: 32 });
+    const dir = path.join(work, 'run');
+    const result = await trainSession(
+      resolveConfig({
+        model: 'softmax',
+        data: shapes,
+        imageSize: 16,
+        valSplit: 0.2,
+        epochs: 1,
+        batchSize: 8,
+        backend: 'wasm',
+        out: dir,
+      }),
+    );
+    testCount = result.data.test;
+    run = await loadRun(dir);
+  });
+
+  afterAll(() => {
+    if (cacheHome === undefined) delete process.env.XDG_CACHE_HOME;
+    else process.env.XDG_CACHE_HOME = cacheHome;
+  });
+
+  /** A server over `r` (default: the folder run), closed after `f`. */
+  async function withServer(f: (server: FastifyInstance) => Promise<void>, r: LoadedRun = run) {
+    const server = await buildServer({ run: r, maxUploadBytes: MAX, webRoot: null });
+    try {
+      await f(server);
+    } finally {
+      await server.close();
+    }
+  }
+
+  it("the gallery and data routes serve the run's own (RGB) test images, not a built-in set", async () => {
+    expect(run.metadata.data).toMatchObject({ kind: 'folder', path: shapes, imageSize: 16, channels: 3 });
+    expect(testCount).toBe(8);
+    const ds = await loadRunData(run.metadata);
+    await withServer(async (server) => {
+      const g = await server.inject('/api/gallery?count=200');
+      expect(g.statusCode, g.body).toBe(200);
+      const body = json(g) as {
+        total: number;
+        items: { index: number; image: string; label: string; predicted: string; correct: boolean }[];
+      };
+      expect(body.total).toBe(testCount);
+      expect(body.items.map((i) => i.index)).toEqual([...Array(testCount).keys()]);
+      expect(body.items.map((i) => i.label)).toEqual(Array.from(ds.test.labels, (l) => SHAPE_CLASSES[l]));
+      for (const item of body.items) expect(SHAPE_CLASSES).toContain(item.predicted);
+      expect(body.items[0].image).toBe('/api/data/test/image/0');
+
+      expect(json(await server.inject('/api/data'))).toMatchObject({
+        name: 'shapes',
+        classNames: [...SHAPE_CLASSES],
+        shape: [16, 16, 3],
+        train: ds.train.count,
+        test: testCount,
+      });
+
+      // Image 0 as an RGB PNG, pixel for pixel the stored test image.
+      const one = await server.inject('/api/data/test/image/0');
+      expect(one.statusCode).toBe(200);
+      expect(one.headers['content-type']).toBe('image/png');
+      const { data, info } = await sharp(one.rawPayload).raw().toBuffer({ resolveWithObject: true });
+      expect([info.width, info.height, info.channels]).toEqual([16, 16, 3]);
+      const expected = Array.from(ds.test.images.subarray(0, 16 * 16 * 3), (v) => Math.round(v * 255));
+      expect(Array.from(data)).toEqual(expected);
+      expectError(await server.inject(`/api/data/test/image/${testCount}`), 404, /out of range/);
+
+      const imgs = parseIdx(
+        new Uint8Array((await server.inject('/api/data/train/images?limit=5')).rawPayload),
+        'images',
+        4,
+      );
+      expect(imgs.dims).toEqual([5, 16, 16, 3]);
+      const labels = parseIdx(
+        new Uint8Array((await server.inject('/api/data/test/labels')).rawPayload),
+        'labels',
+        1,
+      );
+      expect(Array.from(labels.data)).toEqual(Array.from(ds.test.labels));
+    });
+  });
+
+  it('404 with the reason when the folder is gone, and serves it again once it is back', async () => {
+    const moved = `${shapes}-moved`;
+    renameSync(shapes, moved);
+    try {
+      await withServer(async (server) => {
+        expectError(
+          await server.inject('/api/gallery'),
+          404,
+          /^this run's training data is not available \(.*shapes does not exist.*\); the gallery needs the run's test images$/,
+        );
+        expectError(await server.inject('/api/data'), 404, /training data is not available/);
+        expectError(await server.inject('/api/data/test/image/0'), 404, /training data is not available/);
+        expectError(await server.inject('/api/data/train/images'), 404, /training data is not available/);
+        // Classifying needs only the model.
+        expect((await server.inject('/api/health')).statusCode).toBe(200);
+        const p = await server.inject({
+          method: 'POST',
+          url: '/api/predict',
+          payload: png,
+          headers: { 'content-type': 'image/png' },
+        });
+        expect(p.statusCode).toBe(200);
+        // The failure is not kept: the same server serves the data once it is back.
+        renameSync(moved, shapes);
+        expect((await server.inject('/api/gallery')).statusCode).toBe(200);
+      });
+    } finally {
+      if (!existsSync(shapes)) renameSync(moved, shapes);
+    }
+  });
+
+  it('404 when the metadata points at a missing folder or records no usable source', async () => {
+    const meta = run.metadata;
+    const folder = meta.data as Extract<DataSource, { kind: 'folder' }>;
+    const missing = path.join(work, 'no-such-folder');
+    const variants: [LoadedRun['metadata'], RegExp][] = [
+      [{ ...meta, data: { ...folder, path: missing } }, /no-such-folder does not exist/],
+      // A run directory from before sources were recorded, trained on no built-in set.
+      [{ ...meta, data: undefined }, /records no data source, and 'shapes' is no built-in dataset/],
+      [
+        { ...meta, data: { kind: 'folder' } as unknown as LoadedRun['metadata']['data'] },
+        /unusable data source/,
+      ],
+    ];
+    for (const [metadata, reason] of variants) {
+      await withServer(
+        async (server) => {
+          const r = await server.inject('/api/gallery');
+          expectError(r, 404, /^this run's training data is not available \(.*\); the gallery needs/);
+          expectError(r, 404, reason);
+        },
+        { ...run, metadata },
+      );
+    }
   });
 });
 

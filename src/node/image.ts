@@ -42,7 +42,19 @@ export interface PreparedImage {
   inverted: boolean;
 }
 
-/** Decodes, converts and resizes `bytes` to the model's input. `name` is used in errors. */
+/**
+ * The decode keeps at most this many pixels per side (never fewer than 4x the model's input):
+ * libvips then decodes a large JPEG at a fraction of its size (shrink-on-load) instead of in
+ * full, and everything after works on that small raw image.
+ */
+const WORKING_SIDE = 256;
+
+/**
+ * Decodes, converts and resizes `bytes` to the model's input. `name` is used in errors.
+ *
+ * The file is decoded once, into raw pixels no larger than needed; the background probe and
+ * the final resize both start from those pixels.
+ */
 export async function prepareImage(
   bytes: Uint8Array,
   shape: ImageShape,
@@ -52,6 +64,7 @@ export async function prepareImage(
   const [height, width, channels] = shape;
   let meta: Metadata;
   try {
+    // Reads the header only: unknown formats are told apart from damaged images (415 vs 400).
     meta = await sharp(bytes, { limitInputPixels: MAX_PIXELS }).metadata();
   } catch {
     throw new NotAnImageError(
@@ -59,14 +72,21 @@ export async function prepareImage(
     );
   }
   if (!meta.width || !meta.height) throw new UserError(`${name}: image has no size`);
-  const base = () => sharp(bytes, { limitInputPixels: MAX_PIXELS }).flatten({ background: '#ffffff' });
   try {
+    const side = Math.max(WORKING_SIDE, 4 * Math.max(width, height));
+    const decoded = await sharp(bytes, { limitInputPixels: MAX_PIXELS })
+      .flatten({ background: '#ffffff' })
+      .resize(side, side, { fit: 'inside', withoutEnlargement: true })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    const { width: w, height: h, channels: c } = decoded.info;
+    const raw = () => sharp(decoded.data, { raw: { width: w, height: h, channels: c } });
     let inverted = false;
     if (pre.invertLightBackground) {
-      const probe = await base().greyscale().resize(32, 32, { fit: 'fill' }).raw().toBuffer();
+      const probe = await raw().greyscale().resize(32, 32, { fit: 'fill' }).raw().toBuffer();
       inverted = borderMean(probe, 32, 32) > 127;
     }
-    let img = base();
+    let img = raw();
     if (channels === 1) img = img.greyscale();
     if (inverted) img = img.negate({ alpha: false });
     const background = inverted || pre.invertLightBackground ? '#000000' : '#ffffff';

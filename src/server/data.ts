@@ -1,9 +1,15 @@
 /**
- * The dataset as the server hands it out: loaded once on first use, kept as the original bytes
- * (0..255) so a page can download 60000 images as 47 MB of IDX instead of 188 MB of floats.
+ * The run's data as the server hands it out: reloaded from the source the run's metadata records
+ * (node/run/data.ts: the image folder, CSV or built-in set the model was trained on, resized as
+ * it was), once per server on first use, and kept as bytes (0..255) so a page can download
+ * 60000 images as 47 MB of IDX instead of 188 MB of floats.
  */
-import { imageSize, type ImageShape } from '../core/data/dataset.js';
-import { loadDataset } from '../node/data/load.js';
+import { IDX_DATASET_NAMES } from '../core/data/classes.js';
+import { imageSize, type ImageShape, type Split } from '../core/data/dataset.js';
+import { UserError } from '../core/errors.js';
+import { loadRunData } from '../node/run/data.js';
+import type { RunMetadata } from '../node/run/rundir.js';
+import { HttpError } from './errors.js';
 
 export interface RawSplit {
   /** N * H * W * C bytes. */
@@ -23,30 +29,78 @@ export interface RawDataset {
 export type SplitName = 'train' | 'test';
 
 function toBytes(images: Float32Array): Uint8Array {
-  // splitFromBytes stored b / 255 as float32; rounding b / 255 * 255 gives b back exactly.
+  // splitFromBytes stored b / 255 as float32; rounding b / 255 * 255 gives b back exactly
+  // (images resized with --resize are interpolated, and rounded to the nearest byte).
   const out = new Uint8Array(images.length);
   for (let i = 0; i < images.length; i++) out[i] = Math.round(images[i] * 255);
   return out;
 }
 
-/** Loads `name` from the usual sources (see data/sources.ts) as bytes. */
-export async function loadRawDataset(name: string, dataDir?: string): Promise<RawDataset> {
-  const { dataset } = await loadDataset({ dataset: name, dataDir });
-  const raw = (s: typeof dataset.train): RawSplit => ({
-    images: toBytes(s.images),
-    labels: s.labels,
-    count: s.count,
-  });
+const rawSplit = (s: Split): RawSplit => ({ images: toBytes(s.images), labels: s.labels, count: s.count });
+
+/** Why the metadata names no data source that can be loaded; undefined when it names one. */
+function unusableSource(meta: RunMetadata): string | undefined {
+  const data = meta.data as { kind?: unknown; path?: unknown; dataset?: unknown } | undefined;
+  if (data === undefined) {
+    // Runs from before sources were recorded were trained on a built-in set, named by `dataset`.
+    if ((IDX_DATASET_NAMES as readonly string[]).includes(meta.dataset)) return undefined;
+    return `its metadata.json records no data source, and '${meta.dataset}' is no built-in dataset`;
+  }
+  if (data.kind === 'idx' && typeof data.dataset === 'string') return undefined;
+  if ((data.kind === 'folder' || data.kind === 'csv') && typeof data.path === 'string') return undefined;
+  return `its metadata.json has an unusable data source (${JSON.stringify(data)})`;
+}
+
+/** Loads the data the run was trained on (`dataDir` overrides a built-in set's folder) as bytes. */
+export async function loadRawDataset(meta: RunMetadata, dataDir?: string): Promise<RawDataset> {
+  const unusable = unusableSource(meta);
+  if (unusable) throw new UserError(unusable);
+  const dataset = await loadRunData(meta, dataDir);
   return {
     name: dataset.name,
     classNames: dataset.classNames,
     shape: dataset.shape,
-    train: raw(dataset.train),
-    test: raw(dataset.test),
+    train: rawSplit(dataset.train),
+    test: rawSplit(dataset.test),
   };
 }
 
-/** An uncompressed IDX file of unsigned bytes (the format data/idx.ts parses). */
+/** Failures that mean the data is not there (gone, moved, changed, never downloaded), not a bug. */
+function isUnavailable(err: unknown): err is Error {
+  return (
+    err instanceof UserError ||
+    (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string')
+  );
+}
+
+/**
+ * The server's lazy loader of the run's data: the first call loads, later calls share the
+ * result. A failure is not kept: the next request tries again, so data put back on disk is
+ * served without a restart and every answer states the current reason. Missing data answers
+ * 404 `this run's training data is not available (<reason>); <purpose>`; anything else is a
+ * bug and stays a 500.
+ */
+export function runDataLoader(meta: RunMetadata, dataDir?: string): (purpose: string) => Promise<RawDataset> {
+  let loading: Promise<RawDataset> | undefined;
+  return async (purpose) => {
+    if (!loading) {
+      const attempt = loadRawDataset(meta, dataDir);
+      loading = attempt;
+      attempt.catch(() => {
+        if (loading === attempt) loading = undefined;
+      });
+    }
+    try {
+      return await loading;
+    } catch (err) {
+      if (!isUnavailable(err)) throw err;
+      const reason = err.message.replace(/\s*\n\s*/g, ' ');
+      throw new HttpError(404, `this run's training data is not available (${reason}); ${purpose}`);
+    }
+  };
+}
+
+/** An uncompressed IDX file of unsigned bytes (the format core/data/idx.ts parses). */
 export function encodeIdx(dims: number[], data: Uint8Array): Uint8Array {
   const header = new Uint8Array(4 + 4 * dims.length);
   const view = new DataView(header.buffer);
@@ -59,7 +113,7 @@ export function encodeIdx(dims: number[], data: Uint8Array): Uint8Array {
   return out;
 }
 
-/** The first `limit` images of a split as an idx3/idx4 file. */
+/** The first `limit` images of a split as an idx3 (one channel) or idx4 (H x W x C) file. */
 export function imagesIdx(ds: RawDataset, split: SplitName, limit: number): Uint8Array {
   const s = ds[split];
   const n = Math.min(limit, s.count);
