@@ -59,7 +59,7 @@ describe('imgclf CLI', () => {
   });
 
   it('evaluate --json: accuracy, per-class metrics, confusion matrix', () => {
-    const r = cli(['evaluate', '--model', run, '--json']);
+    const r = cli(['evaluate', '--run', run, '--json']);
     expect(r.code).toBe(0);
     const j = r.json!;
     expect(j.test_accuracy).toBeGreaterThan(0.78);
@@ -69,9 +69,18 @@ describe('imgclf CLI', () => {
     const confusion = j.confusion as number[][];
     expect(confusion).toHaveLength(10);
     expect(confusion.flat().reduce((a, b) => a + b, 0)).toBe(10000);
+    // --model, the older name of --run, still works.
     const human = cli(['--lang', 'zh', 'evaluate', '--model', run]);
     expect(human.stdout).toContain('短靴');
     expect(human.stdout).toContain('confusion matrix');
+  });
+
+  it('commands that read a run need one run directory', () => {
+    expectCleanError(cli(['evaluate']), /which run\? give --run DIR/);
+    expectCleanError(
+      cli(['report', '--run', run, '--model', path.join(work, 'other')]),
+      /disagree; give one run directory/,
+    );
   });
 
   it('predict with no files shows the first 6 test images, true and predicted', () => {
