@@ -10,7 +10,7 @@ import type { ImageShape } from '../core/data/dataset.js';
 import type { Preprocessing } from '../core/data/source.js';
 
 /** Largest decoded image accepted, in pixels (guards against decompression bombs). */
-const MAX_PIXELS = 50_000_000;
+export const MAX_PIXELS = 50_000_000;
 
 /** Mean of the outermost ring of pixels of a single-channel image, in 0..255. */
 export function borderMean(pixels: Uint8Array, width: number, height: number): number {
@@ -32,6 +32,14 @@ export class NotAnImageError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'NotAnImageError';
+  }
+}
+
+/** The image declares more pixels than imgclf decodes (a decompression bomb, or a huge scan). */
+export class ImageTooLargeError extends UserError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ImageTooLargeError';
   }
 }
 
@@ -64,14 +72,20 @@ export async function prepareImage(
   const [height, width, channels] = shape;
   let meta: Metadata;
   try {
-    // Reads the header only: unknown formats are told apart from damaged images (415 vs 400).
-    meta = await sharp(bytes, { limitInputPixels: MAX_PIXELS }).metadata();
+    // Reads the header only (no pixel limit needed: nothing is decoded yet), so unknown formats
+    // are told apart from damaged images (415 vs 400) and from oversized ones (413).
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch {
     throw new NotAnImageError(
       `${name}: not an image imgclf can read (PNG, JPEG, WebP, GIF, TIFF or AVIF expected)`,
     );
   }
   if (!meta.width || !meta.height) throw new UserError(`${name}: image has no size`);
+  if (meta.width * meta.height > MAX_PIXELS) {
+    throw new ImageTooLargeError(
+      `${name}: the image is ${meta.width}x${meta.height} pixels, more than the ${MAX_PIXELS / 1e6} million imgclf decodes; shrink it first`,
+    );
+  }
   try {
     const side = Math.max(WORKING_SIDE, 4 * Math.max(width, height));
     const decoded = await sharp(bytes, { limitInputPixels: MAX_PIXELS })
