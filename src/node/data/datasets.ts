@@ -121,6 +121,11 @@ export interface SourceOptions {
   /** Per-request timeout for downloads, in ms. */
   timeoutMs?: number;
   /**
+   * Download when no local copy exists (default true). The server passes false: a request must
+   * never start a download.
+   */
+  download?: boolean;
+  /**
    * Reuse decoded splits from the user cache (see node/cache.ts) instead of gunzipping and
    * converting again. Off by default; `data info` and `data fetch` always read the sources.
    */
@@ -198,6 +203,11 @@ export async function locate(spec: IdxDatasetSpec, opts: SourceOptions = {}): Pr
     );
   }
   const dir = cacheDir(spec);
+  if (opts.download === false) {
+    throw new UserError(
+      `${spec.name} is not on this machine (looked in ${candidates.map((c) => c.dir).join(', ')}); fetch it with 'imgclf data fetch --dataset ${spec.name}'`,
+    );
+  }
   await download(spec, dir, opts);
   return { dir, origin: 'downloaded' };
 }

@@ -31,6 +31,8 @@ export interface LoadOptions {
   log?: (message: string) => void;
   /** Reuse decoded data from the user cache (default true). */
   decodedCache?: boolean;
+  /** Built-in sets: download when missing (default true; the server passes false). */
+  download?: boolean;
   /** Image folders: decoding progress (images done, total). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -74,6 +76,7 @@ async function loadIdx(
     dataDir: source.dataDir,
     log: opts.log,
     decodedCache: opts.decodedCache ?? true,
+    download: opts.download,
   });
   for (const f of loaded.files) {
     if (f.verified) continue;

@@ -16,10 +16,17 @@ export function runDataSource(metadata: RunMetadata, dataDir?: string): DataSour
   return dataDir && source.kind === 'idx' ? { ...source, dataDir } : source;
 }
 
-/** Loads the run's data and checks that it still has the run's classes and input shape. */
-export async function loadRunData(metadata: RunMetadata, dataDir?: string): Promise<Dataset> {
+/**
+ * Loads the run's data and checks that it still has the run's classes and input shape.
+ * `download: false` fails with a clear message instead of downloading a missing built-in set.
+ */
+export async function loadRunData(
+  metadata: RunMetadata,
+  dataDir?: string,
+  opts: { download?: boolean } = {},
+): Promise<Dataset> {
   const source = runDataSource(metadata, dataDir);
-  const { dataset } = await loadDataset({ source });
+  const { dataset } = await loadDataset({ source, download: opts.download });
   const names = metadata.classNames;
   if (dataset.classNames.join('\n') !== names.join('\n')) {
     throw new UserError(
