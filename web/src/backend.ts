@@ -41,3 +41,11 @@ export async function chooseBackend(forced?: string | null): Promise<string> {
   await tf.setBackend('cpu');
   return 'cpu';
 }
+
+/** Starts the backend (`?backend=` forces one) and shows its name in the header and on <body>. */
+export async function startBackend(forced?: string | null): Promise<string> {
+  const name = await chooseBackend(forced);
+  document.getElementById('backend')!.textContent = name;
+  document.body.dataset.backend = name;
+  return name;
+}

@@ -1,20 +1,37 @@
 /**
  * Training in the page: the data comes from the server as IDX files, is parsed by the same
- * code the CLI uses (src/data/idx.ts), and goes through the same training loop
- * (src/train/loop.ts `fit`). Only the UI hooks are new here.
+ * code the CLI uses (core/data/idx.ts), and goes through the same training loop
+ * (core/train/loop.ts `fit`) under the same plan (core/plan.ts): `pagePlan` resolves the
+ * user's choices as the CLI resolves its flags, so the page trains each model with its own
+ * recipe (optimizer, weight decay, schedule, label smoothing, augmentation). Only the UI
+ * hooks are new here. Nothing at the top level touches the DOM, so Node can import this.
  */
 import type { Net } from '../../src/core/models/net.js';
 import { type ImageShape, type Split, splitFromBytes } from '../../src/core/data/dataset.js';
 import { checkPair, parseIdx } from '../../src/core/data/idx.js';
-import { create, getEntry } from '../../src/core/models/index.js';
+import { create } from '../../src/core/models/index.js';
+import { fitOptionsFor, optimizerFor, resolveConfig, type TrainConfig } from '../../src/core/plan.js';
 import { type EpochMetrics, evaluate, fit } from '../../src/core/train/loop.js';
-import { createOptimizer } from '../../src/core/optim/optimizers.js';
 
-export interface DataInfo {
-  classNames: string[];
-  shape: ImageShape;
-  train: number;
-  test: number;
+/** What the page lets the user choose; undefined (a field left empty) means the model's default. */
+export interface PageChoice {
+  model: string;
+  epochs?: number;
+  lr?: number;
+  batchSize?: number;
+  seed?: number;
+}
+
+/** The plan for the page's choices: the same as `imgclf train` with the same flags. */
+export function pagePlan(choice: PageChoice): TrainConfig {
+  return resolveConfig({
+    model: choice.model,
+    epochs: choice.epochs,
+    lr: choice.lr,
+    batchSize: choice.batchSize,
+    seed: choice.seed,
+    backend: 'auto',
+  });
 }
 
 async function fetchBytes(url: string): Promise<Uint8Array> {
@@ -39,11 +56,8 @@ export async function loadSplit(split: 'train' | 'test', limit: number, numClass
 }
 
 export interface TrainRequest {
-  model: string;
-  epochs: number;
-  lr: number;
-  batchSize: number;
-  seed: number;
+  /** The resolved plan (`pagePlan`): model, recipe and seed. */
+  plan: TrainConfig;
   shape: ImageShape;
   numClasses: number;
   train: Split;
@@ -69,26 +83,34 @@ function probeOf(train: Split, shape: ImageShape, n: number): Split {
 }
 
 export async function trainInPage(req: TrainRequest): Promise<{ model: Net; history: EpochMetrics[] }> {
-  const entry = getEntry(req.model);
-  const model = create(req.model, { inputShape: req.shape, numClasses: req.numClasses, seed: req.seed });
-  const optimizer = createOptimizer({ name: entry.defaults.optimizer ?? 'sgd', lr: req.lr });
-  const probe = probeOf(req.train, req.shape, 1000);
-  const history = await fit(model, optimizer, req.train, req.test, {
-    epochs: req.epochs,
-    batchSize: req.batchSize,
-    seed: req.seed,
-    shape: req.shape,
-    shouldStop: req.shouldStop,
-    onBatch: async (epoch, done, total) => {
-      req.onProgress(epoch, done, total);
-      if (done % req.probeEvery === 0 || done === total) {
-        const r = evaluate(model, probe, { shape: req.shape });
-        req.onProbe(epoch - 1 + done / total, r.loss, r.accuracy);
-      }
-      await yieldToUi();
-    },
-    onEpoch: (m) => req.onEpoch(m),
+  const { plan } = req;
+  const model = create(plan.model, {
+    inputShape: req.shape,
+    numClasses: req.numClasses,
+    seed: plan.seed,
+    options: plan.modelOptions,
   });
-  optimizer.dispose();
-  return { model, history };
+  const optimizer = optimizerFor(plan);
+  const probe = probeOf(req.train, req.shape, 1000);
+  try {
+    const history = await fit(model, optimizer, req.train, req.test, {
+      ...fitOptionsFor(plan, req.shape),
+      shouldStop: req.shouldStop,
+      onBatch: async (epoch, done, total) => {
+        req.onProgress(epoch, done, total);
+        if (done % req.probeEvery === 0 || done === total) {
+          const r = evaluate(model, probe, { shape: req.shape });
+          req.onProbe(epoch - 1 + done / total, r.loss, r.accuracy);
+        }
+        await yieldToUi();
+      },
+      onEpoch: (m) => req.onEpoch(m),
+    });
+    return { model, history };
+  } catch (err) {
+    model.dispose();
+    throw err;
+  } finally {
+    optimizer.dispose();
+  }
 }

@@ -1,0 +1,134 @@
+/**
+ * The page trains on the plan: `pagePlan` (web/src/train.ts) resolves the page's choices to the
+ * same plan as `imgclf train` with the same flags, so a model trained in the browser gets its
+ * own recipe (optimizer, weight decay, schedule, label smoothing, augmentation) as on the CLI.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../src/backend/index.js';
+import { planFromFlags } from '../src/cli/commands/train.js';
+import { UserError } from '../src/core/errors.js';
+import { list } from '../src/core/models/index.js';
+import {
+  AUGMENTATION,
+  fitOptionsFor,
+  modelDefaults,
+  optimizerFor,
+  type TrainConfig,
+} from '../src/core/plan.js';
+import { pagePlan } from '../web/src/train.js';
+
+/** Every field of a plan that changes how a model trains. */
+const TRAINING_FIELDS = [
+  'model',
+  'epochs',
+  'batchSize',
+  'lr',
+  'optimizer',
+  'schedule',
+  'warmup',
+  'momentum',
+  'nesterov',
+  'weightDecay',
+  'labelSmoothing',
+  'augment',
+  'seed',
+  'modelOptions',
+] as const satisfies readonly (keyof TrainConfig)[];
+
+function training(plan: TrainConfig): Pick<TrainConfig, (typeof TRAINING_FIELDS)[number]> {
+  return Object.fromEntries(TRAINING_FIELDS.map((k) => [k, plan[k]])) as Pick<
+    TrainConfig,
+    (typeof TRAINING_FIELDS)[number]
+  >;
+}
+
+const SHAPE = [28, 28, 1] as [number, number, number];
+const models = list().map((e) => e.name);
+
+beforeAll(async () => {
+  // optimizerFor builds tfjs optimizers: give tfjs a backend.
+  await selectBackend('cpu');
+});
+
+describe('pagePlan: the page trains as `imgclf train` does', () => {
+  it('covers the models the page offers', () => {
+    expect(models).toEqual(expect.arrayContaining(['softmax', 'mlp', 'cnn']));
+  });
+
+  it.each(models)('%s with no choices = the CLI with no flags = the model defaults', (model) => {
+    const page = pagePlan({ model });
+    const cli = planFromFlags({ model }, 'en');
+    expect(training(page)).toEqual(training(cli));
+    const d = modelDefaults(model);
+    expect(page).toMatchObject({
+      epochs: d.epochs,
+      batchSize: d.batchSize,
+      lr: d.lr,
+      optimizer: d.optimizer,
+      schedule: d.schedule,
+      warmup: d.warmup,
+      momentum: d.momentum,
+      nesterov: d.nesterov,
+      weightDecay: d.weightDecay,
+      labelSmoothing: d.labelSmoothing,
+      augment: d.augment,
+      backend: 'auto',
+    });
+    expect(fitOptionsFor(page, SHAPE)).toEqual(fitOptionsFor(cli, SHAPE));
+    const [a, b] = [optimizerFor(page), optimizerFor(cli)];
+    expect([a.name, a.lr]).toEqual([b.name, b.lr]);
+    a.dispose();
+    b.dispose();
+  });
+
+  it.each(models)('%s: the form left as shown (the defaults, as text) = no choices', (model) => {
+    const d = modelDefaults(model);
+    // The form shows String(default) and reads it back with Number().
+    const shown = pagePlan({
+      model,
+      epochs: Number(String(d.epochs)),
+      lr: Number(String(d.lr)),
+      batchSize: Number(String(d.batchSize)),
+    });
+    expect(training(shown)).toEqual(training(pagePlan({ model })));
+  });
+
+  it.each(models)('%s with explicit choices = the CLI with the same flags', (model) => {
+    const choice = { epochs: 2, lr: 0.01, batchSize: 64, seed: 3 };
+    const page = pagePlan({ model, ...choice });
+    const cli = planFromFlags({ model, ...choice }, 'en');
+    expect(training(page)).toEqual(training(cli));
+    expect(page).toMatchObject(choice);
+    // The rest of the recipe stays the model's.
+    const d = modelDefaults(model);
+    expect(page).toMatchObject({ optimizer: d.optimizer, schedule: d.schedule, augment: d.augment });
+    expect(fitOptionsFor(page, SHAPE)).toEqual(fitOptionsFor(cli, SHAPE));
+  });
+
+  it('cnn in the page gets augmentation, label smoothing, one-cycle and AdamW with weight decay', () => {
+    const d = modelDefaults('cnn');
+    const plan = pagePlan({ model: 'cnn' });
+    const fit = fitOptionsFor(plan, SHAPE);
+    expect(fit.augment).toEqual(AUGMENTATION);
+    expect(d.augment).toBe(true);
+    expect(fit.labelSmoothing).toBe(d.labelSmoothing);
+    expect(fit.labelSmoothing).toBeGreaterThan(0);
+    expect(fit.schedule).toBe(d.schedule);
+    expect(fit.schedule).toBe('onecycle');
+    expect(fit).toMatchObject({ epochs: d.epochs, batchSize: d.batchSize, warmup: d.warmup, shape: SHAPE });
+    expect(plan.weightDecay).toBe(d.weightDecay);
+    expect(plan.weightDecay).toBeGreaterThan(0);
+    const optimizer = optimizerFor(plan);
+    expect(optimizer.name).toBe(d.optimizer);
+    expect(optimizer.name).toBe('adamw');
+    expect(optimizer.lr).toBe(d.lr);
+    optimizer.dispose();
+  });
+
+  it('rejects what the CLI rejects', () => {
+    expect(() => pagePlan({ model: 'no-such-model' })).toThrow(UserError);
+    expect(() => pagePlan({ model: 'cnn', epochs: 0 })).toThrow(/--epochs/);
+    expect(() => pagePlan({ model: 'cnn', batchSize: 1.5 })).toThrow(/--batch-size/);
+    expect(() => pagePlan({ model: 'cnn', lr: -1 })).toThrow(/--lr/);
+  });
+});
