@@ -4,23 +4,51 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
- * Writes a file atomically: a temp file in the same folder, then rename. An interrupted write
- * leaves the previous version (or nothing), never a half-written file.
+ * Flushes a folder's entries (a rename, a new file) to disk. Without it, a power cut after a
+ * rename may bring back the old name. Platforms that cannot open a folder (Windows) skip it.
+ */
+export async function fsyncDir(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, 'r');
+  } catch {
+    return;
+  }
+  try {
+    await handle.sync();
+  } catch {
+    // Some file systems refuse fsync on a folder; the rename itself is still atomic.
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes `data` to `file` (created or truncated) and flushes it to disk. */
+export async function writeFileSynced(file: string, data: string | Uint8Array | Uint8Array[]): Promise<void> {
+  const handle = await open(file, 'w');
+  try {
+    // Chunks are written one after another, so large parts need not be joined in memory first.
+    for (const chunk of Array.isArray(data) ? data : [data]) await handle.writeFile(chunk);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes a file atomically: a temp file in the same folder, flushed, then renamed over the
+ * target, and the folder flushed. An interrupted write leaves the previous version (or
+ * nothing), never a half-written file, and no temp file behind when the write fails.
  */
 export async function writeFileAtomic(file: string, data: string | Uint8Array | Uint8Array[]): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${randomBytes(4).toString('hex')}.part`;
   try {
-    const handle = await open(tmp, 'w');
-    try {
-      // Chunks are written one after another, so large parts need not be joined in memory first.
-      for (const chunk of Array.isArray(data) ? data : [data]) await handle.writeFile(chunk);
-    } finally {
-      await handle.close();
-    }
+    await writeFileSynced(tmp, data);
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
   }
+  await fsyncDir(path.dirname(file));
 }
