@@ -10,7 +10,8 @@ import type { Dataset, Split } from '../src/core/data/dataset.js';
 import { loadDataset } from '../src/node/data/load.js';
 import { Rng } from '../src/core/data/rng.js';
 import { subset } from '../src/core/data/split.js';
-import { create, getEntry } from '../src/core/models/index.js';
+import { create } from '../src/core/models/index.js';
+import { optimizerFor, resolveConfig } from '../src/core/plan.js';
 import { loadCheckpoint, saveCheckpoint } from '../src/node/run/rundir.js';
 import { evaluate, fit, type FitState } from '../src/core/train/loop.js';
 import { createOptimizer } from '../src/core/optim/optimizers.js';
@@ -113,11 +114,7 @@ describe('softmax-scratch', () => {
   it('matches softmax (same seed, same batches) within 0.005 test accuracy', async () => {
     const run = async (name: string) => {
       const net = create(name, { inputShape: dataset.shape, numClasses: 10, seed: 2 });
-      const opt = createOptimizer({
-        name: getEntry(name).defaults.optimizer!,
-        lr: 0.1,
-        own: getEntry(name).ownOptimizer,
-      });
+      const opt = optimizerFor(resolveConfig({ model: name, lr: 0.1 }));
       const h = await fit(net, opt, train, test, {
         epochs: 2,
         batchSize: 256,

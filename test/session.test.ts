@@ -43,7 +43,7 @@ describe('training session', () => {
     expect(first.history).toHaveLength(3);
 
     const lines: string[] = [];
-    const resumed = await trainSession(await planOfRun(out), { log: (m) => lines.push(m) }, out);
+    const resumed = await trainSession(await planOfRun(out), { log: (m) => lines.push(m) }, { resume: out });
     expect(resumed.interrupted).toBe(false);
     const h = resumed.history;
     expect(h.map((m) => m.epoch)).toEqual([1, 2, 3, 4, 5]);

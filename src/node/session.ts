@@ -9,33 +9,38 @@
  * The training loop itself is `fit` in src/core/train/loop.ts; this module is the policy
  * around it: what is saved where and when.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { version_core as tfjsVersion } from '@tensorflow/tfjs-core';
 import { selectBackend } from '../backend/index.js';
-import type { Split } from '../core/data/dataset.js';
+import type { Dataset, Split } from '../core/data/dataset.js';
 import { preprocessingFor } from '../core/data/source.js';
 import { stratifiedSplit } from '../core/data/split.js';
 import { UserError } from '../core/errors.js';
 import { create, type Net } from '../core/models/index.js';
 import { dataSourceOf, fitOptionsFor, optimizerFor, resolveConfig, type TrainConfig } from '../core/plan.js';
-import { type EpochMetrics, fit, type FitState } from '../core/train/loop.js';
+import { DivergedError, type EpochMetrics, fit, type FitState } from '../core/train/loop.js';
 import { VERSION } from '../core/version.js';
 import { type DataSource, type LoadedDataset, loadDataset } from './data/load.js';
 import { writeReport } from './report/report.js';
 import {
+  asRunFolder,
   CHECKPOINT_DIR,
+  checkpointFiles,
   FINAL_DIR,
+  type LoadedCheckpoint,
   loadCheckpoint,
   loadRun,
   METADATA_FILE,
+  metadataText,
+  METRICS_FILE,
+  metricsText,
+  modelFiles,
+  REPORT_FILES,
   RUN_FORMAT,
   type RunMetadata,
-  saveCheckpoint,
-  saveMetadata,
-  saveMetrics,
-  saveModel,
 } from './run/rundir.js';
+import { commitSave, holdsRun, type SaveFiles } from './run/save.js';
 
 /** A progress display for a counted task; `update` may hand back a promise the loop awaits. */
 export interface Progress {
@@ -91,8 +96,15 @@ function defaultOut(): string {
   return path.join('runs', stamp);
 }
 
-/** The plan a run directory was trained with, for --resume. */
-export async function planOfRun(dir: string): Promise<TrainConfig> {
+/** What a resume may change in a run's recorded plan; everything else is kept. */
+export const RESUME_OVERRIDES = ['epochs', 'backend', 'dataDir'] as const;
+export type ResumeOverrides = Partial<Pick<TrainConfig, (typeof RESUME_OVERRIDES)[number]>>;
+
+/**
+ * The plan a run directory was trained with, for --resume, with the few settings a resume
+ * may change: more epochs, another backend, the data moved to another folder.
+ */
+export async function planOfRun(dir: string, overrides: ResumeOverrides = {}): Promise<TrainConfig> {
   let text: string;
   try {
     text = await readFile(path.join(dir, METADATA_FILE), 'utf8');
@@ -106,7 +118,8 @@ export async function planOfRun(dir: string): Promise<TrainConfig> {
     throw new UserError(`${path.join(dir, METADATA_FILE)} is not valid JSON; cannot resume`);
   }
   if (!meta.config) throw new UserError(`${path.join(dir, METADATA_FILE)} records no training plan`);
-  return resolveConfig({ ...meta.config, out: dir });
+  const changes = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
+  return resolveConfig({ ...meta.config, ...changes, out: dir });
 }
 
 /** Loads the data a plan names, with a decoding progress bar for image folders. */
@@ -132,6 +145,55 @@ async function loadPlanData(plan: TrainConfig, hooks: SessionHooks): Promise<Loa
   return loaded;
 }
 
+export interface SessionOptions {
+  /** Continue the run in this directory from its checkpoint. */
+  resume?: string;
+  /** Replace a run that `plan.out` already holds (without it, that is an error). */
+  force?: boolean;
+}
+
+/**
+ * Whether a new run may write into `dir`: it is new or empty of runs, or it holds one and
+ * `force` says to replace it. Returns true when a run is to be replaced; the replacement
+ * happens at the new run's first save, so a run that fails before it keeps the old one.
+ */
+function claimOut(dir: string, force: boolean | undefined, log: (m: string) => void): boolean {
+  if (!holdsRun(dir)) return false;
+  if (!force) {
+    throw new UserError(
+      `${dir} already holds a run; pass --force to replace it, --resume ${dir} to continue it, or another --out`,
+    );
+  }
+  log(`--force: the run in ${dir} is replaced at the first save`);
+  return true;
+}
+
+/** A checkpoint must fit the run it resumes: the same model, classes and input shape. */
+function checkResumable(dir: string, ck: LoadedCheckpoint, plan: TrainConfig, dataset: Dataset): void {
+  const { model, classNames, inputShape } = ck.identity;
+  const where = path.join(dir, CHECKPOINT_DIR);
+  if (model !== undefined && model !== plan.model)
+    throw new UserError(
+      `${where} holds model '${model}' but the run trains '${plan.model}'; it cannot be resumed`,
+    );
+  if (classNames !== undefined && classNames.join('\n') !== dataset.classNames.join('\n')) {
+    throw new UserError(
+      `${where} was trained on ${classNames.length} classes (${classNames.join(', ')}) but the data now has ${dataset.classNames.length} (${dataset.classNames.join(', ')}); it cannot be resumed`,
+    );
+  }
+  if (inputShape !== undefined && inputShape.join('x') !== dataset.shape.join('x')) {
+    throw new UserError(
+      `${where} takes ${inputShape.join('x')} images but the data is ${dataset.shape.join('x')}; it cannot be resumed`,
+    );
+  }
+  const done = ck.fit.epoch;
+  if (done >= plan.epochs && ck.fit.batch === 0) {
+    throw new UserError(
+      `${dir} has finished ${done} epochs; pass --epochs N with N > ${done} to train it further`,
+    );
+  }
+}
+
 /**
  * Trains under `plan` into `plan.out` (default runs/<timestamp>), or continues the run in
  * `resumeDir` from its checkpoint. Every finished epoch is saved, so an interrupted run keeps
@@ -141,10 +203,12 @@ async function loadPlanData(plan: TrainConfig, hooks: SessionHooks): Promise<Loa
 export async function trainSession(
   plan: TrainConfig,
   hooks: SessionHooks = {},
-  resumeDir?: string,
+  opts: SessionOptions = {},
 ): Promise<SessionResult> {
   const log = (m: string) => hooks.log?.(m);
-  const dir = plan.out ?? defaultOut();
+  const resumeDir = opts.resume;
+  const dir = resumeDir ?? plan.out ?? defaultOut();
+  let replacing = !resumeDir && claimOut(dir, opts.force, log);
   const backend = await selectBackend(plan.backend);
   const loaded = await loadPlanData(plan, hooks);
   const { dataset, located, seconds } = loaded;
@@ -174,6 +238,7 @@ export async function trainSession(
   let resume: FitState | undefined;
   if (resumeDir) {
     const ck = await loadCheckpoint(resumeDir, plan.model);
+    checkResumable(resumeDir, ck, plan, dataset);
     if (ck.optimizerName !== optimizer.name)
       throw new UserError(
         `${resumeDir}: checkpoint optimizer '${ck.optimizerName}' differs from '${optimizer.name}'`,
@@ -218,45 +283,78 @@ export async function trainSession(
         }
       : { ...metadata, testAccuracy: last.test_accuracy };
 
+  const identity = { model: plan.model, classNames: dataset.classNames, inputShape: dataset.shape };
+  /** Commits one save; the first one of a --force run replaces the run that was there. */
+  const commit = async (files: SaveFiles, epoch: number): Promise<void> => {
+    await commitSave(dir, files, { epoch, replace: replacing });
+    if (replacing) {
+      // The old run's report describes another model.
+      for (const name of REPORT_FILES) await rm(path.join(dir, name), { force: true });
+      replacing = false;
+    }
+  };
+
+  /**
+   * One epoch's save, as one unit (node/run/save.ts): the model at the top (with a validation
+   * split only when the epoch is the best so far, and the last epoch in final/), the metrics,
+   * the checkpoint and the metadata.
+   */
+  const saveEpoch = async (m: EpochMetrics, s: FitState, best: boolean): Promise<void> => {
+    const files: SaveFiles = new Map();
+    const add = (more: SaveFiles) => more.forEach((data, rel) => files.set(rel, data));
+    const current = await modelFiles(model);
+    if (!val || best) add(current);
+    if (val) {
+      // final/ is a complete run directory too: evaluate and predict accept it.
+      const last = new Map(current);
+      last.set(METADATA_FILE, metadataText({ ...metadata, testAccuracy: m.test_accuracy }));
+      add(asRunFolder(FINAL_DIR, last, s.epoch));
+    }
+    files.set(METRICS_FILE, metricsText(s.history));
+    add(await checkpointFiles(model, optimizer, s, identity));
+    files.set(METADATA_FILE, metadataText(topMetadata(s, m)));
+    await commit(files, s.epoch);
+  };
+
   let bar: Progress | undefined;
   let state: FitState | undefined = resume;
-  const history = await fit(model, optimizer, trainSplit, dataset.test, {
-    ...fitOptionsFor(plan, dataset.shape),
-    val,
-    resume,
-    shouldStop: hooks.shouldStop,
-    onBatch: (epoch, done, total) => {
-      bar ??= hooks.progress?.(total, `epoch ${epoch}/${plan.epochs}`);
-      const pending = bar?.update(done);
-      if (done === total) {
+  let history: EpochMetrics[];
+  try {
+    history = await fit(model, optimizer, trainSplit, dataset.test, {
+      ...fitOptionsFor(plan, dataset.shape),
+      val,
+      resume,
+      shouldStop: hooks.shouldStop,
+      onBatch: (epoch, done, total) => {
+        bar ??= hooks.progress?.(total, `epoch ${epoch}/${plan.epochs}`);
+        const pending = bar?.update(done);
+        if (done === total) {
+          bar?.stop();
+          bar = undefined;
+        }
+        return pending;
+      },
+      onStop: async (s) => {
         bar?.stop();
         bar = undefined;
-      }
-      return pending;
-    },
-    onStop: async (s) => {
-      bar?.stop();
-      bar = undefined;
-      state = s;
-      await saveCheckpoint(dir, model, optimizer, s);
-    },
-    onEpoch: async (m, s, best) => {
-      state = s;
-      hooks.onEpoch?.(m, plan.epochs);
-      if (val) {
-        if (best) await saveModel(model, dir);
-        // final/ is a complete run directory too: evaluate and predict accept it.
-        await saveModel(model, path.join(dir, FINAL_DIR));
-        await saveMetadata(path.join(dir, FINAL_DIR), { ...metadata, testAccuracy: m.test_accuracy });
-      } else {
-        await saveModel(model, dir);
-      }
-      await saveMetrics(dir, s.history);
-      await saveCheckpoint(dir, model, optimizer, s);
-      await saveMetadata(dir, topMetadata(s, m));
-    },
-  });
-  optimizer.dispose();
+        state = s;
+        await commit(await checkpointFiles(model, optimizer, s, identity), s.epoch);
+      },
+      onEpoch: async (m, s, best) => {
+        state = s;
+        hooks.onEpoch?.(m, plan.epochs);
+        await saveEpoch(m, s, best);
+      },
+    });
+  } catch (err) {
+    if (err instanceof DivergedError) {
+      const kept = state ? `${dir} keeps its last good save (epoch ${state.epoch})` : 'nothing was saved';
+      throw new UserError(`training stopped: ${err.message}; ${kept}; try a lower --lr (now ${plan.lr})`);
+    }
+    throw err;
+  } finally {
+    optimizer.dispose();
+  }
 
   const data: DataSummary = {
     source: loaded.source.kind,

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { selectBackend } from '../../backend/index.js';
 import { list } from '../../core/models/index.js';
+import { modelDefaults } from '../../core/plan.js';
 import { type GlobalOptions, Output, table } from '../output.js';
 
 export function registerModels(program: Command, globals: () => GlobalOptions): void {
@@ -15,12 +16,17 @@ export function registerModels(program: Command, globals: () => GlobalOptions): 
         const m = e.create({ inputShape: [28, 28, 1], numClasses: 10, seed: 0 });
         const params = m.countParams();
         m.dispose();
-        return { name: e.name, params, description: e.description, defaults: e.defaults };
+        return { name: e.name, params, description: e.description, defaults: modelDefaults(e.name) };
       });
       out.line(
         table(
-          rows.map((r) => [r.name, r.params, r.description]),
-          ['model', 'params (28x28x1, 10 classes)', 'description'],
+          rows.map((r) => [
+            r.name,
+            r.params,
+            `${r.defaults.optimizer} lr ${r.defaults.lr}, ${r.defaults.epochs} epochs`,
+            r.description,
+          ]),
+          ['model', 'params (28x28x1, 10 classes)', 'defaults', 'description'],
         ),
       );
       out.json({ models: rows });

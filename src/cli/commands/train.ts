@@ -5,7 +5,13 @@ import type { Lang } from '../../core/data/classes.js';
 import { UserError } from '../../core/errors.js';
 import { modelDefaults, resolveConfig, type TrainConfig } from '../../core/plan.js';
 import type { EpochMetrics } from '../../core/train/loop.js';
-import { planOfRun, type SessionResult, trainSession } from '../../node/session.js';
+import {
+  planOfRun,
+  RESUME_OVERRIDES,
+  type ResumeOverrides,
+  type SessionResult,
+  trainSession,
+} from '../../node/session.js';
 import { type GlobalOptions, numberArg, Output } from '../output.js';
 
 /** The per-epoch line: the seed's figures plus test accuracy and time. */
@@ -88,6 +94,31 @@ export function planFromFlags(opts: Record<string, unknown>, lang: Lang): TrainC
   });
 }
 
+/** The option names of the flags a resume may apply (node/session.ts RESUME_OVERRIDES). */
+const RESUME_FLAGS: Record<(typeof RESUME_OVERRIDES)[number], string> = {
+  epochs: '--epochs',
+  backend: '--backend',
+  dataDir: '--data-dir',
+};
+
+/**
+ * A resumed run keeps its recorded plan. Of the flags given with --resume, the few a resume may
+ * change are applied and the others are named as ignored, so nothing is silently dropped.
+ */
+function resumeOverrides(opts: Record<string, unknown>, command: Command, out: Output): ResumeOverrides {
+  const given = Object.keys(opts).filter((k) => k !== 'resume' && command.getOptionValueSource(k) === 'cli');
+  const applied = given.filter((k): k is keyof typeof RESUME_FLAGS => k in RESUME_FLAGS);
+  const ignored = given.filter((k) => !(k in RESUME_FLAGS) && k !== 'force');
+  const flag = (k: string) => command.options.find((o) => o.attributeName() === k)?.long ?? k;
+  const shown = (k: string) => `${flag(k)}${opts[k] === true ? '' : ` ${String(opts[k])}`}`;
+  if (applied.length) out.line(`resume: applying ${applied.map(shown).join(', ')}`);
+  if (ignored.length)
+    out.line(
+      `resume: ignoring ${ignored.map(shown).join(', ')} (a resumed run keeps the plan it was started with)`,
+    );
+  return Object.fromEntries(applied.map((k) => [k, opts[k]])) as ResumeOverrides;
+}
+
 /**
  * Ctrl-C: the session finishes the current step, writes a checkpoint and returns; a second
  * Ctrl-C exits at once.
@@ -143,7 +174,11 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
     .option('--dropout <p>', 'mlp/cnn dropout rate', numberArg('--dropout'))
     .option('--activation <name>', 'mlp/lenet activation: relu or sigmoid')
     .option('--pool <name>', 'lenet pooling: max or avg')
-    .option('--resume <dir>', 'continue an interrupted run from its checkpoint')
+    .option(
+      '--resume <dir>',
+      'continue an interrupted run from its checkpoint (with --epochs: train a finished run further)',
+    )
+    .option('--force', 'replace the run that --out already holds')
     .option(
       '--seed <n>',
       'seed for weight init, data order and augmentation (default 0)',
@@ -164,11 +199,13 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
     .option('--strict', 'image folders: fail on an unreadable file instead of skipping it')
     .option('--resize <n>', 'resize images to N x N (bilinear) before training', numberArg('--resize', true))
     .option('--out <dir>', 'run directory (default runs/<timestamp>)')
-    .action(async (opts: Record<string, unknown>) => {
+    .action(async (opts: Record<string, unknown>, command: Command) => {
       const g = globals();
       const out = new Output(g);
       const resumeDir = opts.resume as string | undefined;
-      const cfg = resumeDir ? await planOfRun(resumeDir) : planFromFlags(opts, out.lang);
+      const cfg = resumeDir
+        ? await planOfRun(resumeDir, resumeOverrides(opts, command, out))
+        : planFromFlags(opts, out.lang);
       const sigint = stopOnSigint(out);
       let result: SessionResult;
       try {
@@ -181,7 +218,7 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
             shouldStop: sigint.shouldStop,
             lang: out.lang,
           },
-          resumeDir,
+          { resume: resumeDir, force: opts.force as boolean | undefined },
         );
       } finally {
         sigint.release();

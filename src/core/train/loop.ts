@@ -19,6 +19,7 @@ import type { Net } from '../models/net.js';
 import { correctCount, crossEntropy, crossEntropyAndCorrect } from './loss.js';
 import type { Optimizer } from '../optim/optimizers.js';
 import { createSchedule, type Schedule } from '../optim/schedule.js';
+import { UserError } from '../errors.js';
 
 export interface EpochResult {
   /** Mean per-example training loss over the epoch. */
@@ -225,6 +226,20 @@ export function evaluate(
   };
 }
 
+/**
+ * The training loss stopped being a finite number: the model diverged (usually a learning
+ * rate too high for it). Nothing of the diverged epoch is reported, so nothing of it is saved.
+ */
+export class DivergedError extends UserError {
+  constructor(
+    readonly epoch: number,
+    readonly lr: number,
+  ) {
+    super(`the training loss became NaN or infinite in epoch ${epoch} at lr ${lr}: the model diverged`);
+    this.name = 'DivergedError';
+  }
+}
+
 export interface EpochMetrics {
   epoch: number;
   train_loss: number;
@@ -348,6 +363,9 @@ export async function fit(
       onBatch: (d, t) => opts.onBatch?.(epoch, d, t),
       shouldStop: opts.shouldStop,
     });
+    // The loss is read once per epoch (no host sync per step), so this is the first moment a
+    // divergence can be seen; the epoch's weights are thrown away with it.
+    if (!Number.isFinite(r.sums.loss)) throw new DivergedError(epoch, schedule(Math.max(r.step - 1, 0)));
     if (r.stopped) {
       // rng has already drawn this epoch's order; the resumed run redraws it from epochRng.
       Object.assign(state, { batch: r.batches, step: r.step, sums: r.sums, augmentRng: augmentRng.snapshot });

@@ -9,21 +9,23 @@
  *   final/                     with --val-split: the last epoch's model (the top level holds the
  *                              epoch with the best validation accuracy)
  *   checkpoint/                model, optimizer state and loop state to --resume the run
+ *   manifest.json              every file above with its size and SHA-256 (node/run/save.ts)
  *
- * Every file is written atomically, so an interrupted run keeps its last complete state.
+ * A save is all-or-nothing (node/run/save.ts): an interrupted run keeps its last complete
+ * save, and loading refuses a directory whose files do not match its manifest.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UserError } from '../../core/errors.js';
 import type { ImageShape } from '../../core/data/dataset.js';
 import type { DataSource, Preprocessing } from '../../core/data/source.js';
-import { writeFileAtomic } from '../fs.js';
+import { UserError } from '../../core/errors.js';
 import { loadNet, type Net } from '../../core/models/index.js';
 import type { EpochMetrics, FitState } from '../../core/train/loop.js';
 import type { OptimizerState } from '../../core/optim/optimizers.js';
 import { VERSION } from '../../core/version.js';
+import { commitSave, manifestOf, MANIFEST_FILE, recoverRun, type SaveFiles, verifyRun } from './save.js';
 
 export type { Preprocessing };
 
@@ -61,9 +63,22 @@ export const FINAL_DIR = 'final';
 export const CHECKPOINT_DIR = 'checkpoint';
 const OPTIMIZER_FILE = 'optimizer.bin';
 const STATE_FILE = 'state.json';
+/** What `train --force` removes besides the manifest's files: the report. */
+export const REPORT_FILES = [
+  'report.html',
+  'curves.png',
+  'curves.svg',
+  'confusion.png',
+  'confusion.svg',
+  'predictions.png',
+  'mistakes.png',
+];
 
-/** Saves the model (model.json + weights.bin) into `dir`, each file atomically. */
-export async function saveModel(model: Net, dir: string): Promise<void> {
+// ---------------------------------------------------------------------------------------------
+// Encoding: what each part of a run directory holds, as files for one save.
+
+/** model.json + weights.bin (TensorFlow.js layers format) of `model`. */
+export async function modelFiles(model: Net): Promise<SaveFiles> {
   const artifacts = await model.artifacts();
   const modelJson = {
     // Models outside tfjs-layers (softmax-scratch) name themselves in their topology.
@@ -73,23 +88,103 @@ export async function saveModel(model: Net, dir: string): Promise<void> {
     modelTopology: artifacts.modelTopology,
     weightsManifest: [{ paths: [`./${WEIGHTS_FILE}`], weights: artifacts.weightSpecs }],
   };
-  await mkdir(dir, { recursive: true });
-  // Weights first: a crash between the two writes leaves the old model.json pointing at
-  // weights of the same shapes, never a model.json whose weights are missing.
-  await writeFileAtomic(path.join(dir, WEIGHTS_FILE), new Uint8Array(artifacts.weightData));
-  await writeFileAtomic(path.join(dir, MODEL_FILE), JSON.stringify(modelJson));
+  return new Map<string, string | Uint8Array>([
+    [WEIGHTS_FILE, new Uint8Array(artifacts.weightData)],
+    [MODEL_FILE, JSON.stringify(modelJson)],
+  ]);
+}
+
+export function metadataText(meta: RunMetadata): string {
+  return JSON.stringify(meta, null, 2) + '\n';
+}
+
+export function metricsText(history: EpochMetrics[]): string {
+  return history.map((m) => JSON.stringify(m)).join('\n') + '\n';
+}
+
+/** What a checkpoint was made for: a resume must train the same network on the same data. */
+export interface CheckpointIdentity {
+  model: string;
+  classNames: string[];
+  inputShape: ImageShape;
+}
+
+interface CheckpointFile extends Partial<CheckpointIdentity> {
+  fit: FitState;
+  optimizer: { name: string; step: number; slotShapes: number[][] };
+}
+
+/** checkpoint/: the model, the optimizer's slots (optimizer.bin, float32) and the loop state. */
+export async function checkpointFiles(
+  net: Net,
+  optimizer: { name: string; getState(): OptimizerState },
+  fit: FitState,
+  identity?: CheckpointIdentity,
+): Promise<SaveFiles> {
+  const files = under(CHECKPOINT_DIR, await modelFiles(net));
+  const state = optimizer.getState();
+  const parts = state.slots.map((t) => t.dataSync() as Float32Array);
+  const flat = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    flat.set(p, o);
+    o += p.length;
+  }
+  const file: CheckpointFile = {
+    ...identity,
+    fit,
+    optimizer: { name: optimizer.name, step: state.step, slotShapes: state.slots.map((t) => t.shape) },
+  };
+  state.slots.forEach((t) => t.dispose());
+  files.set(`${CHECKPOINT_DIR}/${OPTIMIZER_FILE}`, new Uint8Array(flat.buffer));
+  files.set(`${CHECKPOINT_DIR}/${STATE_FILE}`, JSON.stringify(file));
+  return files;
+}
+
+/** `files` moved into subfolder `folder` of the save. */
+export function under(folder: string, files: SaveFiles): SaveFiles {
+  return new Map([...files].map(([rel, data]) => [`${folder}/${rel}`, data]));
+}
+
+/**
+ * `files` as a subfolder that is a complete run directory of its own (final/): with its own
+ * manifest, so `imgclf evaluate --run RUN/final` checks it too.
+ */
+export function asRunFolder(folder: string, files: SaveFiles, epoch: number): SaveFiles {
+  const out = under(folder, files);
+  out.set(`${folder}/${MANIFEST_FILE}`, manifestOf(files, epoch));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Saving: each call below is one all-or-nothing save.
+
+/** Saves the model (model.json + weights.bin) into `dir`. */
+export async function saveModel(model: Net, dir: string): Promise<void> {
+  await commitSave(dir, await modelFiles(model));
 }
 
 export async function saveMetadata(dir: string, meta: RunMetadata): Promise<void> {
-  await writeFileAtomic(path.join(dir, METADATA_FILE), JSON.stringify(meta, null, 2) + '\n');
+  await commitSave(dir, new Map([[METADATA_FILE, metadataText(meta)]]));
 }
 
 export async function saveMetrics(dir: string, history: EpochMetrics[]): Promise<void> {
-  await writeFileAtomic(
-    path.join(dir, METRICS_FILE),
-    history.map((m) => JSON.stringify(m)).join('\n') + '\n',
-  );
+  await commitSave(dir, new Map([[METRICS_FILE, metricsText(history)]]));
 }
+
+/** Writes `dir/checkpoint/` on its own (the session saves it with the rest of an epoch). */
+export async function saveCheckpoint(
+  dir: string,
+  net: Net,
+  optimizer: { name: string; getState(): OptimizerState },
+  fit: FitState,
+  identity?: CheckpointIdentity,
+): Promise<void> {
+  await commitSave(dir, await checkpointFiles(net, optimizer, fit, identity), { epoch: fit.epoch });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading: every part is checked, and a run that fails a check stops with one clear line.
 
 export interface LoadedRun {
   dir: string;
@@ -114,10 +209,55 @@ async function readJson<T>(file: string, what: string): Promise<T> {
   }
 }
 
-/** Loads a run directory written by `imgclf train`, validating each part. */
-export async function loadRun(dir: string): Promise<LoadedRun> {
+/** Finishes an interrupted save, then checks the files against the manifest. */
+async function openRun(dir: string, under = '', log?: (message: string) => void): Promise<void> {
   if (!existsSync(dir))
     throw new UserError(`run directory ${dir} does not exist; train one with 'imgclf train --out ${dir}'`);
+  const recovered = await recoverRun(dir);
+  if (recovered) log?.(recovered);
+  await verifyRun(dir, under);
+}
+
+async function readMetrics(file: string): Promise<EpochMetrics[]> {
+  if (!existsSync(file)) return [];
+  const lines = (await readFile(file, 'utf8')).split('\n');
+  const out: EpochMetrics[] = [];
+  for (const [i, line] of lines.entries()) {
+    if (!line.trim()) continue;
+    try {
+      out.push(JSON.parse(line) as EpochMetrics);
+    } catch {
+      throw new UserError(`${file}: line ${i + 1} is not valid JSON (corrupt or truncated); restore the run`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Checks that the model fits its metadata: it takes the recorded input shape and has one
+ * output per class name. A run whose metadata.json was edited or mixed up fails here instead
+ * of printing "undefined" as a label.
+ */
+function checkModelFits(model: Net, meta: RunMetadata, dir: string): void {
+  const shape = meta.inputShape;
+  let outputs: number | undefined;
+  try {
+    outputs = tf.tidy(() => model.apply(tf.zeros([1, ...shape]), { training: false }).shape[1]);
+  } catch (err) {
+    throw new UserError(
+      `${path.join(dir, MODEL_FILE)} does not take the ${shape.join('x')} images ${METADATA_FILE} records (${(err as Error).message.split('\n')[0]})`,
+    );
+  }
+  if (outputs !== meta.classNames.length) {
+    throw new UserError(
+      `${path.join(dir, METADATA_FILE)} names ${meta.classNames.length} classes but the model has ${outputs} outputs; the run directory is inconsistent`,
+    );
+  }
+}
+
+/** Loads a run directory written by `imgclf train`, validating each part. */
+export async function loadRun(dir: string, log?: (message: string) => void): Promise<LoadedRun> {
+  await openRun(dir, '', log);
   const metadata = await readJson<RunMetadata>(path.join(dir, METADATA_FILE), 'metadata');
   if (
     metadata.format !== RUN_FORMAT ||
@@ -127,16 +267,20 @@ export async function loadRun(dir: string): Promise<LoadedRun> {
     throw new UserError(`${path.join(dir, METADATA_FILE)}: not an imgclf run (format '${metadata.format}')`);
   }
   const model = await loadModelFiles(dir, metadata.model);
-  const metrics = existsSync(path.join(dir, METRICS_FILE))
-    ? (await readFile(path.join(dir, METRICS_FILE), 'utf8'))
-        .split('\n')
-        .filter((l) => l.trim())
-        .map((l) => JSON.parse(l) as EpochMetrics)
-    : [];
+  try {
+    checkModelFits(model, metadata, dir);
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  const metrics = await readMetrics(path.join(dir, METRICS_FILE));
   return { dir, model, metadata, metrics };
 }
 
-/** Reads model.json + weights.bin from `dir` and rebuilds model `name`, validating sizes. */
+/**
+ * Reads model.json + weights.bin from `dir` and rebuilds model `name`, validating sizes and
+ * refusing weights that are not finite (a diverged training).
+ */
 export async function loadModelFiles(dir: string, name: string): Promise<Net> {
   const modelJson = await readJson<{
     modelTopology: object;
@@ -156,53 +300,25 @@ export async function loadModelFiles(dir: string, name: string): Promise<Net> {
       `${weightsPath}: ${weights.length} bytes but model.json needs ${expectedBytes}; the weights are corrupt or truncated`,
     );
   }
+  const weightData = weights.buffer.slice(
+    weights.byteOffset,
+    weights.byteOffset + weights.length,
+  ) as ArrayBuffer;
+  if (specs.every((w) => w.dtype === undefined || w.dtype === 'float32')) {
+    const values = new Float32Array(weightData);
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) {
+        throw new UserError(
+          `${weightsPath} holds NaN or infinite weights (the training diverged); retrain with a lower --lr`,
+        );
+      }
+    }
+  }
   try {
-    return await loadNet(name, {
-      modelTopology: modelJson.modelTopology,
-      weightSpecs: specs,
-      weightData: weights.buffer.slice(
-        weights.byteOffset,
-        weights.byteOffset + weights.length,
-      ) as ArrayBuffer,
-    });
+    return await loadNet(name, { modelTopology: modelJson.modelTopology, weightSpecs: specs, weightData });
   } catch (err) {
     throw new UserError(`${path.join(dir, MODEL_FILE)}: cannot build the model (${(err as Error).message})`);
   }
-}
-
-interface CheckpointFile {
-  fit: FitState;
-  optimizer: { name: string; step: number; slotShapes: number[][] };
-}
-
-/**
- * Writes `dir/checkpoint/`: the model, the optimizer's slots (optimizer.bin, float32) and the
- * loop state (state.json). state.json is written last, so it never points at missing parts.
- */
-export async function saveCheckpoint(
-  dir: string,
-  net: Net,
-  optimizer: { name: string; getState(): OptimizerState },
-  fit: FitState,
-): Promise<void> {
-  const cdir = path.join(dir, CHECKPOINT_DIR);
-  await saveModel(net, cdir);
-  const state = optimizer.getState();
-  const parts = state.slots.map((t) => t.dataSync() as Float32Array);
-  const total = parts.reduce((s, p) => s + p.length, 0);
-  const flat = new Float32Array(total);
-  let o = 0;
-  for (const p of parts) {
-    flat.set(p, o);
-    o += p.length;
-  }
-  const file: CheckpointFile = {
-    fit,
-    optimizer: { name: optimizer.name, step: state.step, slotShapes: state.slots.map((t) => t.shape) },
-  };
-  state.slots.forEach((t) => t.dispose());
-  await writeFileAtomic(path.join(cdir, OPTIMIZER_FILE), new Uint8Array(flat.buffer));
-  await writeFileAtomic(path.join(cdir, STATE_FILE), JSON.stringify(file));
 }
 
 export interface LoadedCheckpoint {
@@ -210,14 +326,22 @@ export interface LoadedCheckpoint {
   fit: FitState;
   optimizerName: string;
   optimizerState: OptimizerState;
+  /** What the checkpoint was made for (absent in checkpoints written before it was recorded). */
+  identity: Partial<CheckpointIdentity>;
 }
 
-/** Reads `dir/checkpoint/` written by saveCheckpoint for model `name`. */
+/** Reads `dir/checkpoint/` written by checkpointFiles for model `name`. */
 export async function loadCheckpoint(dir: string, name: string): Promise<LoadedCheckpoint> {
   const cdir = path.join(dir, CHECKPOINT_DIR);
+  await openRun(dir, CHECKPOINT_DIR);
   if (!existsSync(path.join(cdir, STATE_FILE)))
     throw new UserError(`${dir} has no checkpoint to resume (${path.join(cdir, STATE_FILE)} is missing)`);
   const file = await readJson<CheckpointFile>(path.join(cdir, STATE_FILE), 'checkpoint state');
+  if (file.model !== undefined && file.model !== name) {
+    throw new UserError(
+      `${path.join(cdir, STATE_FILE)} is a checkpoint of model '${file.model}', not '${name}'; it cannot be resumed as this run`,
+    );
+  }
   const bytes = await readFile(path.join(cdir, OPTIMIZER_FILE)).catch(() => {
     throw new UserError(`${path.join(cdir, OPTIMIZER_FILE)} is missing; the checkpoint is incomplete`);
   });
@@ -227,6 +351,7 @@ export async function loadCheckpoint(dir: string, name: string): Promise<LoadedC
     throw new UserError(
       `${path.join(cdir, OPTIMIZER_FILE)}: ${bytes.length} bytes but state.json needs ${need * 4}`,
     );
+  const net = await loadModelFiles(cdir, name);
   const flat = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
   let o = 0;
   const slots = shapes.map((sh) => {
@@ -235,11 +360,11 @@ export async function loadCheckpoint(dir: string, name: string): Promise<LoadedC
     o += n;
     return t;
   });
-  const net = await loadModelFiles(cdir, name);
   return {
     net,
     fit: file.fit,
     optimizerName: file.optimizer.name,
     optimizerState: { step: file.optimizer.step, slots },
+    identity: { model: file.model, classNames: file.classNames, inputShape: file.inputShape },
   };
 }

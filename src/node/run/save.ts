@@ -1,0 +1,247 @@
+/**
+ * All-or-nothing saves of a run directory.
+ *
+ * A save replaces several files at once (the model, its metadata, the metrics, the
+ * checkpoint). Renaming them one by one is atomic per file only: a kill between two renames
+ * would leave a directory that mixes two saves and still loads. So a save goes in two steps:
+ *
+ *   1. stage: every file of the save is written into DIR/.staging/ and flushed, and then
+ *      DIR/.staging/manifest.json, which lists every file of the run with its size and
+ *      SHA-256. Until that manifest is on disk the save does not exist: a crash leaves the
+ *      previous save untouched, and the stray staging folder is removed on the next load.
+ *   2. commit: the staged files are renamed into place, the manifest last, and DIR flushed.
+ *      A crash in this step is finished on the next load ("roll forward"): the staged
+ *      manifest says exactly what the save holds.
+ *
+ * Loading checks every file the manifest lists, so a directory that mixes two saves (or was
+ * edited or damaged since) is refused with one clear line instead of loading half of each.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { UserError } from '../../core/errors.js';
+import { fsyncDir, writeFileSynced } from '../fs.js';
+
+export const MANIFEST_FILE = 'manifest.json';
+export const STAGING_DIR = '.staging';
+const MANIFEST_FORMAT = 'imgclf-manifest/1';
+
+export interface ManifestEntry {
+  size: number;
+  sha256: string;
+}
+
+export interface Manifest {
+  format: string;
+  /** Epochs finished when the save was made (0 before the first). */
+  epoch: number;
+  saved: string;
+  /** Every file of the run, by path relative to the run directory ('/'-separated). */
+  files: Record<string, ManifestEntry>;
+}
+
+/** The files of one save, by path relative to the run directory. */
+export type SaveFiles = Map<string, string | Uint8Array>;
+
+function entryOf(data: string | Uint8Array): ManifestEntry {
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  return { size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
+/**
+ * The manifest of a set of files, for a subfolder that must load as a run directory of its
+ * own (final/): it is saved as one more file of the save.
+ */
+export function manifestOf(files: SaveFiles, epoch: number): string {
+  const entries: Record<string, ManifestEntry> = {};
+  for (const [rel, data] of files) entries[rel] = entryOf(data);
+  const m: Manifest = { format: MANIFEST_FORMAT, epoch, saved: new Date().toISOString(), files: entries };
+  return JSON.stringify(m, null, 1) + '\n';
+}
+
+async function readManifest(file: string): Promise<Manifest | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const m = JSON.parse(text) as Manifest;
+    if (m.format === MANIFEST_FORMAT && m.files && typeof m.files === 'object') return m;
+  } catch {
+    // Reported by the caller: a manifest that does not parse is a damaged run.
+  }
+  throw new UserError(`${file} is corrupt or truncated; restore the run directory or retrain it`);
+}
+
+/** The manifest of a run directory, or undefined for a run written before manifests. */
+export function runManifest(dir: string): Promise<Manifest | undefined> {
+  return readManifest(path.join(dir, MANIFEST_FILE));
+}
+
+/** Every folder from `dir` down to each file's parent, deepest first (for flushing). */
+function foldersOf(dir: string, rels: string[]): string[] {
+  const out = new Set<string>();
+  for (const rel of rels) {
+    let d = path.dirname(path.join(dir, rel));
+    while (d.length >= dir.length) {
+      out.add(d);
+      if (d === dir) break;
+      d = path.dirname(d);
+    }
+  }
+  return [...out].sort((a, b) => b.length - a.length);
+}
+
+export interface CommitOptions {
+  /** Epochs finished (default: the previous save's). */
+  epoch?: number;
+  /**
+   * This save replaces the run in `dir` as a whole (`train --force`): the previous run's files
+   * that the save does not name are removed once it is committed, not before, so a run that
+   * fails before its first save leaves the previous run as it was.
+   */
+  replace?: boolean;
+}
+
+/**
+ * Saves `files` into `dir` as one unit. Files the save does not name keep their previous
+ * manifest entries (unless it replaces the run). On any failure (a full disk, a permission)
+ * the previous save stays as it was and nothing of this one is left behind.
+ */
+export async function commitSave(dir: string, files: SaveFiles, opts: CommitOptions = {}): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await recoverRun(dir);
+  const previous = await runManifest(dir).catch((err) => {
+    if (opts.replace) return undefined; // A damaged run is being replaced anyway.
+    throw err;
+  });
+  const staging = path.join(dir, STAGING_DIR);
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    epoch: opts.epoch ?? previous?.epoch ?? 0,
+    saved: new Date().toISOString(),
+    files: opts.replace ? {} : { ...(previous?.files ?? {}) },
+  };
+  try {
+    await rm(staging, { recursive: true, force: true });
+    for (const [rel, data] of files) {
+      const target = path.join(staging, rel);
+      await mkdir(path.dirname(target), { recursive: true });
+      await writeFileSynced(target, data);
+      manifest.files[rel] = entryOf(data);
+    }
+    for (const d of foldersOf(staging, [...files.keys()])) await fsyncDir(d);
+    // The save exists from this point on.
+    await writeFileSynced(path.join(staging, MANIFEST_FILE), JSON.stringify(manifest, null, 1) + '\n');
+    await fsyncDir(staging);
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  }
+  await finishStaged(dir, manifest);
+  if (opts.replace && previous) {
+    for (const rel of Object.keys(previous.files))
+      if (!(rel in manifest.files)) await rm(path.join(dir, rel), { force: true });
+  }
+}
+
+/** Step 2: moves the staged files into place, the manifest last. Safe to repeat. */
+async function finishStaged(dir: string, manifest: Manifest): Promise<void> {
+  const staging = path.join(dir, STAGING_DIR);
+  const moved: string[] = [];
+  for (const rel of Object.keys(manifest.files)) {
+    const from = path.join(staging, rel);
+    if (!existsSync(from)) continue; // Not part of this save, or already moved.
+    const to = path.join(dir, rel);
+    await mkdir(path.dirname(to), { recursive: true });
+    await rename(from, to);
+    moved.push(rel);
+  }
+  for (const d of foldersOf(dir, moved)) await fsyncDir(d);
+  await rename(path.join(staging, MANIFEST_FILE), path.join(dir, MANIFEST_FILE));
+  await fsyncDir(dir);
+  await rm(staging, { recursive: true, force: true });
+}
+
+/**
+ * Removes the temp files (`*.part`) an atomic write killed before its rename leaves behind
+ * (node/fs.ts writeFileAtomic: the report's pictures), in `dir` and its subfolders. Best
+ * effort: a read-only run directory keeps them, harmlessly.
+ */
+async function removeTempFiles(dir: string): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    if (e.isFile() && /\.[0-9a-f]{8}\.part$/.test(e.name))
+      await rm(path.join(e.parentPath, e.name), { force: true }).catch(() => {});
+  }
+}
+
+/**
+ * Finishes or discards a save that was interrupted: a staged manifest means the save was
+ * complete and is moved into place; staging without one is discarded. Returns a line to show
+ * when something was done.
+ */
+export async function recoverRun(dir: string): Promise<string | undefined> {
+  await removeTempFiles(dir);
+  const staging = path.join(dir, STAGING_DIR);
+  if (!existsSync(staging)) return undefined;
+  let staged: Manifest | undefined;
+  try {
+    staged = await readManifest(path.join(staging, MANIFEST_FILE));
+  } catch {
+    staged = undefined;
+  }
+  try {
+    if (!staged) {
+      await rm(staging, { recursive: true, force: true });
+      return `${dir}: discarded an unfinished save (the run keeps its previous state)`;
+    }
+    await finishStaged(dir, staged);
+  } catch (err) {
+    throw new UserError(
+      `${dir}: cannot finish an interrupted save (${(err as Error).message}); the run directory needs write access`,
+    );
+  }
+  return `${dir}: finished an interrupted save of epoch ${staged.epoch}`;
+}
+
+/**
+ * Checks every file the manifest lists against its size and SHA-256. A run written before
+ * manifests has none and passes. `under` limits the check to files in that subfolder.
+ */
+export async function verifyRun(dir: string, under = ''): Promise<Manifest | undefined> {
+  const manifest = await runManifest(dir);
+  if (!manifest) return undefined;
+  for (const [rel, want] of Object.entries(manifest.files)) {
+    if (under && !rel.startsWith(under + '/')) continue;
+    const file = path.join(dir, rel);
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch {
+      throw new UserError(
+        `${file} is missing but ${path.join(dir, MANIFEST_FILE)} lists it; the run directory is incomplete`,
+      );
+    }
+    const got = entryOf(bytes);
+    if (got.size !== want.size || got.sha256 !== want.sha256) {
+      throw new UserError(
+        `${file} does not match ${path.join(dir, MANIFEST_FILE)} (epoch ${manifest.epoch}): the run directory mixes two saves or was changed; restore it or retrain`,
+      );
+    }
+  }
+  return manifest;
+}
+
+/** Whether `dir` holds a run (a manifest, or the metadata of a run written before manifests). */
+export function holdsRun(dir: string): boolean {
+  return existsSync(path.join(dir, MANIFEST_FILE)) || existsSync(path.join(dir, 'metadata.json'));
+}
