@@ -6,7 +6,8 @@
 //   3. the web page in web/dist (when web/ or src/, which it bundles, has newer files)
 //   4. Fashion-MNIST from Debian's dataset-fashion-mnist (when no local copy exists and apt is usable;
 //      otherwise imgclf downloads it itself from the upstream mirrors)
-//   5. with --browser: Debian's chromium and CJK fonts, for the browser and picture tests
+//   5. with --browser: Debian's chromium and CJK fonts, for the browser and picture tests, and
+//      strace, for the tests that kill a run mid-save
 //   6. with --torch: Debian's python3-torch/torchvision, for the side-by-side benchmark
 // Plain Node only: this runs before any dependency is installed.
 import { spawnSync } from 'node:child_process';
@@ -100,6 +101,8 @@ if (args.has('--browser')) {
   if (!existsSync('/usr/bin/chromium')) aptPackages.push('chromium');
   if (!existsSync('/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc'))
     aptPackages.push('fonts-noto-cjk');
+  // The crash tests kill a training run at a chosen system call, as a power cut would.
+  if (!existsSync('/usr/bin/strace')) aptPackages.push('strace');
 }
 if (args.has('--torch')) {
   const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch, torchvision'], { stdio: 'ignore' });
