@@ -1,15 +1,23 @@
 /**
  * Downloads against servers on 127.0.0.1: a good mirror, a dead one and a corrupt one, with a
- * small synthetic dataset, plus the real Fashion-MNIST files served locally.
+ * small synthetic dataset, plus the real Fashion-MNIST files served locally. Then hostile ones
+ * (a gzip bomb, an endless body, a stalled one, redirects elsewhere), which must fail fast and
+ * cheaply, as must a gzip bomb on disk.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { download, FASHION_MNIST, type IdxDatasetSpec, loadIdxDataset } from '../src/node/data/datasets.js';
-import { sha256 } from '../src/node/checksum.js';
+import {
+  download,
+  FASHION_MNIST,
+  type IdxDatasetSpec,
+  loadIdxDataset,
+  readMaybeGzip,
+} from '../src/node/data/datasets.js';
+import { md5, sha256 } from '../src/node/checksum.js';
 import { idx, tempDir } from './helpers.js';
 
 const images = idx([4, 2, 2]);
@@ -131,4 +139,203 @@ describe('download', () => {
       }
     },
   );
+});
+
+/**
+ * A gzip bomb: a valid IDX header declaring 60000 28x28 images (47 MB, like the real
+ * train-images), then `mib` MiB of zeros. Built as concatenated gzip members (valid gzip, which
+ * gunzip reads as one stream) so that making it costs 16 MiB, not `mib`: about 1 KB per MiB.
+ */
+function gzipBomb(mib: number): Buffer {
+  const zeros = gzipSync(Buffer.alloc(16 << 20), { level: 9 });
+  return Buffer.concat([gzipSync(idx([60000, 28, 28], new Uint8Array(0))), ...Array(mib / 16).fill(zeros)]);
+}
+const BOMB_DECLARED = 16 + 60000 * 28 * 28;
+
+/**
+ * Runs `fn` and reports how it failed, how long it took and how far the process's RSS rose above
+ * where it started, sampled every 5 ms meanwhile (a streaming failure leaves the event loop free
+ * to sample; a blocking one is caught by the sample taken right after).
+ */
+async function measure(fn: () => Promise<unknown>): Promise<{ error: Error; ms: number; rssMb: number }> {
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
+  const start = performance.now();
+  let error: Error | undefined;
+  try {
+    await fn();
+  } catch (err) {
+    error = err as Error;
+  }
+  const ms = performance.now() - start;
+  clearInterval(sampler);
+  peak = Math.max(peak, process.memoryUsage().rss);
+  if (!error) throw new Error('expected a failure');
+  return { error, ms, rssMb: (peak - before) / 2 ** 20 };
+}
+
+describe('bounded downloads', () => {
+  const bomb = gzipBomb(1024); // 1 MB that gunzips to 1 GiB
+  const servers: http.Server[] = [];
+  let hostileUrl = '';
+  let redirectUrl = '';
+  let goodPort = 0;
+
+  beforeAll(async () => {
+    goodPort = Number(new URL(goodUrl).port);
+    let s: http.Server;
+    [s, hostileUrl] = await serve((req, res) => {
+      const [, kind] = (req.url ?? '').split('/');
+      if (kind === 'bomb') return void res.writeHead(200).end(bomb);
+      if (kind === 'garbage') return void res.writeHead(200).end('not gzip at all');
+      if (kind === 'endless') {
+        // No Content-Length, and bytes for as long as anyone reads.
+        res.writeHead(200);
+        const chunk = Buffer.alloc(64 * 1024, 1);
+        const pump = () => {
+          while (!res.destroyed && res.write(chunk));
+        };
+        res.on('drain', pump);
+        return pump();
+      }
+      if (kind === 'huge')
+        return void res.writeHead(200, { 'content-length': String(10 * 2 ** 30) }).flushHeaders();
+      // A few bytes, then silence with the connection open.
+      if (kind === 'stall') return void res.writeHead(200).write(bomb.subarray(0, 100));
+      // 'silent': accepts the connection, never answers.
+    });
+    servers.push(s);
+    [s, redirectUrl] = await serve((req, res) => {
+      const [, kind, name] = (req.url ?? '').split('/');
+      if (kind === 'other') {
+        // 127.0.0.1 -> localhost: the same machine, but another host name.
+        return void res.writeHead(302, { location: `http://localhost:${goodPort}/${name}` }).end();
+      }
+      if (kind === 'same') return void res.writeHead(301, { location: `/files/${name}` }).end();
+      if (kind === 'loop') return void res.writeHead(302, { location: `/loop/${name}` }).end();
+      const body = files[name];
+      if (kind === 'files' && body) return void res.writeHead(200).end(body);
+      res.writeHead(404).end();
+    });
+    servers.push(s);
+  });
+
+  afterAll(() => {
+    for (const s of servers) {
+      s.closeAllConnections();
+      s.close();
+    }
+  });
+
+  it('(a) stops a gzip bomb at the size its IDX header declares, in little memory, leaving nothing', async () => {
+    const dir = tempDir();
+    const r = await measure(() => download(spec, dir, { mirrors: [hostileUrl + 'bomb/'] }));
+    expect(r.error.message).toMatch(
+      new RegExp(`ti\\.gz decompresses to more than the ${BOMB_DECLARED} bytes its IDX header declares`),
+    );
+    expect(r.error.message).toMatch(/could not download ti\.gz from any mirror/);
+    expect(r.rssMb).toBeLessThan(150);
+    expect(r.ms).toBeLessThan(5000);
+    expect(readdirSync(dir)).toEqual([]);
+    console.log(`gzip bomb download: failed in ${r.ms.toFixed(0)} ms, RSS +${r.rssMb.toFixed(1)} MB`);
+  });
+
+  it('(b) stops an endless body at the byte cap, and a too-large Content-Length before reading', async () => {
+    const dir = tempDir();
+    const r = await measure(() =>
+      download(spec, dir, {
+        mirrors: [hostileUrl + 'endless/'],
+        maxDownloadBytes: 2 ** 20,
+        timeoutMs: 10_000,
+      }),
+    );
+    expect(r.error.message).toMatch(
+      /sent more than 1048576 bytes, the most allowed for one download; stopped/,
+    );
+    expect(r.ms).toBeLessThan(5000);
+    expect(readdirSync(dir)).toEqual([]);
+    await expect(download(spec, dir, { mirrors: [hostileUrl + 'huge/'] })).rejects.toThrow(
+      /is 10737418240 bytes, more than the 67108864 allowed for one download/,
+    );
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('(c) times out on a body that stops, and on a server that never answers, each saying which', async () => {
+    const dir = tempDir();
+    let r = await measure(() =>
+      download(spec, dir, { mirrors: [hostileUrl + 'stall/'], idleTimeoutMs: 300, timeoutMs: 10_000 }),
+    );
+    expect(r.error.message).toMatch(/stall\/ti\.gz: no data for 0\.3 s/);
+    expect(r.ms).toBeLessThan(2000);
+    r = await measure(() =>
+      download(spec, dir, { mirrors: [hostileUrl + 'silent/'], connectTimeoutMs: 300, timeoutMs: 10_000 }),
+    );
+    expect(r.error.message).toMatch(
+      /silent\/ti\.gz: timed out connecting to 127\.0\.0\.1:\d+ \(no response in 0\.3 s\)/,
+    );
+    expect(r.ms).toBeLessThan(2000);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('(d) checks a .gz MD5 before decompressing anything', async () => {
+    const dir = tempDir();
+    const byMd5: IdxDatasetSpec = { ...spec, trainImages: { name: 'ti', gzMd5: md5(files['ti.gz']) } };
+    // The bomb fails its MD5 at once: never gunzipped, so no time or memory spent on it.
+    const r = await measure(() => download(byMd5, dir, { mirrors: [hostileUrl + 'bomb/'] }));
+    expect(r.error.message).toMatch(new RegExp(`checksum mismatch \\(got md5 ${md5(bomb).slice(0, 12)}…\\)`));
+    expect(r.rssMb).toBeLessThan(50);
+    expect(r.ms).toBeLessThan(1000);
+    // Bytes that are not gzip at all: the MD5 rejects them before gunzip could complain.
+    await expect(download(byMd5, dir, { mirrors: [hostileUrl + 'garbage/'] })).rejects.toThrow(
+      /garbage\/ti\.gz: checksum mismatch \(got md5 [0-9a-f]{12}…\)/,
+    );
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('(e) follows redirects within the host only', async () => {
+    const dir = tempDir();
+    const before = hits.length;
+    await expect(download(spec, dir, { mirrors: [redirectUrl + 'other/'] })).rejects.toThrow(
+      new RegExp(`other/ti\\.gz: redirected to localhost:${goodPort}; not followed`),
+    );
+    expect(hits.length).toBe(before); // the other host was never asked
+    await expect(download(spec, dir, { mirrors: [redirectUrl + 'loop/'] })).rejects.toThrow(
+      /more than 5 redirects/,
+    );
+    expect(readdirSync(dir)).toEqual([]);
+    // Refused mirrors fall back to the next; a same-host redirect is followed.
+    await download(spec, dir, { mirrors: [redirectUrl + 'other/', redirectUrl + 'same/'] });
+    expect(readdirSync(dir).sort()).toEqual(['ti.gz', 'tl.gz', 'vi.gz', 'vl.gz']);
+  });
+
+  it('(f) stops a gzip bomb in --data-dir at the size its IDX header declares', async () => {
+    const dir = tempDir();
+    for (const [name, body] of Object.entries(files)) writeFileSync(path.join(dir, name), body);
+    writeFileSync(path.join(dir, 'ti.gz'), bomb);
+    const r = await measure(() => loadIdxDataset(spec, { dataDir: dir }));
+    expect(r.error.message).toBe(
+      `${path.join(dir, 'ti.gz')} decompresses to more than the ${BOMB_DECLARED} bytes its IDX header declares; delete it and fetch again`,
+    );
+    expect(r.rssMb).toBeLessThan(150);
+    expect(r.ms).toBeLessThan(5000);
+    console.log(`gzip bomb in --data-dir: failed in ${r.ms.toFixed(0)} ms, RSS +${r.rssMb.toFixed(1)} MB`);
+    await expect(readMaybeGzip(path.join(dir, 'ti.gz'))).rejects.toThrow(/decompresses to more than/);
+  });
+
+  it('(f) rejects an absurd IDX header, and data shorter than its header declares', async () => {
+    const dir = tempDir();
+    const absurd = path.join(dir, 'absurd.gz');
+    writeFileSync(absurd, gzipSync(idx([100000, 1000, 1000], new Uint8Array(10))));
+    const r = await measure(() => readMaybeGzip(absurd));
+    expect(r.error.message).toMatch(
+      /absurd\.gz: its IDX header declares \[100000x1000x1000\], 100000000016 bytes, more than the 536870912 accepted for one file/,
+    );
+    expect(r.rssMb).toBeLessThan(50);
+    const short = path.join(dir, 'short.gz');
+    writeFileSync(short, gzipSync(idx([4, 2, 2]).subarray(0, 20)));
+    await expect(readMaybeGzip(short)).rejects.toThrow(
+      /short\.gz decompresses to only 20 bytes, fewer than the 32 its IDX header declares; delete it and fetch again/,
+    );
+  });
 });

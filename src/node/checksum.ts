@@ -32,10 +32,18 @@ export interface Verification {
 
 /** Checks a file's bytes (decompressed, and the `.gz` when it was one) against its spec. */
 export function verifyFile(file: ChecksumSpec, raw: Uint8Array, gz?: Uint8Array): Verification {
-  const digest = sha256(raw);
-  if (file.sha256) return { verified: digest === file.sha256, method: 'sha256', sha256: digest };
-  if (file.gzMd5 && gz) return { verified: md5(gz) === file.gzMd5, method: 'gz-md5', sha256: digest };
-  return { verified: false, method: 'none', sha256: digest };
+  return verifyDigests(file, sha256(raw), gz && md5(gz));
+}
+
+/**
+ * `verifyFile` from digests already computed, e.g. while a file was streamed: `rawSha256` of the
+ * decompressed bytes, `gzMd5` of the `.gz` when the file was one.
+ */
+export function verifyDigests(file: ChecksumSpec, rawSha256: string, gzMd5?: string): Verification {
+  if (file.sha256) return { verified: rawSha256 === file.sha256, method: 'sha256', sha256: rawSha256 };
+  if (file.gzMd5 && gzMd5 !== undefined)
+    return { verified: gzMd5 === file.gzMd5, method: 'gz-md5', sha256: rawSha256 };
+  return { verified: false, method: 'none', sha256: rawSha256 };
 }
 
 export interface FileReport {

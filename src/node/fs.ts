@@ -52,3 +52,25 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array | 
   }
   await fsyncDir(path.dirname(file));
 }
+
+/**
+ * Creates `file` atomically from a temp file in the same folder (`<file>.<random>.part`) that
+ * `fill` writes, flushes (as writeFileSynced does) and may check: the temp file is renamed into
+ * place only when `fill` resolves, and removed when it (or the rename) throws. So `file` is
+ * never half-written and never holds bytes `fill` rejected, e.g. a download that failed its
+ * checksum. For data that is produced as it is written, where writeFileAtomic needs it all first.
+ */
+export async function withAtomicFile<T>(file: string, fill: (tmp: string) => Promise<T>): Promise<T> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.part`;
+  let result: T;
+  try {
+    result = await fill(tmp);
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(path.dirname(file));
+  return result;
+}

@@ -5,17 +5,25 @@
  * and, when none has it, downloaded into the cache from the mirrors below, one after another.
  * Every file is checked against the checksum its spec knows (the decompressed SHA-256, or the
  * MD5 of the published `.gz`); downloads are written atomically.
+ *
+ * Nothing here trusts a size it has not checked: a download is streamed to disk under a byte
+ * cap and connect/idle timeouts, a `.gz` MD5 is checked before anything is decompressed, and
+ * every gunzip (downloaded or local) stops as soon as its output outgrows the size the IDX
+ * header declares (itself capped at MAX_IDX_BYTES), so a gzip bomb or an endless response fails
+ * early instead of filling memory or disk.
  */
-import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { UserError } from '../../core/errors.js';
-import { writeFileAtomic } from '../fs.js';
+import { withAtomicFile } from '../fs.js';
 import { FASHION_MNIST_CLASSES, KMNIST_CLASSES, MNIST_CLASSES } from '../../core/data/classes.js';
 import { type Dataset, type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
 import { cacheRoot, decodedCachePath, readDecoded, writeDecoded } from '../cache.js';
-import { type FileReport, md5, verifyFile } from '../checksum.js';
+import { type FileReport, sha256, verifyDigests } from '../checksum.js';
 import { checkPair, parseIdx } from '../../core/data/idx.js';
 
 /**
@@ -118,8 +126,14 @@ export interface SourceOptions {
   mirrors?: string[];
   /** Progress/info messages (downloads), e.g. console.error. */
   log?: (message: string) => void;
-  /** Per-request timeout for downloads, in ms. */
+  /** Overall time limit for downloading one file from one mirror, in ms (default 60 s). */
   timeoutMs?: number;
+  /** Time to wait for a mirror's response (connecting, then its headers), in ms (default 30 s). */
+  connectTimeoutMs?: number;
+  /** Longest pause allowed in a response body, in ms (default 30 s). */
+  idleTimeoutMs?: number;
+  /** Largest `.gz` a mirror may send, in bytes (default MAX_DOWNLOAD_BYTES). */
+  maxDownloadBytes?: number;
   /**
    * Download when no local copy exists (default true). The server passes false: a request must
    * never start a download.
@@ -131,6 +145,24 @@ export interface SourceOptions {
    */
   decodedCache?: boolean;
 }
+
+/**
+ * Largest `.gz` one download may be. The largest real file, Fashion-MNIST's train-images, is
+ * 26 MB; 64 MB leaves room for a mirror that compresses worse, and stops an endless response.
+ */
+export const MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Largest decompressed IDX file accepted, whatever its header declares. The largest real one is
+ * 47 MB (60000 images of 28x28); a header declaring more than this is broken or hostile.
+ */
+export const MAX_IDX_BYTES = 512 * 1024 * 1024;
+
+const DOWNLOAD_TIMEOUT_MS = 60_000;
+const CONNECT_TIMEOUT_MS = 30_000;
+const IDLE_TIMEOUT_MS = 30_000;
+/** Same-host redirects followed per file (http -> https, a moved folder); more is a loop. */
+const MAX_REDIRECTS = 5;
 
 export function specFiles(spec: IdxDatasetSpec): IdxFileSpec[] {
   return [spec.trainImages, spec.trainLabels, spec.testImages, spec.testLabels];
@@ -167,19 +199,153 @@ function hasAll(dir: string, spec: IdxDatasetSpec): boolean {
   return specFiles(spec).every((f) => findFile(dir, f) !== undefined);
 }
 
-/** Reads a file and gunzips it when it is gzip (by magic bytes, not by name). */
+/**
+ * Reads an IDX file and gunzips it when it is gzip (by magic bytes, not by name), never to more
+ * than the size its IDX header declares.
+ */
 export async function readMaybeGzip(file: string): Promise<Uint8Array> {
-  const bytes = await readFile(file);
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) return gunzipOrFail(bytes, file);
-  return bytes;
+  return (await readIdxFile(file)).raw;
 }
 
-function gunzipOrFail(bytes: Uint8Array, file: string): Uint8Array {
+/** An IDX file's bytes, decompressed, and the MD5 of the `.gz` when it was one. */
+async function readIdxFile(file: string): Promise<{ raw: Uint8Array; gzMd5?: string }> {
+  if (!(await isGzip(file))) return { raw: new Uint8Array(await readFile(file)) };
+  const md5 = createHash('md5');
+  const raw = await gunzipIdxToMemory(
+    hashed(createReadStream(file), md5),
+    file,
+    '; delete it and fetch again',
+  );
+  return { raw, gzMd5: md5.digest('hex') };
+}
+
+async function isGzip(file: string): Promise<boolean> {
+  const handle = await open(file);
   try {
-    return gunzipSync(bytes);
-  } catch (err) {
-    throw new UserError(`${file}: corrupt gzip data (${(err as Error).message}); delete it and fetch again`);
+    const magic = new Uint8Array(2);
+    const { bytesRead } = await handle.read(magic, 0, 2, 0);
+    return bytesRead === 2 && magic[0] === 0x1f && magic[1] === 0x8b;
+  } finally {
+    await handle.close();
   }
+}
+
+/** Passes chunks through, feeding each to `hash` on the way. */
+async function* hashed(source: AsyncIterable<Uint8Array>, hash: Hash): AsyncGenerator<Uint8Array> {
+  for await (const chunk of source) {
+    hash.update(chunk);
+    yield chunk;
+  }
+}
+
+/**
+ * Gunzips an IDX file, handing the output to `sink` piece by piece, and fails as soon as the
+ * output outgrows the size its header declares (header + product of dims, one byte a value), or
+ * when it ends short of it. zlib's own `maxOutputLength` only exists for the one-shot functions,
+ * which need the whole input in memory and know no limit until the header is read, so this
+ * streams and counts. zlib's stream waits for its reader, so a bomb is never expanded further
+ * than the chunk that went over. `name` starts every message and `hint` ends it.
+ */
+async function gunzipIdx(
+  source: AsyncIterable<Uint8Array>,
+  name: string,
+  hint: string,
+  sink: (chunk: Uint8Array, declared: number) => void,
+): Promise<void> {
+  let head: Uint8Array = new Uint8Array(0);
+  let declared = -1;
+  let total = 0;
+  // pipeline() may reject with its own AbortError when the last stage throws, so the stage's
+  // own failure is kept here and preferred.
+  let failure: unknown;
+  try {
+    await pipeline(source, createGunzip(), async (output: AsyncIterable<Buffer>) => {
+      try {
+        for await (const chunk of output) {
+          let piece: Uint8Array = chunk;
+          if (declared < 0) {
+            head = head.length ? concat(head, chunk) : chunk;
+            declared = declaredIdxSize(head, name, hint);
+            if (declared < 0) continue;
+            piece = head;
+          }
+          total += piece.length;
+          if (total > declared) {
+            throw new UserError(
+              `${name} decompresses to more than the ${declared} bytes its IDX header declares${hint}`,
+            );
+          }
+          sink(piece, declared);
+        }
+      } catch (err) {
+        failure = err;
+        throw err;
+      }
+    });
+  } catch (err) {
+    if (failure) throw failure;
+    if (/^Z_/.test((err as { code?: string }).code ?? '')) {
+      throw new UserError(`${name}: corrupt gzip data (${(err as Error).message})${hint}`);
+    }
+    throw err;
+  }
+  if (declared < 0) {
+    parseIdx(head, name); // throws: too short for an IDX header
+    throw new UserError(`${name}: not an IDX file${hint}`);
+  }
+  if (total < declared) {
+    throw new UserError(
+      `${name} decompresses to only ${total} bytes, fewer than the ${declared} its IDX header declares${hint}`,
+    );
+  }
+}
+
+/**
+ * The total size (header included) an IDX header declares, or -1 while `head` is too short to
+ * tell. A header that is no IDX header fails with parseIdx's message; one declaring more than
+ * MAX_IDX_BYTES fails here.
+ */
+function declaredIdxSize(head: Uint8Array, name: string, hint: string): number {
+  if (head.length < 4) return -1;
+  const rank = head[3];
+  if (head[0] !== 0 || head[1] !== 0 || head[2] !== 0x08 || rank < 1 || rank > 4) {
+    parseIdx(head, name); // throws: bad magic, data type or rank
+    throw new UserError(`${name}: not an IDX file${hint}`);
+  }
+  const headerLength = 4 + 4 * rank;
+  if (head.length < headerLength) return -1;
+  const view = new DataView(head.buffer, head.byteOffset, headerLength);
+  const dims = Array.from({ length: rank }, (_, i) => view.getUint32(4 + 4 * i, false));
+  const declared = headerLength + dims.reduce((a, b) => a * b, 1);
+  if (declared > MAX_IDX_BYTES) {
+    throw new UserError(
+      `${name}: its IDX header declares [${dims.join('x')}], ${declared} bytes, more than the ${MAX_IDX_BYTES} accepted for one file${hint}`,
+    );
+  }
+  return declared;
+}
+
+/** gunzipIdx into one buffer of exactly the declared size (allocated once the header is known). */
+async function gunzipIdxToMemory(
+  source: AsyncIterable<Uint8Array>,
+  name: string,
+  hint: string,
+): Promise<Uint8Array> {
+  let out: Uint8Array | undefined;
+  let offset = 0;
+  await gunzipIdx(source, name, hint, (chunk, declared) => {
+    out ??= new Uint8Array(declared);
+    out.set(chunk, offset);
+    offset += chunk.length;
+  });
+  return out!; // gunzipIdx returns only after exactly `declared` (> 0) bytes
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 export interface LocatedDataset {
@@ -212,10 +378,20 @@ export async function locate(spec: IdxDatasetSpec, opts: SourceOptions = {}): Pr
   return { dir, origin: 'downloaded' };
 }
 
-/** Downloads every missing file of `spec` into `dir`, trying each mirror in turn. */
+/**
+ * Downloads every missing file of `spec` into `dir`, trying each mirror in turn. Each file is
+ * streamed to a temp file in `dir` (see fetchToFile), verified there, and renamed into place only
+ * when it passed.
+ */
 export async function download(spec: IdxDatasetSpec, dir: string, opts: SourceOptions = {}): Promise<void> {
   const mirrors = opts.mirrors ?? envMirrors() ?? spec.mirrors;
   const log = opts.log ?? (() => {});
+  const limits: FetchLimits = {
+    timeoutMs: opts.timeoutMs ?? DOWNLOAD_TIMEOUT_MS,
+    connectTimeoutMs: opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    idleTimeoutMs: opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+    maxBytes: opts.maxDownloadBytes ?? MAX_DOWNLOAD_BYTES,
+  };
   await mkdir(dir, { recursive: true });
   for (const file of specFiles(spec)) {
     if (findFile(dir, file)) continue;
@@ -225,20 +401,10 @@ export async function download(spec: IdxDatasetSpec, dir: string, opts: SourceOp
       const url = new URL(file.name + '.gz', mirror.endsWith('/') ? mirror : mirror + '/').toString();
       log(`downloading ${url}`);
       try {
-        const gz = await fetchBytes(url, opts.timeoutMs ?? 60_000);
-        let raw: Uint8Array;
-        try {
-          raw = gunzipSync(gz);
-        } catch {
-          throw new Error('not valid gzip data');
-        }
-        const v = verifyFile(file, raw, gz);
-        if (!v.verified) {
-          const got =
-            v.method === 'gz-md5' ? `md5 ${md5(gz).slice(0, 12)}` : `sha256 ${v.sha256.slice(0, 12)}`;
-          throw new Error(`checksum mismatch (got ${got}…)`);
-        }
-        await writeFileAtomic(path.join(dir, file.name + '.gz'), gz);
+        await withAtomicFile(path.join(dir, file.name + '.gz'), async (tmp) => {
+          const gzMd5 = await fetchToFile(url, tmp, limits);
+          await verifyDownload(file, tmp, gzMd5);
+        });
         done = true;
         break;
       } catch (err) {
@@ -268,16 +434,156 @@ function envMirrors(): string[] | undefined {
     : undefined;
 }
 
-async function fetchBytes(url: string, timeoutMs: number): Promise<Uint8Array> {
-  let response: Response;
+/**
+ * Checks a downloaded `.gz` (at `tmp`, its MD5 `gzMd5`) against the file's spec. When the spec's
+ * checksum is the `.gz` MD5, it decides before anything is decompressed: a file failing it is
+ * never gunzipped, bomb or not. A SHA-256 of the decompressed bytes is computed while streaming
+ * through the bounded gunzip, without holding the output.
+ */
+async function verifyDownload(file: IdxFileSpec, tmp: string, gzMd5: string): Promise<void> {
+  if (!file.sha256 && file.gzMd5) {
+    if (gzMd5 !== file.gzMd5) throw new Error(`checksum mismatch (got md5 ${gzMd5.slice(0, 12)}…)`);
+    return;
+  }
+  const digest = createHash('sha256');
+  await gunzipIdx(createReadStream(tmp), file.name + '.gz', '', (chunk) => digest.update(chunk));
+  const got = digest.digest('hex');
+  if (got !== file.sha256) throw new Error(`checksum mismatch (got sha256 ${got.slice(0, 12)}…)`);
+}
+
+interface FetchLimits {
+  /** For the whole file, redirects included. */
+  timeoutMs: number;
+  /** Per request, until the response headers arrive. */
+  connectTimeoutMs: number;
+  /** Longest gap between two chunks of the body. */
+  idleTimeoutMs: number;
+  /** Largest body accepted. */
+  maxBytes: number;
+}
+
+/**
+ * Streams `url` into the file `dest` and returns the MD5 of what was written. Fails (and stops
+ * reading) on the first limit crossed: a body larger than `maxBytes`, no response within
+ * `connectTimeoutMs`, a pause over `idleTimeoutMs`, the whole over `timeoutMs`, or a redirect to
+ * another host. fetch() has one signal for all of these, so each timer records why it aborted.
+ */
+async function fetchToFile(url: string, dest: string, limits: FetchLimits): Promise<string> {
+  const controller = new AbortController();
+  let reason: string | undefined;
+  const stop = (message: string) => {
+    reason ??= message;
+    controller.abort(new Error(message));
+  };
+  const overall = setTimeout(() => stop(`took longer than ${seconds(limits.timeoutMs)}`), limits.timeoutMs);
+  let idle: NodeJS.Timeout | undefined;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const response = await requestSameHost(new URL(url), controller.signal, limits.connectTimeoutMs, stop);
+    const length = Number(response.headers.get('content-length') ?? NaN);
+    if (length > limits.maxBytes) {
+      throw new Error(`is ${length} bytes, more than the ${limits.maxBytes} allowed for one download`);
+    }
+    if (!response.body) throw new Error('empty response');
+    const reader = response.body.getReader();
+    const md5 = createHash('md5');
+    const handle = await open(dest, 'w');
+    try {
+      const noData = () => stop(`no data for ${seconds(limits.idleTimeoutMs)}`);
+      idle = setTimeout(noData, limits.idleTimeoutMs);
+      let total = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        idle.refresh();
+        total += value.length;
+        if (total > limits.maxBytes) {
+          stop(`sent more than ${limits.maxBytes} bytes, the most allowed for one download; stopped`);
+          throw new Error(reason);
+        }
+        md5.update(value);
+        await handle.writeFile(value);
+      }
+      await handle.sync(); // what withAtomicFile renames into place must be on disk
+    } finally {
+      await handle.close();
+    }
+    return md5.digest('hex');
   } catch (err) {
+    if (reason) throw new Error(reason, { cause: err });
+    throw err;
+  } finally {
+    clearTimeout(overall);
+    clearTimeout(idle);
+    // Closes the connection when we stopped early; a no-op after a complete body.
+    controller.abort();
+  }
+}
+
+/**
+ * Requests `url`, following redirects only within the same host. fetch() would follow up to 20
+ * redirects to anywhere, including from https to plain http or to hosts on the local network;
+ * a mirror that is compromised or misconfigured could then pick what we download and from where,
+ * and the failure would name the mirror, not where it sent us. So redirects are followed here,
+ * by hand (`redirect: 'manual'`), to the same host name only, never from https to http, at most
+ * MAX_REDIRECTS times. Resolves with the first non-redirect response, which must be 2xx.
+ */
+async function requestSameHost(
+  url: URL,
+  signal: AbortSignal,
+  connectTimeoutMs: number,
+  stop: (message: string) => void,
+): Promise<Response> {
+  for (let hop = 0; ; hop++) {
+    const response = await request(url, signal, connectTimeoutMs, stop);
+    const location = response.headers.get('location');
+    if (response.status < 300 || response.status >= 400 || !location) {
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      return response;
+    }
+    await response.body?.cancel();
+    const next = new URL(location, url);
+    // Same host name, any port: 127.0.0.1 -> localhost is refused, /a -> /b and :80 -> :8080 are not.
+    if (next.hostname !== url.hostname || !/^https?:$/.test(next.protocol)) {
+      throw new Error(`redirected to ${next.host || next.href}; not followed (only same-host redirects are)`);
+    }
+    if (url.protocol === 'https:' && next.protocol === 'http:') {
+      throw new Error(`redirected from https to ${next.href}; not followed`);
+    }
+    if (hop === MAX_REDIRECTS) throw new Error(`more than ${MAX_REDIRECTS} redirects; last to ${next.href}`);
+    url = next;
+  }
+}
+
+/**
+ * One request, without following redirects. "Connecting" covers DNS, TCP, TLS and waiting for
+ * the response headers: fetch() does not tell those apart, and a server that accepts the
+ * connection but never answers is as stuck as one that never accepts it.
+ */
+async function request(
+  url: URL,
+  signal: AbortSignal,
+  connectTimeoutMs: number,
+  stop: (message: string) => void,
+): Promise<Response> {
+  const timer = setTimeout(
+    () => stop(`timed out connecting to ${url.host} (no response in ${seconds(connectTimeoutMs)})`),
+    connectTimeoutMs,
+  );
+  try {
+    // `identity`: the bytes as published, which the `.gz` MD5 is of, not a re-encoding fetch()
+    // would undo on the way.
+    return await fetch(url, { signal, redirect: 'manual', headers: { 'accept-encoding': 'identity' } });
+  } catch (err) {
+    if (signal.aborted) throw err; // fetchToFile names the timer that fired
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     throw new Error(cause?.code ?? cause?.message ?? (err as Error).message, { cause: err });
+  } finally {
+    clearTimeout(timer);
   }
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  return new Uint8Array(await response.arrayBuffer());
+}
+
+function seconds(ms: number): string {
+  return `${ms / 1000} s`;
 }
 
 export interface LoadedIdx {
@@ -294,10 +600,8 @@ export async function loadIdxDataset(spec: IdxDatasetSpec, opts: SourceOptions =
   const pathOf = (file: IdxFileSpec) => findFile(located.dir, file)!;
   const read = async (file: IdxFileSpec, rank: number) => {
     const p = pathOf(file);
-    const bytes = new Uint8Array(await readFile(p));
-    const isGz = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
-    const raw = isGz ? gunzipOrFail(bytes, p) : bytes;
-    const v = verifyFile(file, raw, isGz ? bytes : undefined);
+    const { raw, gzMd5 } = await readIdxFile(p);
+    const v = verifyDigests(file, sha256(raw), gzMd5);
     files.push({ name: file.name, path: p, verified: v.verified, method: v.method, sha256: v.sha256 });
     return parseIdx(raw, p, rank);
   };
