@@ -18,7 +18,14 @@ import { preprocessingFor } from '../core/data/source.js';
 import { stratifiedSplit } from '../core/data/split.js';
 import { UserError } from '../core/errors.js';
 import { create, type Net } from '../core/models/index.js';
-import { dataSourceOf, fitOptionsFor, optimizerFor, resolveConfig, type TrainConfig } from '../core/plan.js';
+import {
+  dataSourceOf,
+  fitOptionsFor,
+  optimizerFor,
+  resolveConfig,
+  sizeToData,
+  type TrainConfig,
+} from '../core/plan.js';
 import { DivergedError, type EpochMetrics, fit, type FitState } from '../core/train/loop.js';
 import { VERSION } from '../core/version.js';
 import { type DataSource, type LoadedDataset, loadDataset } from './data/load.js';
@@ -201,16 +208,16 @@ function checkResumable(dir: string, ck: LoadedCheckpoint, plan: TrainConfig, da
  * final/ the last one.
  */
 export async function trainSession(
-  plan: TrainConfig,
+  requested: TrainConfig,
   hooks: SessionHooks = {},
   opts: SessionOptions = {},
 ): Promise<SessionResult> {
   const log = (m: string) => hooks.log?.(m);
   const resumeDir = opts.resume;
-  const dir = resumeDir ?? plan.out ?? defaultOut();
+  const dir = resumeDir ?? requested.out ?? defaultOut();
   let replacing = !resumeDir && claimOut(dir, opts.force, log);
-  const backend = await selectBackend(plan.backend);
-  const loaded = await loadPlanData(plan, hooks);
+  const backend = await selectBackend(requested.backend);
+  const loaded = await loadPlanData(requested, hooks);
   const { dataset, located, seconds } = loaded;
   const [h, w, c] = dataset.shape;
   const numClasses = dataset.classNames.length;
@@ -219,18 +226,21 @@ export async function trainSession(
   // it would report an optimistic test accuracy.
   let trainSplit: Split = dataset.train;
   let val: Split | undefined;
-  if (plan.valSplit && !loaded.heldOut) {
+  if (requested.valSplit && !loaded.heldOut) {
     ({ train: trainSplit, val } = stratifiedSplit(
       dataset.train,
       dataset.shape,
       numClasses,
-      plan.valSplit,
-      plan.seed,
+      requested.valSplit,
+      requested.seed,
     ));
   }
+  // Batch size and epochs the user left to defaults fit the data's size (core/plan.ts).
+  const { plan, note: sizing } = sizeToData(requested, trainSplit.count);
   log(
     `training ${plan.model} on ${dataset.name} (${trainSplit.count} train${val ? ` / ${val.count} val` : ''} / ${dataset.test.count} test, ${h}x${w}x${c}) ` +
-      `from ${located.dir}, backend ${backend}, data loaded in ${seconds.toFixed(2)}s`,
+      `from ${located.dir}, backend ${backend}, data loaded in ${seconds.toFixed(2)}s` +
+      (sizing ? `; ${sizing}` : ''),
   );
 
   const optimizer = optimizerFor(plan);
@@ -267,6 +277,7 @@ export async function trainSession(
     preprocessing: preprocessingFor(loaded.source, dataset.train, dataset.shape),
     data: loaded.source,
     config: { ...plan, out: dir },
+    ...(sizing ? { sizedToData: sizing } : {}),
     backend,
     imgclfVersion: VERSION,
     tfjsVersion,

@@ -43,6 +43,8 @@ export interface RunMetadata {
   data?: DataSource;
   /** The resolved training config. */
   config: Record<string, unknown>;
+  /** What the defaults chose from the data's size (batch size, epochs), when they did. */
+  sizedToData?: string;
   backend: string;
   imgclfVersion: string;
   tfjsVersion: string;
