@@ -74,6 +74,11 @@ export interface TrainConfig {
   valSplit?: number;
   /** Image folders: an unreadable file fails the run instead of being skipped. */
   strict?: boolean;
+  /**
+   * Early stopping: with a validation split, stop after this many epochs without a better
+   * validation accuracy; the best epoch is the run's model. Unset = train every epoch.
+   */
+  patience?: number;
   /** Passes over the training set. Default: the model's (5 for softmax, as the seed). */
   epochs: number;
   /** Examples per minibatch. Default 256, as the seed. */
@@ -129,6 +134,7 @@ const KEYS: (keyof TrainConfig)[] = [
   'channels',
   'resizeMode',
   'valSplit',
+  'patience',
   'strict',
   'epochs',
   'batchSize',
@@ -183,6 +189,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     weightDecay: input.weightDecay ?? d.weightDecay,
     labelSmoothing: input.labelSmoothing ?? d.labelSmoothing,
     valSplit: input.valSplit,
+    patience: input.patience,
     augment: input.augment ?? d.augment,
     modelOptions: input.modelOptions ?? {},
     defaulted: (['batchSize', 'epochs'] as const).filter((k) => input[k] === undefined),
@@ -285,6 +292,13 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
       `--val-split must be a fraction above 0 and at most 0.9 (got ${cfg.valSplit})`,
     );
   }
+  if (cfg.patience !== undefined) {
+    check(
+      Number.isInteger(cfg.patience) && cfg.patience >= 1,
+      `--patience must be a whole number of epochs >= 1 (got ${cfg.patience})`,
+    );
+    check(cfg.valSplit !== undefined, '--patience watches validation accuracy: give --val-split F too');
+  }
   if (cfg.resize !== undefined) {
     check(
       Number.isInteger(cfg.resize) && cfg.resize >= 4 && cfg.resize <= 512,
@@ -341,7 +355,7 @@ export const AUGMENTATION = { pad: 2, flip: true } as const;
 /** The recipe part of `fit`'s options: everything but the data and the callbacks. */
 export type FitRecipe = Pick<
   FitOptions,
-  'epochs' | 'batchSize' | 'seed' | 'shape' | 'labelSmoothing' | 'schedule' | 'warmup' | 'augment'
+  'epochs' | 'batchSize' | 'seed' | 'shape' | 'labelSmoothing' | 'schedule' | 'warmup' | 'augment' | 'patience'
 >;
 
 /** How `fit` trains under a plan, for data of `shape`. */
@@ -355,6 +369,7 @@ export function fitOptionsFor(plan: TrainConfig, shape: ImageShape): FitRecipe {
     schedule: plan.schedule,
     warmup: plan.warmup,
     augment: plan.augment ? { ...AUGMENTATION } : undefined,
+    patience: plan.patience,
   };
 }
 

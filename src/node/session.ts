@@ -194,6 +194,11 @@ function checkResumable(dir: string, ck: LoadedCheckpoint, plan: TrainConfig, da
     );
   }
   const done = ck.fit.epoch;
+  if (ck.fit.stoppedEarly !== undefined) {
+    throw new UserError(
+      `${dir} stopped early after epoch ${ck.fit.stoppedEarly} (no better validation accuracy for ${plan.patience} epochs); its best epoch ${ck.fit.bestEpoch} is the run's model`,
+    );
+  }
   if (done >= plan.epochs && ck.fit.batch === 0) {
     throw new UserError(
       `${dir} has finished ${done} epochs; pass --epochs N with N > ${done} to train it further`,
@@ -234,6 +239,11 @@ export async function trainSession(
       requested.valSplit,
       requested.seed,
     ));
+  }
+  if (requested.patience && !val) {
+    throw new UserError(
+      `--patience needs a validation split, but ${dataset.name} has no test split of its own, so --val-split held out its test split; give the data train/ and test/ folders (or a --test-data CSV)`,
+    );
   }
   // Batch size and epochs the user left to defaults fit the data's size (core/plan.ts).
   const { plan, note: sizing } = sizeToData(requested, trainSplit.count);
@@ -291,6 +301,9 @@ export async function trainSession(
           testAccuracy: state.bestTestAccuracy,
           bestEpoch: state.bestEpoch,
           finalTestAccuracy: last.test_accuracy,
+          ...(state.stoppedEarly !== undefined
+            ? { stoppedEarly: { epoch: state.stoppedEarly, patience: plan.patience! } }
+            : {}),
         }
       : { ...metadata, testAccuracy: last.test_accuracy };
 
@@ -379,7 +392,11 @@ export async function trainSession(
     seconds,
   };
   const result = { history, dir, backend, data };
-  if (hooks.shouldStop?.() && (state?.batch !== 0 || history.length < plan.epochs)) {
+  if (
+    hooks.shouldStop?.() &&
+    state?.stoppedEarly === undefined &&
+    (state?.batch !== 0 || history.length < plan.epochs)
+  ) {
     log(`checkpoint saved in ${path.join(dir, CHECKPOINT_DIR)}; continue with: imgclf train --resume ${dir}`);
     return { ...result, interrupted: true };
   }
@@ -387,6 +404,11 @@ export async function trainSession(
   if (!state || !last)
     throw new UserError(`${dir}: nothing left to train (the run has ${plan.epochs} epochs)`);
   const top = topMetadata(state, last);
+  if (state.stoppedEarly !== undefined) {
+    log(
+      `early stop after epoch ${state.stoppedEarly}: no better validation accuracy for ${plan.patience} epochs`,
+    );
+  }
   if (val) {
     const best = history.find((m) => m.epoch === state!.bestEpoch);
     log(

@@ -89,6 +89,7 @@ export function planFromFlags(opts: Record<string, unknown>, lang: Lang): TrainC
     weightDecay: opts.weightDecay as number | undefined,
     labelSmoothing: opts.labelSmoothing as number | undefined,
     valSplit: opts.valSplit as number | undefined,
+    patience: opts.patience as number | undefined,
     augment: opts.augment as boolean | undefined,
     modelOptions: modelOptionsFrom(opts),
   });
@@ -166,6 +167,11 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
       '--val-split <f>',
       'hold out this fraction of the training data (stratified): for validation, keeping the best epoch, or, for data without a test split, as the test split (default 0.1 there)',
       numberArg('--val-split'),
+    )
+    .option(
+      '--patience <epochs>',
+      'early stopping: stop after this many epochs without a better validation accuracy (needs --val-split)',
+      numberArg('--patience', true),
     )
     .option('--augment', "random crop + flip on each batch (default: the model's; on for cnn)")
     .option('--no-augment', 'turn batch augmentation off')

@@ -279,6 +279,8 @@ export interface FitState {
   bestValAccuracy: number;
   bestEpoch: number;
   bestTestAccuracy?: number;
+  /** The epoch after which early stopping (FitOptions.patience) ended the run. */
+  stoppedEarly?: number;
 }
 
 export interface FitOptions {
@@ -295,6 +297,11 @@ export interface FitOptions {
   augment?: AugmentOptions;
   /** Validation split: the best epoch by its accuracy is reported to onEpoch. */
   val?: Split;
+  /**
+   * Early stopping: with a validation split, end the run after this many epochs without a
+   * better validation accuracy, and put the best epoch's weights back into the model.
+   */
+  patience?: number;
   /** Continue from this state (the caller has restored weights and optimizer state). */
   resume?: FitState;
   /** After each epoch; `best` is true when validation accuracy improved. */
@@ -344,7 +351,14 @@ export async function fit(
         bestEpoch: 0,
       };
   augmentRng.snapshot = state.augmentRng;
-  for (let epoch = state.epoch + 1; epoch <= opts.epochs; epoch++) {
+  // Early stopping keeps the best epoch's weights to put back (only then: they cost a copy).
+  let bestWeights: tf.Tensor[] | undefined;
+  const keepBest = (): void => {
+    bestWeights?.forEach((w) => w.dispose());
+    bestWeights = net.getWeights().map((w) => tf.clone(w));
+  };
+  if (opts.patience && opts.val && r0 && r0.bestEpoch === r0.epoch) keepBest();
+  for (let epoch = state.epoch + 1; epoch <= opts.epochs && state.stoppedEarly === undefined; epoch++) {
     if (opts.shouldStop?.()) {
       await opts.onStop?.(state);
       break;
@@ -396,7 +410,15 @@ export async function fit(
       sums: { loss: 0, correct: 0, seen: 0, seconds: 0 },
       ...(best ? { bestValAccuracy: val.accuracy, bestEpoch: epoch, bestTestAccuracy: ev.accuracy } : {}),
     });
+    if (opts.patience && opts.val) {
+      if (best) keepBest();
+      if (epoch - state.bestEpoch >= opts.patience) {
+        state.stoppedEarly = epoch;
+        if (bestWeights) net.setWeights(bestWeights);
+      }
+    }
     await opts.onEpoch?.(m, state, best);
   }
+  bestWeights?.forEach((w) => w.dispose());
   return state.history;
 }

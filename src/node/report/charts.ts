@@ -21,7 +21,16 @@ export function chartConfig(font: string) {
  * Train loss, train accuracy and test accuracy per epoch on one axis, as d2l's Animator draws
  * them (its legend: train loss, train acc, test acc).
  */
-export function curvesSpec(history: EpochMetrics[], t: Strings, font: string): TopLevelSpec {
+/**
+ * d2l's Animator picture: loss and accuracies per epoch. `best`, when given, marks the epoch
+ * the run kept (the best by validation accuracy), with a note when early stopping ended it.
+ */
+export function curvesSpec(
+  history: EpochMetrics[],
+  t: Strings,
+  font: string,
+  marks: { best?: number; stoppedEarly?: { epoch: number; patience: number } } = {},
+): TopLevelSpec {
   const series = [t.trainLoss, t.trainAcc, t.testAcc];
   const values = history.flatMap((m) => [
     { epoch: m.epoch, series: t.trainLoss, value: m.train_loss },
@@ -31,13 +40,9 @@ export function curvesSpec(history: EpochMetrics[], t: Strings, font: string): T
   const last = Math.max(1, ...history.map((m) => m.epoch));
   // d2l's x range is [1, epochs]; a one-epoch run is centred instead of drawn on the frame.
   const domain = last === 1 ? [0.5, 1.5] : [1, last];
-  return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: t.curvesTitle },
-    width: 480,
-    height: 300,
+  const lines = {
     data: { values },
-    mark: { type: 'line', point: { filled: true, size: 50 }, strokeWidth: 2.5 },
+    mark: { type: 'line' as const, point: { filled: true, size: 50 }, strokeWidth: 2.5 },
     encoding: {
       x: {
         field: 'epoch',
@@ -78,8 +83,35 @@ export function curvesSpec(history: EpochMetrics[], t: Strings, font: string): T
         },
       },
     },
+  };
+  const head = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: marks.stoppedEarly
+      ? {
+          text: t.curvesTitle,
+          subtitle: t.stoppedEarly(marks.stoppedEarly.epoch, marks.stoppedEarly.patience),
+        }
+      : { text: t.curvesTitle },
+    width: 480,
+    height: 300,
     config: chartConfig(font),
   };
+  if (marks.best === undefined) return { ...head, ...lines } as TopLevelSpec;
+  // A dashed rule at the kept epoch, labelled, over the curves.
+  const rule = {
+    data: { values: [{ epoch: marks.best, label: `${t.keptEpoch}: ${marks.best}` }] },
+    layer: [
+      {
+        mark: { type: 'rule' as const, strokeDash: [4, 4], color: '#555555' },
+        encoding: { x: { field: 'epoch', type: 'quantitative' as const } },
+      },
+      {
+        mark: { type: 'text' as const, align: 'left' as const, dx: 4, dy: -130, color: '#555555' },
+        encoding: { x: { field: 'epoch', type: 'quantitative' as const }, text: { field: 'label' } },
+      },
+    ],
+  };
+  return { ...head, layer: [lines, rule] } as TopLevelSpec;
 }
 
 /** Confusion heatmap: colour is the share of the true class (row), text is the count. */

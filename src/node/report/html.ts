@@ -76,6 +76,10 @@ export function reportHtml(p: PageInput): string {
       [t.model, meta.model],
       [t.dataset, `${meta.dataset} (${p.testCount} ${t.images}, ${meta.inputShape.join('×')})`],
       [t.epochs, String(history.length)],
+      ...(meta.bestEpoch !== undefined ? [[t.bestEpoch, String(meta.bestEpoch)]] : []),
+      ...(meta.stoppedEarly
+        ? [[t.stoppedEarly(meta.stoppedEarly.epoch, meta.stoppedEarly.patience), '']]
+        : []),
       [t.backend, meta.backend],
       [t.created, meta.created],
     ],

@@ -115,7 +115,9 @@ export async function writeReport(input: ReportInput): Promise<ReportResult> {
   const confusion = confusionMatrix(ev.predicted, test.labels, k);
   const perClass = perClassMetrics(confusion);
 
-  const curves = await renderVegaLite(curvesSpec(history, t, FONT_FAMILY));
+  const curves = await renderVegaLite(
+    curvesSpec(history, t, FONT_FAMILY, { best: metadata.bestEpoch, stoppedEarly: metadata.stoppedEarly }),
+  );
   const curvesPng = await svgToPng(curves.svg, CHART_SCALE);
   const conf = await renderVegaLite(confusionSpec(confusion, labels, t, FONT_FAMILY));
   const confPng = await svgToPng(conf.svg, CHART_SCALE);

@@ -54,6 +54,8 @@ export interface RunMetadata {
   /** With a validation split: the epoch kept at the top level, and the last epoch's test accuracy. */
   bestEpoch?: number;
   finalTestAccuracy?: number;
+  /** Early stopping ended the run after `epoch`, `patience` epochs after its best one. */
+  stoppedEarly?: { epoch: number; patience: number };
 }
 
 export const MODEL_FILE = 'model.json';
