@@ -83,6 +83,40 @@ function lossAndCorrect(
   return crossEntropyAndCorrect(logits, y, smoothing);
 }
 
+/**
+ * One optimizer step on one batch: the seed's `l.mean().backward()` (or `l.sum()` for its
+ * from-scratch updater) and `updater`. Returns the batch's summed loss and correct count, as
+ * tensors inside the caller's tidy scope.
+ */
+export function trainStep(
+  net: Net,
+  optimizer: Optimizer,
+  x: tf.Tensor4D,
+  labels: ArrayLike<number>,
+  lr: number,
+  labelSmoothing: number,
+): { loss: tf.Scalar; correct: tf.Scalar } {
+  const vars = net.trainableVariables;
+  const n = x.shape[0];
+  const sum = optimizer.lossReduction === 'sum';
+  const y = tf.tensor1d(labels as Int32Array, 'int32');
+  let correct: tf.Scalar | undefined;
+  const { value, grads } = tf.variableGrads(() => {
+    const logits = net.apply(x, { training: true }) as tf.Tensor2D;
+    const { loss: per, correct: c } = lossAndCorrect(net, logits, y, labelSmoothing);
+    correct = tf.keep(c);
+    return (sum ? tf.sum(per) : tf.mean(per)) as tf.Scalar;
+  }, vars);
+  optimizer.apply(
+    vars,
+    vars.map((v) => grads[v.name]),
+    lr,
+    n,
+  );
+  // `correct` is kept (the tape would dispose it): the caller disposes it.
+  return { loss: sum ? value : tf.mul(value, n), correct: correct! };
+}
+
 /** One pass over `split` with minibatch updates. */
 export async function trainEpoch(
   net: Net,
@@ -93,9 +127,7 @@ export async function trainEpoch(
   const start = performance.now();
   const [h, w, c] = opts.shape;
   const rowSize = imageSize(opts.shape);
-  const vars = net.trainableVariables;
   const total = batchCount(split.count, opts.batchSize);
-  const sum = optimizer.lossReduction === 'sum';
   const smoothing = opts.labelSmoothing ?? 0;
   const scratch = new Float32Array(rowSize);
   const carried = opts.sums ?? { loss: 0, correct: 0, seen: 0, seconds: 0 };
@@ -118,26 +150,10 @@ export async function trainEpoch(
     if (opts.augment) augmentBatch(batch.x, n, opts.shape, opts.augment.rng, opts.augment, scratch);
     const lr = opts.schedule ? opts.schedule(step) : optimizer.lr;
     tf.tidy(() => {
-      const x = tf.tensor4d(batch.x, [n, h, w, c]);
-      const y = tf.tensor1d(batch.y, 'int32');
-      let correct: tf.Scalar | undefined;
-      // The seed's l.mean().backward() (or l.sum() for its from-scratch updater).
-      const { value, grads } = tf.variableGrads(() => {
-        const logits = net.apply(x, { training: true }) as tf.Tensor2D;
-        const { loss: per, correct: c } = lossAndCorrect(net, logits, y, smoothing);
-        correct = tf.keep(c);
-        return (sum ? tf.sum(per) : tf.mean(per)) as tf.Scalar;
-      }, vars);
-      optimizer.apply(
-        vars,
-        vars.map((v) => grads[v.name]),
-        lr,
-        n,
-      );
-      const batchLoss = sum ? value : tf.mul(value, n);
-      const newLoss = tf.add(lossSum, batchLoss);
-      const newCorrect = tf.add(correctSum, correct!);
-      correct!.dispose();
+      const r = trainStep(net, optimizer, tf.tensor4d(batch.x, [n, h, w, c]), batch.y, lr, smoothing);
+      const newLoss = tf.add(lossSum, r.loss);
+      const newCorrect = tf.add(correctSum, r.correct);
+      r.correct.dispose(); // kept by trainStep past the gradient tape, so not tidied
       lossSum.dispose();
       correctSum.dispose();
       lossSum = tf.keep(newLoss) as tf.Scalar;
