@@ -1,10 +1,20 @@
-/** Kaggle-style CSV: parsing, its errors, a round trip, and training through the CLI. */
-import { readFileSync, writeFileSync } from 'node:fs';
+/**
+ * Kaggle-style CSV: parsing, its errors, a round trip, streaming (the same images as the whole
+ * text, past V8's string limit), and training through the CLI.
+ */
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { csvClassNames, csvLabelIndices, parseImageCsv, toImageCsv } from '../src/core/data/csv.js';
-import { loadDataset } from '../src/node/data/load.js';
+import {
+  type CsvImages,
+  csvClassNames,
+  csvLabelIndices,
+  ImageCsvParser,
+  parseImageCsv,
+  toImageCsv,
+} from '../src/core/data/csv.js';
+import { loadDataset, readImageCsv } from '../src/node/data/load.js';
 import { cli, expectCleanError, tempDir } from './helpers.js';
 
 const DEBIAN = '/usr/share/datasets/fashion-mnist';
@@ -58,6 +68,146 @@ describe('parseImageCsv', () => {
     expect(() => parseImageCsv('\n\n', 'e.csv')).toThrow(/e\.csv: the CSV file is empty/);
     expect(() => parseImageCsv('label,a,b,c,d\n', 'h.csv')).toThrow(/has a header but no rows/);
     expect(() => parseImageCsv('1,0,0,0,0\n,0,0,0,0\n', 'l.csv')).toThrow(/line 2 has an empty label/);
+  });
+});
+
+/** Parses `text` fed to the incremental parser in pieces of `size` characters. */
+function parseInPieces(text: string, size: number, name: string): CsvImages {
+  const parser = new ImageCsvParser(name);
+  for (let i = 0; i < text.length; i += size) parser.push(text.slice(i, i + size));
+  return parser.finish();
+}
+
+/** The error message `f` throws (undefined when it returns). */
+async function messageOf(f: () => unknown): Promise<string | undefined> {
+  try {
+    await f();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return undefined;
+}
+
+describe('streaming a CSV', () => {
+  const work = tempDir();
+  const rgbRow = (l: string, k: number) =>
+    `${l},${Array.from({ length: 12 }, (_, i) => (i * k) % 256).join(',')}`;
+  const texts: Record<string, string> = {
+    'header, LF, trailing newline': 'label,p1,p2,p3,p4\n3,0,255,10,20\n1,1,2,3,4\n',
+    'header, CRLF, no trailing newline': 'label,p1,p2,p3,p4\r\n3,0,255,10,20\r\n1,1,2,3,4',
+    'no header, CRLF, blank lines': '\r\n3,0,255,10,20\r\n\r\n1,1,2,3,4\r\n\r\n',
+    'a last line ending in CR alone': '3,0,255,10,20\n1,1,2,3,4\r',
+    'spaces, decimals, signs, exponents': 'l,a,b,c,d\n 7 , 1.4,+3,2e1, 0x10\n8,254.5,-0,00255,9\n',
+    'multi-byte labels, RGB': `${rgbRow('猫', 3)}\n${rgbRow('chat é', 5)}\n${rgbRow('🐈', 7)}\n`,
+    'a header with a BOM': '\uFEFFlabel,p1,p2,p3,p4\n3,0,255,10,20\n',
+  };
+
+  it('parses more text than one string can hold (V8 caps strings at 2^29 - 24 characters)', () => {
+    // 64x64 gray images of zero-padded values: 9 characters a pixel keeps the pixels small
+    // (~60 MB) while the text passes 512 MiB, so this runs in about 2 s. It runs first: after
+    // the tests that stream 1-byte chunks, V8 has seen every kind of string in the parser and
+    // the same work takes 2-3 times longer.
+    const side = 64;
+    const row = (label: number) =>
+      `${label},${Array(side * side)
+        .fill('00000000')
+        .join(',')}\n`;
+    const block = (row(0) + row(1)).repeat(64);
+    const parser = new ImageCsvParser('huge.csv');
+    parser.push(`label,${Array.from({ length: side * side }, (_, i) => `pixel${i + 1}`).join(',')}\n`);
+    let total = 0;
+    let rows = 0;
+    while (total <= 2 ** 29) {
+      parser.push(block);
+      total += block.length;
+      rows += 128;
+    }
+    expect(() => 'x'.repeat(total)).toThrow(RangeError);
+    const images = parser.finish();
+    expect(images.count).toBe(rows);
+    expect(images.shape).toEqual([side, side, 1]);
+    expect(images.pixels.length).toBe(rows * side * side);
+    expect(images.labels.at(-1)).toBe('1');
+  });
+
+  it('gives exactly the arrays parseImageCsv gives, however the text is cut', async () => {
+    for (const [what, text] of Object.entries(texts)) {
+      const whole = parseImageCsv(text, 'x.csv');
+      for (const size of [1, 2, 3, 5, 8, 13, text.length]) {
+        expect(parseInPieces(text, size, 'x.csv'), `${what}, pieces of ${size}`).toEqual(whole);
+      }
+      // From a file: bytes cut anywhere, multi-byte characters included.
+      const file = path.join(work, 'stream.csv');
+      writeFileSync(file, text);
+      for (const chunkSize of [1, 2, 3, 7, undefined]) {
+        expect(await readImageCsv(file, { chunkSize }), `${what}, file chunks of ${chunkSize}`).toEqual(
+          whole,
+        );
+      }
+    }
+    expect(parseImageCsv(texts['spaces, decimals, signs, exponents'], 'x').pixels).toEqual(
+      Uint8Array.from([1, 3, 20, 16, 255, 0, 255, 9]),
+    );
+  });
+
+  it('a real file streamed in small chunks matches the whole text, row for row', async () => {
+    const images = gunzipSync(readFileSync(path.join(DEBIAN, 't10k-images-idx3-ubyte.gz'))).subarray(16);
+    const labels = gunzipSync(readFileSync(path.join(DEBIAN, 't10k-labels-idx1-ubyte.gz'))).subarray(8);
+    const text = toImageCsv(
+      images.subarray(0, 300 * 784),
+      Array.from(labels.subarray(0, 300), String),
+      [28, 28, 1],
+    ).replaceAll('\n', '\r\n');
+    const file = path.join(work, 'fashion.csv');
+    writeFileSync(file, text);
+    const streamed = await readImageCsv(file, { chunkSize: 997 });
+    expect(streamed).toEqual(parseImageCsv(text, file));
+    expect(streamed.pixels).toEqual(new Uint8Array(images.subarray(0, 300 * 784)));
+    expect(streamed.count).toBe(300);
+  });
+
+  it('reports the same errors, with the same line numbers, as the whole text', async () => {
+    const bad = [
+      '1,0,0,0,0\n2,0,0,0\n',
+      'label,a,b,c,d\r\n1,0,x,0,0\r\n',
+      '\n\n1,0,0,256,0\n',
+      '1,0,0,0,0,0\n',
+      '\n \r\n',
+      'label,a,b,c,d\n\n',
+      '1,0,0,0,0\n,0,0,0,0',
+      'just-a-label\n',
+      '',
+    ];
+    for (const text of bad) {
+      const whole = await messageOf(() => parseImageCsv(text, 'bad.csv'));
+      expect(whole, JSON.stringify(text)).toMatch(/^bad\.csv: /);
+      for (const size of [1, 2, 4])
+        expect(await messageOf(() => parseInPieces(text, size, 'bad.csv'))).toBe(whole);
+      const file = path.join(work, 'bad.csv');
+      writeFileSync(file, text);
+      expect(await messageOf(() => readImageCsv(file, { chunkSize: 3 }))).toBe(
+        whole?.replace('bad.csv', file),
+      );
+    }
+  });
+
+  it('a missing file, a folder and an unreadable file each say what is wrong', async () => {
+    const missing = path.join(work, 'missing.csv');
+    await expect(readImageCsv(missing)).rejects.toThrow(`${missing} does not exist`);
+    const folder = path.join(work, 'folder.csv');
+    mkdirSync(folder);
+    await expect(readImageCsv(folder)).rejects.toThrow(`${folder} is a folder, not a CSV file`);
+    expectCleanError(cli(['train', '--data', folder]), /folder\.csv is a folder, not a CSV file$/);
+    expectCleanError(cli(['train', '--data', missing]), /missing\.csv does not exist$/);
+    if (process.getuid?.() !== 0) {
+      // root reads any file: the permission case only shows for other users.
+      const locked = path.join(work, 'locked.csv');
+      writeFileSync(locked, '1,0,0,0,0\n');
+      chmodSync(locked, 0);
+      await expect(readImageCsv(locked)).rejects.toThrow(
+        `${locked}: cannot read the file (permission denied)`,
+      );
+    }
   });
 });
 
@@ -158,7 +308,7 @@ describe('train --data file.csv', () => {
     );
     expectCleanError(
       cli(['train', '--data', path.join(work, 'missing.csv')]),
-      /missing\.csv: cannot read the file/,
+      /missing\.csv does not exist$/,
     );
     const small = path.join(work, 'small.csv');
     writeFileSync(small, '1,0,0,0,0\n2,0,0,0,9\n');

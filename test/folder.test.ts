@@ -1,9 +1,20 @@
 /**
  * Training on a generated image folder: four shape classes drawn with sharp in mixed sizes and
- * formats (PNG, JPEG, WebP, GIF) plus one truncated file, through the CLI as a user runs it.
+ * formats (PNG, JPEG, WebP, GIF) plus one truncated file, through the CLI as a user runs it;
+ * then symbolic links (followed, loops and broken links reported) and an oversized image.
  */
-import { mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
+import { crc32, deflateSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadDataset } from '../src/node/data/load.js';
 import { loadImageFolder, scanImageFolder } from '../src/node/data/folder.js';
@@ -241,6 +252,201 @@ describe('bad image folders: one line, exit 2', () => {
     expectCleanError(
       cli(['train', '--data', shapes, '--dataset', 'mnist'], env),
       /--data and --dataset exclude each other/,
+    );
+  });
+});
+
+/** A PNG that declares width x height gray pixels but holds one row: tiny, and only its header is read. */
+function pngClaiming(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const out = Buffer.alloc(8 + data.length + 4);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc32(body), 8 + data.length);
+    return out;
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth; colour type 0 (gray), no interlace
+  return Buffer.concat([
+    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(Buffer.alloc(width + 1))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+describe('symbolic links are followed', () => {
+  const opts = () => ({
+    imageSize: 8,
+    channels: 1 as const,
+    resizeMode: 'fill' as const,
+    cacheDir: path.join(work, 'links-cache'),
+  });
+
+  it('a linked class folder and a linked file are part of the data; the CLI trains on 3 classes', async () => {
+    const dir = path.join(work, 'linked');
+    await writeShapesFolder(dir, { perClass: 4, classes: ['circle', 'square'], seed: 3 });
+    // The third class lives elsewhere (another disk, a shared set), linked in.
+    await writeShapesFolder(path.join(work, 'elsewhere'), { perClass: 4, classes: ['triangle'], seed: 4 });
+    symlinkSync(path.join(work, 'elsewhere', 'triangle'), path.join(dir, 'triangle'));
+    const outside = path.join(work, 'outside-circle.png');
+    writeFileSync(outside, await renderSvg(shapeSvg('circle', 40, new Rng(8)), 'png'));
+    symlinkSync(outside, path.join(dir, 'circle', 'linked.png'));
+    const scan = await scanImageFolder(dir);
+    expect(scan.classNames).toEqual(['circle', 'square', 'triangle']);
+    expect(scan.skipped).toEqual([]);
+    const rels = scan.train.map((e) => e.rel);
+    expect(rels.filter((r) => r.startsWith('triangle/'))).toHaveLength(4);
+    expect(rels).toContain('circle/linked.png');
+    // Sorted, as for plain files: the order (and so the split) does not depend on readdir.
+    expect(rels).toEqual([...rels].sort());
+    const linked = scan.train.find((e) => e.rel === 'circle/linked.png')!;
+    expect(linked.size).toBe(readFileSync(outside).length);
+    const loaded = await loadImageFolder(dir, opts());
+    expect(loaded.train.count).toBe(13);
+    expect(new Set(loaded.train.labels)).toEqual(new Set([0, 1, 2]));
+
+    const r = cli(
+      [
+        'train',
+        '--data',
+        dir,
+        '--channels',
+        '1',
+        '--epochs',
+        '1',
+        '--val-split',
+        '0.3',
+        '--batch-size',
+        '3',
+        '--json',
+      ],
+      env,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json!.data).toMatchObject({ classes: ['circle', 'square', 'triangle'], skipped: [] });
+    const data = r.json!.data as { train: number; test: number };
+    expect(data.train + data.test).toBe(13);
+  });
+
+  it("the cache key follows a linked file's target: edited or re-pointed, it misses", async () => {
+    const dir = path.join(work, 'linked-cache');
+    await writeShapesFolder(dir, { perClass: 2, classes: ['circle', 'square'] });
+    const a = path.join(work, 'target-a.png');
+    const b = path.join(work, 'target-b.png');
+    writeFileSync(a, await renderSvg(shapeSvg('circle', 30, new Rng(1)), 'png'));
+    copyFileSync(a, b);
+    const when = new Date('2024-01-02T03:04:05Z');
+    utimesSync(a, when, when);
+    utimesSync(b, when, when);
+    const link = path.join(dir, 'circle', 'z.png');
+    symlinkSync(a, link);
+    expect((await loadImageFolder(dir, opts())).cache).toBe('miss');
+    expect((await loadImageFolder(dir, opts())).cache).toBe('hit');
+    // The target changes, the link does not.
+    utimesSync(a, when, new Date(when.getTime() + 5000));
+    expect((await loadImageFolder(dir, opts())).cache).toBe('miss');
+    utimesSync(a, when, when);
+    expect((await loadImageFolder(dir, opts())).cache).toBe('miss');
+    expect((await loadImageFolder(dir, opts())).cache).toBe('hit');
+    // Re-pointed at a copy with the same size and time: still another file, so a miss.
+    unlinkSync(link);
+    symlinkSync(b, link);
+    expect((await loadImageFolder(dir, opts())).cache).toBe('miss');
+  });
+
+  it('a link loop is reported once and not followed; --strict stops at it', async () => {
+    const dir = path.join(work, 'loops');
+    await writeShapesFolder(dir, { perClass: 2, classes: ['circle', 'square'] });
+    symlinkSync('.', path.join(dir, 'circle', 'again')); // the class folder itself
+    symlinkSync('../..', path.join(dir, 'square', 'up')); // above the image folder
+    symlinkSync('.', path.join(dir, 'root')); // a "class folder" that is the root
+    symlinkSync('ping', path.join(dir, 'circle', 'pong')); // links that lead to each other
+    symlinkSync('pong', path.join(dir, 'circle', 'ping'));
+    const messages: string[] = [];
+    const loaded = await loadImageFolder(dir, { ...opts(), log: (m) => messages.push(m) });
+    expect(loaded.scan.classNames).toEqual(['circle', 'square']);
+    expect(loaded.train.count).toBe(4);
+    const warnings = messages.filter((m) => m.startsWith('warning:'));
+    expect(warnings).toEqual([
+      `warning: skipping ${path.join(dir, 'root')}: symbolic link loop: it points back to ${dir}; not followed`,
+      `warning: skipping ${path.join(dir, 'circle', 'again')}: symbolic link loop: it points back to ${path.join(dir, 'circle')}; not followed`,
+      `warning: skipping ${path.join(dir, 'circle', 'ping')}: symbolic link loop: the link never reaches a file or folder`,
+      `warning: skipping ${path.join(dir, 'circle', 'pong')}: symbolic link loop: the link never reaches a file or folder`,
+      `warning: skipping ${path.join(dir, 'square', 'up')}: symbolic link loop: it points to ${work}, which contains ${dir}; not followed`,
+    ]);
+    expect(loaded.skipped.map((s) => s.path)).toHaveLength(5);
+    // Reported on a cache hit too (links are not in the cache), still once each.
+    messages.length = 0;
+    const again = await loadImageFolder(dir, { ...opts(), log: (m) => messages.push(m) });
+    expect(again.cache).toBe('hit');
+    expect(messages.filter((m) => m.startsWith('warning:'))).toEqual(warnings);
+    await expect(loadImageFolder(dir, { ...opts(), strict: true })).rejects.toThrow(
+      `${path.join(dir, 'root')}: symbolic link loop: it points back to ${dir}; not followed (--strict stops at unreadable files)`,
+    );
+    expectCleanError(
+      cli(['train', '--data', dir, '--strict'], env),
+      /root: symbolic link loop: it points back to .*loops; not followed \(--strict stops/,
+    );
+  });
+
+  it('a broken link is skipped with a warning naming it; --strict stops at it', async () => {
+    const dir = path.join(work, 'dangling');
+    await writeShapesFolder(dir, { perClass: 2, classes: ['circle', 'square'] });
+    const gone = path.join(work, 'deleted.png');
+    const link = path.join(dir, 'square', 'moved.png');
+    symlinkSync(gone, link);
+    symlinkSync(path.join(work, 'no-such-class'), path.join(dir, 'triangle'));
+    const messages: string[] = [];
+    const loaded = await loadImageFolder(dir, { ...opts(), log: (m) => messages.push(m) });
+    expect(loaded.scan.classNames).toEqual(['circle', 'square']);
+    expect(loaded.train.count).toBe(4);
+    expect(loaded.skipped).toEqual([
+      {
+        path: path.join(dir, 'triangle'),
+        reason: `broken symbolic link: its target ${path.join(work, 'no-such-class')} does not exist`,
+      },
+      { path: link, reason: `broken symbolic link: its target ${gone} does not exist` },
+    ]);
+    expect(messages).toContain(
+      `warning: skipping ${link}: broken symbolic link: its target ${gone} does not exist`,
+    );
+    rmSync(path.join(dir, 'triangle'));
+    const r = cli(['train', '--data', dir, '--strict'], env);
+    expectCleanError(
+      r,
+      /moved\.png: broken symbolic link: its target .*deleted\.png does not exist \(--strict stops at unreadable files\)/,
+    );
+  });
+});
+
+describe('an image over the pixel limit', () => {
+  it('is skipped as too large, and stops --strict with that reason', async () => {
+    const dir = path.join(work, 'huge');
+    await writeShapesFolder(dir, { perClass: 2, classes: ['circle', 'square'] });
+    const huge = path.join(dir, 'square', 'scan.png');
+    writeFileSync(huge, pngClaiming(8000, 7000)); // 56 million pixels declared, 85 bytes on disk
+    const reason =
+      'too large: the image is 8000x7000 pixels, more than the 50 million imgclf decodes; shrink it first';
+    const messages: string[] = [];
+    const opts = { imageSize: 8, channels: 1 as const, resizeMode: 'fill' as const };
+    const loaded = await loadImageFolder(dir, {
+      ...opts,
+      cacheDir: path.join(work, 'huge-cache'),
+      log: (m) => messages.push(m),
+    });
+    expect(loaded.skipped).toEqual([{ path: huge, reason }]);
+    expect(loaded.train.count).toBe(4);
+    expect(messages).toContain(`warning: skipping ${huge}: ${reason}`);
+    await expect(
+      loadImageFolder(dir, { ...opts, cacheDir: path.join(work, 'huge-cache-2'), strict: true }),
+    ).rejects.toThrow(`${huge}: ${reason} (--strict stops at unreadable files)`);
+    expectCleanError(
+      cli(['train', '--data', dir, '--strict'], env),
+      /scan\.png: too large: the image is 8000x7000 pixels, more than the 50 million imgclf decodes; shrink it first \(--strict/,
     );
   });
 });

@@ -50,8 +50,8 @@ export const MAX_CSV_LINE = 2 ** 28;
 /**
  * The CSV parser, fed text a piece at a time: `push` any number of chunks (a line may span
  * chunks), then `finish`. Lines end at '\n' with an optional '\r' before it, exactly as
- * `text.split(/\r?\n/)` splits them, so a file gives the same images read whole or streamed,
- * and no string ever holds more than one line: files over V8's string limit (~512 MB) parse.
+ * `text.split(/\r?\n/)` splits them, so a file gives the same images read whole or streamed.
+ * No string is longer than a chunk or a line: files over V8's string limit (~512 MB) parse.
  * Every error names the file (`name`) and the line.
  */
 export class ImageCsvParser {

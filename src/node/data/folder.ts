@@ -7,9 +7,14 @@
  * prediction. Decoded pixels are cached as bytes in the one cache (node/cache.ts), keyed by
  * every file's path, size and modification time and by the decoding options: a second run
  * reads one file instead of decoding thousands.
+ *
+ * Symbolic links (to class folders, folders or files) are followed. The scan keeps the real
+ * paths (fs.realpath) of the folders it is inside, so a link back to one of them (a loop) is
+ * reported once and not followed; a broken link is reported too. Both are skipped with a
+ * warning, or stop the run under --strict, like an unreadable image.
  */
-import { existsSync, statSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { existsSync, type Stats, statSync } from 'node:fs';
+import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageShape } from '../../core/data/dataset.js';
 import { folderPreprocessing, type ResizeMode } from '../../core/data/source.js';
@@ -21,7 +26,7 @@ import {
   readFolderCache,
   writeFolderCache,
 } from '../cache.js';
-import { prepareImage } from '../image.js';
+import { ImageTooLargeError, prepareImage } from '../image.js';
 
 export type { ResizeMode };
 
@@ -44,8 +49,11 @@ export interface FolderEntry {
   /** Path relative to the folder root, '/'-separated. */
   rel: string;
   label: number;
+  /** Size and modification time of the file, or of a symbolic link's target. */
   size: number;
   mtimeMs: number;
+  /** The file's real path, when a symbolic link on the way leads elsewhere than root/rel. */
+  target?: string;
 }
 
 export interface FolderScan {
@@ -55,6 +63,8 @@ export interface FolderScan {
   classNames: string[];
   train: FolderEntry[];
   test: FolderEntry[];
+  /** Broken or looping symbolic links, left out of the scan (each was reported as a warning). */
+  skipped: SkippedFile[];
 }
 
 export type FolderPart = BytePart;
@@ -79,65 +89,204 @@ const MAX_CLASSES = 256;
 /** Decodes in flight at once: sharp works on libuv's thread pool, so a few overlap usefully. */
 const CONCURRENCY = 4;
 
-async function subdirs(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true });
-  return entries
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort();
+/** How a scan reports what it cannot use: skipped with a warning, or an error under --strict. */
+interface ScanContext {
+  strict: boolean;
+  log?: (message: string) => void;
+  skipped: SkippedFile[];
 }
 
-/** Every file under `dir`, recursively, sorted; hidden files (.DS_Store and the like) are left out. */
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const entries = await readdir(dir, { withFileTypes: true });
-  for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+function skip(ctx: ScanContext, file: string, reason: string): void {
+  if (ctx.strict) throw new UserError(`${file}: ${reason} (--strict stops at unreadable files)`);
+  ctx.skipped.push({ path: file, reason });
+  ctx.log?.(`warning: skipping ${file}: ${reason}`);
+}
+
+/** A folder entry, symbolic links followed: `real` is where it leads (fs.realpath). */
+type Entry =
+  | { kind: 'dir' | 'file'; name: string; path: string; real: string }
+  | { kind: 'problem'; name: string; path: string; reason: string };
+
+const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+/** Why a symbolic link that stat() cannot follow is unusable. */
+async function brokenLink(link: string, err: NodeJS.ErrnoException): Promise<string> {
+  if (err.code === 'ELOOP') return 'symbolic link loop: the link never reaches a file or folder';
+  if (err.code === 'ENOENT' || err.code === 'ENOTDIR') {
+    const target = await readlink(link).catch(() => '?');
+    return `broken symbolic link: its target ${target} does not exist`;
+  }
+  return `cannot follow the symbolic link (${err.message})`;
+}
+
+/**
+ * The visible entries of `dir` (whose real path is `real`), sorted by name, symbolic links
+ * followed to what they point at. Hidden names (.DS_Store, .git) are left out; so are things
+ * that are neither files nor folders (sockets, pipes). Nothing is reported here: the caller
+ * knows whether an entry matters.
+ */
+async function listDir(dir: string, real: string): Promise<Entry[]> {
+  const out: Entry[] = [];
+  for (const e of (await readdir(dir, { withFileTypes: true })).sort(byName)) {
     if (e.name.startsWith('.')) continue;
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await filesUnder(p)));
-    else if (e.isFile()) out.push(p);
+    if (e.isDirectory() || e.isFile()) {
+      out.push({
+        kind: e.isDirectory() ? 'dir' : 'file',
+        name: e.name,
+        path: p,
+        real: path.join(real, e.name),
+      });
+    } else if (e.isSymbolicLink()) {
+      let s: Stats;
+      try {
+        s = await stat(p);
+      } catch (err) {
+        out.push({
+          kind: 'problem',
+          name: e.name,
+          path: p,
+          reason: await brokenLink(p, err as NodeJS.ErrnoException),
+        });
+        continue;
+      }
+      if (s.isDirectory() || s.isFile())
+        out.push({ kind: s.isDirectory() ? 'dir' : 'file', name: e.name, path: p, real: await realpath(p) });
+    }
   }
+  return out;
+}
+
+/**
+ * Why following a folder link would loop, or undefined: it leads to a folder being scanned
+ * (one of `open`, the real paths from the root down to here) or to a folder containing one.
+ */
+function loopReason(target: string, open: string[]): string | undefined {
+  for (const dir of open) {
+    const rel = path.relative(target, dir);
+    if (rel === '') return `symbolic link loop: it points back to ${target}; not followed`;
+    if (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel))
+      return `symbolic link loop: it points to ${target}, which contains ${dir}; not followed`;
+  }
+  return undefined;
+}
+
+/** The class folders of `entries` (a listing of a folder whose own path is open[-1]). */
+function classDirs(entries: Entry[], open: string[], ctx: ScanContext): Map<string, Entry> {
+  const out = new Map<string, Entry>();
+  for (const e of entries) {
+    if (e.kind === 'problem') skip(ctx, e.path, e.reason);
+    else if (e.kind === 'dir') {
+      const loop = loopReason(e.real, open);
+      if (loop) skip(ctx, e.path, loop);
+      else out.set(e.name, e);
+    }
+  }
+  return out;
+}
+
+/**
+ * Every file under `dir` (real path `real`), recursively, sorted, through symbolic links;
+ * `open` holds the real paths of the folders being scanned above it, so a link back up is
+ * reported once and not followed.
+ */
+async function filesUnder(
+  dir: string,
+  real: string,
+  open: string[],
+  ctx: ScanContext,
+): Promise<{ path: string; real: string }[]> {
+  const out: { path: string; real: string }[] = [];
+  open.push(real);
+  for (const e of await listDir(dir, real)) {
+    if (e.kind === 'problem') skip(ctx, e.path, e.reason);
+    else if (e.kind === 'file') out.push(e);
+    else {
+      const loop = loopReason(e.real, open);
+      if (loop) skip(ctx, e.path, loop);
+      else out.push(...(await filesUnder(e.path, e.real, open, ctx)));
+    }
+  }
+  open.pop();
   return out;
 }
 
 async function scanClasses(
   root: string,
-  dir: string,
+  rootReal: string,
+  classes: Map<string, Entry>,
   classNames: string[],
+  open: string[],
   where: string,
+  ctx: ScanContext,
 ): Promise<FolderEntry[]> {
   const entries: FolderEntry[] = [];
   for (const [label, name] of classNames.entries()) {
-    const classDir = path.join(dir, name);
-    if (!existsSync(classDir)) continue;
-    const files = await filesUnder(classDir);
+    const classDir = classes.get(name);
+    if (!classDir || classDir.kind === 'problem') continue;
+    const files = await filesUnder(classDir.path, classDir.real, open, ctx);
     if (files.length === 0)
-      throw new UserError(`class folder ${classDir} is empty; every class needs at least one image`);
+      throw new UserError(`class folder ${classDir.path} is empty; every class needs at least one image`);
     for (const f of files) {
-      const s = await stat(f);
-      entries.push({
-        rel: path.relative(root, f).split(path.sep).join('/'),
+      // stat() follows links: a linked file's size and mtime are its target's, so the cache
+      // key changes when the target does.
+      const s = await stat(f.path);
+      const rel = path.relative(root, f.path);
+      const entry: FolderEntry = {
+        rel: rel.split(path.sep).join('/'),
         label,
         size: s.size,
         mtimeMs: s.mtimeMs,
-      });
+      };
+      if (f.real !== path.join(rootReal, rel)) entry.target = f.real;
+      entries.push(entry);
     }
   }
   if (entries.length === 0) throw new UserError(`${where} holds no images`);
   return entries;
 }
 
-/** Lists the classes and files of an image folder, with the checks that need no decoding. */
-export async function scanImageFolder(folder: string): Promise<FolderScan> {
+/** The folder `name` of a listing that has it. */
+function dirEntry(entries: Entry[], name: string): Extract<Entry, { kind: 'dir' | 'file' }> {
+  const e = entries.find((x) => x.name === name);
+  if (e?.kind !== 'dir') throw new Error(`${name} is not a folder of the listing`);
+  return e;
+}
+
+export interface ScanOptions {
+  /** Fail on a broken or looping symbolic link instead of skipping it with a warning. */
+  strict?: boolean;
+  log?: (message: string) => void;
+}
+
+/**
+ * Lists the classes and files of an image folder, with the checks that need no decoding.
+ * Symbolic links to class folders, folders and files are followed; a broken link or one that
+ * loops back is skipped with a warning (an error with `strict`) and listed in `skipped`.
+ */
+export async function scanImageFolder(folder: string, opts: ScanOptions = {}): Promise<FolderScan> {
   const root = path.resolve(folder);
   if (!existsSync(root))
     throw new UserError(`${folder} does not exist; --data takes a folder of class folders or a .csv file`);
   if (!statSync(root).isDirectory())
     throw new UserError(`${folder} is neither a folder of class folders nor a .csv file`);
-  const top = await subdirs(root);
-  const layout = top.includes('train') && top.includes('test') ? 'split' : 'flat';
-  const trainDir = layout === 'split' ? path.join(root, 'train') : root;
-  const classNames = await subdirs(trainDir);
+  const ctx: ScanContext = { strict: opts.strict ?? false, log: opts.log, skipped: [] };
+  const rootReal = await realpath(root);
+  const top = await listDir(root, rootReal);
+  const topDirs = new Set(top.filter((e) => e.kind === 'dir').map((e) => e.name));
+  const layout = topDirs.has('train') && topDirs.has('test') ? 'split' : 'flat';
+  let trainDir = root;
+  let open = [rootReal];
+  let trainClasses: Map<string, Entry>;
+  if (layout === 'split') {
+    const train = dirEntry(top, 'train');
+    trainDir = train.path;
+    open = [rootReal, train.real];
+    trainClasses = classDirs(await listDir(train.path, train.real), open, ctx);
+  } else {
+    trainClasses = classDirs(top, open, ctx);
+  }
+  const classNames = [...trainClasses.keys()];
   if (classNames.length === 0) {
     throw new UserError(
       `${trainDir} has no class folders; put each class's images in a subfolder named after the class`,
@@ -152,23 +301,26 @@ export async function scanImageFolder(folder: string): Promise<FolderScan> {
     throw new UserError(
       `${trainDir} has ${classNames.length} class folders; at most ${MAX_CLASSES} are supported`,
     );
-  const train = await scanClasses(root, trainDir, classNames, trainDir);
+  const train = await scanClasses(root, rootReal, trainClasses, classNames, open, trainDir, ctx);
   let test: FolderEntry[] = [];
   if (layout === 'split') {
-    const testDir = path.join(root, 'test');
-    const extra = (await subdirs(testDir)).filter((c) => !classNames.includes(c));
+    const testEntry = dirEntry(top, 'test');
+    const testDir = testEntry.path;
+    const testOpen = [rootReal, testEntry.real];
+    const testClasses = classDirs(await listDir(testDir, testEntry.real), testOpen, ctx);
+    const extra = [...testClasses.keys()].filter((c) => !classNames.includes(c));
     if (extra.length) {
       throw new UserError(
         `${testDir} has class folders that train/ lacks: ${extra.join(', ')}; both must use the same class names`,
       );
     }
-    test = await scanClasses(root, testDir, classNames, testDir);
+    test = await scanClasses(root, rootReal, testClasses, classNames, testOpen, testDir, ctx);
   }
   for (const [label, name] of classNames.entries()) {
     if (!train.some((e) => e.label === label))
       throw new UserError(`class folder ${path.join(trainDir, name)} holds no images`);
   }
-  return { root, layout, classNames, train, test };
+  return { root, layout, classNames, train, test, skipped: ctx.skipped };
 }
 
 /** Every file's identity (path, class, size, mtime) and the class names: the cache key. */
@@ -176,7 +328,11 @@ function fileList(scan: FolderScan): string {
   const lines = [scan.classNames.join('/')];
   for (const part of [scan.train, scan.test]) {
     lines.push('--');
-    for (const e of part) lines.push(`${e.rel}\t${e.label}\t${e.size}\t${e.mtimeMs}`);
+    for (const e of part) {
+      // A linked file also keys on where it leads: a link moved to another file is a change.
+      const target = e.target === undefined ? '' : `\t${e.target}`;
+      lines.push(`${e.rel}\t${e.label}\t${e.size}\t${e.mtimeMs}${target}`);
+    }
   }
   return lines.join('\n');
 }
@@ -203,7 +359,9 @@ async function decodePart(
         for (let k = 0; k < row; k++) bytes[k] = Math.round(input[k] * 255);
         decoded[i] = bytes;
       } catch (err) {
-        const reason = (err as Error).message.replace(`${file}: `, '');
+        let reason = (err as Error).message.replace(`${file}: `, '');
+        // "the image is 9000x8000 pixels, more than ...": lead with what is wrong with it.
+        if (err instanceof ImageTooLargeError) reason = `too large: ${reason}`;
         if (opts.strict) throw new UserError(`${file}: ${reason} (--strict stops at unreadable files)`);
         skipped.push({ path: file, reason });
         opts.log?.(`warning: skipping ${file}: ${reason}`);
@@ -239,7 +397,8 @@ function checkEveryClass(
 
 /** Scans, then decodes (or reads from the cache) every image of an image folder. */
 export async function loadImageFolder(folder: string, opts: FolderOptions): Promise<LoadedFolder> {
-  const scan = await scanImageFolder(folder);
+  // Broken and looping links are reported here, on every run: they are not in the cache key.
+  const scan = await scanImageFolder(folder, { strict: opts.strict, log: opts.log });
   const shape: ImageShape = [opts.imageSize, opts.imageSize, opts.channels];
   const cachePath = folderCachePath(
     opts.cacheDir ?? folderCacheDir(),
@@ -256,8 +415,8 @@ export async function loadImageFolder(folder: string, opts: FolderOptions): Prom
   );
   const cached = await readFolderCache(cachePath, opts.log);
   if (cached) {
-    const { skipped } = cached.header;
-    for (const s of skipped) {
+    const skipped = [...scan.skipped, ...cached.header.skipped];
+    for (const s of cached.header.skipped) {
       if (opts.strict) throw new UserError(`${s.path}: ${s.reason} (--strict stops at unreadable files)`);
       opts.log?.(`warning: skipping ${s.path}: ${s.reason}`);
     }
@@ -267,18 +426,19 @@ export async function loadImageFolder(folder: string, opts: FolderOptions): Prom
   const total = scan.train.length + scan.test.length;
   let done = 0;
   const progress = () => opts.onProgress?.(++done, total);
-  const skipped: SkippedFile[] = [];
-  const train = await decodePart(scan, scan.train, shape, opts, skipped, progress);
-  const test = await decodePart(scan, scan.test, shape, opts, skipped, progress);
+  const unreadable: SkippedFile[] = [];
+  const train = await decodePart(scan, scan.train, shape, opts, unreadable, progress);
+  const test = await decodePart(scan, scan.test, shape, opts, unreadable, progress);
   const trainDir = scan.layout === 'split' ? path.join(scan.root, 'train') : scan.root;
   checkEveryClass(scan.classNames, scan.train, train, trainDir);
   checkEveryClass(scan.classNames, scan.test, test, path.join(scan.root, 'test'));
   await writeFolderCache(
     cachePath,
-    { shape, trainCount: train.count, testCount: test.count, skipped },
+    { shape, trainCount: train.count, testCount: test.count, skipped: unreadable },
     train,
     test,
     opts.log,
   );
+  const skipped = [...scan.skipped, ...unreadable];
   return { scan, shape, train, test, skipped, cache: 'miss', cachePath };
 }

@@ -6,10 +6,10 @@
  *   - folder: an image folder, one subfolder per class
  *   - csv:    a Kaggle-style `label,pixel1..pixelN` file
  */
-import { readFile } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../core/errors.js';
-import { csvClassNames, csvLabelIndices, parseImageCsv } from '../../core/data/csv.js';
+import { type CsvImages, csvClassNames, csvLabelIndices, ImageCsvParser } from '../../core/data/csv.js';
 import { type Dataset, type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
 import { type DataSource, idxSource } from '../../core/data/source.js';
 import { loadImageFolder, type SkippedFile } from './folder.js';
@@ -155,19 +155,62 @@ async function loadFolder(
   };
 }
 
-async function readCsv(file: string) {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    throw new UserError(`${file}: cannot read the file (does it exist?)`);
+/** A read error as one line a user can act on. */
+function readError(file: string, err: unknown): UserError {
+  if (err instanceof UserError) return err;
+  const e = err as NodeJS.ErrnoException;
+  switch (e.code) {
+    case 'ENOENT':
+      return new UserError(`${file} does not exist`);
+    case 'EISDIR':
+      return new UserError(`${file} is a folder, not a CSV file`);
+    case 'EACCES':
+    case 'EPERM':
+      return new UserError(`${file}: cannot read the file (permission denied)`);
+    default:
+      return new UserError(`${file}: cannot read the file (${e.message})`);
   }
-  return parseImageCsv(text, file);
+}
+
+export interface ReadCsvOptions {
+  /** Bytes read at a time (default 1 MiB); tests make it tiny to split lines and characters. */
+  chunkSize?: number;
+}
+
+/**
+ * Reads an image CSV by streaming it through the incremental parser: no string ever holds more
+ * than a chunk or a line, so a file larger than V8's string limit (~512 MB) loads, and the
+ * result is exactly `parseImageCsv` of the file's text.
+ */
+export async function readImageCsv(file: string, opts: ReadCsvOptions = {}): Promise<CsvImages> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    throw readError(file, err);
+  }
+  try {
+    // open() succeeds on a folder (on Linux); say so before the first read fails with EISDIR.
+    if ((await handle.stat()).isDirectory()) throw new UserError(`${file} is a folder, not a CSV file`);
+  } catch (err) {
+    await handle.close();
+    throw readError(file, err);
+  }
+  // The stream owns the handle from here, and closes it when it ends or is destroyed.
+  const stream = handle.createReadStream({ encoding: 'utf8', highWaterMark: opts.chunkSize ?? 1 << 20 });
+  const parser = new ImageCsvParser(file);
+  try {
+    for await (const chunk of stream) parser.push(chunk as string);
+  } catch (err) {
+    stream.destroy();
+    throw readError(file, err);
+  }
+  return parser.finish();
 }
 
 async function loadCsv(source: Extract<DataSource, { kind: 'csv' }>): Promise<LoadedParts> {
   const file = path.resolve(source.path);
-  const trainCsv = await readCsv(file);
+  const trainCsv = await readImageCsv(file);
   const classNames = csvClassNames(trainCsv.labels);
   if (classNames.length < 2)
     throw new UserError(
@@ -181,7 +224,7 @@ async function loadCsv(source: Extract<DataSource, { kind: 'csv' }>): Promise<Lo
   let split: { train: Split; test: Split };
   const testPath = source.testPath ? path.resolve(source.testPath) : undefined;
   if (testPath) {
-    const testCsv = await readCsv(testPath);
+    const testCsv = await readImageCsv(testPath);
     if (testCsv.shape.join('x') !== shape.join('x')) {
       throw new UserError(
         `${testPath} holds ${testCsv.shape.join('x')} images but ${file} holds ${shape.join('x')}`,
