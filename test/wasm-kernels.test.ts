@@ -43,6 +43,10 @@ describe('wasm transpose', () => {
       [2, 3, 4],
       [1, 0, 2],
     ], // not a 2-D block swap: falls back to the original kernel
+    [
+      [1, 784],
+      [1, 0],
+    ], // only a size-1 axis moves: a copy (the last batch of one image)
   ];
   for (const [shape, perm] of cases) {
     it(`shape ${shape} perm ${perm}`, async () => {
@@ -84,6 +88,20 @@ describe('wasm matMul with transposes', () => {
       }
     });
   }
+
+  it('a batch of one: a [1, K] operand transposed', async () => {
+    for (const [ta, tb, sa, sb] of [
+      [true, false, [1, 784], [1, 10]],
+      [false, true, [10, 1], [784, 1]],
+    ] as const) {
+      const a = tf.randomNormal([...sa], 0, 1, 'float32', 8).dataSync();
+      const b = tf.randomNormal([...sb], 0, 1, 'float32', 9).dataSync();
+      const [cpu, wasm] = await onCpuAndWasm(() =>
+        tf.matMul(tf.tensor(a, [...sa]), tf.tensor(b, [...sb]), ta, tb),
+      );
+      expect(maxAbsDiff(cpu, wasm)).toBeLessThanOrEqual(1e-4);
+    }
+  });
 
   it('leaks no tensors', async () => {
     await tf.setBackend('wasm');

@@ -108,14 +108,21 @@ function fastTranspose(
 ): tf.TensorInfo | undefined {
   if (x.dtype !== 'float32') return undefined;
   const squeezed = squeezePerm(x.shape, perm);
-  const plan = asBatched2d(squeezed.shape, squeezed.perm);
-  if (!plan) return undefined;
+  // Moving only size-1 axes (a [1, 784] matrix, the last batch of one image) keeps the memory
+  // order: the transpose is a copy.
+  const identity = squeezed.perm.every((p, i) => p === i);
+  const plan = identity ? undefined : asBatched2d(squeezed.shape, squeezed.perm);
+  if (!plan && !identity) return undefined;
   const out = backend.makeOutput(
     perm.map((p) => x.shape[p]),
     x.dtype,
   );
   const src = backend.typedArrayFromHeap(x) as Float32Array;
   const dst = backend.typedArrayFromHeap(out) as Float32Array;
+  if (!plan) {
+    dst.set(src);
+    return out;
+  }
   const { batch, rows, cols } = plan;
   const stride = rows * cols;
   for (let b = 0; b < batch; b++) transpose2d(src, dst, rows, cols, b * stride, b * stride);
