@@ -135,15 +135,15 @@ function stopOnSigint(out: Output): { shouldStop: () => boolean; release: () => 
   return { shouldStop: () => stop, release: () => process.off('SIGINT', onSigint) };
 }
 
-export function registerTrain(program: Command, globals: () => GlobalOptions): void {
+/**
+ * The flags that make a plan (core/plan.ts): model, recipe, data. `train` and `lr-find` both
+ * take them, so the same flags mean the same thing in both.
+ */
+export function withPlanOptions(command: Command): Command {
   // Help shows the plan's own defaults (core/plan.ts), never a copy of them.
   const seed = modelDefaults('softmax');
   const fromPlan = (what: string) => `(default: the model's; ${what} for softmax)`;
-  program
-    .command('train')
-    .description(
-      'train a model on Fashion-MNIST, another built-in set, or your own images, and write a run directory',
-    )
+  return command
     .option('--model <name>', 'model name (see `imgclf models`; default softmax)')
     .option(
       '--epochs <n>',
@@ -181,11 +181,6 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
     .option('--activation <name>', 'mlp/lenet activation: relu or sigmoid')
     .option('--pool <name>', 'lenet pooling: max or avg')
     .option(
-      '--resume <dir>',
-      'continue an interrupted run from its checkpoint (with --epochs: train a finished run further)',
-    )
-    .option('--force', 'replace the run that --out already holds')
-    .option(
       '--seed <n>',
       'seed for weight init, data order and augmentation (default 0)',
       numberArg('--seed', true),
@@ -203,7 +198,22 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
     .option('--channels <n>', 'image folders: 1 (gray) or 3 (RGB, default)', numberArg('--channels', true))
     .option('--resize-mode <mode>', 'image folders: fill (default), contain or cover')
     .option('--strict', 'image folders: fail on an unreadable file instead of skipping it')
-    .option('--resize <n>', 'resize images to N x N (bilinear) before training', numberArg('--resize', true))
+    .option('--resize <n>', 'resize images to N x N (bilinear) before training', numberArg('--resize', true));
+}
+
+export function registerTrain(program: Command, globals: () => GlobalOptions): void {
+  withPlanOptions(
+    program
+      .command('train')
+      .description(
+        'train a model on Fashion-MNIST, another built-in set, or your own images, and write a run directory',
+      ),
+  )
+    .option(
+      '--resume <dir>',
+      'continue an interrupted run from its checkpoint (with --epochs: train a finished run further)',
+    )
+    .option('--force', 'replace the run that --out already holds')
     .option('--out <dir>', 'run directory (default runs/<timestamp>)')
     .action(async (opts: Record<string, unknown>, command: Command) => {
       const g = globals();

@@ -212,3 +212,70 @@ export function probabilitySpec(
     config: chartConfig(font),
   };
 }
+
+/**
+ * The learning-rate range test (core/train/lr-find.ts): loss against learning rate on a log
+ * axis, the smoothed curve over the per-batch points, and a rule at the suggested rate.
+ */
+export function lrFindSpec(
+  r: { lrs: number[]; losses: number[]; smoothed: number[]; suggested: number },
+  t: Strings,
+  font: string,
+): TopLevelSpec {
+  const finite = (v: number) => (Number.isFinite(v) ? v : null);
+  const values = r.lrs.flatMap((lr, i) => [
+    { lr, series: t.rawLoss, loss: finite(r.losses[i]) },
+    { lr, series: t.smoothedLoss, loss: finite(r.smoothed[i]) },
+  ]);
+  // The y range follows the smoothed curve up to a little above its start, so the blow-up at
+  // the end does not flatten the interesting part.
+  const top = Math.min(Math.max(...r.smoothed.filter(Number.isFinite)), (r.smoothed[0] ?? 1) * 1.5);
+  const low = Math.min(...r.smoothed.filter(Number.isFinite), ...r.losses.filter(Number.isFinite));
+  const x = {
+    field: 'lr',
+    type: 'quantitative' as const,
+    title: t.learningRate,
+    scale: { type: 'log' as const },
+    axis: { format: '.0e' },
+  };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: t.lrFindTitle, subtitle: `${t.suggested}: ${r.suggested.toPrecision(2)}` },
+    width: 480,
+    height: 300,
+    layer: [
+      {
+        data: { values },
+        transform: [{ filter: 'datum.loss !== null' }],
+        mark: { type: 'line', strokeWidth: 2, clip: true },
+        encoding: {
+          x,
+          y: {
+            field: 'loss',
+            type: 'quantitative',
+            title: t.loss,
+            scale: { domain: [low * 0.95, top], nice: false },
+          },
+          color: {
+            field: 'series',
+            type: 'nominal',
+            title: null,
+            scale: { domain: [t.rawLoss, t.smoothedLoss], range: ['#c6dbef', '#1f77b4'] },
+            legend: { orient: 'bottom', direction: 'horizontal' },
+          },
+        },
+      },
+      {
+        data: { values: [{ lr: r.suggested, label: `${t.suggested}: ${r.suggested.toPrecision(2)}` }] },
+        layer: [
+          { mark: { type: 'rule', strokeDash: [4, 4], color: '#d62728' }, encoding: { x } },
+          {
+            mark: { type: 'text', align: 'left', dx: 4, dy: -130, color: '#d62728' },
+            encoding: { x, text: { field: 'label' } },
+          },
+        ],
+      },
+    ],
+    config: chartConfig(font),
+  } as TopLevelSpec;
+}

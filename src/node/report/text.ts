@@ -61,6 +61,12 @@ const STRINGS = {
     stoppedEarly: (epoch: number, patience: number) =>
       `stopped early after epoch ${epoch}: no better validation accuracy for ${patience} epochs`,
     keptEpoch: 'kept',
+    lrFindTitle: 'Learning-rate range test',
+    learningRate: 'learning rate (log scale)',
+    loss: 'training loss',
+    smoothedLoss: 'smoothed',
+    rawLoss: 'per batch',
+    suggested: 'suggested',
   },
   zh: {
     reportTitle: '训练报告',
@@ -120,6 +126,12 @@ const STRINGS = {
     stoppedEarly: (epoch: number, patience: number) =>
       `第${epoch}个周期后提前停止：验证准确度连续${patience}个周期没有提高`,
     keptEpoch: '保留',
+    lrFindTitle: '学习率范围测试',
+    learningRate: '学习率（对数坐标）',
+    loss: '训练损失',
+    smoothedLoss: '平滑后',
+    rawLoss: '每批',
+    suggested: '建议',
   },
 } satisfies Record<Lang, unknown>;
 
