@@ -167,13 +167,15 @@ export function readDecoded(
 // ---------------------------------------------------------------------------------------------
 // Decoded image folders: the train and test parts as bytes, plus the files that were skipped.
 
-const FOLDER_FORMAT = 'imgclf-folder-cache/3';
+const FOLDER_FORMAT = 'imgclf-folder-cache/4';
 
 /** One decoded part of a folder: N images of H*W*C bytes and their labels. */
 export interface BytePart {
   pixels: Uint8Array;
   labels: Uint8Array;
   count: number;
+  /** Each image's path relative to the folder (image folders). */
+  files?: string[];
 }
 
 export interface FolderCacheHeader {
@@ -182,6 +184,9 @@ export interface FolderCacheHeader {
   trainCount: number;
   testCount: number;
   skipped: { path: string; reason: string }[];
+  /** Each decoded image's path relative to the folder, train then test. */
+  trainFiles?: string[];
+  testFiles?: string[];
 }
 
 /** Where decoded folders are cached by default. */
@@ -214,7 +219,7 @@ export function writeFolderCache(
 ): Promise<void> {
   return writeEntry(
     file,
-    { ...header, format: FOLDER_FORMAT },
+    { ...header, format: FOLDER_FORMAT, trainFiles: train.files, testFiles: test.files },
     [train.labels, test.labels, train.pixels, test.pixels],
     log,
   );
@@ -238,10 +243,12 @@ export function readFolderCache(
         testPixels.length !== b * row
       )
         return undefined;
+      const files = (list: unknown, n: number) =>
+        Array.isArray(list) && list.length === n ? (list as string[]) : undefined;
       return {
         header,
-        train: { labels: trainLabels, pixels: trainPixels, count: a },
-        test: { labels: testLabels, pixels: testPixels, count: b },
+        train: { labels: trainLabels, pixels: trainPixels, count: a, files: files(header.trainFiles, a) },
+        test: { labels: testLabels, pixels: testPixels, count: b, files: files(header.testFiles, b) },
       };
     },
     log,

@@ -14,6 +14,8 @@ export interface Split {
   labels: Uint8Array;
   /** Number of examples. */
   count: number;
+  /** The file each example came from (image folders), for reports that name their mistakes. */
+  files?: string[];
 }
 
 export interface Dataset {

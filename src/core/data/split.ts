@@ -12,7 +12,9 @@ export function subset(split: Split, shape: ImageShape, indices: ArrayLike<numbe
     images.set(split.images.subarray(j * row, (j + 1) * row), i * row);
     labels[i] = split.labels[j];
   }
-  return { images, labels, count: indices.length };
+  const out: Split = { images, labels, count: indices.length };
+  if (split.files) out.files = Array.from(indices, (j) => split.files![j]);
+  return out;
 }
 
 /**

@@ -377,7 +377,7 @@ async function decodePart(
     pixels.set(decoded[i]!, k * row);
     labels[k] = entries[i].label;
   });
-  return { pixels, labels, count: kept.length };
+  return { pixels, labels, count: kept.length, files: kept.map((i) => entries[i].rel) };
 }
 
 /** A class whose files were all unreadable would silently vanish from the split: refuse it. */

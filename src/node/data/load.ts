@@ -134,10 +134,16 @@ async function loadFolder(
   });
   const { scan, shape } = folder;
   const n = scan.classNames.length;
-  const train = splitFromBytes(folder.train.pixels, folder.train.labels, n, scan.root);
+  // Each example keeps its file's absolute path, so reports can name and link their mistakes.
+  const withFiles = (part: typeof folder.train): Split => {
+    const s = splitFromBytes(part.pixels, part.labels, n, scan.root);
+    if (part.files) s.files = part.files.map((rel) => path.join(scan.root, ...rel.split('/')));
+    return s;
+  };
+  const train = withFiles(folder.train);
   let split: { train: Split; test: Split };
   if (scan.layout === 'split') {
-    split = { train, test: splitFromBytes(folder.test.pixels, folder.test.labels, n, scan.root) };
+    split = { train, test: withFiles(folder.test) };
   } else {
     split = holdOut(train, shape, n, source.valSplit, source.seed, scan.root);
   }

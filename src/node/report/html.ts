@@ -30,6 +30,17 @@ export interface PageInput {
   evalSeconds: number;
   perClass: ClassMetrics[];
   pictures: { curves: Picture; confusion: Picture; predictions: Picture; mistakes: Picture | null };
+  /** Off-diagonal cells of the confusion matrix, largest first. */
+  confusedPairs: { truth: string; predicted: string; count: number; share: number }[];
+  /** The mistakes drawn in mistakes.png, in order, with their files when the data has them. */
+  mistakeRows: {
+    index: number;
+    file?: string;
+    href?: string;
+    truth: string;
+    predicted: string;
+    confidence: number;
+  }[];
   version: string;
 }
 
@@ -52,6 +63,27 @@ function tableHtml(header: string[], rows: (string | number)[][], numeric: boole
     rows.map((r) => `<tr>${r.map((v, i) => cell(v, i, 'td')).join('')}</tr>`).join('') +
     '</tbody></table>'
   );
+}
+
+/** The mistakes as a table; a file name links to the image (relative to report.html). */
+function mistakesTable(p: PageInput): string {
+  const { t } = p;
+  const rows = p.mistakeRows.map((m, i) => {
+    const name = m.file
+      ? m.href
+        ? `<a href="${escapeHtml(m.href)}">${escapeHtml(m.file)}</a>`
+        : escapeHtml(m.file)
+      : `#${m.index}`;
+    return `<tr><td class="num">${i + 1}</td><td>${name}</td><td>${escapeHtml(m.truth)}</td><td>${escapeHtml(m.predicted)}</td><td class="num">${(m.confidence * 100).toFixed(1)}%</td></tr>`;
+  });
+  const head = [
+    '#',
+    p.mistakeRows.some((m) => m.file) ? t.file : t.testIndex,
+    t.truth,
+    t.predictedAs,
+    t.confidence,
+  ];
+  return `<table><thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
 function section(id: string, title: string, body: string): string {
@@ -128,12 +160,25 @@ export function reportHtml(p: PageInput): string {
     section('summary', t.summary, summary),
     section('curves', t.curves, curves),
     section('confusion', t.confusion, img(p.pictures.confusion)),
+    section(
+      'confused-pairs',
+      t.confusedPairs,
+      p.confusedPairs.length
+        ? tableHtml(
+            [t.truth, t.predictedAs, t.count, t.shareOfClass],
+            p.confusedPairs.map((c) => [c.truth, c.predicted, c.count, `${(c.share * 100).toFixed(1)}%`]),
+            [false, false, true, true],
+          )
+        : `<p>${escapeHtml(t.noConfusion)}</p>`,
+    ),
     section('per-class', t.perClass, perClass),
     section('predictions', t.predictions, img(p.pictures.predictions)),
     section(
       'mistakes',
       t.mistakes,
-      p.pictures.mistakes ? img(p.pictures.mistakes) : `<p>${escapeHtml(t.noMistakes)}</p>`,
+      p.pictures.mistakes
+        ? img(p.pictures.mistakes) + mistakesTable(p)
+        : `<p>${escapeHtml(t.noMistakes)}</p>`,
     ),
     section('timings', t.timings, timings),
     section('config', t.config, tableHtml([t.setting, t.valueCol], configRows)),

@@ -56,6 +56,11 @@ export interface ReportResult {
   seconds: number;
 }
 
+/** A file name that fits under a tile: long ones keep their end, where the number usually is. */
+export function shortName(name: string, max = 22): string {
+  return name.length <= max ? name : `…${name.slice(name.length - (max - 1))}`;
+}
+
 /** Test images with their true and predicted labels under each; wrong ones framed. */
 export function predictionItems(
   indices: number[],
@@ -74,15 +79,38 @@ export function predictionItems(
     const wrong = truth !== pred;
     const p = probabilities ? probabilities[i * k + pred] : undefined;
     const pct = withProbability && p !== undefined ? ` ${(p * 100).toFixed(0)}%` : '';
+    const file = test.files?.[i];
     return {
       pixels: test.images.subarray(i * rowSize, (i + 1) * rowSize),
       marked: wrong,
       captions: [
         { text: `${t.trueShort}: ${labels[truth]}`, color: '#222' },
         { text: `${t.predShort}: ${labels[pred]}${pct}`, color: wrong ? '#d62728' : '#2a8a2a', bold: wrong },
+        // Folders: the file's name, so a mistake can be found (and fixed, when mislabelled).
+        ...(file ? [{ text: shortName(path.basename(file)), color: '#555' }] : []),
       ],
     };
   });
+}
+
+/** How many of the most confused pairs the report lists. */
+export const CONFUSED_PAIRS = 10;
+
+/** The off-diagonal cells of a confusion matrix, largest first: which classes get mixed up. */
+export function confusedPairs(
+  confusion: number[][],
+  labels: string[],
+  count: number,
+): { truth: string; predicted: string; count: number; share: number }[] {
+  const cells: { truth: string; predicted: string; count: number; share: number }[] = [];
+  confusion.forEach((row, i) => {
+    const total = row.reduce((a, b) => a + b, 0) || 1;
+    row.forEach((n, j) => {
+      if (i !== j && n > 0)
+        cells.push({ truth: labels[i], predicted: labels[j], count: n, share: n / total });
+    });
+  });
+  return cells.sort((a, b) => b.count - a.count || b.share - a.share).slice(0, count);
 }
 
 /** Indices of wrong predictions, most confident first. */
@@ -136,7 +164,22 @@ export async function writeReport(input: ReportInput): Promise<ReportResult> {
       )
     : null;
 
+  // Folders: name each mistake's file, and link it relative to the report.
+  const mistakeRows = mistakeIdx.map((i) => {
+    const file = test.files?.[i];
+    const pred = ev.predicted[i];
+    return {
+      index: i,
+      file: file ? path.basename(file) : undefined,
+      href: file ? encodeURI(path.relative(dir, file).split(path.sep).join('/')) : undefined,
+      truth: labels[test.labels[i]],
+      predicted: labels[pred],
+      confidence: probabilities[i * k + pred],
+    };
+  });
   const html = reportHtml({
+    confusedPairs: confusedPairs(confusion, labels, CONFUSED_PAIRS),
+    mistakeRows,
     lang,
     t,
     metadata,
