@@ -9,6 +9,8 @@ import { UserError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
 import { registerData } from './commands/data.js';
 import { registerEvaluate } from './commands/evaluate.js';
+import { registerExport } from './commands/export.js';
+import { registerLrFind } from './commands/lr-find.js';
 import { registerModels } from './commands/models.js';
 import { registerPredict } from './commands/predict.js';
 import { registerServe } from './commands/serve.js';
@@ -39,6 +41,8 @@ export function buildProgram(): Command {
   registerModels(program, globals);
   registerServe(program, globals);
   registerReport(program, globals);
+  registerLrFind(program, globals);
+  registerExport(program, globals);
   // Subcommands inherit exitOverride only when set before they are added.
   for (const c of program.commands) c.exitOverride();
   return program;

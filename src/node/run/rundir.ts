@@ -76,6 +76,8 @@ export const REPORT_FILES = [
   'confusion.svg',
   'predictions.png',
   'mistakes.png',
+  // An export describes the weights it was made from: a replaced run drops it.
+  'model.onnx',
 ];
 
 // ---------------------------------------------------------------------------------------------
