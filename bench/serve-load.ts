@@ -2,19 +2,34 @@
  * Load benchmark for `imgclf serve`: POST /api/predict over loopback from 50 concurrent
  * connections for 10 s (autocannon), with the server's resident memory before and after.
  *
- *   npx tsx bench/serve-load.ts [--model DIR] [--connections 50] [--duration 10]
+ *   npx tsx bench/serve-load.ts [--model DIR] [--connections 50] [--seconds 10] [--out FILE]
+ *   npx tsx bench/serve-load.ts --mixed [--seconds 60] [--bad-workers 4] ...
  *
  * Without --model it trains a 1-epoch softmax run into a temporary folder first. The server
  * runs as its own process, started exactly as a user starts it, so its RSS is read from
- * /proc/PID/status. Writes bench/results/serve-load.json; exits 1 when any request failed or
- * RSS grew by more than 50 MB.
+ * /proc/PID/status. `--seconds` (or `--duration`, or $SERVE_LOAD_SECONDS) sets the length.
+ *
+ * --mixed: the good requests run as above while `--bad-workers` loops send bad ones, in turn:
+ * bytes that are no image, a pixel bomb (a PNG header declaring 60000x60000 pixels), uploads
+ * cut off mid-body, malformed multipart, and a request declaring more than the request cap.
+ * It reports whether the server survived (no exit, healthy after), p50/p99 latency of the good
+ * requests, the answers the bad ones got, and RSS growth (target at most 50 MB); default 60 s.
+ *
+ * Writes bench/results/serve-load.json (--mixed: serve-load-mixed.json; --out FILE elsewhere);
+ * exits 1 when a good request failed, a bad one got a 500, the server died or is unhealthy
+ * after, or RSS grew by more than 50 MB.
  */
 import autocannon from 'autocannon';
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { deflateSync } from 'node:zlib';
+import sharp from 'sharp';
+import { imageSize } from '../src/core/data/dataset.js';
+import { loadDataset } from '../src/node/data/load.js';
 import { writeFileAtomic } from '../src/node/fs.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,15 +41,16 @@ function arg(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
+const flag = (name: string) => process.argv.includes(`--${name}`);
+
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
   return kb / 1024;
 }
 
-async function main(): Promise<number> {
-  const connections = Number(arg('connections', '50'));
-  const duration = Number(arg('duration', '10'));
+/** Trains the benchmark model unless --model names one. */
+function benchModel(): string {
   let model = arg('model', '');
   if (!model) {
     model = path.join(mkdtempSync(path.join(os.tmpdir(), 'imgclf-bench-')), 'run');
@@ -43,44 +59,259 @@ async function main(): Promise<number> {
     });
     if (r.status !== 0) throw new Error(`training the benchmark model failed: ${r.stderr}`);
   }
+  return model;
+}
+
+/** `imgclf serve` on a free port, as a user starts it; resolves with its URL. */
+function startServer(model: string): { server: ChildProcess; ready: Promise<string> } {
   const server = spawn(process.execPath, [BIN, 'serve', '--model', model, '--port', '0', '--json'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      server.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const line = out.split('\n').find((l) => l.startsWith('{'));
-        if (line) resolve((JSON.parse(line) as { url: string }).url);
-      });
-      server.on('exit', (code) => reject(new Error(`imgclf serve exited with ${code}`)));
+  const ready = new Promise<string>((resolve, reject) => {
+    let out = '';
+    server.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve((JSON.parse(line) as { url: string }).url);
     });
-    // The request body: Fashion-MNIST test image 0 as the PNG the server itself hands out.
-    const png = Buffer.from(await (await fetch(`${url}/api/data/test/image/0`)).arrayBuffer());
+    server.once('exit', (code) => reject(new Error(`imgclf serve exited with ${code}`)));
+  });
+  return { server, ready };
+}
+
+/**
+ * Fashion-MNIST test image 0 as the PNG `GET /api/data/test/image/0` hands out (the same bytes,
+ * made the same way), made here so that the server does not load the dataset: 60000 images
+ * would leave some 200 MB of garbage in the server until its next full GC, and the RSS
+ * measured would be that GC's timing rather than the load's.
+ */
+async function testImagePng(): Promise<Buffer> {
+  const { dataset } = await loadDataset({ dataset: 'fashion-mnist' });
+  const [h, w, c] = dataset.shape;
+  if (c !== 1) throw new Error(`Fashion-MNIST has one channel, not ${c}`);
+  const pixels = dataset.test.images.subarray(0, imageSize(dataset.shape));
+  const bytes = Buffer.from(Array.from(pixels, (v) => Math.round(v * 255)));
+  return sharp(bytes, { raw: { width: w, height: h, channels: c } })
+    .png()
+    .toBuffer();
+}
+
+// --- bad requests -------------------------------------------------------------------------
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function pngChunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'ascii');
+  let c = 0xffffffff;
+  for (const b of Buffer.concat([head.subarray(4), data])) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE((c ^ 0xffffffff) >>> 0, 0);
+  return Buffer.concat([head, data, crc]);
+}
+
+/** A valid PNG header declaring 60000x60000 gray pixels, with a tiny compressed body (~300 bytes). */
+function pixelBomb(): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(60000, 0);
+  ihdr.writeUInt32BE(60000, 4);
+  ihdr[8] = 8;
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', deflateSync(Buffer.alloc(60001))),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/**
+ * One exchange over a raw socket: writes `head` and `body`, then either waits for the status
+ * line (returns the status) or, with `abortAfterMs`, destroys the socket that long after
+ * writing (returns 0: an aborted upload gets no answer).
+ */
+function rawRequest(port: number, head: string, body: Buffer, abortAfterMs?: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let response = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('no answer within 30 s'));
+    }, 30_000);
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      if (abortAfterMs === undefined) reject(err);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      if (abortAfterMs === undefined) reject(new Error('closed without an answer'));
+    });
+    socket.on('data', (d) => {
+      response += d.toString('latin1');
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(response);
+      if (m) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(Number(m[1]));
+      }
+    });
+    socket.write(head);
+    socket.write(body);
+    if (abortAfterMs !== undefined) {
+      setTimeout(() => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(0);
+      }, abortAfterMs);
+    }
+  });
+}
+
+const rawHead = (port: number, url: string, type: string, length: number) =>
+  `POST ${url} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: ${type}\r\nContent-Length: ${length}\r\n\r\n`;
+
+/** The kinds of bad request, each a function of the port returning the status it got (0 = none). */
+function badKinds(good: Buffer): Record<string, (port: number) => Promise<number>> {
+  const bomb = pixelBomb();
+  const junk = Buffer.from('this is not an image, only some text pretending to be one');
+  const boundary = 'benchBoundary';
+  const multipart = Buffer.from(
+    `--${boundary}\r\ncontent-disposition: form-data; name="image"; filename="x.png"\r\ncontent-type: image/png\r\n\r\n`,
+  );
+  const fullForm = Buffer.concat([multipart, good, Buffer.from(`\r\n--${boundary}--\r\n`)]);
+  return {
+    notAnImage: (port) => rawRequest(port, rawHead(port, '/api/predict', 'image/png', junk.length), junk),
+    pixelBomb: (port) => rawRequest(port, rawHead(port, '/api/predict', 'image/png', bomb.length), bomb),
+    abortedUpload: (port) =>
+      rawRequest(
+        port,
+        rawHead(port, '/api/predict', `multipart/form-data; boundary=${boundary}`, fullForm.length),
+        fullForm.subarray(0, Math.floor(fullForm.length / 2)),
+        20,
+      ),
+    abortedAfterUpload: (port) =>
+      rawRequest(port, rawHead(port, '/api/predict', 'image/png', good.length), good, 1),
+    malformedMultipart: (port) =>
+      rawRequest(
+        port,
+        rawHead(port, '/api/predict', `multipart/form-data; boundary=${boundary}`, multipart.length + 4),
+        Buffer.concat([multipart, Buffer.from('abcd')]),
+      ),
+    overRequestCap: (port) =>
+      rawRequest(
+        port,
+        rawHead(port, '/api/predict/batch', 'multipart/form-data; boundary=x', 1 << 30),
+        multipart,
+      ),
+  };
+}
+
+interface BadCounts {
+  sent: number;
+  /** Answers by status ("0" = none: the client left on purpose). */
+  statuses: Record<string, number>;
+  clientErrors: number;
+}
+
+/** `workers` loops sending the bad kinds in turn until `stopAt`. */
+async function badTraffic(port: number, good: Buffer, workers: number, stopAt: number) {
+  const kinds = badKinds(good);
+  const names = Object.keys(kinds);
+  const counts: Record<string, BadCounts> = Object.fromEntries(
+    names.map((n) => [n, { sent: 0, statuses: {}, clientErrors: 0 }]),
+  );
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      while (Date.now() < stopAt) {
+        const name = names[next++ % names.length];
+        const c = counts[name];
+        c.sent++;
+        try {
+          const status = String(await kinds[name](port));
+          c.statuses[status] = (c.statuses[status] ?? 0) + 1;
+        } catch {
+          c.clientErrors++;
+        }
+      }
+    }),
+  );
+  return counts;
+}
+
+// --- the run ------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const mixed = flag('mixed');
+  const connections = Number(arg('connections', '50'));
+  const seconds = Number(
+    arg('seconds', arg('duration', process.env.SERVE_LOAD_SECONDS ?? (mixed ? '60' : '10'))),
+  );
+  const badWorkers = Number(arg('bad-workers', '4'));
+  const out = path.resolve(
+    arg('out', path.join(ROOT, 'bench', 'results', mixed ? 'serve-load-mixed.json' : 'serve-load.json')),
+  );
+  const model = benchModel();
+  const { server, ready } = startServer(model);
+  let exited: string | undefined;
+  server.on('exit', (code, signal) => (exited = `exit code ${code}, signal ${signal}`));
+  try {
+    const url = await ready;
+    const port = Number(new URL(url).port);
+    // The request body: Fashion-MNIST test image 0 as the PNG the server hands out.
+    const png = await testImagePng();
     const rssStart = rssMb(server.pid!);
     const post = () =>
-      fetch(`${url}/api/predict`, { method: 'POST', body: png, headers: { 'content-type': 'image/png' } });
+      fetch(`${url}/api/predict`, {
+        method: 'POST',
+        body: new Uint8Array(png),
+        headers: { 'content-type': 'image/png' },
+      });
     // Warm-up: first calls compile kernels and fill allocator pools; growth is measured after it.
     for (let i = 0; i < 50; i++) await (await post()).arrayBuffer();
+    if (mixed) await badTraffic(port, png, 1, Date.now() + 1000);
     const rssBefore = rssMb(server.pid!);
-    const result = await autocannon({
-      url: `${url}/api/predict`,
-      method: 'POST',
-      headers: { 'content-type': 'image/png' },
-      body: png,
-      connections,
-      duration,
-    });
-    const rssAfter = rssMb(server.pid!);
-    const check = await post();
+    let rssPeak = rssBefore;
+    const t0 = Date.now();
+    /** RSS every second of the run: growth that levels off is warm-up, growth that keeps on is a leak. */
+    const rssTimeline: [number, number][] = [];
+    const sampler = setInterval(() => {
+      if (exited) return;
+      const rss = rssMb(server.pid!);
+      rssPeak = Math.max(rssPeak, rss);
+      rssTimeline.push([Math.round((Date.now() - t0) / 1000), +rss.toFixed(1)]);
+    }, 1000);
+    const stopAt = Date.now() + seconds * 1000;
+    const [result, bad] = await Promise.all([
+      autocannon({
+        url: `${url}/api/predict`,
+        method: 'POST',
+        headers: { 'content-type': 'image/png' },
+        body: png,
+        connections,
+        duration: seconds,
+      }),
+      mixed ? badTraffic(port, png, badWorkers, stopAt) : Promise.resolve(undefined),
+    ]);
+    clearInterval(sampler);
+    const rssAfter = exited ? NaN : rssMb(server.pid!);
+    const check = exited ? undefined : await post().catch(() => undefined);
+    const health = exited ? undefined : await fetch(`${url}/api/health`).catch(() => undefined);
+    const healthy = check?.ok === true && health?.ok === true;
+    // The server's own count: requests refused as busy (503) and dropped for a gone client.
+    const inference = healthy ? ((await health!.json()) as { inference?: unknown }).inference : undefined;
+    const args = mixed ? `--mixed --seconds ${seconds} --bad-workers ${badWorkers}` : `--seconds ${seconds}`;
     const summary = {
-      command: `npx tsx bench/serve-load.ts --connections ${connections} --duration ${duration}`,
+      command: `npx tsx bench/serve-load.ts ${args} --connections ${connections}`,
       date: new Date().toISOString(),
       machine: `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`,
       body: `Fashion-MNIST test image 0, ${png.length}-byte PNG, raw body (Content-Type image/png)`,
       connections,
-      durationSeconds: duration,
+      durationSeconds: seconds,
       requests: result.requests.total,
       requestsPerSecond: result.requests.average,
       latencyMs: {
@@ -92,22 +323,32 @@ async function main(): Promise<number> {
       errors: result.errors,
       timeouts: result.timeouts,
       non2xx: result.non2xx,
+      ...(bad && {
+        badWorkers,
+        badRequests: bad,
+        badRequestsTotal: Object.values(bad).reduce((s, c) => s + c.sent, 0),
+      }),
       rssMb: {
         start: +rssStart.toFixed(1),
         beforeLoad: +rssBefore.toFixed(1),
+        peak: +rssPeak.toFixed(1),
         afterLoad: +rssAfter.toFixed(1),
         growth: +(rssAfter - rssBefore).toFixed(1),
+        timeline: rssTimeline.map(([t, mb]) => `${t}s ${mb}`).join(', '),
       },
-      serverHealthyAfter: check.ok,
+      serverExited: exited ?? null,
+      serverHealthyAfter: healthy,
+      serverInference: inference ?? null,
     };
-    await writeFileAtomic(
-      path.join(ROOT, 'bench', 'results', 'serve-load.json'),
-      JSON.stringify(summary, null, 2) + '\n',
-    );
+    await writeFileAtomic(out, JSON.stringify(summary, null, 2) + '\n');
     console.log(JSON.stringify(summary, null, 2));
     const failed = summary.errors + summary.timeouts + summary.non2xx;
-    if (failed > 0 || summary.rssMb.growth > MAX_GROWTH_MB || !check.ok) {
-      console.error(`serve-load: FAILED (${failed} failed requests, RSS growth ${summary.rssMb.growth} MB)`);
+    const bad500 = Object.values(bad ?? {}).reduce((s, c) => s + (c.statuses['500'] ?? 0), 0);
+    if (failed > 0 || bad500 > 0 || exited || !healthy || !(summary.rssMb.growth <= MAX_GROWTH_MB)) {
+      console.error(
+        `serve-load: FAILED (${failed} failed good requests, ${bad500} bad requests answered 500, ` +
+          `server ${exited ?? (healthy ? 'healthy' : 'unhealthy')}, RSS growth ${summary.rssMb.growth} MB)`,
+      );
       return 1;
     }
     return 0;

@@ -1,17 +1,39 @@
 /**
- * What the route modules share: the server's options, the run they serve and the lazy loader
- * of the run's data. It sits below app.ts and routes/, so neither imports the other back.
+ * What the route modules share: the server's options, the run they serve, the lazy loader of
+ * the run's data and the inference limiter. It sits below app.ts and routes/, so neither
+ * imports the other back.
  */
 import type { ImageShape } from '../core/data/dataset.js';
 import type { LoadedRun, RunMetadata } from '../node/run/rundir.js';
 import type { RawDataset } from './data.js';
+import type { InferenceLimiter, ServerTimeouts } from './limits.js';
 
 export interface ServerOptions {
   run: LoadedRun;
-  /** Largest accepted image (and request body), in bytes. */
+  /** Largest accepted image (and raw request body), in bytes. */
   maxUploadBytes: number;
+  /**
+   * Largest accepted request as a whole (all the files of a multipart form together), in bytes;
+   * default twice maxUploadBytes. Must be at least maxUploadBytes.
+   */
+  maxRequestBytes?: number;
   /** Most images in one POST /api/predict/batch. */
   maxBatch?: number;
+  /**
+   * Requests decoding or classifying at once (the rest wait in the queue); default twice the
+   * number of CPU cores.
+   */
+  maxConcurrent?: number;
+  /** Requests that may wait for a slot; one more answers 503 with Retry-After. Default 64. */
+  maxQueue?: number;
+  /** Socket timeouts, in ms (limits.ts has the defaults and why). Tests pass short ones. */
+  timeouts?: Partial<ServerTimeouts>;
+  /**
+   * The address the server will listen on (default 127.0.0.1). A loopback address (127.x.x.x,
+   * ::1, localhost) makes the server answer only requests whose Host is a loopback name,
+   * against DNS rebinding; any other address accepts any Host.
+   */
+  host?: string;
   /** Folder with the built page (web/dist); null or missing = API only. */
   webRoot?: string | null;
   /** Dataset folder of a built-in set, for the data and gallery routes (default: the usual search chain). */
@@ -33,6 +55,11 @@ export interface ServerContext {
   maxBatch: number;
   /** maxUploadBytes in MB, as messages and descriptions state it. */
   limitMb: number;
+  /** The cap on a whole request, in bytes and in MB. */
+  maxRequestBytes: number;
+  requestLimitMb: number;
+  /** Decoding and classifying go through it: a few at once, a bounded queue, 503 beyond. */
+  limiter: InferenceLimiter;
   /**
    * The run's own data, loaded on first use and kept. `purpose` ends the 404 message when the
    * data is not available, e.g. "the gallery needs the run's test images".

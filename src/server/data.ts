@@ -2,7 +2,8 @@
  * The run's data as the server hands it out: reloaded from the source the run's metadata records
  * (node/run/data.ts: the image folder, CSV or built-in set the model was trained on, resized as
  * it was), once per server on first use, and kept as bytes (0..255) so a page can download
- * 60000 images as 47 MB of IDX instead of 188 MB of floats.
+ * 60000 images as 47 MB of IDX instead of 188 MB of floats. A request never starts a download:
+ * a built-in set that is not on this machine is a 404 that says how to fetch it.
  */
 import { IDX_DATASET_NAMES } from '../core/data/classes.js';
 import { imageSize, type ImageShape, type Split } from '../core/data/dataset.js';
@@ -10,6 +11,7 @@ import { UserError } from '../core/errors.js';
 import { loadRunData } from '../node/run/data.js';
 import type { RunMetadata } from '../node/run/rundir.js';
 import { HttpError } from './errors.js';
+import { stripPaths } from './paths.js';
 
 export interface RawSplit {
   /** N * H * W * C bytes. */
@@ -51,11 +53,14 @@ function unusableSource(meta: RunMetadata): string | undefined {
   return `its metadata.json has an unusable data source (${JSON.stringify(data)})`;
 }
 
-/** Loads the data the run was trained on (`dataDir` overrides a built-in set's folder) as bytes. */
+/**
+ * Loads the data the run was trained on (`dataDir` overrides a built-in set's folder) as bytes,
+ * without downloading a missing built-in set.
+ */
 export async function loadRawDataset(meta: RunMetadata, dataDir?: string): Promise<RawDataset> {
   const unusable = unusableSource(meta);
   if (unusable) throw new UserError(unusable);
-  const dataset = await loadRunData(meta, dataDir);
+  const dataset = await loadRunData(meta, dataDir, { download: false });
   return {
     name: dataset.name,
     classNames: dataset.classNames,
@@ -77,8 +82,8 @@ function isUnavailable(err: unknown): err is Error {
  * The server's lazy loader of the run's data: the first call loads, later calls share the
  * result. A failure is not kept: the next request tries again, so data put back on disk is
  * served without a restart and every answer states the current reason. Missing data answers
- * 404 `this run's training data is not available (<reason>); <purpose>`; anything else is a
- * bug and stays a 500.
+ * 404 `this run's training data is not available (<reason>); <purpose>`, with the reason's
+ * absolute paths cut to base names; anything else is a bug and stays a 500.
  */
 export function runDataLoader(meta: RunMetadata, dataDir?: string): (purpose: string) => Promise<RawDataset> {
   let loading: Promise<RawDataset> | undefined;
@@ -94,7 +99,7 @@ export function runDataLoader(meta: RunMetadata, dataDir?: string): (purpose: st
       return await loading;
     } catch (err) {
       if (!isUnavailable(err)) throw err;
-      const reason = err.message.replace(/\s*\n\s*/g, ' ');
+      const reason = stripPaths(err.message.replace(/\s*\n\s*/g, ' '));
       throw new HttpError(404, `this run's training data is not available (${reason}); ${purpose}`);
     }
   };

@@ -6,6 +6,7 @@ import { selectBackend } from '../../backend/index.js';
 import { UserError } from '../../core/errors.js';
 import { loadRun } from '../../node/run/rundir.js';
 import { buildServer } from '../../server/app.js';
+import { DEFAULT_MAX_QUEUE } from '../../server/limits.js';
 import { type GlobalOptions, numberArg, Output } from '../output.js';
 import { runDirOf, type RunOptions, withRunOptions } from '../run-options.js';
 
@@ -17,6 +18,15 @@ function defaultWebRoot(): string {
     : path.resolve(here, '../../..');
   return path.join(root, 'web', 'dist');
 }
+
+type ServeOptions = RunOptions & {
+  host: string;
+  port: number;
+  maxUploadMb: number;
+  maxRequestMb?: number;
+  maxConcurrent?: number;
+  maxQueue: number;
+};
 
 export function registerServe(program: Command, globals: () => GlobalOptions): void {
   withRunOptions(
@@ -30,18 +40,46 @@ export function registerServe(program: Command, globals: () => GlobalOptions): v
     .option('--host <host>', 'address to bind; 0.0.0.0 exposes the server to the network', '127.0.0.1')
     .option('--port <port>', 'TCP port (0 = any free port)', numberArg('--port', true), 8080)
     .option('--max-upload-mb <mb>', 'largest accepted image, in MB', numberArg('--max-upload-mb'), 5)
-    .action(async (opts: RunOptions & { host: string; port: number; maxUploadMb: number }) => {
+    .option(
+      '--max-request-mb <mb>',
+      'largest accepted request, all its images together, in MB (default: twice --max-upload-mb)',
+      numberArg('--max-request-mb'),
+    )
+    .option(
+      '--max-concurrent <n>',
+      'requests decoding or classifying at once (default: twice the CPU cores)',
+      numberArg('--max-concurrent', true),
+    )
+    .option(
+      '--max-queue <n>',
+      'requests that may wait for a slot; beyond, 503 with Retry-After',
+      numberArg('--max-queue', true),
+      DEFAULT_MAX_QUEUE,
+    )
+    .action(async (opts: ServeOptions) => {
       const out = new Output(globals());
       if (opts.port < 0 || opts.port > 65535)
         throw new UserError(`--port must be 0 to 65535 (got ${opts.port})`);
       if (!(opts.maxUploadMb > 0))
         throw new UserError(`--max-upload-mb must be positive (got ${opts.maxUploadMb})`);
+      const maxRequestMb = opts.maxRequestMb ?? 2 * opts.maxUploadMb;
+      if (!(maxRequestMb >= opts.maxUploadMb))
+        throw new UserError(
+          `--max-request-mb must be at least --max-upload-mb (${opts.maxUploadMb}; got ${maxRequestMb})`,
+        );
+      if (opts.maxConcurrent !== undefined && !(opts.maxConcurrent >= 1))
+        throw new UserError(`--max-concurrent must be at least 1 (got ${opts.maxConcurrent})`);
+      if (!(opts.maxQueue >= 0)) throw new UserError(`--max-queue must be 0 or more (got ${opts.maxQueue})`);
       const backend = await selectBackend(opts.backend);
       const run = await loadRun(runDirOf(opts));
       const app = await buildServer({
         run,
         backend,
         maxUploadBytes: Math.round(opts.maxUploadMb * 1024 * 1024),
+        maxRequestBytes: Math.round(maxRequestMb * 1024 * 1024),
+        maxConcurrent: opts.maxConcurrent,
+        maxQueue: opts.maxQueue,
+        host: opts.host,
         dataDir: opts.dataDir,
         webRoot: defaultWebRoot(),
       });

@@ -2,7 +2,8 @@
  * The run's data: GET /api/data (what it is), /api/data/:split/images|labels (IDX files, for
  * training in the page), /api/data/:split/image/:index (one image as PNG) and /api/gallery (test
  * images with the server model's predictions). All of them serve the data the run was trained
- * on (server/data.ts), and answer 404 with the reason when it is not available.
+ * on (server/data.ts), and answer 404 with the reason when it is not available. The gallery's
+ * inference takes a slot of the limiter, as the predict routes do.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import sharp from 'sharp';
@@ -44,7 +45,7 @@ function png(bytes: Uint8Array, [h, w, c]: ImageShape): Promise<Buffer> {
 }
 
 export function registerDataRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  const { run, meta, shape, names, dataset } = ctx;
+  const { run, meta, shape, names, dataset, limiter } = ctx;
 
   app.get(
     '/api/data',
@@ -151,7 +152,9 @@ export function registerDataRoutes(app: FastifyInstance, ctx: ServerContext): vo
         labels: ds.test.labels.subarray(offset, offset + n),
         count: n,
       };
-      const r = n ? evaluate(run.model, split, { shape, withProbabilities: true }) : undefined;
+      const r = n
+        ? await limiter.run(req, async () => evaluate(run.model, split, { shape, withProbabilities: true }))
+        : undefined;
       const k = names.length;
       const items = Array.from({ length: n }, (_, i) => {
         const predicted = r!.predicted[i];

@@ -2,13 +2,18 @@
  * The POST routes that take images: /api/predict (one), /api/predict/batch (several) and
  * /api/prepare (the model's input, for a model trained in the page). Decoding and resizing are
  * node/image.ts's, probabilities core/predict.ts's.
+ *
+ * A request's images are read whole first (each at most maxUploadBytes, all together at most
+ * maxRequestBytes); then decoding and inference run in a slot of the limiter (limits.ts), and
+ * stop as soon as the client has gone: nothing is decoded or classified for nobody.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { displayName } from '../../core/data/classes.js';
 import { predictProbabilities, topK } from '../../core/predict.js';
 import { prepareImage } from '../../node/image.js';
 import type { ServerContext } from '../context.js';
-import { HOW_TO_SEND, HttpError } from '../errors.js';
+import { HOW_TO_SEND, HttpError, requestTooLarge } from '../errors.js';
+import { checkClient } from '../limits.js';
 
 const errorSchema = {
   type: 'object',
@@ -42,7 +47,12 @@ const predictionSchema = {
   },
 } as const;
 
-const errorResponses = { 400: errorSchema, 413: errorSchema, 415: errorSchema } as const;
+const errorResponses = {
+  400: errorSchema,
+  413: errorSchema,
+  415: errorSchema,
+  503: errorSchema,
+} as const;
 
 const topKQuery = {
   type: 'object',
@@ -50,14 +60,53 @@ const topKQuery = {
   additionalProperties: false,
 } as const;
 
-/** One image's bytes from a multipart field `image` or a raw body. */
-async function singleImage(req: FastifyRequest): Promise<{ bytes: Buffer; name: string }> {
-  if (req.isMultipart()) {
+interface Upload {
+  bytes: Buffer;
+  name: string;
+  field: string;
+}
+
+/**
+ * The file parts of a multipart body, each read whole as it arrives. The running total is held
+ * to maxRequestBytes, so a request over it is refused once the cap is passed, not after the
+ * whole body has been buffered. A body busboy cannot parse (no boundary, cut short, no
+ * multipart at all) is a 400; the plugin's own errors (413 for its limits) pass as they are.
+ */
+async function* uploads(req: FastifyRequest, ctx: ServerContext): AsyncGenerator<Upload> {
+  let total = 0;
+  try {
     for await (const part of req.parts()) {
-      if (part.type === 'file' && part.fieldname === 'image') {
-        return { bytes: await part.toBuffer(), name: part.filename || 'image' };
-      }
-      if (part.type === 'file') await part.toBuffer();
+      if (part.type !== 'file') continue;
+      const bytes = await part.toBuffer();
+      total += bytes.length;
+      if (total > ctx.maxRequestBytes) throw requestTooLarge(ctx.requestLimitMb);
+      yield { bytes, name: part.filename || part.fieldname, field: part.fieldname };
+    }
+  } catch (err) {
+    if (err instanceof HttpError || typeof (err as { statusCode?: unknown }).statusCode === 'number')
+      throw err;
+    throw new HttpError(
+      400,
+      `malformed multipart/form-data body (${(err as Error).message}); ${HOW_TO_SEND}`,
+    );
+  }
+}
+
+/** `upload`, unless it is empty (400). */
+function nonEmpty<T extends { bytes: Buffer; name: string }>(upload: T): T {
+  if (upload.bytes.length === 0)
+    throw new HttpError(400, `${upload.name}: the image is empty (0 bytes); ${HOW_TO_SEND}`);
+  return upload;
+}
+
+/** One image's bytes from a multipart field `image` or a raw body. */
+async function singleImage(
+  req: FastifyRequest,
+  ctx: ServerContext,
+): Promise<{ bytes: Buffer; name: string }> {
+  if (req.isMultipart()) {
+    for await (const u of uploads(req, ctx)) {
+      if (u.field === 'image') return { bytes: u.bytes, name: u.name };
     }
     throw new HttpError(400, `the multipart form has no file field 'image'; ${HOW_TO_SEND}`);
   }
@@ -70,7 +119,7 @@ async function singleImage(req: FastifyRequest): Promise<{ bytes: Buffer; name: 
 }
 
 export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  const { run, meta, shape, names, maxBatch, limitMb } = ctx;
+  const { run, meta, shape, names, maxBatch, limitMb, requestLimitMb, limiter } = ctx;
 
   function describe(p: Float32Array, k: number, inverted: boolean) {
     const top = topK(p, Math.min(k, names.length));
@@ -84,9 +133,16 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
     };
   }
 
-  async function classify(bytes: Buffer, name: string, k: number) {
-    if (bytes.length === 0) throw new HttpError(400, `${name}: the image is empty (0 bytes); ${HOW_TO_SEND}`);
-    const { input, inverted } = await prepareImage(bytes, shape, meta.preprocessing, name);
+  /** Decodes one image (once) into the model's input; nothing is decoded for a gone client. */
+  async function prepare(bytes: Buffer, name: string, req: FastifyRequest) {
+    checkClient(req);
+    return prepareImage(bytes, shape, meta.preprocessing, name);
+  }
+
+  /** Decodes and classifies one image; a client gone while it decoded gets no inference. */
+  async function classify(bytes: Buffer, name: string, k: number, req: FastifyRequest) {
+    const { input, inverted } = await prepare(bytes, name, req);
+    checkClient(req);
     const [p] = predictProbabilities(run.model, input, 1, shape);
     return describe(p, k, inverted);
   }
@@ -96,7 +152,7 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
     {
       schema: {
         summary: 'Classify one image',
-        description: `${HOW_TO_SEND}. At most ${limitMb} MB. Any size or colour; it is converted as for training.`,
+        description: `${HOW_TO_SEND}. At most ${limitMb} MB. Any size or colour; it is converted as for training. 503 with Retry-After when the server is busy.`,
         consumes: [
           'multipart/form-data',
           'image/png',
@@ -109,8 +165,9 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
       },
     },
     async (req) => {
-      const { bytes, name } = await singleImage(req);
-      return classify(bytes, name, (req.query as { topK: number }).topK);
+      const { bytes, name } = nonEmpty(await singleImage(req, ctx));
+      const k = (req.query as { topK: number }).topK;
+      return limiter.run(req, () => classify(bytes, name, k, req));
     },
   );
 
@@ -119,7 +176,7 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
     {
       schema: {
         summary: 'Classify several images',
-        description: `Multipart form with one or more file fields (any field name), at most ${maxBatch} images of ${limitMb} MB each. Results keep the upload order. One bad image fails the request, naming the file.`,
+        description: `Multipart form with one or more file fields (any field name), at most ${maxBatch} images of ${limitMb} MB each and ${requestLimitMb} MB together. Results keep the upload order. One bad image fails the request, naming the file.`,
         consumes: ['multipart/form-data'],
         querystring: topKQuery,
         response: {
@@ -132,15 +189,18 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
       if (!req.isMultipart())
         throw new HttpError(415, 'send the images as multipart/form-data file fields (one field per image)');
       const k = (req.query as { topK: number }).topK;
-      const files: { bytes: Buffer; name: string }[] = [];
-      for await (const part of req.parts()) {
-        if (part.type === 'file')
-          files.push({ bytes: await part.toBuffer(), name: part.filename || part.fieldname });
-      }
+      const files: Upload[] = [];
+      for await (const u of uploads(req, ctx)) files.push(u);
       if (files.length === 0) throw new HttpError(400, 'the multipart form holds no image files');
-      const predictions = [];
-      for (const f of files) predictions.push({ file: f.name, ...(await classify(f.bytes, f.name, k)) });
-      return { predictions };
+      files.forEach(nonEmpty);
+      // One slot for the whole batch, its images one after another: a batch is one request's
+      // worth of work, and the client is checked before each image.
+      return limiter.run(req, async () => {
+        const predictions = [];
+        for (const f of files)
+          predictions.push({ file: f.name, ...(await classify(f.bytes, f.name, k, req)) });
+        return { predictions };
+      });
     },
   );
 
@@ -154,9 +214,8 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
       },
     },
     async (req) => {
-      const { bytes, name } = await singleImage(req);
-      if (bytes.length === 0) throw new HttpError(400, `${name}: the image is empty (0 bytes)`);
-      const { input, inverted } = await prepareImage(bytes, shape, meta.preprocessing, name);
+      const { bytes, name } = nonEmpty(await singleImage(req, ctx));
+      const { input, inverted } = await limiter.run(req, () => prepare(bytes, name, req));
       return { shape, input: Array.from(input), inverted };
     },
   );

@@ -1,0 +1,43 @@
+/**
+ * No answer shows where things are on the server's disk: a path in the run's config or data
+ * source, and an absolute path inside an error message, is shown as its base name (the run
+ * directory "runs/demo" as "demo", an image folder "/home/me/photos" as "photos").
+ */
+import path from 'node:path';
+
+/** Config and data-source keys that hold paths (config: out, data, testData, dataDir; sources: path, testPath, dataDir). */
+const PATH_KEYS = new Set(['out', 'data', 'testData', 'dataDir', 'path', 'testPath']);
+
+const isAbsolute = (p: string) => path.posix.isAbsolute(p) || path.win32.isAbsolute(p);
+
+/** A path as answers show it: its last segment. */
+export function baseName(p: string): string {
+  const trimmed = p.replace(/[/\\]+$/, '');
+  const base = path.win32.isAbsolute(trimmed) ? path.win32.basename(trimmed) : path.posix.basename(trimmed);
+  return base || '.';
+}
+
+/** A copy of `value` (JSON-like) with every path of a PATH_KEYS key, and every absolute path, cut to its base name. */
+export function publicPaths<T>(value: T): T {
+  const walk = (v: unknown, key?: string): unknown => {
+    if (typeof v === 'string')
+      return (key !== undefined && PATH_KEYS.has(key)) || isAbsolute(v) ? baseName(v) : v;
+    if (Array.isArray(v)) return v.map((x) => walk(x));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]));
+    return v;
+  };
+  return walk(value) as T;
+}
+
+/**
+ * Absolute paths in a message: POSIX ("/home/me/x", at the start or after a space, quote,
+ * bracket, '=' or ','), Windows ("C:\x") and home-relative ("~/x"), up to the next space,
+ * quote, bracket, ',' or ';'. URLs ("https://host/x") are left alone.
+ */
+const ABSOLUTE_IN_TEXT = /(^|[\s'"`([{=,])((?:\/|~\/|[A-Za-z]:\\)[^\s'"`()[\]{},;]*)/g;
+
+/** `message` with each absolute path cut to its base name. */
+export function stripPaths(message: string): string {
+  return message.replace(ABSOLUTE_IN_TEXT, (_m, lead: string, p: string) => lead + baseName(p));
+}
