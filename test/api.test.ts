@@ -32,6 +32,7 @@ import {
   useBackend,
   validationSplit,
 } from '../src/index.js';
+import { pixelsAsFloat } from '../src/core/data/dataset.js';
 import { sizeToData } from '../src/core/plan.js';
 import { writeShapesFolder } from '../src/node/data/shapes.js';
 import { BIN, cli, tempDir } from './helpers.js';
@@ -231,7 +232,7 @@ describe('imgclf API', () => {
 
     it('classifies a picture file as imgclf predict FILE does', async () => {
       const row = 28 * 28;
-      const bytes = Uint8Array.from(data.test.images.subarray(0, row), (v) => Math.round(v * 255));
+      const bytes = Uint8Array.from(pixelsAsFloat(data.test.images, 0, row), (v) => Math.round(v * 255));
       const png = await sharp(bytes, { raw: { width: 28, height: 28, channels: 1 } })
         .png()
         .toBuffer();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { batchCount, batches } from '../src/core/data/batches.js';
-import { splitFromBytes } from '../src/core/data/dataset.js';
+import { pixelsAsFloat, splitFromBytes } from '../src/core/data/dataset.js';
 import { permutation, Rng } from '../src/core/data/rng.js';
 
 const n = 10;
@@ -13,8 +13,12 @@ const split = splitFromBytes(
 );
 
 describe('batches', () => {
-  it('scales pixels to [0, 1] once', () => {
-    expect(split.images[row * 2]).toBeCloseTo(20 / 255, 6);
+  it('keeps pixels as bytes and scales each batch to [0, 1], exactly as b * (1 / 255)', () => {
+    expect(split.images).toBeInstanceOf(Uint8Array);
+    expect(split.images[row * 2]).toBe(20);
+    const [first] = batches(split, { batchSize: 4, rowSize: row });
+    expect(first.x[row * 2]).toBe(Math.fround(20 * (1 / 255)));
+    expect(pixelsAsFloat(split.images, row * 2, 1)[0]).toBe(first.x[row * 2]);
   });
 
   it('yields every example once per epoch, keeping the short last batch', () => {
@@ -62,7 +66,7 @@ describe('stratifiedSplit', () => {
     expect(a.train.count).toBe(90);
     const b = stratifiedSplit(s, [1, 1, 1], 2, 0.1, 4);
     expect(Array.from(b.val.images)).toEqual(Array.from(a.val.images));
-    const all = [...a.train.images, ...a.val.images].map((v) => Math.round(v * 255)).sort((x, y) => x - y);
+    const all = [...a.train.images, ...a.val.images].sort((x, y) => x - y);
     expect(all).toEqual([...Array(100).keys()]);
   });
 });

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import type { Dataset } from '../src/core/data/dataset.js';
+import { type Dataset, pixelsAsFloat } from '../src/core/data/dataset.js';
 import { loadDataset } from '../src/node/data/load.js';
 import { create } from '../src/core/models/index.js';
 import { predictProbabilities } from '../src/core/predict.js';
@@ -63,7 +63,7 @@ describe("the seed's model on Fashion-MNIST", () => {
       created: new Date().toISOString(),
     });
     const loaded = await loadRun(dir);
-    const x = dataset.test.images.subarray(0, 20 * 784);
+    const x = pixelsAsFloat(dataset.test.images, 0, 20 * 784);
     const before = predictProbabilities(a.model, x, 20, dataset.shape);
     const after = predictProbabilities(loaded.model, x, 20, dataset.shape);
     expect(after).toEqual(before);

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import type { ImageShape, Split } from '../src/core/data/dataset.js';
+import { type ImageShape, pixelsAsFloat, type Split } from '../src/core/data/dataset.js';
 import { Rng } from '../src/core/data/rng.js';
 import { UserError } from '../src/core/errors.js';
 import { create, layersNet, type Net } from '../src/core/models/index.js';
@@ -151,7 +151,7 @@ describe('ONNX export of every registered model matches tfjs in ONNX Runtime', (
         expect(Math.max(...Array.from(mean, Math.abs))).toBeGreaterThan(1e-3);
       }
       const t = subset(test, CHECK_IMAGES);
-      const parity = await parityOf(net, exported, t.images, CHECK_IMAGES, SHAPE, t.labels);
+      const parity = await parityOf(net, exported, pixelsAsFloat(t.images), CHECK_IMAGES, SHAPE, t.labels);
       if (c.minAccuracy) expect(parity.onnxAccuracy).toBeGreaterThan(c.minAccuracy);
       measured.push({ label: c.label, parity, bytes: exported.bytes.length, trained: c.trainOn });
       if (!c.minAccuracy) {
@@ -162,7 +162,7 @@ describe('ONNX export of every registered model matches tfjs in ONNX Runtime', (
         net.setWeights(scaled);
         scaled.slice(last).forEach((w) => w.dispose());
         const sharp = convertToOnnx(await net.artifacts(), { model: c.model, classNames, inputShape: SHAPE });
-        const spread = await parityOf(net, sharp, t.images, CHECK_IMAGES, SHAPE, t.labels);
+        const spread = await parityOf(net, sharp, pixelsAsFloat(t.images), CHECK_IMAGES, SHAPE, t.labels);
         measured.push({
           label: `${c.label}, last layer x10`,
           parity: spread,

@@ -6,6 +6,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
 import { FASHION_MNIST_CLASSES } from '../src/core/data/classes.js';
+import { pixelsAsFloat } from '../src/core/data/dataset.js';
 import { parseIdx } from '../src/core/data/idx.js';
 import type { DataSource } from '../src/core/data/source.js';
 import { create } from '../src/core/models/index.js';
@@ -491,7 +492,7 @@ describe('serve a run trained on an image folder', () => {
       expect(one.headers['content-type']).toBe('image/png');
       const { data, info } = await sharp(one.rawPayload).raw().toBuffer({ resolveWithObject: true });
       expect([info.width, info.height, info.channels]).toEqual([16, 16, 3]);
-      const expected = Array.from(ds.test.images.subarray(0, 16 * 16 * 3), (v) => Math.round(v * 255));
+      const expected = Array.from(pixelsAsFloat(ds.test.images, 0, 16 * 16 * 3), (v) => Math.round(v * 255));
       expect(Array.from(data)).toEqual(expected);
       expectError(await server.inject(`/api/data/test/image/${testCount}`), 404, /out of range/);
 

@@ -8,7 +8,14 @@
  * (core/plan.ts), so a setting left out gets the model's own default, exactly as
  * `imgclf train` and the page get it, and trains with `optimizerFor` and `fitOptionsFor`.
  */
-import { type Dataset, type ImageShape, imageSize, type Split, splitFromBytes } from './data/dataset.js';
+import {
+  type Dataset,
+  type ImageShape,
+  imageSize,
+  pixelsAsFloat,
+  type Split,
+  splitFromBytes,
+} from './data/dataset.js';
 import { checkPair, parseIdx } from './data/idx.js';
 import { stratifiedSplit } from './data/split.js';
 import { check, UserError } from './errors.js';
@@ -237,8 +244,10 @@ export function trainChoicesOf(options: object): TrainChoices {
 /** Fails with one line when `split` does not hold images of `shape` with labels below `numClasses`. */
 function checkSplit(split: Split, shape: ImageShape, numClasses: number, what: string): void {
   check(
-    split && split.images instanceof Float32Array && split.labels instanceof Uint8Array,
-    `${what} must be a split: { images: Float32Array, labels: Uint8Array, count }`,
+    split &&
+      (split.images instanceof Float32Array || split.images instanceof Uint8Array) &&
+      split.labels instanceof Uint8Array,
+    `${what} must be a split: { images: Uint8Array (0..255) or Float32Array (0..1), labels: Uint8Array, count }`,
   );
   const row = imageSize(shape);
   check(
@@ -353,7 +362,7 @@ export async function predict(
     const n = Math.min(batch, offset + count - start);
     const probs = predictProbabilities(
       model,
-      split.images.subarray(start * row, (start + n) * row),
+      pixelsAsFloat(split.images, start * row, n * row),
       n,
       model.inputShape,
     );

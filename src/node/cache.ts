@@ -5,10 +5,15 @@
  *   decoded/<label>-<key>.bin  decoded IDX splits: gunzipping and converting Fashion-MNIST's
  *                              60,000 training images is most of a short run's start-up
  *   folders/<label>-<key>.bin  decoded image folders: one file instead of decoding thousands
+ *   features/<label>-<key>.bin a frozen backbone's features of a dataset's images (--backbone):
+ *                              computed once, then a head trains in seconds
+ *   backbones/<label>-<key>.bin a backbone downloaded from a URL (model.json and weight files),
+ *                              so evaluate, predict and serve do not fetch it again
  *
  * One policy for every entry:
  *   - The key hashes what the entry was made from (files' paths, sizes, modification times and
- *     the decoding options), so a changed source gets a new entry.
+ *     the decoding options; a backbone's SHA-256 and each image's pixels), so a changed source
+ *     gets a new entry.
  *   - The label names what the entry is for (a dataset split, a folder with its options). A new
  *     entry replaces the others of its label: one is all a run reuses, and each can be
  *     hundreds of MB.
@@ -97,6 +102,26 @@ export async function writeEntry(
   }
 }
 
+/**
+ * The other entries of `file`'s label (at most one, since a write replaces the others): what
+ * a new entry may reuse rows from.
+ */
+export async function otherEntries(file: string): Promise<string[]> {
+  const dir = path.dirname(file);
+  const name = path.basename(file);
+  const prefix = name.replace(/[0-9a-f]+\.bin$/, '');
+  try {
+    return (await readdir(dir))
+      .filter(
+        (other) =>
+          other !== name && other.startsWith(prefix) && /^[0-9a-f]+\.bin$/.test(other.slice(prefix.length)),
+      )
+      .map((other) => path.join(dir, other));
+  } catch {
+    return [];
+  }
+}
+
 /** What identifies a source file's content cheaply: its absolute path, size and mtime. */
 export async function fileStamps(files: string[]): Promise<[string, number, number][]> {
   return Promise.all(
@@ -108,12 +133,14 @@ export async function fileStamps(files: string[]): Promise<[string, number, numb
 }
 
 // ---------------------------------------------------------------------------------------------
-// Decoded IDX splits: the labels and the float32 pixels of one split.
+// Decoded IDX splits: the labels and the pixels (bytes, as decoded) of one split.
 
-const DECODED_FORMAT = 'imgclf-decoded/2';
+const DECODED_FORMAT = 'imgclf-decoded/3';
 
 export interface DecodedHeader {
   format: string;
+  /** How the pixels are stored: bytes 0..255 or float32 in [0, 1]. */
+  pixels?: 'u8' | 'f32';
   count: number;
   shape: ImageShape;
   /** What the loader reports about the source files (paths, checksums, verified). */
@@ -135,7 +162,8 @@ export async function writeDecoded(
   log?: (message: string) => void,
 ): Promise<void> {
   const pixels = new Uint8Array(split.images.buffer, split.images.byteOffset, split.images.byteLength);
-  await writeEntry(file, { ...header, format: DECODED_FORMAT }, [split.labels, pixels], log);
+  const type = split.images instanceof Float32Array ? 'f32' : 'u8';
+  await writeEntry(file, { ...header, format: DECODED_FORMAT, pixels: type }, [split.labels, pixels], log);
 }
 
 /** The cached split, or undefined when absent or unreadable (an unreadable entry is removed). */
@@ -147,18 +175,17 @@ export function readDecoded(
     file,
     (h, parts) => {
       const pixels = h.count * h.shape[0] * h.shape[1] * h.shape[2];
+      const bytesPer = h.pixels === 'f32' ? 4 : 1;
       if (
         h.format !== DECODED_FORMAT ||
         parts.length !== 2 ||
         parts[0].length !== h.count ||
-        parts[1].length !== pixels * 4
+        parts[1].length !== pixels * bytesPer
       )
         return undefined;
-      // The pixels stay a view over the file's buffer: no second 188 MB copy.
-      return {
-        split: { images: float32View(parts[1]), labels: new Uint8Array(parts[0]), count: h.count },
-        header: h,
-      };
+      // The pixels stay a view over the file's buffer: no second copy.
+      const images = h.pixels === 'f32' ? float32View(parts[1]) : parts[1];
+      return { split: { images, labels: new Uint8Array(parts[0]), count: h.count }, header: h };
     },
     log,
   );
@@ -250,6 +277,153 @@ export function readFolderCache(
         train: { labels: trainLabels, pixels: trainPixels, count: a, files: files(header.trainFiles, a) },
         test: { labels: testLabels, pixels: testPixels, count: b, files: files(header.testFiles, b) },
       };
+    },
+    log,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backbone features (--backbone): one row of float32 features per image, keyed per image.
+
+const FEATURES_FORMAT = 'imgclf-features/1';
+
+/** Bytes of an image's key: a truncated SHA-256 of its pixels (node/backbone/features.ts). */
+export const IMAGE_KEY_BYTES = 16;
+
+export interface FeatureCacheHeader {
+  format: string;
+  /** Images (rows). */
+  count: number;
+  /** Features per image. */
+  dim: number;
+  /** The backbone's SHA-256 (model.json and weight files). */
+  backbone: string;
+}
+
+/** The features of one dataset under one backbone: each image's key and its feature row. */
+export interface FeatureRows {
+  keys: Uint8Array;
+  features: Float32Array;
+  count: number;
+  dim: number;
+}
+
+/**
+ * The entry for the features of a dataset under a backbone. The label is the backbone (its
+ * SHA-256 and how features are taken: layer, input shape, range) and the data's identity (a
+ * folder, a built-in set), so another folder or another backbone keeps its own entry; the key
+ * is every image's key, so any added, removed or changed image makes a new entry (which reuses
+ * the rows of the old one: features are computed once per image).
+ */
+export function featureCachePath(
+  label: { backbone: string; spec: object; data: object },
+  keys: Uint8Array,
+): string {
+  const l = createHash('sha256')
+    .update(JSON.stringify([label.backbone, label.spec, label.data]))
+    .digest('hex')
+    .slice(0, 12);
+  const k = createHash('sha256').update(keys).digest('hex');
+  return entryPath(path.join(cacheRoot(), 'features'), `x${l}`, [FEATURES_FORMAT, k]);
+}
+
+export function writeFeatureCache(
+  file: string,
+  backbone: string,
+  rows: FeatureRows,
+  log?: (message: string) => void,
+): Promise<void> {
+  const header: FeatureCacheHeader = { format: FEATURES_FORMAT, count: rows.count, dim: rows.dim, backbone };
+  const bytes = new Uint8Array(rows.features.buffer, rows.features.byteOffset, rows.features.byteLength);
+  return writeEntry(file, header, [rows.keys, bytes], log);
+}
+
+/** The cached features, or undefined when absent, unreadable or made with another backbone. */
+export function readFeatureCache(
+  file: string,
+  backbone: string,
+  log?: (message: string) => void,
+): Promise<FeatureRows | undefined> {
+  return readEntry<FeatureCacheHeader, FeatureRows>(
+    file,
+    (h, parts) => {
+      if (
+        h.format !== FEATURES_FORMAT ||
+        h.backbone !== backbone ||
+        parts.length !== 2 ||
+        !(h.dim > 0) ||
+        parts[0].length !== h.count * IMAGE_KEY_BYTES ||
+        parts[1].length !== h.count * h.dim * 4
+      )
+        return undefined;
+      return { keys: parts[0], features: float32View(parts[1]), count: h.count, dim: h.dim };
+    },
+    log,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backbones downloaded from a URL: model.json and its weight files, as fetched.
+
+const BACKBONE_FORMAT = 'imgclf-backbone/1';
+
+export interface BackboneCacheHeader {
+  format: string;
+  url: string;
+  sha256: string;
+  /** model.json, then each weight file's path as model.json names it. */
+  names: string[];
+}
+
+/** The entry of the backbone at `url` whose files hash to `sha256`. */
+export function backboneCachePath(url: string, sha256: string): string {
+  const label = createHash('sha256').update(url).digest('hex').slice(0, 12);
+  return entryPath(path.join(cacheRoot(), 'backbones'), `b${label}`, [BACKBONE_FORMAT, url, sha256]);
+}
+
+export function writeBackboneCache(
+  url: string,
+  sha256: string,
+  files: { name: string; data: Uint8Array }[],
+  log?: (message: string) => void,
+): Promise<void> {
+  const header: BackboneCacheHeader = {
+    format: BACKBONE_FORMAT,
+    url,
+    sha256,
+    names: files.map((f) => f.name),
+  };
+  return writeEntry(
+    backboneCachePath(url, sha256),
+    header,
+    files.map((f) => f.data),
+    log,
+  );
+}
+
+/**
+ * The cached files of a backbone, or undefined. `verify` recomputes the SHA-256 of the files
+ * (node/backbone/files.ts): an entry that does not match is treated as unreadable.
+ */
+export function readBackboneCache(
+  url: string,
+  sha256: string,
+  verify: (files: { name: string; data: Uint8Array }[]) => string,
+  log?: (message: string) => void,
+): Promise<{ name: string; data: Uint8Array }[] | undefined> {
+  return readEntry<BackboneCacheHeader, { name: string; data: Uint8Array }[]>(
+    backboneCachePath(url, sha256),
+    (h, parts) => {
+      if (
+        h.format !== BACKBONE_FORMAT ||
+        h.url !== url ||
+        h.sha256 !== sha256 ||
+        !Array.isArray(h.names) ||
+        h.names.length !== parts.length
+      )
+        return undefined;
+      const files = parts.map((data, i) => ({ name: h.names[i], data }));
+      return verify(files) === sha256 ? files : undefined;
     },
     log,
   );

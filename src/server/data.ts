@@ -6,7 +6,7 @@
  * a built-in set that is not on this machine is a 404 that says how to fetch it.
  */
 import { IDX_DATASET_NAMES } from '../core/data/classes.js';
-import { imageSize, type ImageShape, type Split } from '../core/data/dataset.js';
+import { imageSize, type ImageShape, type Pixels, type Split } from '../core/data/dataset.js';
 import { UserError } from '../core/errors.js';
 import { loadRunData } from '../node/run/data.js';
 import type { RunMetadata } from '../node/run/rundir.js';
@@ -30,9 +30,10 @@ export interface RawDataset {
 
 export type SplitName = 'train' | 'test';
 
-function toBytes(images: Float32Array): Uint8Array {
-  // splitFromBytes stored b / 255 as float32; rounding b / 255 * 255 gives b back exactly
-  // (images resized with --resize are interpolated, and rounded to the nearest byte).
+function toBytes(images: Pixels): Uint8Array {
+  // Decoded data is held as bytes already; resized data (--resize) is interpolated floats,
+  // rounded to the nearest byte.
+  if (images instanceof Uint8Array) return images;
   const out = new Uint8Array(images.length);
   for (let i = 0; i < images.length; i++) out[i] = Math.round(images[i] * 255);
   return out;

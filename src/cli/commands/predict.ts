@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { selectBackend } from '../../backend/index.js';
 import { displayName } from '../../core/data/classes.js';
-import { imageSize } from '../../core/data/dataset.js';
+import { imageSize, pixelsAsFloat } from '../../core/data/dataset.js';
 import { UserError } from '../../core/errors.js';
 import { predictProbabilities, topK } from '../../core/predict.js';
 import { prepareImage } from '../../node/image.js';
@@ -59,7 +59,12 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
         const shape = run.metadata.inputShape;
         const n = Math.min(opts.count, dataset.test.count);
         const row = imageSize(shape);
-        const probs = predictProbabilities(run.model, dataset.test.images.subarray(0, n * row), n, shape);
+        const probs = predictProbabilities(
+          run.model,
+          pixelsAsFloat(dataset.test.images, 0, n * row),
+          n,
+          shape,
+        );
         const names = run.metadata.classNames;
         const shown: ShownTestImage[] = [];
         for (let i = 0; i < n; i++) {
@@ -75,13 +80,13 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
           const mark = label === truth ? 'ok' : 'WRONG';
           const art =
             shape[2] === 1
-              ? asciiImage(dataset.test.images.subarray(i * row, (i + 1) * row), shape[1], shape[0])
+              ? asciiImage(pixelsAsFloat(dataset.test.images, i * row, row), shape[1], shape[0])
               : [];
           out.line(
             `#${i}  ${lang === 'zh' ? '真实' : 'true'}: ${displayName(truth, lang)}  ${lang === 'zh' ? '预测' : 'predicted'}: ${displayName(label, lang)}  ${mark}`,
           );
           for (const l of art) out.line('    ' + l);
-          const pixels = dataset.test.images.subarray(i * row, (i + 1) * row);
+          const pixels = pixelsAsFloat(dataset.test.images, i * row, row);
           shown.push({ pixels, truth: displayName(truth, lang), label: displayName(label, lang) });
         }
         if (opts.out) pictures.push(await writeTestGrid(opts.out, shown, shape, lang));

@@ -2,7 +2,7 @@
  * Minibatches as typed arrays. A batch is gathered row by row from the in-memory split into one
  * reusable buffer: slicing a big tfjs tensor instead costs ~124 ms a batch on wasm.
  */
-import { type Split } from './dataset.js';
+import { copyPixels, type Split } from './dataset.js';
 import { permutation, type Rng } from './rng.js';
 
 export interface Batch {
@@ -42,20 +42,24 @@ export function* batches(split: Split, opts: BatchOptions): Generator<Batch> {
     const offset = b * batchSize;
     const size = Math.min(batchSize, split.count - offset);
     if (!order) {
-      // Evaluation order: the rows are contiguous already, so hand out a view without copying.
+      // Evaluation order: the rows are contiguous already; float data is handed out as a view.
       for (let i = 0; i < size; i++) y[i] = split.labels[offset + i];
+      const rows = split.images;
       yield {
-        x: split.images.subarray(offset * rowSize, (offset + size) * rowSize),
+        x:
+          rows instanceof Float32Array
+            ? rows.subarray(offset * rowSize, (offset + size) * rowSize)
+            : (copyPixels(rows, offset * rowSize, size * rowSize, x, 0), x.subarray(0, size * rowSize)),
         y: y.subarray(0, size),
         size,
         offset,
       };
       continue;
     } else {
-      // One memcpy per row (set + subarray): 2 to 5x faster here than an indexed copy loop.
+      // One copy per row (a memcpy for floats, scaled for bytes).
       for (let i = 0; i < size; i++) {
         const j = order[offset + i];
-        x.set(split.images.subarray(j * rowSize, (j + 1) * rowSize), i * rowSize);
+        copyPixels(split.images, j * rowSize, rowSize, x, i * rowSize);
         y[i] = split.labels[j];
       }
     }

@@ -5,11 +5,15 @@ import { permutation, Rng } from './rng.js';
 /** The examples at `indices`, copied into a new split. */
 export function subset(split: Split, shape: ImageShape, indices: ArrayLike<number>): Split {
   const row = imageSize(shape);
-  const images = new Float32Array(indices.length * row);
+  const images =
+    split.images instanceof Float32Array
+      ? new Float32Array(indices.length * row)
+      : new Uint8Array(indices.length * row);
   const labels = new Uint8Array(indices.length);
   for (let i = 0; i < indices.length; i++) {
     const j = indices[i];
-    images.set(split.images.subarray(j * row, (j + 1) * row), i * row);
+    // Same type in and out: a plain row copy.
+    (images as Uint8Array).set((split.images as Uint8Array).subarray(j * row, (j + 1) * row), i * row);
     labels[i] = split.labels[j];
   }
   const out: Split = { images, labels, count: indices.length };

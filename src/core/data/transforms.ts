@@ -1,6 +1,6 @@
 /** Whole-split transforms, done once at load time rather than per batch. */
 import * as tf from '@tensorflow/tfjs-core';
-import { type ImageShape, type Split } from './dataset.js';
+import { type ImageShape, pixelsAsFloat, type Split } from './dataset.js';
 
 /**
  * Bilinear resize of every image to size x size (the seed's optional `Resize`), in chunks so
@@ -14,7 +14,7 @@ export function resizeSplit(split: Split, shape: ImageShape, size: number, chunk
   for (let start = 0; start < split.count; start += chunk) {
     const n = Math.min(chunk, split.count - start);
     const out = tf.tidy(() => {
-      const x = tf.tensor4d(split.images.subarray(start * h * w * c, (start + n) * h * w * c), [n, h, w, c]);
+      const x = tf.tensor4d(pixelsAsFloat(split.images, start * h * w * c, n * h * w * c), [n, h, w, c]);
       return tf.image.resizeBilinear(x, [size, size], false, true);
     });
     images.set(out.dataSync() as Float32Array, start * outRow);

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { pixelsAsFloat } from '../../core/data/dataset.js';
 import { writeFileAtomic } from '../fs.js';
 import { loadRunData } from '../run/data.js';
 import { type LoadedRun, WEIGHTS_FILE } from '../run/rundir.js';
@@ -55,7 +56,7 @@ export async function checkRunParity(
   const shape = run.metadata.inputShape;
   const count = Math.min(opts.limit ?? 1000, dataset.test.count);
   const size = shape[0] * shape[1] * shape[2];
-  return onnxParity(run.model, onnxBytes, dataset.test.images.subarray(0, count * size), count, shape, {
+  return onnxParity(run.model, onnxBytes, pixelsAsFloat(dataset.test.images, 0, count * size), count, shape, {
     labels: dataset.test.labels.subarray(0, count),
   });
 }

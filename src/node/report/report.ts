@@ -12,7 +12,7 @@
 import type { Net } from '../../core/models/net.js';
 import path from 'node:path';
 import { displayName, type Lang } from '../../core/data/classes.js';
-import { imageSize, type Split } from '../../core/data/dataset.js';
+import { imageSize, pixelsAsFloat, type Split } from '../../core/data/dataset.js';
 import type { RunMetadata } from '../run/rundir.js';
 import { type EpochMetrics, evaluate } from '../../core/train/loop.js';
 import { confusionMatrix, perClassMetrics } from '../../core/train/metrics.js';
@@ -81,7 +81,7 @@ export function predictionItems(
     const pct = withProbability && p !== undefined ? ` ${(p * 100).toFixed(0)}%` : '';
     const file = test.files?.[i];
     return {
-      pixels: test.images.subarray(i * rowSize, (i + 1) * rowSize),
+      pixels: pixelsAsFloat(test.images, i * rowSize, rowSize),
       marked: wrong,
       captions: [
         { text: `${t.trueShort}: ${labels[truth]}`, color: '#222' },
