@@ -4,6 +4,7 @@
  *
  *   npx tsx bench/serve-load.ts [--model DIR] [--connections 50] [--seconds 10] [--out FILE]
  *   npx tsx bench/serve-load.ts --mixed [--seconds 60] [--bad-workers 4] ...
+ *   npx tsx bench/serve-load.ts --engines [--seconds 10]   # tfjs and ONNX Runtime, side by side
  *
  * Without --model it trains a 1-epoch softmax run into a temporary folder first. The server
  * runs as its own process, started exactly as a user starts it, so its RSS is read from
@@ -63,8 +64,8 @@ function benchModel(): string {
 }
 
 /** `imgclf serve` on a free port, as a user starts it; resolves with its URL. */
-function startServer(model: string): { server: ChildProcess; ready: Promise<string> } {
-  const server = spawn(process.execPath, [BIN, 'serve', '--model', model, '--port', '0', '--json'], {
+function startServer(model: string, extra: string[] = []): { server: ChildProcess; ready: Promise<string> } {
+  const server = spawn(process.execPath, [BIN, 'serve', '--run', model, '--port', '0', '--json', ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const ready = new Promise<string>((resolve, reject) => {
@@ -245,7 +246,65 @@ async function badTraffic(port: number, good: Buffer, workers: number, stopAt: n
 
 // --- the run ------------------------------------------------------------------------------
 
+/**
+ * --engines: the same load against `serve --engine tfjs` and `serve --engine onnx`, one after
+ * the other in one run (this machine is shared: only figures from one run compare).
+ */
+async function compareEngines(model: string, connections: number, seconds: number): Promise<number> {
+  const png = await testImagePng();
+  const rows: Record<string, unknown>[] = [];
+  for (const engine of ['tfjs', 'onnx']) {
+    const { server, ready } = startServer(model, ['--engine', engine]);
+    try {
+      const url = await ready;
+      const post = () =>
+        fetch(`${url}/api/predict`, {
+          method: 'POST',
+          body: new Uint8Array(png),
+          headers: { 'content-type': 'image/png' },
+        });
+      for (let i = 0; i < 50; i++) await (await post()).arrayBuffer();
+      const r = await autocannon({
+        url: `${url}/api/predict`,
+        method: 'POST',
+        headers: { 'content-type': 'image/png' },
+        body: png,
+        connections,
+        duration: seconds,
+      });
+      rows.push({
+        engine,
+        requestsPerSecond: r.requests.average,
+        latencyMs: { p50: r.latency.p50, p99: r.latency.p99 },
+        errors: r.errors + r.timeouts + r.non2xx,
+        rssMb: +rssMb(server.pid!).toFixed(1),
+      });
+    } finally {
+      server.kill('SIGTERM');
+    }
+  }
+  const [tfjs, onnx] = rows as { requestsPerSecond: number; latencyMs: { p99: number }; errors: number }[];
+  const summary = {
+    command: `npx tsx bench/serve-load.ts --engines --seconds ${seconds} --connections ${connections}`,
+    date: new Date().toISOString(),
+    machine: `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`,
+    engines: rows,
+    onnxOverTfjs: {
+      requestsPerSecond: +(onnx.requestsPerSecond / tfjs.requestsPerSecond).toFixed(2),
+      p99: +(onnx.latencyMs.p99 / tfjs.latencyMs.p99).toFixed(2),
+    },
+  };
+  const out = path.resolve(arg('out', path.join(ROOT, 'bench', 'results', 'serve-load-engines.json')));
+  await writeFileAtomic(out, JSON.stringify(summary, null, 2) + '\n');
+  console.log(JSON.stringify(summary, null, 2));
+  return tfjs.errors + onnx.errors > 0 ? 1 : 0;
+}
+
 async function main(): Promise<number> {
+  if (flag('engines')) {
+    const seconds = Number(arg('seconds', process.env.SERVE_LOAD_SECONDS ?? '10'));
+    return compareEngines(benchModel(), Number(arg('connections', '50')), seconds);
+  }
   const mixed = flag('mixed');
   const connections = Number(arg('connections', '50'));
   const seconds = Number(

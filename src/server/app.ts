@@ -39,6 +39,7 @@ import { registerDataRoutes } from './routes/data.js';
 import { registerModelRoutes } from './routes/model.js';
 import { registerPredictRoutes } from './routes/predict.js';
 import { registerSecurity } from './security.js';
+import { tfjsEngine } from '../node/export/engine.js';
 
 export type { ServerOptions } from './context.js';
 export { HttpError } from './errors.js';
@@ -149,8 +150,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     maxRequestBytes,
     requestLimitMb,
     limiter,
+    engine: opts.engine ?? tfjsEngine(run),
     dataset: runDataLoader(meta, opts.dataDir),
   };
+  app.addHook('onClose', async () => ctx.engine.dispose());
   registerModelRoutes(app, ctx);
   registerPredictRoutes(app, ctx);
   registerDataRoutes(app, ctx);

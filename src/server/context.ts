@@ -4,6 +4,7 @@
  * imports the other back.
  */
 import type { ImageShape } from '../core/data/dataset.js';
+import type { Engine } from '../node/export/engine.js';
 import type { LoadedRun, RunMetadata } from '../node/run/rundir.js';
 import type { RawDataset } from './data.js';
 import type { InferenceLimiter, ServerTimeouts } from './limits.js';
@@ -40,6 +41,8 @@ export interface ServerOptions {
   dataDir?: string;
   /** tfjs backend in use, reported by /api/health. */
   backend?: string;
+  /** What answers the predict routes (node/export/engine.ts); default the run's tfjs model. */
+  engine?: Engine;
   logger?: boolean;
 }
 
@@ -60,6 +63,8 @@ export interface ServerContext {
   requestLimitMb: number;
   /** Decoding and classifying go through it: a few at once, a bounded queue, 503 beyond. */
   limiter: InferenceLimiter;
+  /** Runs the model for the predict routes: tfjs or ONNX Runtime. */
+  engine: Engine;
   /**
    * The run's own data, loaded on first use and kept. `purpose` ends the 404 message when the
    * data is not available, e.g. "the gallery needs the run's test images".

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../../backend/index.js';
 import { UserError } from '../../core/errors.js';
 import { loadRun } from '../../node/run/rundir.js';
+import { createEngine, ENGINES, type EngineName } from '../../node/export/engine.js';
 import { buildServer } from '../../server/app.js';
 import { DEFAULT_MAX_QUEUE } from '../../server/limits.js';
 import { type GlobalOptions, numberArg, Output } from '../output.js';
@@ -56,7 +57,12 @@ export function registerServe(program: Command, globals: () => GlobalOptions): v
       numberArg('--max-queue', true),
       DEFAULT_MAX_QUEUE,
     )
-    .action(async (opts: ServeOptions) => {
+    .option(
+      '--engine <name>',
+      'what runs the model for /api/predict: tfjs (the run itself) or onnx (its ONNX export on ONNX Runtime)',
+      'tfjs',
+    )
+    .action(async (opts: ServeOptions & { engine: string }) => {
       const out = new Output(globals());
       if (opts.port < 0 || opts.port > 65535)
         throw new UserError(`--port must be 0 to 65535 (got ${opts.port})`);
@@ -70,8 +76,11 @@ export function registerServe(program: Command, globals: () => GlobalOptions): v
       if (opts.maxConcurrent !== undefined && !(opts.maxConcurrent >= 1))
         throw new UserError(`--max-concurrent must be at least 1 (got ${opts.maxConcurrent})`);
       if (!(opts.maxQueue >= 0)) throw new UserError(`--max-queue must be 0 or more (got ${opts.maxQueue})`);
+      if (!(ENGINES as readonly string[]).includes(opts.engine))
+        throw new UserError(`--engine must be one of ${ENGINES.join(', ')} (got '${opts.engine}')`);
       const backend = await selectBackend(opts.backend);
       const run = await loadRun(runDirOf(opts));
+      const engine = await createEngine(opts.engine as EngineName, run);
       const app = await buildServer({
         run,
         backend,
@@ -82,6 +91,7 @@ export function registerServe(program: Command, globals: () => GlobalOptions): v
         host: opts.host,
         dataDir: opts.dataDir,
         webRoot: defaultWebRoot(),
+        engine,
       });
       let address: string;
       try {
@@ -89,8 +99,9 @@ export function registerServe(program: Command, globals: () => GlobalOptions): v
       } catch (err) {
         throw new UserError(`cannot listen on ${opts.host}:${opts.port} (${(err as Error).message})`);
       }
-      out.line(`imgclf serve: ${run.metadata.model} from ${run.dir} on ${backend}, listening on ${address}`);
-      out.json({ url: address, model: run.metadata.model, backend });
+      const on = engine.name === 'onnx' ? 'ONNX Runtime' : backend;
+      out.line(`imgclf serve: ${run.metadata.model} from ${run.dir} on ${on}, listening on ${address}`);
+      out.json({ url: address, model: run.metadata.model, backend, engine: engine.name });
       await new Promise<void>((resolve) => {
         const stop = () => {
           app.close().then(resolve, resolve);

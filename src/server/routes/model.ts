@@ -23,6 +23,7 @@ export function registerModelRoutes(app: FastifyInstance, ctx: ServerContext): v
               status: { type: 'string' },
               model: { type: 'string' },
               backend: { type: 'string' },
+              engine: { type: 'string' },
               version: { type: 'string' },
               inference: {
                 type: 'object',
@@ -46,6 +47,7 @@ export function registerModelRoutes(app: FastifyInstance, ctx: ServerContext): v
       status: 'ok',
       model: meta.model,
       backend: opts.backend ?? 'unknown',
+      engine: ctx.engine.name,
       version: VERSION,
       inference: limiter.stats(),
     }),

@@ -9,7 +9,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { displayName } from '../../core/data/classes.js';
-import { predictProbabilities, topK } from '../../core/predict.js';
+import { topK } from '../../core/predict.js';
 import { prepareImage } from '../../node/image.js';
 import type { ServerContext } from '../context.js';
 import { HOW_TO_SEND, HttpError, requestTooLarge } from '../errors.js';
@@ -119,7 +119,7 @@ async function singleImage(
 }
 
 export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  const { run, meta, shape, names, maxBatch, limitMb, requestLimitMb, limiter } = ctx;
+  const { meta, shape, names, maxBatch, limitMb, requestLimitMb, limiter } = ctx;
 
   function describe(p: Float32Array, k: number, inverted: boolean) {
     const top = topK(p, Math.min(k, names.length));
@@ -143,7 +143,7 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
   async function classify(bytes: Buffer, name: string, k: number, req: FastifyRequest) {
     const { input, inverted } = await prepare(bytes, name, req);
     checkClient(req);
-    const [p] = predictProbabilities(run.model, input, 1, shape);
+    const [p] = await ctx.engine.probabilities(input, 1);
     return describe(p, k, inverted);
   }
 
