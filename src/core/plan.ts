@@ -37,6 +37,27 @@ export const GLOBAL_DEFAULTS: Required<ModelDefaults> = {
 /** Image folders: decoding defaults. */
 export const FOLDER_DEFAULTS = { imageSize: 28, channels: 3 as const, resizeMode: 'fill' as const };
 
+/**
+ * Transfer learning (`--backbone`): the heads that can be trained on a frozen backbone's
+ * features. The head is the run's model (`--head`, or `--model`, which means the same there).
+ */
+export const HEADS = ['softmax', 'mlp', 'knn'] as const;
+export type Head = (typeof HEADS)[number];
+
+/** How a backbone's input is scaled from pixels in [0, 1]: kept, or mapped to [-1, 1]. */
+export const BACKBONE_RANGES = ['0,1', '-1,1'] as const;
+export type BackboneRange = (typeof BACKBONE_RANGES)[number];
+
+/**
+ * A head trains on features, not pixels: a few hundred Adam steps fit it, whatever the
+ * backbone's feature scale (plain SGD at the seed's lr 0.1 diverges on unnormalized features).
+ * These replace the head model's own defaults; the user's flags still win.
+ */
+export const HEAD_DEFAULTS: Record<Exclude<Head, 'knn'>, Partial<Required<ModelDefaults>>> = {
+  softmax: { optimizer: 'adam', lr: 0.01, epochs: 20, labelSmoothing: 0 },
+  mlp: { optimizer: 'adamw', lr: 0.001, epochs: 20, augment: false },
+};
+
 /** The fraction held out as the test split for data without one (a flat folder, a lone CSV). */
 export const HELD_OUT_TEST_SPLIT = 0.1;
 
@@ -51,8 +72,22 @@ export function modelDefaults(model: string): Required<ModelDefaults> {
 }
 
 export interface TrainConfig {
-  /** Registered model name (`imgclf models` lists them). */
+  /** Registered model name (`imgclf models` lists them); with a backbone, the head. */
   model: string;
+  /**
+   * Transfer learning: a TensorFlow.js layers or graph model (a path to a model.json or to an
+   * imgclf run directory, or a URL) whose features, computed once with it frozen, a head
+   * (`head`) is trained on. Images are loaded at the backbone's input size.
+   */
+  backbone?: string;
+  /** With a backbone: the head trained on its features (softmax, mlp or knn); the same as `model`. */
+  head?: Head;
+  /** With a backbone: the feature layer (layers models) or node (graph models); default the penultimate. */
+  backboneLayer?: string;
+  /** With a backbone: its input size N (N x N), for models that do not fix it; default per family. */
+  backboneSize?: number;
+  /** With a backbone: the input range it expects, 0,1 or -1,1; default per family. */
+  backboneRange?: BackboneRange;
   /** Built-in IDX dataset name (fashion-mnist, mnist, kmnist); 'folder' or 'csv' with --data. */
   dataset: string;
   /** Your own data: a folder of class folders, or a .csv file (label,pixel1..pixelN). */
@@ -127,6 +162,11 @@ export type SizedSetting = 'batchSize' | 'epochs';
 
 const KEYS: (keyof TrainConfig)[] = [
   'model',
+  'backbone',
+  'head',
+  'backboneLayer',
+  'backboneSize',
+  'backboneRange',
   'dataset',
   'data',
   'testData',
@@ -163,12 +203,48 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     if (!(KEYS as string[]).includes(key))
       throw new UserError(`unknown config key '${key}'; known keys: ${KEYS.join(', ')}`);
   }
-  const model = input.model ?? 'softmax';
+  const backbone = input.backbone;
+  if (backbone === undefined) {
+    check(
+      input.head === undefined,
+      "--head chooses what trains on a backbone's features: give --backbone too",
+    );
+    for (const [key, flag] of [
+      ['backboneLayer', '--backbone-layer'],
+      ['backboneSize', '--backbone-size'],
+      ['backboneRange', '--backbone-range'],
+    ] as const)
+      check(input[key] === undefined, `${flag} goes with --backbone`);
+  } else {
+    check(typeof backbone === 'string' && backbone.trim() !== '', '--backbone needs a path or URL');
+    check(
+      input.head === undefined || input.model === undefined || input.head === input.model,
+      `--head ${input.head} and --model ${input.model} disagree; with --backbone, --model names the head, so give one`,
+    );
+    // Images come at the backbone's input size: the image flags would contradict it.
+    check(
+      input.imageSize === undefined,
+      '--backbone decides the input size; use --backbone-size to change it',
+    );
+    check(input.channels === undefined, '--backbone decides the channels (its input shape)');
+    check(input.resize === undefined, '--backbone decides the input size; use --backbone-size to change it');
+    check(!input.augment, '--augment works on pixels; a head trains on cached features');
+  }
+  const head = backbone === undefined ? undefined : (input.head ?? input.model ?? 'softmax');
+  if (head !== undefined) {
+    check(
+      (HEADS as readonly string[]).includes(head),
+      `--head must be one of ${HEADS.join(', ')} (got '${head}'); other models train on pixels, without --backbone`,
+    );
+  }
+  const model = head ?? input.model ?? 'softmax';
   const entry = getEntry(model);
-  if (input.data !== undefined && input.dataset !== undefined)
-    throw new UserError('--data and --dataset exclude each other: train on your own data or a built-in set');
   const dataKind = input.data === undefined ? undefined : /\.csv$/i.test(input.data) ? 'csv' : 'folder';
+  // A resolved plan names both (dataset 'folder' or 'csv' with its data): --resume re-resolves it.
+  if (input.data !== undefined && input.dataset !== undefined && input.dataset !== dataKind)
+    throw new UserError('--data and --dataset exclude each other: train on your own data or a built-in set');
   const d = modelDefaults(model);
+  if (head !== undefined && head !== 'knn') Object.assign(d, HEAD_DEFAULTS[head as Exclude<Head, 'knn'>]);
   const cfg: TrainConfig = {
     model,
     dataset: dataKind ?? input.dataset ?? 'fashion-mnist',
@@ -192,7 +268,10 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     patience: input.patience,
     augment: input.augment ?? d.augment,
     modelOptions: input.modelOptions ?? {},
-    defaulted: (['batchSize', 'epochs'] as const).filter((k) => input[k] === undefined),
+    // A resolved plan keeps its own list when resolved again (a recorded plan's is empty).
+    defaulted: (['batchSize', 'epochs'] as const).filter((k) =>
+      Array.isArray(input.defaulted) ? input.defaulted.includes(k) : input[k] === undefined,
+    ),
   };
   if (dataKind) {
     cfg.data = input.data;
@@ -201,8 +280,11 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
       cfg.testData = input.testData;
     }
     if (dataKind === 'folder') {
-      cfg.imageSize = input.imageSize ?? FOLDER_DEFAULTS.imageSize;
-      cfg.channels = input.channels ?? FOLDER_DEFAULTS.channels;
+      // With a backbone the session loads images at its input shape (node/backbone).
+      if (backbone === undefined) {
+        cfg.imageSize = input.imageSize ?? FOLDER_DEFAULTS.imageSize;
+        cfg.channels = input.channels ?? FOLDER_DEFAULTS.channels;
+      }
       cfg.resizeMode = input.resizeMode ?? FOLDER_DEFAULTS.resizeMode;
       cfg.strict = input.strict ?? false;
     }
@@ -305,6 +387,31 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
       `--resize must be a whole number from 4 to 512 (got ${cfg.resize})`,
     );
   }
+  if (backbone !== undefined) {
+    cfg.backbone = backbone;
+    cfg.head = head as Head;
+    if (input.backboneLayer !== undefined) {
+      check(
+        typeof input.backboneLayer === 'string' && input.backboneLayer !== '',
+        '--backbone-layer needs a layer or node name',
+      );
+      cfg.backboneLayer = input.backboneLayer;
+    }
+    if (input.backboneSize !== undefined) {
+      check(
+        Number.isInteger(input.backboneSize) && input.backboneSize >= 8 && input.backboneSize <= 1024,
+        `--backbone-size must be a whole number from 8 to 1024 (got ${input.backboneSize})`,
+      );
+      cfg.backboneSize = input.backboneSize;
+    }
+    if (input.backboneRange !== undefined) {
+      check(
+        (BACKBONE_RANGES as readonly string[]).includes(input.backboneRange),
+        `--backbone-range must be ${BACKBONE_RANGES.join(' or ')} (got '${input.backboneRange}')`,
+      );
+      cfg.backboneRange = input.backboneRange;
+    }
+  }
   return cfg;
 }
 
@@ -355,7 +462,15 @@ export const AUGMENTATION = { pad: 2, flip: true } as const;
 /** The recipe part of `fit`'s options: everything but the data and the callbacks. */
 export type FitRecipe = Pick<
   FitOptions,
-  'epochs' | 'batchSize' | 'seed' | 'shape' | 'labelSmoothing' | 'schedule' | 'warmup' | 'augment' | 'patience'
+  | 'epochs'
+  | 'batchSize'
+  | 'seed'
+  | 'shape'
+  | 'labelSmoothing'
+  | 'schedule'
+  | 'warmup'
+  | 'augment'
+  | 'patience'
 >;
 
 /** How `fit` trains under a plan, for data of `shape`. */

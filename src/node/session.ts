@@ -6,6 +6,12 @@
  *   plan ─▶ loadDataset ─▶ (validation split) ─▶ create | loadCheckpoint ─▶ fit ─▶ run directory
  *                                                                                  └▶ report
  *
+ * With a backbone (transfer learning), the backbone is loaded first, the images are loaded at
+ * its input shape and replaced by its features (node/backbone/features.ts, cached), and the
+ * head trains on those; the run records the backbone and stores the head (node/run/rundir.ts
+ * loads them back as one net). A model with no trainable variables (knn) is not fitted: it
+ * memorizes the training split and is evaluated once, as one epoch.
+ *
  * The training loop itself is `fit` in src/core/train/loop.ts; this module is the policy
  * around it: what is saved where and when.
  */
@@ -13,11 +19,12 @@ import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { version_core as tfjsVersion } from '@tensorflow/tfjs-core';
 import { selectBackend } from '../backend/index.js';
-import type { Dataset, Split } from '../core/data/dataset.js';
-import { preprocessingFor } from '../core/data/source.js';
-import { stratifiedSplit } from '../core/data/split.js';
+import { type Dataset, type ImageShape, pixelsAsFloat, type Split } from '../core/data/dataset.js';
+import { type DataSource as Source, preprocessingFor } from '../core/data/source.js';
+import { stratifiedSplit, subset } from '../core/data/split.js';
 import { UserError } from '../core/errors.js';
 import { create, type Net } from '../core/models/index.js';
+import { memorize } from '../core/models/knn.js';
 import {
   dataSourceOf,
   fitOptionsFor,
@@ -26,8 +33,10 @@ import {
   sizeToData,
   type TrainConfig,
 } from '../core/plan.js';
-import { DivergedError, type EpochMetrics, fit, type FitState } from '../core/train/loop.js';
+import { DivergedError, type EpochMetrics, evaluate, fit, type FitState } from '../core/train/loop.js';
 import { VERSION } from '../core/version.js';
+import { type Backbone, backboneNet, loadBackbone } from './backbone/backbone.js';
+import { featureDataset } from './backbone/features.js';
 import { type DataSource, type LoadedDataset, loadDataset } from './data/load.js';
 import { writeReport } from './report/report.js';
 import {
@@ -81,6 +90,8 @@ export interface DataSummary {
   skipped: string[];
   /** Image folders: 'hit' when the decoded tensors came from the cache. */
   cache: 'hit' | 'miss' | null;
+  /** With a backbone: whether the features came from the cache (all, some or none). */
+  featureCache?: 'hit' | 'partial' | 'miss';
   /** Seconds spent loading (reading, decoding or parsing) the data. */
   seconds: number;
 }
@@ -129,11 +140,33 @@ export async function planOfRun(dir: string, overrides: ResumeOverrides = {}): P
   return resolveConfig({ ...meta.config, ...changes, out: dir });
 }
 
+/**
+ * The plan's data source, at a backbone's input shape when there is one: an image folder is
+ * decoded at that size and channel count; a built-in set or a CSV is resized to it and must
+ * have its channels.
+ */
+function sourceFor(plan: TrainConfig, input?: ImageShape): Source {
+  const source = dataSourceOf(plan);
+  if (!input) return source;
+  const [size, , channels] = input;
+  if (source.kind === 'folder') return { ...source, imageSize: size, channels: channels as 1 | 3 };
+  if (channels !== 1) {
+    throw new UserError(
+      `the backbone takes ${input.join('x')} images but ${source.kind === 'idx' ? source.dataset : source.path} is gray; train on an image folder (--data PATH) to give it RGB pictures`,
+    );
+  }
+  return size === 28 && source.kind === 'idx' ? source : { ...source, resize: size };
+}
+
 /** Loads the data a plan names, with a decoding progress bar for image folders. */
-async function loadPlanData(plan: TrainConfig, hooks: SessionHooks): Promise<LoadedDataset> {
+async function loadPlanData(
+  plan: TrainConfig,
+  hooks: SessionHooks,
+  input?: ImageShape,
+): Promise<LoadedDataset> {
   let decoding: Progress | undefined;
   const loaded = await loadDataset({
-    source: dataSourceOf(plan),
+    source: sourceFor(plan, input),
     strict: plan.strict,
     log: hooks.log,
     onProgress: (done, total) => {
@@ -220,11 +253,74 @@ export async function trainSession(
   const log = (m: string) => hooks.log?.(m);
   const resumeDir = opts.resume;
   const dir = resumeDir ?? requested.out ?? defaultOut();
-  let replacing = !resumeDir && claimOut(dir, opts.force, log);
+  const replacing = !resumeDir && claimOut(dir, opts.force, log);
   const backend = await selectBackend(requested.backend);
-  const loaded = await loadPlanData(requested, hooks);
-  const { dataset, located, seconds } = loaded;
-  const [h, w, c] = dataset.shape;
+  let backbone: Backbone | undefined;
+  try {
+    if (requested.backbone) {
+      backbone = await loadBackbone(
+        {
+          source: requested.backbone,
+          layer: requested.backboneLayer,
+          size: requested.backboneSize,
+          range: requested.backboneRange,
+        },
+        log,
+      );
+    }
+    return await trainWith(requested, backbone, hooks, opts, dir, backend, replacing);
+  } finally {
+    backbone?.dispose();
+  }
+}
+
+/** A resumed transfer run must train on the very backbone its head was trained on. */
+async function checkSameBackbone(dir: string, backbone: Backbone | undefined): Promise<void> {
+  let recorded: RunMetadata['backbone'];
+  try {
+    recorded = (JSON.parse(await readFile(path.join(dir, METADATA_FILE), 'utf8')) as RunMetadata).backbone;
+  } catch {
+    return; // planOfRun has read it already; loading the checkpoint reports anything else.
+  }
+  const now = backbone?.record.sha256;
+  if (recorded?.sha256 === now) return;
+  throw new UserError(
+    recorded
+      ? `${dir} was trained on backbone ${recorded.source} (sha256 ${recorded.sha256.slice(0, 12)}), which is now ${now ? `sha256 ${now.slice(0, 12)}` : 'not given'}; it cannot be resumed`
+      : `${dir} was trained without a backbone; it cannot be resumed with one`,
+  );
+}
+
+/** The session after the backbone (if any) is loaded. */
+async function trainWith(
+  requested: TrainConfig,
+  backbone: Backbone | undefined,
+  hooks: SessionHooks,
+  opts: SessionOptions,
+  dir: string,
+  backend: string,
+  replacing: boolean,
+): Promise<SessionResult> {
+  const log = (m: string) => hooks.log?.(m);
+  const resumeDir = opts.resume;
+  if (resumeDir) await checkSameBackbone(resumeDir, backbone);
+  const loaded = await loadPlanData(requested, hooks, backbone?.record.inputShape);
+  const { located, seconds } = loaded;
+  /** The images as loaded; `dataset` is what the model trains on (the features, with a backbone). */
+  const images = loaded.dataset;
+  let dataset = images;
+  let featureCache: DataSummary['featureCache'];
+  if (backbone) {
+    let bar: Progress | undefined;
+    const f = await featureDataset(backbone, images, loaded.source, {
+      log,
+      progress: (total) => (bar = hooks.progress?.(total, 'features', 'images')),
+    });
+    bar?.stop();
+    dataset = f.dataset;
+    featureCache = f.cache;
+  }
+  const [h, w, c] = images.shape;
   const numClasses = dataset.classNames.length;
   // A validation split only where the data has a test split of its own; otherwise --val-split
   // already chose the held-out test split (node/data/load.ts), and selecting the best epoch on
@@ -245,10 +341,25 @@ export async function trainSession(
       `--patience needs a validation split, but ${dataset.name} has no test split of its own, so --val-split held out its test split; give the data train/ and test/ folders (or a --test-data CSV)`,
     );
   }
+  const fresh = resumeDir
+    ? undefined
+    : create(requested.model, {
+        inputShape: dataset.shape,
+        numClasses,
+        seed: requested.seed,
+        options: requested.modelOptions,
+      });
+  // A model with nothing to train (knn) memorizes the training split instead of fitting.
+  const gradientFree = fresh !== undefined && fresh.trainableVariables.length === 0;
   // Batch size and epochs the user left to defaults fit the data's size (core/plan.ts).
-  const { plan, note: sizing } = sizeToData(requested, trainSplit.count);
+  const { plan, note: sizing } = gradientFree
+    ? { plan: { ...requested, epochs: 1, defaulted: [] }, note: undefined }
+    : sizeToData(requested, trainSplit.count);
+  const what = backbone
+    ? `a ${plan.model} head on ${backbone.record.features} backbone features of`
+    : `${plan.model} on`;
   log(
-    `training ${plan.model} on ${dataset.name} (${trainSplit.count} train${val ? ` / ${val.count} val` : ''} / ${dataset.test.count} test, ${h}x${w}x${c}) ` +
+    `training ${what} ${dataset.name} (${trainSplit.count} train${val ? ` / ${val.count} val` : ''} / ${dataset.test.count} test, ${h}x${w}x${c}) ` +
       `from ${located.dir}, backend ${backend}, data loaded in ${seconds.toFixed(2)}s` +
       (sizing ? `; ${sizing}` : ''),
   );
@@ -270,12 +381,7 @@ export async function trainSession(
       `resuming ${resumeDir} after epoch ${resume.epoch}${resume.batch ? ` and ${resume.batch} batches of the next` : ''}`,
     );
   } else {
-    model = create(plan.model, {
-      inputShape: dataset.shape,
-      numClasses,
-      seed: plan.seed,
-      options: plan.modelOptions,
-    });
+    model = fresh!;
   }
 
   const metadata: RunMetadata = {
@@ -283,10 +389,13 @@ export async function trainSession(
     model: plan.model,
     dataset: dataset.name,
     classNames: dataset.classNames,
-    inputShape: dataset.shape,
-    preprocessing: preprocessingFor(loaded.source, dataset.train, dataset.shape),
+    // With a backbone: the backbone's input shape, so predict and serve prepare pictures for it.
+    inputShape: images.shape,
+    preprocessing: preprocessingFor(loaded.source, images.train, images.shape),
     data: loaded.source,
-    config: { ...plan, out: dir },
+    // The backbone as found (an absolute path or the URL), so a resume finds it from anywhere.
+    config: { ...plan, ...(backbone ? { backbone: backbone.record.source } : {}), out: dir },
+    ...(backbone ? { backbone: backbone.record } : {}),
     ...(sizing ? { sizedToData: sizing } : {}),
     backend,
     imgclfVersion: VERSION,
@@ -324,6 +433,8 @@ export async function trainSession(
    * the checkpoint and the metadata.
    */
   const saveEpoch = async (m: EpochMetrics, s: FitState, best: boolean): Promise<void> => {
+    // A memorizing model has nothing to resume: it gets no checkpoint.
+    const checkpoint = gradientFree ? new Map() : await checkpointFiles(model, optimizer, s, identity);
     const files: SaveFiles = new Map();
     const add = (more: SaveFiles) => more.forEach((data, rel) => files.set(rel, data));
     const current = await modelFiles(model);
@@ -335,7 +446,7 @@ export async function trainSession(
       add(asRunFolder(FINAL_DIR, last, s.epoch));
     }
     files.set(METRICS_FILE, metricsText(s.history));
-    add(await checkpointFiles(model, optimizer, s, identity));
+    add(checkpoint);
     files.set(METADATA_FILE, metadataText(topMetadata(s, m)));
     await commit(files, s.epoch);
   };
@@ -344,32 +455,38 @@ export async function trainSession(
   let state: FitState | undefined = resume;
   let history: EpochMetrics[];
   try {
-    history = await fit(model, optimizer, trainSplit, dataset.test, {
-      ...fitOptionsFor(plan, dataset.shape),
-      val,
-      resume,
-      shouldStop: hooks.shouldStop,
-      onBatch: (epoch, done, total) => {
-        bar ??= hooks.progress?.(total, `epoch ${epoch}/${plan.epochs}`);
-        const pending = bar?.update(done);
-        if (done === total) {
+    if (gradientFree) {
+      ({ history, state } = memorizeAndEvaluate(model, trainSplit, dataset.test, val, dataset.shape));
+      hooks.onEpoch?.(history[0], plan.epochs);
+      await saveEpoch(history[0], state, val !== undefined);
+    } else {
+      history = await fit(model, optimizer, trainSplit, dataset.test, {
+        ...fitOptionsFor(plan, dataset.shape),
+        val,
+        resume,
+        shouldStop: hooks.shouldStop,
+        onBatch: (epoch, done, total) => {
+          bar ??= hooks.progress?.(total, `epoch ${epoch}/${plan.epochs}`);
+          const pending = bar?.update(done);
+          if (done === total) {
+            bar?.stop();
+            bar = undefined;
+          }
+          return pending;
+        },
+        onStop: async (s) => {
           bar?.stop();
           bar = undefined;
-        }
-        return pending;
-      },
-      onStop: async (s) => {
-        bar?.stop();
-        bar = undefined;
-        state = s;
-        await commit(await checkpointFiles(model, optimizer, s, identity), s.epoch);
-      },
-      onEpoch: async (m, s, best) => {
-        state = s;
-        hooks.onEpoch?.(m, plan.epochs);
-        await saveEpoch(m, s, best);
-      },
-    });
+          state = s;
+          await commit(await checkpointFiles(model, optimizer, s, identity), s.epoch);
+        },
+        onEpoch: async (m, s, best) => {
+          state = s;
+          hooks.onEpoch?.(m, plan.epochs);
+          await saveEpoch(m, s, best);
+        },
+      });
+    }
   } catch (err) {
     if (err instanceof DivergedError) {
       const kept = state ? `${dir} keeps its last good save (epoch ${state.epoch})` : 'nothing was saved';
@@ -384,11 +501,12 @@ export async function trainSession(
     source: loaded.source.kind,
     name: dataset.name,
     classes: dataset.classNames,
-    shape: dataset.shape,
+    shape: images.shape,
     train: trainSplit.count,
     test: dataset.test.count,
     skipped: loaded.skipped.map((s) => s.path),
     cache: loaded.cache ?? null,
+    ...(featureCache ? { featureCache } : {}),
     seconds,
   };
   const result = { history, dir, backend, data };
@@ -418,17 +536,18 @@ export async function trainSession(
   log(`saved ${dir}`);
   // Pictures are drawn from the finished run, never inside the loop. With a validation split
   // the run's model is the best epoch's, so the report evaluates the model saved at the top.
-  const reported = val ? (await loadRun(dir)).model : model;
+  // With a backbone the report runs backbone and head on the test pictures, as predict does.
+  const reported = val ? (await loadRun(dir)).model : backbone ? backboneNet(backbone, model, false) : model;
   await writeReport({
     dir,
     model: reported,
-    test: dataset.test,
+    test: images.test,
     metadata: top,
     history,
     lang: hooks.lang ?? 'en',
     log,
   });
-  if (reported !== model) reported.dispose();
+  if (val) reported.dispose();
   log(`report ${path.join(dir, 'report.html')}`);
   return {
     ...result,
@@ -436,4 +555,59 @@ export async function trainSession(
     bestEpoch: val ? state.bestEpoch : undefined,
     testAccuracy: top.testAccuracy,
   };
+}
+
+/** Training examples a memorizing model is scored on (evenly spaced): its train metrics. */
+const MEMORY_SAMPLE = 2000;
+
+/**
+ * The "training" of a model with no trainable variables: it memorizes the training split, then
+ * is evaluated once on (a sample of) it, the test split and the validation split; that is its
+ * one epoch.
+ */
+function memorizeAndEvaluate(
+  model: Net,
+  train: Split,
+  test: Split,
+  val: Split | undefined,
+  shape: ImageShape,
+): { history: EpochMetrics[]; state: FitState } {
+  const start = performance.now();
+  memorize(model, pixelsAsFloat(train.images), train.labels, train.count);
+  const seconds = (performance.now() - start) / 1000;
+  const every = Math.ceil(train.count / MEMORY_SAMPLE);
+  const sample =
+    every > 1
+      ? subset(
+          train,
+          shape,
+          Array.from({ length: Math.ceil(train.count / every) }, (_, i) => i * every),
+        )
+      : train;
+  const onTrain = evaluate(model, sample, { shape });
+  const ev = evaluate(model, test, { shape });
+  const v = val ? evaluate(model, val, { shape }) : undefined;
+  const m: EpochMetrics = {
+    epoch: 1,
+    train_loss: onTrain.loss,
+    train_accuracy: onTrain.accuracy,
+    test_accuracy: ev.accuracy,
+    test_loss: ev.loss,
+    ...(v ? { val_accuracy: v.accuracy, val_loss: v.loss } : {}),
+    seconds,
+    eval_seconds: onTrain.seconds + ev.seconds + (v?.seconds ?? 0),
+  };
+  const state: FitState = {
+    epoch: 1,
+    batch: 0,
+    step: 0,
+    epochRng: 0,
+    augmentRng: 0,
+    sums: { loss: 0, correct: 0, seen: 0, seconds: 0 },
+    history: [m],
+    bestValAccuracy: v?.accuracy ?? -1,
+    bestEpoch: v ? 1 : 0,
+    ...(v ? { bestTestAccuracy: ev.accuracy } : {}),
+  };
+  return { history: [m], state };
 }

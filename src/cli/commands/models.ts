@@ -16,14 +16,22 @@ export function registerModels(program: Command, globals: () => GlobalOptions): 
         const m = e.create({ inputShape: [28, 28, 1], numClasses: 10, seed: 0 });
         const params = m.countParams();
         m.dispose();
-        return { name: e.name, params, description: e.description, defaults: modelDefaults(e.name) };
+        return {
+          name: e.name,
+          params,
+          description: e.description,
+          memorizes: e.memorizes ?? false,
+          defaults: modelDefaults(e.name),
+        };
       });
       out.line(
         table(
           rows.map((r) => [
             r.name,
             r.params,
-            `${r.defaults.optimizer} lr ${r.defaults.lr}, ${r.defaults.epochs} epochs`,
+            r.memorizes
+              ? 'memorizes the training set'
+              : `${r.defaults.optimizer} lr ${r.defaults.lr}, ${r.defaults.epochs} epochs`,
             r.description,
           ]),
           ['model', 'params (28x28x1, 10 classes)', 'defaults', 'description'],

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { BackendName } from '../../core/backends.js';
 import type { Lang } from '../../core/data/classes.js';
 import { UserError } from '../../core/errors.js';
-import { modelDefaults, resolveConfig, type TrainConfig } from '../../core/plan.js';
+import { BACKBONE_RANGES, HEADS, modelDefaults, resolveConfig, type TrainConfig } from '../../core/plan.js';
 import type { EpochMetrics } from '../../core/train/loop.js';
 import {
   planOfRun,
@@ -53,6 +53,7 @@ function modelOptionsFrom(opts: Record<string, unknown>): Record<string, unknown
       throw new UserError(`--activation must be relu or sigmoid (got '${String(opts.activation)}')`);
     o.activation = opts.activation;
   }
+  if (opts.knnK !== undefined) o.k = opts.knnK;
   if (opts.pool !== undefined) {
     if (!['max', 'avg'].includes(String(opts.pool)))
       throw new UserError(`--pool must be max or avg (got '${String(opts.pool)}')`);
@@ -63,8 +64,14 @@ function modelOptionsFrom(opts: Record<string, unknown>): Record<string, unknown
 
 /** The plan the train command's flags ask for (`--resume` excepted). */
 export function planFromFlags(opts: Record<string, unknown>, lang: Lang): TrainConfig {
-  return resolveConfig({
-    model: (opts.model as string | undefined) ?? 'softmax',
+  const plan = resolveConfig({
+    // Unset means the plan's default (softmax); with --backbone, --model names the head.
+    model: opts.model as string | undefined,
+    backbone: opts.backbone as string | undefined,
+    head: opts.head as TrainConfig['head'],
+    backboneLayer: opts.backboneLayer as string | undefined,
+    backboneSize: opts.backboneSize as number | undefined,
+    backboneRange: opts.backboneRange as TrainConfig['backboneRange'],
     epochs: opts.epochs as number | undefined,
     batchSize: opts.batchSize as number | undefined,
     lr: opts.lr as number | undefined,
@@ -93,6 +100,9 @@ export function planFromFlags(opts: Record<string, unknown>, lang: Lang): TrainC
     augment: opts.augment as boolean | undefined,
     modelOptions: modelOptionsFrom(opts),
   });
+  if (opts.knnK !== undefined && plan.model !== 'knn')
+    throw new UserError(`--knn-k goes with --head knn (or --model knn), not ${plan.model}`);
+  return plan;
 }
 
 /** The option names of the flags a resume may apply (node/session.ts RESUME_OVERRIDES). */
@@ -214,6 +224,28 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
       'continue an interrupted run from its checkpoint (with --epochs: train a finished run further)',
     )
     .option('--force', 'replace the run that --out already holds')
+    .option(
+      '--backbone <model>',
+      'transfer learning: a TensorFlow.js layers or graph model (a model.json, a folder holding one such as an imgclf run directory or a Teachable Machine export, or a URL); a head trains on its cached features (docs/own-images.md)',
+    )
+    .option(
+      '--head <name>',
+      `with --backbone: the head trained on its features: ${HEADS.join(', ')} (default softmax; --model means the same)`,
+    )
+    .option(
+      '--backbone-layer <name>',
+      'with --backbone: feature layer (layers models; default the input of the last Dense layer) or node (graph models; default the output)',
+    )
+    .option(
+      '--backbone-size <n>',
+      "with --backbone: its input size N x N (default: the model's, or its family's: 224 for graph models)",
+      numberArg('--backbone-size', true),
+    )
+    .option(
+      '--backbone-range <range>',
+      `with --backbone: input range it expects, ${BACKBONE_RANGES.join(' or ')} (default: its family's: -1,1 for Teachable Machine, else 0,1)`,
+    )
+    .option('--knn-k <k>', 'knn: neighbours that vote (default 5)', numberArg('--knn-k', true))
     .option('--out <dir>', 'run directory (default runs/<timestamp>)')
     .action(async (opts: Record<string, unknown>, command: Command) => {
       const g = globals();
@@ -243,6 +275,7 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
       if (interrupted) process.exitCode = 130;
       out.json({
         model: cfg.model,
+        ...(cfg.backbone ? { backbone: cfg.backbone } : {}),
         backend,
         epochs: history.map((m) => ({
           epoch: m.epoch,

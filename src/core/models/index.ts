@@ -4,6 +4,7 @@ import './softmax-scratch.js';
 import './mlp.js';
 import './lenet.js';
 import './cnn.js';
+import './knn.js';
 
 export {
   create,

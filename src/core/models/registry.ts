@@ -53,6 +53,11 @@ export interface ModelEntry {
   load?(artifacts: NetArtifacts): Promise<Net>;
   /** The model's own parameter update, chosen with `--optimizer own` (softmax-scratch's). */
   ownOptimizer?: (lr: number) => Optimizer;
+  /**
+   * The model learns by storing the training set (knn), not by gradient steps: it has no
+   * trainable variables, so trainers memorize it instead of fitting it.
+   */
+  memorizes?: boolean;
   defaults: ModelDefaults;
 }
 

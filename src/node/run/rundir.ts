@@ -2,8 +2,11 @@
  * The run directory: everything `evaluate`, `predict`, `report` and `serve` need, and nothing
  * else to remember (as nanoGPT checkpoints are):
  *
- *   model.json + weights.bin   the network, in TensorFlow.js layers format (softmax-scratch:
- *                              the same files, with its own small topology)
+ *   model.json + weights.bin   the network, in TensorFlow.js layers format (softmax-scratch,
+ *                              knn: the same files, with their own small topology); with a
+ *                              backbone (transfer learning), the head alone: metadata.json
+ *                              records the backbone (where it came from, its SHA-256), and
+ *                              loadRun returns backbone and head as one net
  *   metadata.json              class names, input shape, preprocessing, resolved config, versions
  *   metrics.jsonl              one line of metrics per epoch
  *   final/                     with --val-split: the last epoch's model (the top level holds the
@@ -25,6 +28,7 @@ import { loadNet, type Net } from '../../core/models/index.js';
 import type { EpochMetrics, FitState } from '../../core/train/loop.js';
 import type { OptimizerState } from '../../core/optim/optimizers.js';
 import { VERSION } from '../../core/version.js';
+import { backboneNet, type BackboneRecord, loadRecordedBackbone } from '../backbone/backbone.js';
 import { commitSave, manifestOf, MANIFEST_FILE, recoverRun, type SaveFiles, verifyRun } from './save.js';
 
 export type { Preprocessing };
@@ -56,6 +60,11 @@ export interface RunMetadata {
   finalTestAccuracy?: number;
   /** Early stopping ended the run after `epoch`, `patience` epochs after its best one. */
   stoppedEarly?: { epoch: number; patience: number };
+  /**
+   * Transfer learning: the frozen backbone the head (model.json) runs on. `inputShape` is the
+   * backbone's; the head takes its features.
+   */
+  backbone?: BackboneRecord;
 }
 
 export const MODEL_FILE = 'model.json';
@@ -272,7 +281,15 @@ export async function loadRun(dir: string, log?: (message: string) => void): Pro
   ) {
     throw new UserError(`${path.join(dir, METADATA_FILE)}: not an imgclf run (format '${metadata.format}')`);
   }
-  const model = await loadModelFiles(dir, metadata.model);
+  let model = await loadModelFiles(dir, metadata.model);
+  if (metadata.backbone) {
+    try {
+      model = backboneNet(await loadRecordedBackbone(metadata.backbone, log), model);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
+  }
   try {
     checkModelFits(model, metadata, dir);
   } catch (err) {

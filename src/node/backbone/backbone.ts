@@ -1,0 +1,394 @@
+/**
+ * A frozen backbone (Node only): a TensorFlow.js layers or graph model cut at a feature layer,
+ * turning images into feature vectors, and the net a transfer run loads (backbone, then head).
+ *
+ * Input size and normalization are known per model family (each can be overridden with
+ * --backbone-size and --backbone-range):
+ *
+ *   | family            | recognised by                                  | input             | range  |
+ *   | imgclf-run        | metadata.json beside model.json (an imgclf     | the run's         | [0, 1] |
+ *   |                   | run), or model.json generatedBy "imgclf ..."   | inputShape        |        |
+ *   | teachable-machine | metadata.json with tmVersion / packageName     | 224x224x3         | [-1,1] |
+ *   |                   | "@teachablemachine/image"                      | (its imageSize)   |        |
+ *   | layers            | any other tfjs layers model                    | the model's input | [0, 1] |
+ *   | graph             | a tfjs graph model (e.g. TF Hub MobileNet      | the model's input,| [0, 1] |
+ *   |                   | feature vectors)                               | 224 when free     |        |
+ *
+ * Images reach the backbone in [0, 1] (pixels / 255, as imgclf prepares every picture); a
+ * [-1, 1] backbone gets x * 2 - 1 (pixels / 127.5 - 1).
+ *
+ * The feature layer: for layers models, the output of --backbone-layer NAME, by default the
+ * input of the last Dense layer (the penultimate output; the model's output when it has no
+ * Dense layer); for graph models, the node --backbone-layer names, by default the model's
+ * output. Features are flattened to one vector per image.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfconv from '@tensorflow/tfjs-converter';
+import * as tfl from '@tensorflow/tfjs-layers';
+import type { ImageShape } from '../../core/data/dataset.js';
+import { UserError } from '../../core/errors.js';
+import type { Net } from '../../core/models/index.js';
+import type { BackboneRange } from '../../core/plan.js';
+import { artifactsOf, type BackboneFiles, backboneFiles, recordedBackboneFiles, shortHash } from './files.js';
+
+export type BackboneFamily = 'imgclf-run' | 'teachable-machine' | 'layers' | 'graph';
+
+/** What a run records about its backbone (metadata.json, field `backbone`). */
+export interface BackboneRecord {
+  /** An absolute path (a model.json or a folder holding one) or a URL. */
+  source: string;
+  format: 'layers-model' | 'graph-model';
+  family: BackboneFamily;
+  /** SHA-256 of model.json's bytes and the weight files' bytes. */
+  sha256: string;
+  /** The images the backbone takes: the run's input shape. */
+  inputShape: ImageShape;
+  range: BackboneRange;
+  /** The layer (layers models) or node (graph models) whose output is the features. */
+  layer: string;
+  /** Features per image. */
+  features: number;
+}
+
+/** What the user asks for (core/plan.ts: --backbone and its flags). */
+export interface BackboneOptions {
+  source: string;
+  layer?: string;
+  size?: number;
+  range?: BackboneRange;
+}
+
+export interface Backbone {
+  record: BackboneRecord;
+  /** Where the files came from this time. */
+  origin: BackboneFiles['origin'];
+  /** Feature vectors [n, features] of images [n, H, W, C] in [0, 1], a few images at a time. */
+  features(x: tf.Tensor): tf.Tensor2D;
+  /** Images per backbone call (bounded by input size). */
+  readonly chunk: number;
+  dispose(): void;
+}
+
+/** Default input size of models that leave it free (MobileNet and most TF Hub image models). */
+const DEFAULT_SIZE = 224;
+/** Input values per backbone call: about 24 images of 224x224x3, 256 of 28x28. */
+const CHUNK_VALUES = 1 << 22;
+
+function familyOf(b: BackboneFiles, format: BackboneRecord['format']): BackboneFamily {
+  const side = b.sidecar;
+  if (typeof side?.format === 'string' && side.format.startsWith('imgclf-run')) return 'imgclf-run';
+  if (typeof b.modelJson.generatedBy === 'string' && b.modelJson.generatedBy.startsWith('imgclf'))
+    return 'imgclf-run';
+  if (side && ('tmVersion' in side || String(side.packageName ?? '').includes('teachablemachine')))
+    return 'teachable-machine';
+  return format === 'graph-model' ? 'graph' : 'layers';
+}
+
+function formatOf(b: BackboneFiles): BackboneRecord['format'] {
+  const f = b.modelJson.format;
+  if (f === 'imgclf-net') {
+    const name = (b.modelJson.modelTopology as { imgclf?: string } | undefined)?.imgclf ?? 'this model';
+    throw new UserError(
+      `backbone ${b.source} is a ${name} run, which is not a TensorFlow.js layers model; train the backbone with softmax, mlp, lenet or cnn`,
+    );
+  }
+  if (f === 'graph-model') return 'graph-model';
+  if (f === 'layers-model') return 'layers-model';
+  const topo = b.modelJson.modelTopology ?? {};
+  if ('node' in topo) return 'graph-model';
+  return 'layers-model';
+}
+
+/** A layer and how to reach it: its index in each (nested) model on the way. */
+interface LayerPath {
+  layer: tfl.layers.Layer;
+  path: number[];
+}
+
+const isModel = (l: tfl.layers.Layer): l is tfl.LayersModel => 'layers' in l && Array.isArray(l.layers);
+
+/** Every layer, depth first, nested models' layers after the model itself. */
+function allLayers(model: tfl.LayersModel, prefix: number[] = []): LayerPath[] {
+  const out: LayerPath[] = [];
+  model.layers.forEach((layer, i) => {
+    out.push({ layer, path: [...prefix, i] });
+    if (isModel(layer)) out.push(...allLayers(layer, [...prefix, i]));
+  });
+  return out;
+}
+
+/**
+ * The function from the model's input to the output of the layer at `path`. A Sequential
+ * model (and a Sequential nested in one: a Teachable Machine export) is applied layer by
+ * layer; a functional model is cut with tfl.model at a layer of its own (not a nested one).
+ */
+function upTo(model: tfl.LayersModel, path: number[], name: string): (x: tf.Tensor) => tf.Tensor {
+  const [i, ...rest] = path;
+  if (model.getClassName() === 'Sequential') {
+    const before = model.layers.slice(0, i);
+    const target = model.layers[i];
+    const inner = rest.length ? upTo(target as tfl.LayersModel, rest, name) : undefined;
+    return (x) => {
+      let y = x;
+      for (const l of before) y = l.apply(y, { training: false }) as tf.Tensor;
+      return inner ? inner(y) : (target.apply(y, { training: false }) as tf.Tensor);
+    };
+  }
+  if (rest.length) {
+    throw new UserError(
+      `backbone layer ${name} is inside a nested model of a functional model; choose a layer of the outer model (--backbone-layer)`,
+    );
+  }
+  const cut = tfl.model({ inputs: model.inputs, outputs: model.layers[i].output as tfl.SymbolicTensor });
+  return (x) => cut.apply(x, { training: false }) as tf.Tensor;
+}
+
+/** The feature layer of a layers model: named, or the one feeding the last Dense layer. */
+function featureLayer(
+  model: tfl.LayersModel,
+  name: string | undefined,
+  source: string,
+): LayerPath | undefined {
+  const layers = allLayers(model);
+  if (name !== undefined) {
+    const found = layers.find((l) => l.layer.name === name);
+    if (!found) {
+      const names = layers.map((l) => l.layer.name);
+      const shown = names.length > 30 ? [...names.slice(0, 15), '...', ...names.slice(-15)] : names;
+      throw new UserError(`backbone ${source} has no layer '${name}'; its layers: ${shown.join(', ')}`);
+    }
+    return found;
+  }
+  const dense = layers.filter((l) => l.layer.getClassName() === 'Dense').at(-1);
+  if (!dense) return undefined; // No classifier on top: the model's output is the features.
+  const at = dense.path.at(-1)!;
+  if (at === 0) {
+    // The Dense layer is first in its (nested) model: its input is what feeds that model.
+    if (dense.path.length > 1) {
+      const parent = dense.path.slice(0, -1);
+      const owner = parent.at(-1)!;
+      if (owner > 0) {
+        const feeding = [...parent.slice(0, -1), owner - 1];
+        return layers.find((l) => l.path.join('/') === feeding.join('/'));
+      }
+    }
+    throw new UserError(
+      `backbone ${source}: its last Dense layer ${dense.layer.name} reads the input directly; name a feature layer with --backbone-layer`,
+    );
+  }
+  if (model.getClassName() !== 'Sequential' && dense.path.length === 1) {
+    // Functional: the layer whose output the Dense layer reads.
+    const inbound = dense.layer.inboundNodes[0]?.inboundLayers[0];
+    const found = inbound && layers.find((l) => l.layer === inbound);
+    if (found && found.layer.getClassName() !== 'InputLayer') return found;
+    throw new UserError(
+      `backbone ${source}: cannot tell which layer feeds ${dense.layer.name}; name a feature layer with --backbone-layer`,
+    );
+  }
+  const previous = [...dense.path.slice(0, -1), at - 1];
+  return layers.find((l) => l.path.join('/') === previous.join('/'));
+}
+
+/** Known sizes of a [batch, H, W, C] input (null or -1 = free). */
+function declaredShape(shape: readonly (number | null | undefined)[] | undefined): (number | undefined)[] {
+  if (!shape || shape.length !== 4)
+    return shape === undefined ? [undefined, undefined, undefined] : [NaN, NaN, NaN];
+  return shape.slice(1).map((d) => (d === null || d === undefined || d < 0 ? undefined : d));
+}
+
+function inputShapeOf(
+  declared: (number | undefined)[],
+  family: BackboneFamily,
+  sidecar: Record<string, unknown> | undefined,
+  size: number | undefined,
+  source: string,
+): ImageShape {
+  const [h, w, c] = declared;
+  if ([h, w, c].some((d) => Number.isNaN(d)))
+    throw new UserError(
+      `backbone ${source} does not take images (its input is not [batch, height, width, channels])`,
+    );
+  let side: number;
+  if (h !== undefined || w !== undefined) {
+    if (h === undefined || w === undefined || h !== w)
+      throw new UserError(
+        `backbone ${source} takes ${h ?? '?'}x${w ?? '?'} images; only square inputs are supported`,
+      );
+    if (size !== undefined && size !== h)
+      throw new UserError(
+        `backbone ${source} takes ${h}x${w} images; --backbone-size ${size} does not fit it`,
+      );
+    side = h;
+  } else {
+    const tmSize = family === 'teachable-machine' ? Number(sidecar?.imageSize) || undefined : undefined;
+    side = size ?? tmSize ?? DEFAULT_SIZE;
+  }
+  const channels = c ?? 3;
+  if (channels !== 1 && channels !== 3)
+    throw new UserError(
+      `backbone ${source} takes ${channels}-channel images; imgclf gives 1 (gray) or 3 (RGB)`,
+    );
+  return [side, side, channels];
+}
+
+/** Builds the backbone from its files under the given options. */
+async function build(files: BackboneFiles, opts: Omit<BackboneOptions, 'source'>): Promise<Backbone> {
+  const source = files.source;
+  const format = formatOf(files);
+  const family = familyOf(files, format);
+  if (family === 'imgclf-run' && files.sidecar && 'backbone' in files.sidecar && files.sidecar.backbone) {
+    throw new UserError(
+      `backbone ${source} is itself a transfer run (its model is a head on another backbone); use that backbone instead`,
+    );
+  }
+  const artifacts = await artifactsOf(files);
+  let run: (x: tf.Tensor) => tf.Tensor;
+  let layer: string;
+  let declared: (number | undefined)[];
+  let release: () => void;
+  if (format === 'graph-model') {
+    let model: tfconv.GraphModel;
+    try {
+      model = await tfconv.loadGraphModel(tf.io.fromMemory(artifacts));
+    } catch (err) {
+      throw new UserError(
+        `backbone ${source}: cannot build the graph model (${(err as Error).message.split('\n')[0]})`,
+      );
+    }
+    declared = declaredShape(model.inputs[0]?.shape);
+    layer = opts.layer ?? model.outputNodes[0];
+    run = (x) => model.execute(x, layer) as tf.Tensor;
+    release = () => model.dispose();
+  } else {
+    let model: tfl.LayersModel;
+    try {
+      model = await tfl.loadLayersModel(tf.io.fromMemory(artifacts));
+    } catch (err) {
+      throw new UserError(
+        `backbone ${source}: cannot build the layers model (${(err as Error).message.split('\n')[0]})`,
+      );
+    }
+    declared = declaredShape(model.inputs[0]?.shape);
+    const picked = featureLayer(model, opts.layer, source);
+    if (picked) {
+      layer = picked.layer.name;
+      run = upTo(model, picked.path, layer);
+    } else {
+      layer = model.outputNames[0] ?? model.layers.at(-1)!.name;
+      run = (x) => model.apply(x, { training: false }) as tf.Tensor;
+    }
+    release = () => model.dispose();
+  }
+  let inputShape: ImageShape;
+  try {
+    inputShape = inputShapeOf(declared, family, files.sidecar, opts.size, source);
+  } catch (err) {
+    release();
+    throw err;
+  }
+  const range: BackboneRange = opts.range ?? (family === 'teachable-machine' ? '-1,1' : '0,1');
+  const rowValues = inputShape[0] * inputShape[1] * inputShape[2];
+  const chunk = Math.max(1, Math.min(256, Math.floor(CHUNK_VALUES / rowValues)));
+  const once = (x: tf.Tensor): tf.Tensor2D =>
+    tf.tidy(() => {
+      const input = range === '-1,1' ? tf.sub(tf.mul(x, 2), 1) : x;
+      const y = run(input);
+      return tf.reshape(y, [x.shape[0], -1]) as tf.Tensor2D;
+    });
+  const features = (x: tf.Tensor): tf.Tensor2D => {
+    const n = x.shape[0];
+    if (n <= chunk) return once(x);
+    return tf.tidy(() => {
+      const parts: tf.Tensor2D[] = [];
+      // Each call's activations are freed before the next (once() is its own tidy scope).
+      for (let i = 0; i < n; i += chunk) {
+        const part = tf.slice(x, [i, 0, 0, 0], [Math.min(chunk, n - i), -1, -1, -1]);
+        parts.push(once(part));
+        part.dispose();
+      }
+      return tf.concat(parts, 0);
+    });
+  };
+  let dim: number;
+  try {
+    dim = tf.tidy(() => features(tf.zeros([1, ...inputShape])).shape[1]);
+  } catch (err) {
+    release();
+    const what = format === 'graph-model' ? `node '${layer}'` : `layer '${layer}'`;
+    throw new UserError(
+      `backbone ${source}: cannot compute features at ${what} for ${inputShape.join('x')} images (${(err as Error).message.split('\n')[0]})`,
+    );
+  }
+  return {
+    record: { source, format, family, sha256: files.sha256, inputShape, range, layer, features: dim },
+    origin: files.origin,
+    features,
+    chunk,
+    dispose: release,
+  };
+}
+
+/** Loads the backbone a training run asks for (reading or downloading it now). */
+export async function loadBackbone(opts: BackboneOptions, log?: (m: string) => void): Promise<Backbone> {
+  const files = await backboneFiles(opts.source, log);
+  const backbone = await build(files, opts);
+  const r = backbone.record;
+  log?.(
+    `backbone ${r.source}: ${r.format} (${r.family}), sha256 ${shortHash(r.sha256)}, ` +
+      `input ${r.inputShape.join('x')} in [${r.range}], ${r.features} features from ${r.format === 'graph-model' ? 'node' : 'layer'} ${r.layer}`,
+  );
+  return backbone;
+}
+
+/**
+ * Loads the backbone a run was trained with, as its metadata records it. A backbone that is
+ * missing, changed (another hash) or now gives other features is a one-line error naming it.
+ */
+export async function loadRecordedBackbone(
+  record: BackboneRecord,
+  log?: (m: string) => void,
+): Promise<Backbone> {
+  if (!record || typeof record.source !== 'string' || typeof record.sha256 !== 'string')
+    throw new UserError('the run records a backbone without its source and hash; retrain it');
+  const files = await recordedBackboneFiles(record.source, record.sha256, log);
+  const backbone = await build(files, {
+    layer: record.layer,
+    size: record.inputShape[0],
+    range: record.range,
+  });
+  const r = backbone.record;
+  if (r.inputShape.join('x') !== record.inputShape.join('x') || r.features !== record.features) {
+    backbone.dispose();
+    throw new UserError(
+      `backbone ${record.source} now gives ${r.features} features for ${r.inputShape.join('x')} images, but the run was trained on ${record.features} for ${record.inputShape.join('x')}`,
+    );
+  }
+  return backbone;
+}
+
+/**
+ * The net a transfer run is: images of the backbone's input shape -> features -> head. It
+ * is the head for everything that saves or trains (weights, artifacts, variables); `apply`
+ * runs both. `owns` says whether dispose() releases the two (false: they belong to a caller).
+ */
+export function backboneNet(backbone: Backbone, head: Net, owns = true): Net {
+  const dim = backbone.record.features;
+  return {
+    name: head.name,
+    apply: (x, kwargs) =>
+      tf.tidy(() => head.apply(tf.reshape(backbone.features(x), [-1, 1, 1, dim]), kwargs)),
+    get trainableVariables() {
+      return head.trainableVariables;
+    },
+    countParams: () => head.countParams(),
+    artifacts: () => head.artifacts(),
+    setWeights: (w) => head.setWeights(w),
+    getWeights: () => head.getWeights(),
+    dispose: () => {
+      if (!owns) return;
+      head.dispose();
+      backbone.dispose();
+    },
+    ...(head.loss ? { loss: head.loss.bind(head) } : {}),
+  };
+}
