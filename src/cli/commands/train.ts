@@ -289,6 +289,8 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
         interrupted,
         out: dir,
         data,
+        // The process's peak resident memory: what a big folder costs, from the kernel's count.
+        peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
       });
     });
 }
