@@ -68,7 +68,8 @@ const train = [
   run,
 ];
 const first = imgclf(train);
-const second = imgclf(train);
+// The same run again, to show the decoded cache: --force replaces the run the first one wrote.
+const second = imgclf([...train, '--force']);
 const evaluation = imgclf(['evaluate', '--run', run]);
 
 const picture = path.join(work, 'my-triangle.png');
