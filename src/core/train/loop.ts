@@ -13,7 +13,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { augmentBatch, type AugmentOptions } from '../data/augment.js';
 import { batchCount, batches } from '../data/batches.js';
-import { type ImageShape, imageSize, type Split } from '../data/dataset.js';
+import { floatIfSmall, type ImageShape, imageSize, type Split } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
 import type { Net } from '../models/net.js';
 import { correctCount, crossEntropy, crossEntropyAndCorrect } from './loss.js';
@@ -338,6 +338,10 @@ export async function fit(
 ): Promise<EpochMetrics[]> {
   const rng = new Rng(opts.seed);
   const augmentRng = new Rng(opts.seed ^ 0xa5a5a5);
+  // Data that fits as floats is converted once here, not batch by batch.
+  train = floatIfSmall(train);
+  test = floatIfSmall(test);
+  const valSplit = opts.val && floatIfSmall(opts.val);
   const perEpoch = batchCount(train.count, opts.batchSize);
   const schedule = createSchedule({
     name: opts.schedule ?? 'constant',
@@ -403,7 +407,7 @@ export async function fit(
       break;
     }
     const ev = evaluate(net, test, { shape: opts.shape });
-    const val = opts.val ? evaluate(net, opts.val, { shape: opts.shape }) : undefined;
+    const val = valSplit ? evaluate(net, valSplit, { shape: opts.shape }) : undefined;
     const m: EpochMetrics = {
       epoch,
       train_loss: r.loss,
