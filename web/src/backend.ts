@@ -10,6 +10,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
+import { registerConvKernels } from '../../src/backend/conv-kernels.js';
 import { registerFusedXent } from '../../src/backend/fused-xent.js';
 import { registerWasmKernels } from '../../src/backend/wasm-kernels.js';
 
@@ -23,6 +24,8 @@ export async function chooseBackend(forced?: string | null): Promise<string> {
     'tfjs-backend-wasm-threaded-simd.wasm': wasmThreaded,
   });
   registerWasmKernels();
+  // Convolution gradients: tfjs-backend-wasm has no Conv2DBackpropFilter (a CNN cannot train without).
+  registerConvKernels();
   registerFusedXent();
   const order = forced && (PREFERENCE as readonly string[]).includes(forced) ? [forced] : [...PREFERENCE];
   for (const name of order) {

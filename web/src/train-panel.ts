@@ -53,7 +53,8 @@ function field(id: string): number | undefined {
   return v === '' ? undefined : Number(v);
 }
 
-function lineChart(id: string, yMax?: number): Chart<'line'> {
+/** A line chart of a live curve (blue, per probe) and per-epoch points (red). */
+export function lineChart(id: string, yMax?: number): Chart<'line'> {
   return new Chart($<HTMLCanvasElement>(id), {
     type: 'line',
     data: {

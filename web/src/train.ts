@@ -4,11 +4,14 @@
  * (core/train/loop.ts `fit`) under the same plan (core/plan.ts): `pagePlan` resolves the
  * user's choices as the CLI resolves its flags, so the page trains each model with its own
  * recipe (optimizer, weight decay, schedule, label smoothing, augmentation). Only the UI
- * hooks are new here. Nothing at the top level touches the DOM, so Node can import this.
+ * hooks are new here. Your own classes (own-classes.ts) train through `trainInPage` too, on
+ * the pictures collected in the page, with `pagePlan({ ..., images })`. Nothing at the top
+ * level touches the DOM, so Node can import this.
  */
 import type { Net } from '../../src/core/models/net.js';
 import { type ImageShape, type Split, splitFromBytes } from '../../src/core/data/dataset.js';
 import { checkPair, parseIdx } from '../../src/core/data/idx.js';
+import type { ResizeMode } from '../../src/core/data/source.js';
 import { create } from '../../src/core/models/index.js';
 import { fitOptionsFor, optimizerFor, resolveConfig, type TrainConfig } from '../../src/core/plan.js';
 import { type EpochMetrics, evaluate, fit } from '../../src/core/train/loop.js';
@@ -20,10 +23,29 @@ export interface PageChoice {
   lr?: number;
   batchSize?: number;
   seed?: number;
+  /** Training on images collected in the page (your own classes) rather than the server's data. */
+  images?: PageImages;
 }
+
+/**
+ * Images collected in the page, as an image folder would be read: the plan is that of
+ * `imgclf train --data data --image-size N --channels C --resize-mode M --val-split F`, and a
+ * downloaded run keeps the images in `data/` (PAGE_DATA_DIR) of its run directory.
+ */
+export interface PageImages {
+  imageSize: number;
+  channels: 1 | 3;
+  resizeMode: ResizeMode;
+  /** The stratified fraction held out as the test split. */
+  heldOut: number;
+}
+
+/** Where a run trained on the page's own images keeps them, relative to its run directory. */
+export const PAGE_DATA_DIR = 'data';
 
 /** The plan for the page's choices: the same as `imgclf train` with the same flags. */
 export function pagePlan(choice: PageChoice): TrainConfig {
+  const images = choice.images;
   return resolveConfig({
     model: choice.model,
     epochs: choice.epochs,
@@ -31,6 +53,15 @@ export function pagePlan(choice: PageChoice): TrainConfig {
     batchSize: choice.batchSize,
     seed: choice.seed,
     backend: 'auto',
+    ...(images
+      ? {
+          data: PAGE_DATA_DIR,
+          imageSize: images.imageSize,
+          channels: images.channels,
+          resizeMode: images.resizeMode,
+          valSplit: images.heldOut,
+        }
+      : {}),
   });
 }
 

@@ -1,0 +1,158 @@
+/**
+ * Turning a picture into a model's input in the page, the way `imgclf predict` does it in
+ * Node (src/node/image.ts `prepareImage`, with sharp): transparency flattened onto white, the
+ * picture brought to at most 256 pixels a side, then (for MNIST-like models) inverted when its
+ * border is light, resized to the input size with the run's resize mode (fill stretches,
+ * contain letterboxes, cover crops the centre), turned gray or kept RGB, and divided by 255.
+ * Canvas resampling is not sharp's, so values differ slightly; the labels agree (the tests
+ * compare the page's predictions with `imgclf predict`'s).
+ */
+import type { ImageShape } from '../../src/core/data/dataset.js';
+import type { Preprocessing } from '../../src/core/data/source.js';
+
+/** A picture the page can draw: a decoded file, a video frame, a canvas. */
+export type Picture = ImageBitmap | HTMLVideoElement | HTMLCanvasElement;
+
+/** As node/image.ts: the working copy keeps at most this many pixels a side (or 4x the input). */
+const WORKING_SIDE = 256;
+
+function sizeOf(p: Picture): [number, number] {
+  if (p instanceof HTMLVideoElement) return [p.videoWidth, p.videoHeight];
+  return [p.width, p.height];
+}
+
+function canvas(w: number, h: number): [HTMLCanvasElement, CanvasRenderingContext2D] {
+  const c = document.createElement('canvas');
+  c.width = w;
+  c.height = h;
+  const ctx = c.getContext('2d', { willReadFrequently: true })!;
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = 'high';
+  return [c, ctx];
+}
+
+/** Decodes an image file (PNG, JPEG, WebP, GIF, ...). */
+export async function decode(blob: Blob): Promise<ImageBitmap> {
+  try {
+    return await createImageBitmap(blob);
+  } catch {
+    throw new Error('not an image this browser can read');
+  }
+}
+
+/** The picture flattened onto white and brought to at most `side` pixels a side. */
+function working(p: Picture, side: number): HTMLCanvasElement {
+  const [w, h] = sizeOf(p);
+  if (!w || !h) throw new Error('the picture has no size (is the camera running?)');
+  const scale = Math.min(1, side / Math.max(w, h));
+  const [c, ctx] = canvas(Math.max(1, Math.round(w * scale)), Math.max(1, Math.round(h * scale)));
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, c.width, c.height);
+  ctx.drawImage(p, 0, 0, c.width, c.height);
+  return c;
+}
+
+/** Mean of the outermost pixel ring of a gray 32x32 probe, 0..255 (node/image.ts `borderMean`). */
+function borderMean(src: HTMLCanvasElement): number {
+  const [, ctx] = canvas(32, 32);
+  ctx.drawImage(src, 0, 0, 32, 32);
+  const d = ctx.getImageData(0, 0, 32, 32).data;
+  let sum = 0;
+  let n = 0;
+  for (let y = 0; y < 32; y++) {
+    for (let x = 0; x < 32; x++) {
+      if (y !== 0 && y !== 31 && x !== 0 && x !== 31) continue;
+      const i = (y * 32 + x) * 4;
+      sum += gray(d[i], d[i + 1], d[i + 2]);
+      n++;
+    }
+  }
+  return sum / n;
+}
+
+const toLinear = (v: number) => {
+  const c = v / 255;
+  return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+};
+const toSrgb = (l: number) => 255 * (l <= 0.0031308 ? 12.92 * l : 1.055 * l ** (1 / 2.4) - 0.055);
+
+/** Luminance of an sRGB pixel, in sRGB (as libvips' b-w colourspace). */
+function gray(r: number, g: number, b: number): number {
+  return Math.round(toSrgb(0.2126 * toLinear(r) + 0.7152 * toLinear(g) + 0.0722 * toLinear(b)));
+}
+
+/** The input for a model of `shape` with `pre`: H * W * C bytes (0..255) and whether it was inverted. */
+export function preparePixels(
+  p: Picture,
+  shape: ImageShape,
+  pre: Preprocessing,
+): { pixels: Uint8Array; inverted: boolean } {
+  const [height, width, channels] = shape;
+  const src = working(p, Math.max(WORKING_SIDE, 4 * Math.max(width, height)));
+  const inverted = pre.invertLightBackground && borderMean(src) > 127;
+  const [, ctx] = canvas(width, height);
+  // Letterbox padding: white, or black for MNIST-like models (white too when inverting after).
+  ctx.fillStyle = pre.invertLightBackground && !inverted ? '#000' : '#fff';
+  ctx.fillRect(0, 0, width, height);
+  const [w, h] = [src.width, src.height];
+  if (pre.resize === 'fill') {
+    ctx.drawImage(src, 0, 0, width, height);
+  } else if (pre.resize === 'contain') {
+    const s = Math.min(width / w, height / h);
+    const [dw, dh] = [w * s, h * s];
+    ctx.drawImage(src, (width - dw) / 2, (height - dh) / 2, dw, dh);
+  } else {
+    const s = Math.max(width / w, height / h);
+    const [sw, sh] = [width / s, height / s];
+    ctx.drawImage(src, (w - sw) / 2, (h - sh) / 2, sw, sh, 0, 0, width, height);
+  }
+  const d = ctx.getImageData(0, 0, width, height).data;
+  const pixels = new Uint8Array(width * height * channels);
+  for (let i = 0; i < width * height; i++) {
+    let [r, g, b] = [d[i * 4], d[i * 4 + 1], d[i * 4 + 2]];
+    if (inverted) [r, g, b] = [255 - r, 255 - g, 255 - b];
+    if (channels === 1) pixels[i] = gray(r, g, b);
+    else pixels.set([r, g, b], i * 3);
+  }
+  return { pixels, inverted };
+}
+
+/** Bytes (0..255) as the model's input values. */
+export function scaled(pixels: Uint8Array, pre: Preprocessing): Float32Array {
+  return Float32Array.from(pixels, (v) => v / pre.scale);
+}
+
+/** H * W * C bytes as a canvas (gray repeated into RGB). */
+export function pixelsCanvas(pixels: Uint8Array, shape: ImageShape): HTMLCanvasElement {
+  const [height, width, channels] = shape;
+  const [c, ctx] = canvas(width, height);
+  const img = ctx.createImageData(width, height);
+  for (let i = 0; i < width * height; i++) {
+    for (let k = 0; k < 3; k++) img.data[i * 4 + k] = pixels[i * channels + (channels === 1 ? 0 : k)];
+    img.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  return c;
+}
+
+/** H * W * C bytes as a PNG file. */
+export async function encodePng(pixels: Uint8Array, shape: ImageShape): Promise<Uint8Array> {
+  const blob = await canvasBlob(pixelsCanvas(pixels, shape), 'image/png');
+  return new Uint8Array(await blob.arrayBuffer());
+}
+
+export function canvasBlob(c: HTMLCanvasElement, type: string, quality?: number): Promise<Blob> {
+  return new Promise((resolve, reject) =>
+    c.toBlob((b) => (b ? resolve(b) : reject(new Error('the canvas cannot be encoded'))), type, quality),
+  );
+}
+
+/** A copy of the picture at most `side` pixels a side, as a JPEG file (webcam frames). */
+export function snapshot(p: Picture, side: number): Promise<Blob> {
+  const [w, h] = sizeOf(p);
+  if (!w || !h) return Promise.reject(new Error('the camera has no picture yet'));
+  const scale = Math.min(1, side / Math.max(w, h));
+  const [c, ctx] = canvas(Math.max(1, Math.round(w * scale)), Math.max(1, Math.round(h * scale)));
+  ctx.drawImage(p, 0, 0, c.width, c.height);
+  return canvasBlob(c, 'image/jpeg', 0.92);
+}
