@@ -51,3 +51,22 @@ describe('a folder run’s report', () => {
     expect(html).toMatch(/<section id="confused-pairs"><h2>Most confused pairs<\/h2>\s*<table>/);
   });
 });
+
+describe('a run that carries its own images', () => {
+  it('resolves a relative data path against the run directory, from any working directory', async () => {
+    const { cpSync, readFileSync } = await import('node:fs');
+    const { saveMetadata } = await import('../src/node/run/rundir.js');
+    const folder = path.join(tempDir(), 'shapes');
+    await writeShapesFolder(folder, { perClass: 12, seed: 5, classes: ['circle', 'square'] });
+    const out = path.join(tempDir(), 'run');
+    const env = { XDG_CACHE_HOME: tempDir() };
+    expect(cli(['train', '--data', folder, '--epochs', '2', '--out', out], env).code).toBe(0);
+    // As a run downloaded from the page keeps them: the images inside, the path relative.
+    cpSync(folder, path.join(out, 'data'), { recursive: true });
+    const meta = JSON.parse(readFileSync(path.join(out, 'metadata.json'), 'utf8'));
+    await saveMetadata(out, { ...meta, data: { ...meta.data, path: 'data' } });
+    const r = cli(['evaluate', '--run', out, '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json!.test_accuracy).toBeGreaterThan(0);
+  });
+});

@@ -277,12 +277,15 @@ export async function loadRun(dir: string, options: { log?: (message: string) =>
  * against its class names and input shape): evaluate a loaded run on its own test split.
  */
 export async function loadRunData(
-  run: Pick<Run, 'metadata'>,
+  run: Pick<Run, 'metadata'> & { dir?: string },
   options: { dataDir?: string; download?: boolean } = {},
 ): Promise<Dataset & { source: DataSource }> {
   await ready();
-  const dataset = await loadDataOfRun(run.metadata, options.dataDir, { download: options.download });
-  return { ...dataset, source: runDataSource(run.metadata, options.dataDir) };
+  const dataset = await loadDataOfRun(run.metadata, options.dataDir, {
+    download: options.download,
+    runDir: run.dir,
+  });
+  return { ...dataset, source: runDataSource(run.metadata, options.dataDir, run.dir) };
 }
 
 export interface SaveRunOptions {

@@ -151,7 +151,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     requestLimitMb,
     limiter,
     engine: opts.engine ?? tfjsEngine(run),
-    dataset: runDataLoader(meta, opts.dataDir),
+    dataset: runDataLoader(meta, opts.dataDir, run.dir),
   };
   app.addHook('onClose', async () => ctx.engine.dispose());
   registerModelRoutes(app, ctx);

@@ -58,10 +58,14 @@ function unusableSource(meta: RunMetadata): string | undefined {
  * Loads the data the run was trained on (`dataDir` overrides a built-in set's folder) as bytes,
  * without downloading a missing built-in set.
  */
-export async function loadRawDataset(meta: RunMetadata, dataDir?: string): Promise<RawDataset> {
+export async function loadRawDataset(
+  meta: RunMetadata,
+  dataDir?: string,
+  runDir?: string,
+): Promise<RawDataset> {
   const unusable = unusableSource(meta);
   if (unusable) throw new UserError(unusable);
-  const dataset = await loadRunData(meta, dataDir, { download: false });
+  const dataset = await loadRunData(meta, dataDir, { download: false, runDir });
   return {
     name: dataset.name,
     classNames: dataset.classNames,
@@ -86,11 +90,15 @@ function isUnavailable(err: unknown): err is Error {
  * 404 `this run's training data is not available (<reason>); <purpose>`, with the reason's
  * absolute paths cut to base names; anything else is a bug and stays a 500.
  */
-export function runDataLoader(meta: RunMetadata, dataDir?: string): (purpose: string) => Promise<RawDataset> {
+export function runDataLoader(
+  meta: RunMetadata,
+  dataDir?: string,
+  runDir?: string,
+): (purpose: string) => Promise<RawDataset> {
   let loading: Promise<RawDataset> | undefined;
   return async (purpose) => {
     if (!loading) {
-      const attempt = loadRawDataset(meta, dataDir);
+      const attempt = loadRawDataset(meta, dataDir, runDir);
       loading = attempt;
       attempt.catch(() => {
         if (loading === attempt) loading = undefined;

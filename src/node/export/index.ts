@@ -52,7 +52,7 @@ export async function checkRunParity(
   onnxBytes: Uint8Array,
   opts: { dataDir?: string; limit?: number } = {},
 ): Promise<Parity> {
-  const dataset = await loadRunData(run.metadata, opts.dataDir);
+  const dataset = await loadRunData(run.metadata, opts.dataDir, { runDir: run.dir });
   const shape = run.metadata.inputShape;
   const count = Math.min(opts.limit ?? 1000, dataset.test.count);
   const size = shape[0] * shape[1] * shape[2];

@@ -3,16 +3,26 @@
  * image folder, a CSV, or a built-in set; runs from before sources were recorded name a
  * built-in set), checked against the run's class names and input shape.
  */
+import path from 'node:path';
 import { UserError } from '../../core/errors.js';
 import type { Dataset } from '../../core/data/dataset.js';
 import { type DataSource, idxSource } from '../../core/data/source.js';
 import { loadDataset } from '../data/load.js';
 import { type LoadedRun, loadRun, type RunMetadata } from './rundir.js';
 
-/** The data source a run was trained on; `dataDir` overrides a built-in set's folder. */
-export function runDataSource(metadata: RunMetadata, dataDir?: string): DataSource {
+/**
+ * The data source a run was trained on; `dataDir` overrides a built-in set's folder. A
+ * relative path in the metadata (a run downloaded from the page keeps its images in `data/`
+ * inside it) is taken relative to the run directory `runDir`, so the run can move.
+ */
+export function runDataSource(metadata: RunMetadata, dataDir?: string, runDir?: string): DataSource {
   const cfg = metadata.config as { dataDir?: string; resize?: number };
-  const source = metadata.data ?? idxSource(metadata.dataset, cfg.dataDir, cfg.resize);
+  let source = metadata.data ?? idxSource(metadata.dataset, cfg.dataDir, cfg.resize);
+  if (runDir && source.kind !== 'idx' && !path.isAbsolute(source.path)) {
+    source = { ...source, path: path.join(runDir, source.path) };
+    if (source.kind === 'csv' && source.testPath && !path.isAbsolute(source.testPath))
+      source.testPath = path.join(runDir, source.testPath);
+  }
   return dataDir && source.kind === 'idx' ? { ...source, dataDir } : source;
 }
 
@@ -23,9 +33,9 @@ export function runDataSource(metadata: RunMetadata, dataDir?: string): DataSour
 export async function loadRunData(
   metadata: RunMetadata,
   dataDir?: string,
-  opts: { download?: boolean } = {},
+  opts: { download?: boolean; runDir?: string } = {},
 ): Promise<Dataset> {
-  const source = runDataSource(metadata, dataDir);
+  const source = runDataSource(metadata, dataDir, opts.runDir);
   const { dataset } = await loadDataset({ source, download: opts.download });
   const names = metadata.classNames;
   if (dataset.classNames.join('\n') !== names.join('\n')) {
@@ -48,5 +58,5 @@ export async function loadRunWithData(
   dataDir?: string,
 ): Promise<{ run: LoadedRun; dataset: Dataset }> {
   const run = await loadRun(dir);
-  return { run, dataset: await loadRunData(run.metadata, dataDir) };
+  return { run, dataset: await loadRunData(run.metadata, dataDir, { runDir: dir }) };
 }
