@@ -24,7 +24,12 @@ const PROBE_EVERY = 10;
 function fillModelPicker(): void {
   const select = $<HTMLSelectElement>('train-model');
   const chosen = select.value || FIRST_MODEL;
-  const registered = new Map(list().map((e) => [e.name, e]));
+  // Models that learn by memorizing (knn) have nothing for the training loop to fit.
+  const registered = new Map(
+    list()
+      .filter((e) => !e.memorizes)
+      .map((e) => [e.name, e]),
+  );
   const names = [...new Set([...WANTED_MODELS, ...registered.keys()])];
   select.replaceChildren(
     ...names.map((name) => {
