@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type { Dataset } from '../src/core/data/dataset.js';
+import { type Dataset, pixelsAsFloat } from '../src/core/data/dataset.js';
 
 export async function naiveTfjs(
   dataset: Dataset,
@@ -15,9 +15,10 @@ export async function naiveTfjs(
   firstBatchAt: number;
 }> {
   const [h, w, c] = dataset.shape;
-  const xs = tf.tensor4d(dataset.train.images, [dataset.train.count, h, w, c]);
+  // The examples' way: the whole dataset as one float tensor.
+  const xs = tf.tensor4d(pixelsAsFloat(dataset.train.images), [dataset.train.count, h, w, c]);
   const ys = tf.oneHot(tf.tensor1d(dataset.train.labels, 'int32'), 10);
-  const xt = tf.tensor4d(dataset.test.images, [dataset.test.count, h, w, c]);
+  const xt = tf.tensor4d(pixelsAsFloat(dataset.test.images), [dataset.test.count, h, w, c]);
   const yt = tf.oneHot(tf.tensor1d(dataset.test.labels, 'int32'), 10);
   const model = tfl.sequential({
     layers: [

@@ -29,7 +29,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { imageSize } from '../src/core/data/dataset.js';
+import { imageSize, pixelsAsFloat } from '../src/core/data/dataset.js';
 import { loadDataset } from '../src/node/data/load.js';
 import { writeFileAtomic } from '../src/node/fs.js';
 
@@ -90,8 +90,10 @@ async function testImagePng(): Promise<Buffer> {
   const { dataset } = await loadDataset({ dataset: 'fashion-mnist' });
   const [h, w, c] = dataset.shape;
   if (c !== 1) throw new Error(`Fashion-MNIST has one channel, not ${c}`);
-  const pixels = dataset.test.images.subarray(0, imageSize(dataset.shape));
-  const bytes = Buffer.from(Array.from(pixels, (v) => Math.round(v * 255)));
+  const row = imageSize(dataset.shape);
+  const bytes = Buffer.from(
+    Uint8Array.from(pixelsAsFloat(dataset.test.images, 0, row), (v) => Math.round(v * 255)),
+  );
   return sharp(bytes, { raw: { width: w, height: h, channels: c } })
     .png()
     .toBuffer();

@@ -25,6 +25,7 @@ const arg = (name) => {
 const dist = (p) => import(path.join(root, 'dist', 'src', p));
 const { FASHION_MNIST, loadIdxDataset } = await dist('node/data/datasets.js');
 const { toImageCsv } = await dist('core/data/csv.js');
+const { pixelsAsFloat } = await dist('core/data/dataset.js');
 const { dataset } = await loadIdxDataset(FASHION_MNIST);
 const parts = { train: arg('--train') ?? dataset.train.count, test: arg('--test') ?? dataset.test.count };
 
@@ -32,7 +33,7 @@ mkdirSync(dir, { recursive: true });
 for (const [name, count] of Object.entries(parts)) {
   const split = dataset[name];
   const n = Math.min(count, split.count);
-  const pixels = Uint8Array.from(split.images.subarray(0, n * 784), (v) => Math.round(v * 255));
+  const pixels = Uint8Array.from(pixelsAsFloat(split.images, 0, n * 784), (v) => Math.round(v * 255));
   if (format === 'csv') {
     const labels = Array.from(split.labels.subarray(0, n), String);
     writeFileSync(path.join(dir, `${name}.csv`), toImageCsv(pixels, labels, [28, 28, 1]));
