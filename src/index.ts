@@ -8,38 +8,11 @@
  * through it beside the d2l tutorial the project started from. `imgclf/core` is the
  * browser-safe part alone.
  */
-export {
-  createModel,
-  listModels,
-  resolvePlan,
-  splitFromIdx,
-  validationSplit,
-  type CreateModelOptions,
-  type EpochInfo,
-  type Evaluation,
-  type FitOptions,
-  type FitSummary,
-  type Model,
-  type ModelInfo,
-  type PlanChoices,
-  type PredictOptions,
-  type Prediction,
-  type TrainChoices,
-} from './core/api.js';
+// The browser-safe API, then the Node versions of fit, evaluate and predict (which pick a fast
+// backend first) and what needs files. A named export here takes precedence over the same
+// name from `export *`.
+export * from './core/index.js';
 export { BACKENDS, type BackendName } from './core/backends.js';
-export {
-  FASHION_MNIST_CLASSES,
-  IDX_DATASET_NAMES,
-  KMNIST_CLASSES,
-  MNIST_CLASSES,
-} from './core/data/classes.js';
-export type { Dataset, ImageShape, Split } from './core/data/dataset.js';
-export type { DataSource, Preprocessing, ResizeMode } from './core/data/source.js';
-export { UserError } from './core/errors.js';
-export type { Net } from './core/models/index.js';
-export { modelDefaults, type TrainConfig } from './core/plan.js';
-export { DivergedError, type EpochMetrics } from './core/train/loop.js';
-export { VERSION } from './core/version.js';
 export {
   evaluate,
   fit,

@@ -10,10 +10,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ImageShape, Split } from '../../src/core/data/dataset.js';
-import { folderPreprocessing, type DataSource, type Preprocessing } from '../../src/core/data/source.js';
+import { folderPreprocessing } from '../../src/core/data/source.js';
 import { stratifiedSplit } from '../../src/core/data/split.js';
 import { sizeToData, type TrainConfig } from '../../src/core/plan.js';
 import type { EpochMetrics } from '../../src/core/train/loop.js';
+import { RUN_FORMAT, type RunMetadataBase } from '../../src/core/run-format.js';
 import { VERSION } from '../../src/core/version.js';
 import { PAGE_DATA_DIR, type PageImages, pagePlan } from './train.js';
 
@@ -134,27 +135,10 @@ export function ownPlan(
   return sizeToData(pagePlan({ ...choice, images }), trainCount);
 }
 
-/** The run directory's metadata.json (node/run/rundir.ts `RunMetadata`), as the page writes it. */
-export interface PageRunMetadata {
-  format: string;
-  model: string;
-  dataset: string;
-  classNames: string[];
-  inputShape: ImageShape;
-  preprocessing: Preprocessing;
-  data?: DataSource;
-  config: Record<string, unknown>;
-  sizedToData?: string;
-  backend: string;
-  imgclfVersion: string;
-  tfjsVersion: string;
-  created: string;
-  testAccuracy?: number;
-  /** Runs trained with a backbone (imgclf train --backbone): the page cannot run those yet. */
-  backbone?: unknown;
-}
+/** The run directory's metadata.json, as the page writes it: the CLI's format (core/run-format.ts). */
+export type PageRunMetadata = RunMetadataBase;
 
-export const RUN_FORMAT = 'imgclf-run/1';
+export { RUN_FORMAT };
 /** metadata.json `dataset` of a run trained in the page. */
 export const PAGE_DATASET = 'page';
 

@@ -22,44 +22,22 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageShape } from '../../core/data/dataset.js';
-import type { DataSource, Preprocessing } from '../../core/data/source.js';
+import type { Preprocessing } from '../../core/data/source.js';
 import { UserError } from '../../core/errors.js';
 import { loadNet, type Net } from '../../core/models/index.js';
 import type { EpochMetrics, FitState } from '../../core/train/loop.js';
 import type { OptimizerState } from '../../core/optim/optimizers.js';
+import { RUN_FORMAT, type RunMetadataBase } from '../../core/run-format.js';
 import { VERSION } from '../../core/version.js';
 import { backboneNet, type BackboneRecord, loadRecordedBackbone } from '../backbone/backbone.js';
 import { commitSave, manifestOf, MANIFEST_FILE, recoverRun, type SaveFiles, verifyRun } from './save.js';
 
 export type { Preprocessing };
 
-export const RUN_FORMAT = 'imgclf-run/1';
+export { RUN_FORMAT };
 
-export interface RunMetadata {
-  format: string;
-  /** Registered model name, e.g. "softmax". */
-  model: string;
-  dataset: string;
-  classNames: string[];
-  inputShape: ImageShape;
-  preprocessing: Preprocessing;
-  /** Where the training data came from, so evaluate/predict/report reload the same splits. */
-  data?: DataSource;
-  /** The resolved training config. */
-  config: Record<string, unknown>;
-  /** What the defaults chose from the data's size (batch size, epochs), when they did. */
-  sizedToData?: string;
-  backend: string;
-  imgclfVersion: string;
-  tfjsVersion: string;
-  created: string;
-  /** Test accuracy of the saved model (with a validation split: of the best epoch). */
-  testAccuracy?: number;
-  /** With a validation split: the epoch kept at the top level, and the last epoch's test accuracy. */
-  bestEpoch?: number;
-  finalTestAccuracy?: number;
-  /** Early stopping ended the run after `epoch`, `patience` epochs after its best one. */
-  stoppedEarly?: { epoch: number; patience: number };
+/** metadata.json, with the backbone record typed (core/run-format.ts has the rest). */
+export interface RunMetadata extends RunMetadataBase {
   /**
    * Transfer learning: the frozen backbone the head (model.json) runs on. `inputShape` is the
    * backbone's; the head takes its features.

@@ -63,39 +63,22 @@ export function registerDataRoutes(app: FastifyInstance, ctx: ServerContext): vo
     },
   );
 
-  app.get(
-    '/api/data/:split/images',
-    {
-      schema: {
-        summary: 'Images of a split as an uncompressed IDX file of bytes (0..255)',
-        params: splitParams,
-        querystring: limitQuery,
+  // The two IDX routes differ only in what they encode.
+  for (const [what, summary, encode] of [
+    ['images', 'Images of a split as an uncompressed IDX file of bytes (0..255)', imagesIdx],
+    ['labels', 'Labels of a split as an uncompressed idx1 file', labelsIdx],
+  ] as const) {
+    app.get(
+      `/api/data/:split/${what}`,
+      { schema: { summary, params: splitParams, querystring: limitQuery } },
+      async (req, reply) => {
+        const { split } = req.params as { split: SplitName };
+        const { limit } = req.query as { limit?: number };
+        const ds = await dataset(TRAINING);
+        return sendIdx(reply, encode(ds, split, limit ?? ds[split].count));
       },
-    },
-    async (req, reply) => {
-      const { split } = req.params as { split: SplitName };
-      const { limit } = req.query as { limit?: number };
-      const ds = await dataset(TRAINING);
-      return sendIdx(reply, imagesIdx(ds, split, limit ?? ds[split].count));
-    },
-  );
-
-  app.get(
-    '/api/data/:split/labels',
-    {
-      schema: {
-        summary: 'Labels of a split as an uncompressed idx1 file',
-        params: splitParams,
-        querystring: limitQuery,
-      },
-    },
-    async (req, reply) => {
-      const { split } = req.params as { split: SplitName };
-      const { limit } = req.query as { limit?: number };
-      const ds = await dataset(TRAINING);
-      return sendIdx(reply, labelsIdx(ds, split, limit ?? ds[split].count));
-    },
-  );
+    );
+  }
 
   app.get(
     '/api/data/:split/image/:index',
