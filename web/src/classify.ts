@@ -10,6 +10,7 @@ import { $, errorText } from './dom.js';
 import { t } from './i18n.js';
 import { onLangChange } from './lang.js';
 import { className, type ModelInfo } from './model-info.js';
+import { attachDrawing } from './draw.js';
 
 interface Prediction {
   label: string;
@@ -152,7 +153,6 @@ function setUpDrawing(classify: Classify): void {
     ctx.fillRect(0, 0, canvas.width, canvas.height);
   };
   clear();
-  let drawing = false;
   let inFlight = false;
   let dirty = false;
   // At most one request in flight; strokes made meanwhile are sent when it returns.
@@ -174,36 +174,6 @@ function setUpDrawing(classify: Classify): void {
       });
     }, 'image/png');
   };
-  const point = (e: PointerEvent) => {
-    const r = canvas.getBoundingClientRect();
-    return [
-      ((e.clientX - r.left) * canvas.width) / r.width,
-      ((e.clientY - r.top) * canvas.height) / r.height,
-    ];
-  };
-  canvas.addEventListener('pointerdown', (e) => {
-    drawing = true;
-    canvas.setPointerCapture(e.pointerId);
-    const [x, y] = point(e);
-    ctx.beginPath();
-    ctx.moveTo(x, y);
-  });
-  canvas.addEventListener('pointermove', (e) => {
-    if (!drawing) return;
-    const [x, y] = point(e);
-    ctx.strokeStyle = '#fff';
-    ctx.lineWidth = 22;
-    ctx.lineCap = 'round';
-    ctx.lineJoin = 'round';
-    ctx.lineTo(x, y);
-    ctx.stroke();
-    send();
-  });
-  const end = () => {
-    if (drawing) send();
-    drawing = false;
-  };
-  canvas.addEventListener('pointerup', end);
-  canvas.addEventListener('pointercancel', end);
+  attachDrawing(canvas, { colour: () => '#fff', width: 22, onStroke: send, onEnd: send });
   $('draw-clear').addEventListener('click', clear);
 }

@@ -12,6 +12,7 @@ import { clearShown, getLang, show, t } from './i18n.js';
 import { onLangChange } from './lang.js';
 import { onOwnModel, type OwnModel, ownModel } from './own-model.js';
 import { decode, type Picture, pixelsCanvas, preparePixels, scaled } from './pixels.js';
+import { attachDrawing } from './draw.js';
 
 /** Live classification takes a frame this often (and never two at once). */
 const LIVE_EVERY_MS = 150;
@@ -152,7 +153,6 @@ export function setUpOwnTry(camera: Camera): void {
     ctx.fillRect(0, 0, draw.width, draw.height);
   };
   clear();
-  let drawing = false;
   let queued = false;
   const classifyDrawing = () => {
     if (queued) return;
@@ -162,34 +162,12 @@ export function setUpOwnTry(camera: Camera): void {
       void run(() => draw, 'drawing');
     });
   };
-  const point = (e: PointerEvent) => {
-    const r = draw.getBoundingClientRect();
-    return [((e.clientX - r.left) * draw.width) / r.width, ((e.clientY - r.top) * draw.height) / r.height];
-  };
-  draw.addEventListener('pointerdown', (e) => {
-    drawing = true;
-    draw.setPointerCapture(e.pointerId);
-    const [x, y] = point(e);
-    ctx.beginPath();
-    ctx.moveTo(x, y);
+  attachDrawing(draw, {
+    colour: () => $<HTMLInputElement>('own-draw-colour').value,
+    width: 18,
+    onStroke: classifyDrawing,
+    onEnd: classifyDrawing,
   });
-  draw.addEventListener('pointermove', (e) => {
-    if (!drawing) return;
-    const [x, y] = point(e);
-    ctx.strokeStyle = $<HTMLInputElement>('own-draw-colour').value;
-    ctx.lineWidth = 18;
-    ctx.lineCap = 'round';
-    ctx.lineJoin = 'round';
-    ctx.lineTo(x, y);
-    ctx.stroke();
-    classifyDrawing();
-  });
-  const end = () => {
-    if (drawing) classifyDrawing();
-    drawing = false;
-  };
-  draw.addEventListener('pointerup', end);
-  draw.addEventListener('pointercancel', end);
   $('own-draw-clear').addEventListener('click', clear);
 
   // Live: the camera's frames, one at a time.
