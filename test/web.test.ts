@@ -69,6 +69,9 @@ describe.skipIf(!existsSync(CHROMIUM))('web app in Chromium', () => {
     expect(await page.textContent('h1')).toBe('imgclf');
     expect(await page.textContent('#server-model')).toMatch(/softmax/);
     expect(['webgpu', 'webgl', 'wasm', 'cpu']).toContain(await page.textContent('#backend'));
+    // Chromium here runs without a GPU: its WebGL is SwiftShader, software, and is passed over.
+    const software = await page.getAttribute('body', 'data-software-webgl');
+    if (software) expect(await page.textContent('#backend')).not.toBe('webgl');
     expect(await page.locator('#gallery figure').count()).toBe(24);
     // softmax, mlp and cnn are offered; a family this build does not register is shown disabled.
     const registered = list().map((e) => e.name);
@@ -138,6 +141,23 @@ describe.skipIf(!existsSync(CHROMIUM))('web app in Chromium', () => {
     expect(await page.isChecked('#source-browser')).toBe(true);
     mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
+  });
+
+  it('uses WebGL when the address asks for it, software or not, and trains on it', async () => {
+    const glPage = await browser!.newPage();
+    try {
+      await glPage.goto(`${url}/?lang=en&backend=webgl`);
+      await glPage.waitForSelector('body[data-ready=true]', { timeout: 60_000 });
+      expect(await glPage.textContent('#backend')).toBe('webgl');
+      await glPage.selectOption('#train-model', 'softmax');
+      await glPage.fill('#train-epochs', '1');
+      await glPage.fill('#train-limit', '2000');
+      await glPage.click('#train-start');
+      await glPage.waitForSelector('#train-status[data-state]', { timeout: 240_000 });
+      expect(await glPage.getAttribute('#train-status', 'data-state')).toBe('done');
+    } finally {
+      await glPage.close();
+    }
   });
 
   it('trains on the wasm backend too when the address asks for it (?backend=wasm)', async () => {
