@@ -27,7 +27,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { deflateSync } from 'node:zlib';
+import { pngDeclaring } from '../src/node/data/shapes.js';
 import sharp from 'sharp';
 import { imageSize, pixelsAsFloat } from '../src/core/data/dataset.js';
 import { loadDataset } from '../src/node/data/load.js';
@@ -101,37 +101,6 @@ async function testImagePng(): Promise<Buffer> {
 
 // --- bad requests -------------------------------------------------------------------------
 
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function pngChunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'ascii');
-  let c = 0xffffffff;
-  for (const b of Buffer.concat([head.subarray(4), data])) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE((c ^ 0xffffffff) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
-}
-
-/** A valid PNG header declaring 60000x60000 gray pixels, with a tiny compressed body (~300 bytes). */
-function pixelBomb(): Buffer {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(60000, 0);
-  ihdr.writeUInt32BE(60000, 4);
-  ihdr[8] = 8;
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', deflateSync(Buffer.alloc(60001))),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
-}
-
 /**
  * One exchange over a raw socket: writes `head` and `body`, then either waits for the status
  * line (returns the status) or, with `abortAfterMs`, destroys the socket that long after
@@ -179,7 +148,8 @@ const rawHead = (port: number, url: string, type: string, length: number) =>
 
 /** The kinds of bad request, each a function of the port returning the status it got (0 = none). */
 function badKinds(good: Buffer): Record<string, (port: number) => Promise<number>> {
-  const bomb = pixelBomb();
+  // A header declaring 60000x60000 gray pixels, a few hundred bytes on the wire.
+  const bomb = pngDeclaring(60000, 60000);
   const junk = Buffer.from('this is not an image, only some text pretending to be one');
   const boundary = 'benchBoundary';
   const multipart = Buffer.from(

@@ -14,11 +14,10 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadDataset } from '../src/node/data/load.js';
 import { loadImageFolder, scanImageFolder } from '../src/node/data/folder.js';
-import { renderSvg, shapeSvg, writeShapesFolder } from '../src/node/data/shapes.js';
+import { pngDeclaring, renderSvg, shapeSvg, writeShapesFolder } from '../src/node/data/shapes.js';
 import { Rng } from '../src/core/data/rng.js';
 import { cli, expectCleanError, tempDir } from './helpers.js';
 
@@ -256,28 +255,6 @@ describe('bad image folders: one line, exit 2', () => {
   });
 });
 
-/** A PNG that declares width x height gray pixels but holds one row: tiny, and only its header is read. */
-function pngClaiming(width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-    const out = Buffer.alloc(8 + data.length + 4);
-    out.writeUInt32BE(data.length, 0);
-    body.copy(out, 4);
-    out.writeUInt32BE(crc32(body), 8 + data.length);
-    return out;
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth; colour type 0 (gray), no interlace
-  return Buffer.concat([
-    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(Buffer.alloc(width + 1))),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
-}
-
 describe('symbolic links are followed', () => {
   const opts = () => ({
     imageSize: 8,
@@ -428,7 +405,7 @@ describe('an image over the pixel limit', () => {
     const dir = path.join(work, 'huge');
     await writeShapesFolder(dir, { perClass: 2, classes: ['circle', 'square'] });
     const huge = path.join(dir, 'square', 'scan.png');
-    writeFileSync(huge, pngClaiming(8000, 7000)); // 56 million pixels declared, 85 bytes on disk
+    writeFileSync(huge, pngDeclaring(8000, 7000)); // 56 million pixels declared, 85 bytes on disk
     const reason =
       'too large: the image is 8000x7000 pixels, more than the 50 million imgclf decodes; shrink it first';
     const messages: string[] = [];

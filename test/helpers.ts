@@ -69,9 +69,10 @@ export const CHROMIUM = '/usr/bin/chromium';
 
 /**
  * Launches headless Chromium as the tests need it on a machine without a network: no sandbox
- * (root), no GPU, and no background connections that would only fail here.
+ * (root), no GPU, and no background connections that would only fail here. `extraArgs` add to
+ * these (a fake camera, say).
  */
-export async function launchChromium(): Promise<import('playwright-core').Browser> {
+export async function launchChromium(extraArgs: string[] = []): Promise<import('playwright-core').Browser> {
   const { chromium } = await import('playwright-core');
   return chromium.launch({
     executablePath: CHROMIUM,
@@ -83,6 +84,7 @@ export async function launchChromium(): Promise<import('playwright-core').Browse
       '--disable-component-update',
       '--disable-sync',
       '--no-first-run',
+      ...extraArgs,
     ],
   });
 }
@@ -105,4 +107,30 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
+}
+
+/** The boundary `multipartForm` uses (a test that writes the request line by hand names it). */
+export const MULTIPART_BOUNDARY = 'imgclfTestBoundary';
+
+/** A multipart/form-data body with the given file fields (and plain fields), for app.inject. */
+export function multipartForm(
+  files: { field: string; name: string; type: string; bytes: Buffer }[],
+  fields: Record<string, string> = {},
+): { payload: Buffer; headers: Record<string, string> } {
+  const b = MULTIPART_BOUNDARY;
+  const parts: Buffer[] = [];
+  for (const [k, v] of Object.entries(fields)) {
+    parts.push(Buffer.from(`--${b}\r\ncontent-disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
+  }
+  for (const f of files) {
+    parts.push(
+      Buffer.from(
+        `--${b}\r\ncontent-disposition: form-data; name="${f.field}"; filename="${f.name}"\r\ncontent-type: ${f.type}\r\n\r\n`,
+      ),
+      f.bytes,
+      Buffer.from('\r\n'),
+    );
+  }
+  parts.push(Buffer.from(`--${b}--\r\n`));
+  return { payload: Buffer.concat(parts), headers: { 'content-type': `multipart/form-data; boundary=${b}` } };
 }

@@ -14,7 +14,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeShapesFolder } from '../src/node/data/shapes.js';
-import { BIN, CHROMIUM, cli, ROOT, tempDir } from './helpers.js';
+import { BIN, CHROMIUM, cli, launchChromium, ROOT, tempDir } from './helpers.js';
 
 const SCREENSHOT = path.join(ROOT, 'docs', 'screenshots', 'own-classes.png');
 /** The fake webcam's picture: an orange field with a dark square drifting across it. */
@@ -118,27 +118,13 @@ function startServer(runDir: string, cwd = ROOT): Promise<{ url: string; child: 
   });
 }
 
-/**
- * Headless Chromium as test/helpers.ts launches it, plus a fake camera playing `video` and
- * permission prompts answered yes.
- */
-async function launchWithCamera(video: string): Promise<Browser> {
-  const { chromium } = await import('playwright-core');
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      `--use-file-for-fake-video-capture=${video}`,
-    ],
-  });
+/** Headless Chromium (test/helpers.ts) with a fake camera playing `video`, permission prompts answered yes. */
+function launchWithCamera(video: string): Promise<Browser> {
+  return launchChromium([
+    '--use-fake-device-for-media-stream',
+    '--use-fake-ui-for-media-stream',
+    `--use-file-for-fake-video-capture=${video}`,
+  ]);
 }
 
 function watchConsole(p: Page): void {

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { deflateSync } from 'node:zlib';
+import { pngDeclaring } from '../src/node/data/shapes.js';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
@@ -27,7 +27,7 @@ import {
   saveModel,
 } from '../src/node/run/rundir.js';
 import { buildServer, type ServerOptions } from '../src/server/app.js';
-import { cli, expectCleanError, tempDir } from './helpers.js';
+import { cli, expectCleanError, MULTIPART_BOUNDARY, multipartForm, tempDir } from './helpers.js';
 
 const MAX = 64 * 1024;
 let runDir = '';
@@ -72,28 +72,6 @@ async function writeRun(dir: string, meta: Partial<RunMetadata> = {}): Promise<L
   return loadRun(dir);
 }
 
-/** A multipart/form-data body with the given file fields. */
-function form(
-  files: { field: string; name: string; type: string; bytes: Buffer }[],
-  boundary = 'imgclfHardening',
-) {
-  const parts: Buffer[] = [];
-  for (const f of files) {
-    parts.push(
-      Buffer.from(
-        `--${boundary}\r\ncontent-disposition: form-data; name="${f.field}"; filename="${f.name}"\r\ncontent-type: ${f.type}\r\n\r\n`,
-      ),
-      f.bytes,
-      Buffer.from('\r\n'),
-    );
-  }
-  parts.push(Buffer.from(`--${boundary}--\r\n`));
-  return {
-    payload: Buffer.concat(parts),
-    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
-  };
-}
-
 const json = (r: { body: string }) => JSON.parse(r.body) as Record<string, unknown>;
 
 function expectError(r: { statusCode: number; body: string }, status: number, pattern: RegExp) {
@@ -101,41 +79,6 @@ function expectError(r: { statusCode: number; body: string }, status: number, pa
   const body = json(r);
   expect(body.statusCode).toBe(status);
   expect(body.message).toMatch(pattern);
-}
-
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function crc32(bytes: Buffer): number {
-  let c = 0xffffffff;
-  for (const b of bytes) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-function pngChunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'ascii');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
-  return Buffer.concat([head, data, crc]);
-}
-
-/** A valid PNG header declaring width x height grayscale pixels, with a tiny compressed body. */
-function pixelBomb(width: number, height: number): Buffer {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth; colour type 0 (gray), compression, filter, interlace all 0
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', deflateSync(Buffer.alloc(width + 1))),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
 }
 
 interface RawResult {
@@ -214,7 +157,7 @@ async function until(f: () => Promise<boolean>, ms = 10_000): Promise<void> {
 
 /** A batch of large images that keeps the one inference slot busy for a noticeable time. */
 const slowBatch = () =>
-  form(
+  multipartForm(
     Array.from({ length: 12 }, (_, i) => ({
       field: 'f',
       name: `big${i}.png`,
@@ -290,7 +233,7 @@ describe('request size', () => {
     }));
     // 4 x 40 KB: each under 64 KB, together over the default cap (twice 64 KB).
     expectError(
-      await app.inject({ method: 'POST', url: '/api/predict/batch', ...form(files) }),
+      await app.inject({ method: 'POST', url: '/api/predict/batch', ...multipartForm(files) }),
       413,
       /^request too large: the limit is 0\.13 MB per request \(all images together\)$/,
     );
@@ -318,14 +261,14 @@ describe('request size', () => {
       type: 'image/png',
       bytes: Buffer.alloc(50 * 1024, i),
     }));
-    const body = form(files).payload;
+    const body = multipartForm(files).payload;
     const chunk = (b: Buffer) =>
       Buffer.concat([Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from('\r\n')]);
     const firstThree = body.subarray(0, body.indexOf(Buffer.from('filename="3.png"')));
     const chunked = await rawExchange(
       port,
       [
-        'POST /api/predict/batch HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=imgclfHardening\r\nTransfer-Encoding: chunked\r\n\r\n',
+        `POST /api/predict/batch HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=${MULTIPART_BOUNDARY}\r\nTransfer-Encoding: chunked\r\n\r\n`,
         chunk(firstThree),
       ],
       0,
@@ -397,7 +340,7 @@ describe('inference limit', () => {
   it('a client that disconnects mid-upload or mid-batch does not hurt the server; its batch stops', async () => {
     const app = await server(SLOW_OPTS);
     const port = await listen(app);
-    const body = form([{ field: 'image', name: 'x.png', type: 'image/png', bytes: png }]);
+    const body = multipartForm([{ field: 'image', name: 'x.png', type: 'image/png', bytes: png }]);
     const connect = (head: string) => {
       const socket = net.connect(port, '127.0.0.1');
       socket.on('error', () => {});
@@ -440,7 +383,7 @@ describe('inference limit', () => {
 describe('bad images and bodies', () => {
   it('413 for an image declaring more pixels than imgclf decodes (a pixel bomb)', async () => {
     const app = await server();
-    const bomb = pixelBomb(60000, 60000);
+    const bomb = pngDeclaring(60000, 60000);
     expect(bomb.length).toBeLessThan(MAX);
     expectError(
       await app.inject({
@@ -456,7 +399,7 @@ describe('bad images and bodies', () => {
       await app.inject({
         method: 'POST',
         url: '/api/predict/batch',
-        ...form([{ field: 'f', name: 'bomb.png', type: 'image/png', bytes: bomb }]),
+        ...multipartForm([{ field: 'f', name: 'bomb.png', type: 'image/png', bytes: bomb }]),
       }),
       413,
       /^bomb\.png: the image is 60000x60000 pixels/,

@@ -23,37 +23,11 @@ import {
 } from '../src/node/run/rundir.js';
 import { trainSession } from '../src/node/session.js';
 import { buildServer } from '../src/server/app.js';
-import { cli, expectCleanError, tempDir } from './helpers.js';
+import { cli, expectCleanError, multipartForm, tempDir } from './helpers.js';
 
 const MAX = 64 * 1024;
 let app: FastifyInstance;
 let png: Buffer;
-
-/** A multipart/form-data body with the given file fields. */
-function form(
-  files: { field: string; name: string; type: string; bytes: Buffer }[],
-  fields: Record<string, string> = {},
-) {
-  const boundary = '----imgclftest' + Math.random().toString(16).slice(2);
-  const parts: Buffer[] = [];
-  for (const [k, v] of Object.entries(fields)) {
-    parts.push(Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
-  }
-  for (const f of files) {
-    parts.push(
-      Buffer.from(
-        `--${boundary}\r\ncontent-disposition: form-data; name="${f.field}"; filename="${f.name}"\r\ncontent-type: ${f.type}\r\n\r\n`,
-      ),
-      f.bytes,
-      Buffer.from('\r\n'),
-    );
-  }
-  parts.push(Buffer.from(`--${boundary}--\r\n`));
-  return {
-    payload: Buffer.concat(parts),
-    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
-  };
-}
 
 beforeAll(async () => {
   await selectBackend('wasm');
@@ -130,7 +104,7 @@ describe('serve API', () => {
     const a = await app.inject({
       method: 'POST',
       url: '/api/predict?topK=3',
-      ...form([{ field: 'image', name: 'x.png', type: 'image/png', bytes: png }]),
+      ...multipartForm([{ field: 'image', name: 'x.png', type: 'image/png', bytes: png }]),
     });
     expect(a.statusCode).toBe(200);
     const pa = json(a) as {
@@ -178,7 +152,7 @@ describe('serve API', () => {
       await app.inject({
         method: 'POST',
         url: '/api/predict',
-        ...form([{ field: 'image', name: 'big.png', type: 'image/png', bytes: big }]),
+        ...multipartForm([{ field: 'image', name: 'big.png', type: 'image/png', bytes: big }]),
       }),
       413,
       /too large/,
@@ -187,7 +161,7 @@ describe('serve API', () => {
       await app.inject({
         method: 'POST',
         url: '/api/predict/batch',
-        ...form([{ field: 'a', name: 'big.png', type: 'image/png', bytes: big }]),
+        ...multipartForm([{ field: 'a', name: 'big.png', type: 'image/png', bytes: big }]),
       }),
       413,
       /too large/,
@@ -209,7 +183,9 @@ describe('serve API', () => {
       await app.inject({
         method: 'POST',
         url: '/api/predict',
-        ...form([{ field: 'image', name: 'notes.txt', type: 'text/plain', bytes: Buffer.from('just text') }]),
+        ...multipartForm([
+          { field: 'image', name: 'notes.txt', type: 'text/plain', bytes: Buffer.from('just text') },
+        ]),
       }),
       415,
       /notes\.txt: not an image/,
@@ -278,13 +254,17 @@ describe('serve API', () => {
       await app.inject({
         method: 'POST',
         url: '/api/predict',
-        ...form([{ field: 'picture', name: 'x.png', type: 'image/png', bytes: png }]),
+        ...multipartForm([{ field: 'picture', name: 'x.png', type: 'image/png', bytes: png }]),
       }),
       400,
       /no file field 'image'/,
     );
     expectError(
-      await app.inject({ method: 'POST', url: '/api/predict', ...form([], { image: 'not a file' }) }),
+      await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        ...multipartForm([], { image: 'not a file' }),
+      }),
       400,
       /no file field 'image'/,
     );
@@ -299,7 +279,7 @@ describe('serve API', () => {
       /topK/,
     );
     expectError(
-      await app.inject({ method: 'POST', url: '/api/predict/batch', ...form([], { note: 'x' }) }),
+      await app.inject({ method: 'POST', url: '/api/predict/batch', ...multipartForm([], { note: 'x' }) }),
       400,
       /no image files/,
     );
@@ -316,7 +296,7 @@ describe('serve API', () => {
     const ok = await app.inject({
       method: 'POST',
       url: '/api/predict/batch',
-      ...form([
+      ...multipartForm([
         { field: 'images', name: 'a.png', type: 'image/png', bytes: png },
         { field: 'images', name: 'b.png', type: 'image/png', bytes: inverted },
         { field: 'images', name: 'c.png', type: 'image/png', bytes: png },
@@ -332,7 +312,7 @@ describe('serve API', () => {
       await app.inject({
         method: 'POST',
         url: '/api/predict/batch',
-        ...form([
+        ...multipartForm([
           { field: 'images', name: 'a.png', type: 'image/png', bytes: png },
           { field: 'images', name: 'bad.bin', type: 'image/png', bytes: Buffer.from('garbage') },
         ]),
@@ -347,7 +327,7 @@ describe('serve API', () => {
       bytes: png,
     }));
     expectError(
-      await app.inject({ method: 'POST', url: '/api/predict/batch', ...form(five) }),
+      await app.inject({ method: 'POST', url: '/api/predict/batch', ...multipartForm(five) }),
       413,
       /at most 4/,
     );

@@ -6,7 +6,7 @@ import type { ImageShape } from '../../src/core/data/dataset.js';
 import type { Net } from '../../src/core/models/net.js';
 import { predictProbabilities } from '../../src/core/predict.js';
 import { Chart } from './charts.js';
-import { $, errorText } from './dom.js';
+import { $, acceptFiles, errorText } from './dom.js';
 import { t } from './i18n.js';
 import { onLangChange } from './lang.js';
 import { className, type ModelInfo } from './model-info.js';
@@ -125,23 +125,7 @@ export function setUpClassify(info: ModelInfo): Classifier {
 type Classify = (blob: Blob) => Promise<void>;
 
 function setUpUpload(classify: Classify): void {
-  const input = $<HTMLInputElement>('file-input');
-  input.addEventListener('change', () => {
-    if (input.files?.[0]) void classify(input.files[0]);
-    input.value = '';
-  });
-  const zone = $('drop-zone');
-  zone.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    zone.classList.add('over');
-  });
-  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
-  zone.addEventListener('drop', (e) => {
-    e.preventDefault();
-    zone.classList.remove('over');
-    const file = e.dataTransfer?.files[0];
-    if (file) void classify(file);
-  });
+  acceptFiles($<HTMLInputElement>('file-input'), $('drop-zone'), (files) => classify(files[0]));
 }
 
 /** Light strokes on black, as Fashion-MNIST's light objects on a dark background. */

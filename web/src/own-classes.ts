@@ -7,7 +7,7 @@
  */
 import { evaluate } from '../../src/core/train/loop.js';
 import { holdToRepeat, type Camera } from './camera.js';
-import { $ } from './dom.js';
+import { $, acceptFiles } from './dom.js';
 import { clearShown, show, t } from './i18n.js';
 import { onLangChange } from './lang.js';
 import { setOwnModel } from './own-model.js';
@@ -137,20 +137,9 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     const c: OwnClass = { card, samples: [] };
     classes.push(c);
     container.append(card);
-    const files = card.querySelector<HTMLInputElement>('.own-class-files')!;
-    files.addEventListener('change', () => {
-      void addFiles(c, [...(files.files ?? [])]).finally(() => (files.value = ''));
-    });
-    card.addEventListener('dragover', (e) => {
-      e.preventDefault();
-      card.classList.add('over');
-    });
-    card.addEventListener('dragleave', () => card.classList.remove('over'));
-    card.addEventListener('drop', (e) => {
-      e.preventDefault();
-      card.classList.remove('over');
-      void addFiles(c, [...(e.dataTransfer?.files ?? [])]);
-    });
+    acceptFiles(card.querySelector<HTMLInputElement>('.own-class-files')!, card, (files) =>
+      addFiles(c, files),
+    );
     let frames = 0;
     holdToRepeat(card.querySelector<HTMLElement>('.own-class-capture')!, CAPTURE_EVERY_MS, () => {
       if (!camera.on) return;

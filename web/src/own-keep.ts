@@ -4,7 +4,7 @@
  * `predict` and `serve --run DIR`, and open a run directory (its files, or such a zip) to
  * classify with it here.
  */
-import { $ } from './dom.js';
+import { $, acceptFiles } from './dom.js';
 import { getLang, show } from './i18n.js';
 import { onLangChange } from './lang.js';
 import { forgetKept, keepRun, type KeptRun, listKept, loadKeptArtifacts } from './kept.js';
@@ -179,24 +179,7 @@ export function setUpOwnKeep(): Keep {
 
   $('own-save').addEventListener('click', () => void save());
   $('own-download').addEventListener('click', () => void downloadRun());
-  const upload = $<HTMLInputElement>('own-upload');
-  upload.addEventListener('change', () => {
-    const picked = [...(upload.files ?? [])];
-    upload.value = '';
-    if (picked.length) void open(picked);
-  });
-  const zone = $('own-upload-zone');
-  zone.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    zone.classList.add('over');
-  });
-  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
-  zone.addEventListener('drop', (e) => {
-    e.preventDefault();
-    zone.classList.remove('over');
-    const picked = [...(e.dataTransfer?.files ?? [])];
-    if (picked.length) void open(picked);
-  });
+  acceptFiles($<HTMLInputElement>('own-upload'), $('own-upload-zone'), open);
   onOwnModel(enable);
   onLangChange(renderKept);
   enable(undefined);

@@ -7,7 +7,7 @@
 import { displayName } from '../../src/core/data/classes.js';
 import { predictProbabilities, topK } from '../../src/core/predict.js';
 import type { Camera } from './camera.js';
-import { $ } from './dom.js';
+import { $, acceptFiles } from './dom.js';
 import { clearShown, getLang, show, t } from './i18n.js';
 import { onLangChange } from './lang.js';
 import { onOwnModel, type OwnModel, ownModel } from './own-model.js';
@@ -127,24 +127,7 @@ export function setUpOwnTry(camera: Camera): void {
   }
 
   // Upload and drop.
-  const input = $<HTMLInputElement>('own-try-file');
-  input.addEventListener('change', () => {
-    const file = input.files?.[0];
-    if (file) void tryFile(file, file.name);
-    input.value = '';
-  });
-  const zone = $('own-try-drop');
-  zone.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    zone.classList.add('over');
-  });
-  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
-  zone.addEventListener('drop', (e) => {
-    e.preventDefault();
-    zone.classList.remove('over');
-    const file = e.dataTransfer?.files[0];
-    if (file) void tryFile(file, file.name);
-  });
+  acceptFiles($<HTMLInputElement>('own-try-file'), $('own-try-drop'), ([file]) => tryFile(file, file.name));
 
   // Drawing: dark strokes on white, classified as they are drawn (at most once a frame).
   const ctx = draw.getContext('2d')!;
