@@ -433,11 +433,13 @@ async function trainWith(
    * the checkpoint and the metadata.
    */
   const saveEpoch = async (m: EpochMetrics, s: FitState, best: boolean): Promise<void> => {
-    // A memorizing model has nothing to resume: it gets no checkpoint.
-    const checkpoint = gradientFree ? new Map() : await checkpointFiles(model, optimizer, s, identity);
     const files: SaveFiles = new Map();
     const add = (more: SaveFiles) => more.forEach((data, rel) => files.set(rel, data));
     const current = await modelFiles(model);
+    // A memorizing model has nothing to resume: it gets no checkpoint.
+    const checkpoint = gradientFree
+      ? new Map()
+      : await checkpointFiles(model, optimizer, s, identity, current);
     if (!val || best) add(current);
     if (val) {
       // final/ is a complete run directory too: evaluate and predict accept it.

@@ -113,8 +113,10 @@ export async function checkpointFiles(
   optimizer: { name: string; getState(): OptimizerState },
   fit: FitState,
   identity?: CheckpointIdentity,
+  /** The net's model files when the caller has them already (one serialization per save). */
+  netFiles?: SaveFiles,
 ): Promise<SaveFiles> {
-  const files = under(CHECKPOINT_DIR, await modelFiles(net));
+  const files = under(CHECKPOINT_DIR, netFiles ?? (await modelFiles(net)));
   const state = optimizer.getState();
   const parts = state.slots.map((t) => t.dataSync() as Float32Array);
   const flat = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
