@@ -8,11 +8,18 @@
  *                 note when torch/torchvision are missing)
  *   pytorch-inmemory: bench/torch_inmemory.py, the same model with the data held as one tensor
  *
+ * imgclf's wasm row runs on 1 and on 2 worker threads (backend/workers).
+ *
+ * Then the CNN section: the `cnn` model with its default plan for one full epoch, on 1 and 2
+ * worker threads, beside ../shared/reference/cnn_reference.py (the same network and recipe in
+ * PyTorch, data in memory) on 2 threads and 1: ms per step, epoch seconds, ratios, peak RSS.
+ *
  * Reports median epoch seconds, images/s, peak RSS, final test accuracy, time to first batch and
  * evaluation seconds, with ratios; writes bench/results/softmax-<date>.json and
- * bench/results/latest.json, and refreshes the table in BENCHMARKS.md.
+ * bench/results/latest.json, and refreshes the tables in BENCHMARKS.md.
  *
- * Options: --quick (fewer epochs), --epochs N (imgclf wasm), --only a,b (subject keys).
+ * Options: --quick (fewer epochs), --epochs N (imgclf wasm), --only a,b (subject keys),
+ * --no-cnn (skip the CNN section), --cnn-only.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -32,6 +39,9 @@ const flag = (name: string) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const only = flag('--only')?.split(',');
+const cnnSection = !args.includes('--no-cnn');
+const softmaxSection = !args.includes('--cnn-only');
+const CNN_SCRIPT = path.resolve(ROOT, '..', 'shared', 'reference', 'cnn_reference.py');
 const fastEpochs = Number(flag('--epochs') ?? (quick ? 3 : 5));
 const slowEpochs = quick ? 1 : 3;
 
@@ -48,6 +58,8 @@ interface Row {
   data_load_seconds: number | null;
   eval_seconds: number | null;
   epoch_seconds: number[];
+  workers?: number;
+  ms_per_step?: number;
   note?: string;
 }
 
@@ -61,10 +73,18 @@ function log(m: string): void {
   process.stderr.write(m + '\n');
 }
 
-function runWorker(subject: string, backend: string, epochs: number): Row | string {
+function runWorker(subject: string, backend: string, epochs: number, workers = 1): Row | string {
   const r = spawnSync(
     process.execPath,
-    ['--import', 'tsx', path.join(ROOT, 'bench', 'worker.ts'), subject, backend, String(epochs)],
+    [
+      '--import',
+      'tsx',
+      path.join(ROOT, 'bench', 'worker.ts'),
+      subject,
+      backend,
+      String(epochs),
+      String(workers),
+    ],
     {
       cwd: ROOT,
       encoding: 'utf8',
@@ -83,9 +103,11 @@ function runWorker(subject: string, backend: string, epochs: number): Row | stri
   const secs = w.epochs.map((e) => e.seconds);
   const med = median(secs);
   return {
-    key: `${subject}/${w.backend}`,
+    key: `${subject}/${w.backend}${workers > 1 ? `-${workers}w` : ''}`,
     subject,
-    backend: w.backend,
+    backend: `${w.backend}, ${workers} worker${workers > 1 ? 's' : ''}`,
+    workers,
+    ms_per_step: w.ms_per_step,
     epochs: secs.length,
     median_epoch_seconds: med,
     images_per_second: 60000 / med,
@@ -100,22 +122,11 @@ function runWorker(subject: string, backend: string, epochs: number): Row | stri
 
 /** Runs a PyTorch script that prints one JSON line per run (seed_reference.py's format). */
 function runTorch(key: string, script: string, epochs: number, note: string): Row | string {
-  if (!existsSync(script)) return `${script} not found`;
-  const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch, torchvision'], { encoding: 'utf8' });
-  if (probe.status !== 0)
-    return 'python3-torch / python3-torchvision not installed (apt-get install -y python3-torch python3-torchvision)';
-  // Wrapped to read the peak RSS of the main process (DataLoader workers are separate processes).
-  const wrapper = [
-    'import json, resource, runpy, sys',
-    `sys.argv = [${JSON.stringify(path.basename(script))}, '${epochs}', '--json']`,
-    `runpy.run_path(${JSON.stringify(script)}, run_name='__main__')`,
-    "print(json.dumps({'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))",
-  ].join('\n');
-  const r = spawnSync('/usr/bin/python3', ['-c', wrapper], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  if (r.status !== 0) return `${path.basename(script)} failed: ${r.stderr.trim().split('\n').at(-1)}`;
-  const lines = r.stdout.trim().split('\n');
-  const rss = JSON.parse(lines.at(-1)!) as { maxrss_kb: number };
-  const j = JSON.parse(lines.at(-2)!) as { epochs: { seconds: number; test_accuracy: number }[] };
+  const missing = torchMissing();
+  if (missing) return missing;
+  const r = runTorchScript(script, [String(epochs), '--json']);
+  if (typeof r === 'string') return r;
+  const j = r.json as { epochs: { seconds: number; test_accuracy: number }[] };
   const secs = j.epochs.map((e) => e.seconds);
   const med = median(secs);
   return {
@@ -125,7 +136,7 @@ function runTorch(key: string, script: string, epochs: number, note: string): Ro
     epochs: secs.length,
     median_epoch_seconds: med,
     images_per_second: 60000 / med,
-    peak_rss_mb: rss.maxrss_kb / 1024,
+    peak_rss_mb: r.rssMb,
     test_accuracy: j.epochs.at(-1)!.test_accuracy,
     first_batch_seconds: null,
     data_load_seconds: null,
@@ -133,6 +144,12 @@ function runTorch(key: string, script: string, epochs: number, note: string): Ro
     epoch_seconds: secs,
     note,
   };
+}
+
+function torchMissing(): string | undefined {
+  return spawnSync('/usr/bin/python3', ['-c', 'import torch, torchvision'], { encoding: 'utf8' }).status === 0
+    ? undefined
+    : 'python3-torch / python3-torchvision not installed (apt-get install -y python3-torch python3-torchvision)';
 }
 
 function hasTfjsNode(): boolean {
@@ -147,6 +164,7 @@ function hasTfjsNode(): boolean {
 
 const plan: [string, () => Row | string][] = [
   ['imgclf/wasm', () => runWorker('imgclf', 'wasm', fastEpochs)],
+  ['imgclf/wasm-2w', () => runWorker('imgclf', 'wasm', fastEpochs, 2)],
   ['imgclf/cpu', () => runWorker('imgclf', 'cpu', slowEpochs)],
   [
     'imgclf/tensorflow',
@@ -173,9 +191,70 @@ const plan: [string, () => Row | string][] = [
   ],
 ];
 
+/** cnn_reference.py: one epoch on `threads` threads, and the ms per step of its first 30 steps. */
+function runCnnTorch(threads: number): Row | string {
+  const key = `cnn-pytorch/${threads}t`;
+  const epoch = runTorchScript(CNN_SCRIPT, ['1', '--json', '--threads', String(threads)]);
+  if (typeof epoch === 'string') return epoch;
+  const probe = runTorchScript(CNN_SCRIPT, ['--steps', '30', '--threads', String(threads)]);
+  if (typeof probe === 'string') return probe;
+  const j = epoch.json as { epochs: { seconds: number; test_accuracy: number }[] };
+  const secs = j.epochs.map((e) => e.seconds);
+  return {
+    key,
+    subject: 'cnn-pytorch',
+    backend: `torch cpu, ${threads} thread${threads > 1 ? 's' : ''}`,
+    epochs: 1,
+    median_epoch_seconds: median(secs),
+    images_per_second: 60000 / median(secs),
+    peak_rss_mb: epoch.rssMb,
+    test_accuracy: j.epochs.at(-1)!.test_accuracy,
+    first_batch_seconds: null,
+    data_load_seconds: null,
+    eval_seconds: null,
+    epoch_seconds: secs,
+    ms_per_step: (probe.json as { ms_per_step: number }).ms_per_step,
+    note: 'cnn_reference.py: same network and recipe, data in memory',
+  };
+}
+
+/** Runs a Python script with these arguments under a wrapper that also reports its peak RSS. */
+function runTorchScript(script: string, argv: string[]): { json: unknown; rssMb: number } | string {
+  if (!existsSync(script)) return `${script} not found`;
+  const wrapper = [
+    'import json, resource, runpy, sys',
+    `sys.argv = ${JSON.stringify([path.basename(script), ...argv])}`,
+    `runpy.run_path(${JSON.stringify(script)}, run_name='__main__')`,
+    "print(json.dumps({'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))",
+  ].join('\n');
+  const r = spawnSync('/usr/bin/python3', ['-c', wrapper], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) return `${path.basename(script)} failed: ${r.stderr.trim().split('\n').at(-1)}`;
+  const lines = r.stdout.trim().split('\n');
+  const rss = JSON.parse(lines.at(-1)!) as { maxrss_kb: number };
+  return { json: JSON.parse(lines.at(-2)!), rssMb: rss.maxrss_kb / 1024 };
+}
+
+const cnnPlan: [string, () => Row | string][] = [
+  ['cnn-imgclf/wasm', () => runWorker('imgclf-cnn', 'wasm', 1, 1)],
+  ['cnn-imgclf/wasm-2w', () => runWorker('imgclf-cnn', 'wasm', 1, 2)],
+  ['cnn-pytorch/2t', () => runCnnTorch(2)],
+  ['cnn-pytorch/1t', () => runCnnTorch(1)],
+];
+
 const rows: Row[] = [];
+const cnnRows: Row[] = [];
 const skipped: { key: string; reason: string }[] = [];
-for (const [key, run] of plan) {
+const runs: [string, () => Row | string, Row[]][] = [
+  ...(softmaxSection ? plan.map(([k, f]): [string, () => Row | string, Row[]] => [k, f, rows]) : []),
+  ...(cnnSection
+    ? cnnPlan.map(([k, f]): [string, () => Row | string, Row[]] => [
+        k,
+        () => (k.startsWith('cnn-pytorch') ? (torchMissing() ?? f()) : f()),
+        cnnRows,
+      ])
+    : []),
+];
+for (const [key, run, into] of runs) {
   if (only && !only.includes(key)) continue;
   log(`bench: ${key} ...`);
   const r = run();
@@ -183,7 +262,7 @@ for (const [key, run] of plan) {
     skipped.push({ key, reason: r });
     log(`bench: ${key} skipped: ${r}`);
   } else {
-    rows.push(r);
+    into.push(r);
     log(
       `bench: ${key} median ${r.median_epoch_seconds.toFixed(3)} s/epoch, test acc ${r.test_accuracy.toFixed(4)}`,
     );
@@ -213,25 +292,54 @@ const lines = rows.map(
 );
 const table = [header, sep, ...lines].join('\n');
 const when = new Date().toISOString();
-const markdown = [
+const softmaxMarkdown = [
   `Measured ${when} on ${machine}.`,
   '',
   `Command: \`${command}\``,
   '',
   table,
   '',
-  ...skipped.map((s) => `- skipped ${s.key}: ${s.reason}`),
+  ...skipped.filter((s) => !s.key.startsWith('cnn-')).map((s) => `- skipped ${s.key}: ${s.reason}`),
   '- The "x ..." columns are ratios of median epoch seconds measured in this same run (above 1: faster than that baseline).',
   '- Test accuracy is after the subject\'s own number of epochs (column "epochs").',
   '- first batch: seconds from process start to the end of the first training step (module load, backend init, data load, first step).',
 ].join('\n');
-process.stdout.write('\n' + table + '\n\n');
+
+// The CNN section: ratios against PyTorch on both cores (above 1: imgclf is faster).
+const torch2 = cnnRows.find((r) => r.key === 'cnn-pytorch/2t');
+const cnnTable = [
+  '| subject | backend | ms/step (median) | epoch s | x PyTorch 2 threads (step) | x PyTorch 2 threads (epoch) | peak RSS MB | test acc after 1 epoch |',
+  '|' + ' --- |'.repeat(8),
+  ...cnnRows.map(
+    (r) =>
+      `| ${r.subject} | ${r.backend} | ${fmt(r.ms_per_step, 1)} | ${fmt(r.median_epoch_seconds, 1)} | ${
+        torch2?.ms_per_step && r.ms_per_step ? fmt(torch2.ms_per_step / r.ms_per_step, 2) : 'n/a'
+      } | ${torch2 ? fmt(torch2.median_epoch_seconds / r.median_epoch_seconds, 2) : 'n/a'} | ${fmt(
+        r.peak_rss_mb,
+        0,
+      )} | ${fmt(r.test_accuracy, 4)} |`,
+  ),
+].join('\n');
+const cnnMarkdown = [
+  `Measured ${when} on ${machine}.`,
+  '',
+  `Command: \`${command}\``,
+  '',
+  cnnTable,
+  '',
+  ...skipped.filter((s) => s.key.startsWith('cnn-')).map((s) => `- skipped ${s.key}: ${s.reason}`),
+  '- imgclf: `imgclf train --model cnn --epochs 1 --workers N` (the default plan: AdamW, one-cycle, label smoothing, augmentation, batch 256). ms/step is the median wall time between steps past the first five; the epoch is the training pass alone.',
+  '- PyTorch: `/usr/bin/python3 ../shared/reference/cnn_reference.py 1 --threads N` (the same network and recipe, data in memory); ms/step from its `--steps 30` probe.',
+  "- Peak RSS is the whole process (imgclf's worker threads share it).",
+].join('\n');
+if (softmaxSection) process.stdout.write('\n' + table + '\n\n');
+if (cnnSection) process.stdout.write('\n' + cnnTable + '\n\n');
 for (const s of skipped) process.stdout.write(`skipped ${s.key}: ${s.reason}\n`);
 
-const result = { when, machine, command, rows, skipped };
+const result = { when, machine, command, rows, cnn: cnnRows, skipped };
 const stamp = when.replace(/[:.]/g, '-').slice(0, 19);
 await writeFileAtomic(
-  path.join(ROOT, 'bench', 'results', `softmax-${stamp}.json`),
+  path.join(ROOT, 'bench', 'results', `bench-${stamp}.json`),
   JSON.stringify(result, null, 2) + '\n',
 );
 await writeFileAtomic(
@@ -239,14 +347,18 @@ await writeFileAtomic(
   JSON.stringify(result, null, 2) + '\n',
 );
 
-// Refresh the generated block of BENCHMARKS.md, leaving the rest of the file alone.
+// Refresh the generated blocks of BENCHMARKS.md, leaving the rest of the file alone.
 const benchFile = path.join(ROOT, 'BENCHMARKS.md');
-const START = '<!-- bench:softmax:start -->';
-const END = '<!-- bench:softmax:end -->';
-const block = `${START}\n${markdown}\n${END}`;
 let doc = existsSync(benchFile) ? readFileSync(benchFile, 'utf8') : '# Benchmarks\n\n';
-doc = doc.includes(START)
-  ? doc.replace(new RegExp(`${START}[\\s\\S]*?${END}`), block)
-  : doc + `\n## Training speed: the seed's model\n\n${block}\n`;
+const refresh = (name: string, title: string, markdown: string): void => {
+  const start = `<!-- bench:${name}:start -->`;
+  const end = `<!-- bench:${name}:end -->`;
+  const block = `${start}\n${markdown}\n${end}`;
+  doc = doc.includes(start)
+    ? doc.replace(new RegExp(`${start}[\\s\\S]*?${end}`), block)
+    : doc + `\n## ${title}\n\n${block}\n`;
+};
+if (softmaxSection) refresh('softmax', "Training speed: the seed's model", softmaxMarkdown);
+if (cnnSection) refresh('cnn', 'Training speed: the cnn against PyTorch', cnnMarkdown);
 await writeFileAtomic(benchFile, doc);
 log('bench: wrote bench/results/latest.json and BENCHMARKS.md');

@@ -1,16 +1,18 @@
 /**
  * One benchmark subject in its own process, so peak RSS and start-up time are its own.
  * Trains the seed's model with the seed's settings and prints one JSON line:
- *   imgclf:      the library's own fit() (the code path of `imgclf train`)
+ *   imgclf:      the seed's model through the library's own fit() (the code path of `imgclf train`)
+ *   imgclf-cnn:  the cnn with its default plan, the same way
  *   naive-tfjs:  see naive-tfjs.ts
- * Usage: tsx bench/worker.ts <imgclf|naive-tfjs> <backend> <epochs>
+ * Usage: tsx bench/worker.ts <imgclf|imgclf-cnn|naive-tfjs> <backend> <epochs> [workers]
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, type BackendName } from '../src/backend/index.js';
 import { loadDataset } from '../src/node/data/load.js';
 import { create } from '../src/core/models/index.js';
 import { fit } from '../src/core/train/loop.js';
-import { createOptimizer } from '../src/core/optim/optimizers.js';
+import { fitOptionsFor, optimizerFor, resolveConfig } from '../src/core/plan.js';
+import { startPool } from '../src/backend/workers/pool.js';
 import { naiveTfjs } from './naive-tfjs.js';
 
 export interface WorkerResult {
@@ -21,12 +23,22 @@ export interface WorkerResult {
   first_batch_seconds: number;
   /** Seconds to read, gunzip, verify and parse the dataset. */
   data_load_seconds: number;
-  /** Peak resident set size of this process, MB. */
+  /** Peak resident set size of this process (worker threads included), MB. */
   peak_rss_mb: number;
+  /** Training threads. */
+  workers: number;
+  /** Median wall milliseconds per training step, past the first five. */
+  ms_per_step: number;
 }
 
-const [subject, backendName, epochsArg] = process.argv.slice(2);
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)];
+}
+
+const [subject, backendName, epochsArg, workersArg] = process.argv.slice(2);
 const epochs = Number(epochsArg ?? 3);
+const workers = Number(workersArg ?? 1);
 // The naive baseline gets the stock backends, without imgclf's kernels, as a tfjs user has them.
 const backend =
   subject === 'naive-tfjs'
@@ -37,23 +49,45 @@ const { dataset } = await loadDataset({ dataset: 'fashion-mnist' });
 const dataLoad = (performance.now() - loadStart) / 1000;
 let firstBatch = 0;
 let result: WorkerResult['epochs'];
-if (subject === 'imgclf') {
-  const model = create('softmax', { inputShape: dataset.shape, numClasses: 10, seed: 0 });
-  const history = await fit(model, createOptimizer({ name: 'sgd', lr: 0.1 }), dataset.train, dataset.test, {
-    epochs,
-    batchSize: 256,
-    seed: 0,
-    shape: dataset.shape,
-    onBatch: () => {
-      firstBatch ||= performance.now() / 1000;
-    },
-  });
-  result = history.map((m) => ({
-    seconds: m.seconds,
-    test_accuracy: m.test_accuracy,
-    train_loss: m.train_loss,
-    eval_seconds: m.eval_seconds,
-  }));
+/** Wall time between consecutive steps, after the first few (compilation, allocation). */
+const stepGaps: number[] = [];
+let lastStep = 0;
+const onBatch = (): void => {
+  const now = performance.now();
+  firstBatch ||= now / 1000;
+  if (lastStep) stepGaps.push(now - lastStep);
+  lastStep = now;
+};
+if (subject === 'imgclf' || subject === 'imgclf-cnn') {
+  // The seed's model and settings, or the cnn with its default plan (what `imgclf train
+  // --model cnn` runs).
+  const plan =
+    subject === 'imgclf'
+      ? resolveConfig({ model: 'softmax', epochs, workers })
+      : resolveConfig({ model: 'cnn', epochs, workers });
+  const model = create(plan.model, { inputShape: dataset.shape, numClasses: 10, seed: plan.seed });
+  const pool =
+    workers > 1
+      ? await startPool(model, { workers, backend, plan, shape: dataset.shape, batchSize: plan.batchSize })
+      : undefined;
+  try {
+    const history = await fit(model, optimizerFor(plan), dataset.train, dataset.test, {
+      ...fitOptionsFor(plan, dataset.shape),
+      runner: pool,
+      onBatch: (_epoch, done) => {
+        if (done === 1) lastStep = 0; // the gap across an evaluation is not a step
+        onBatch();
+      },
+    });
+    result = history.map((m) => ({
+      seconds: m.seconds,
+      test_accuracy: m.test_accuracy,
+      train_loss: m.train_loss,
+      eval_seconds: m.eval_seconds,
+    }));
+  } finally {
+    await pool?.close();
+  }
 } else if (subject === 'naive-tfjs') {
   const r = await naiveTfjs(dataset, epochs);
   result = r.epochs;
@@ -68,6 +102,8 @@ const out: WorkerResult = {
   first_batch_seconds: firstBatch,
   data_load_seconds: dataLoad,
   peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+  workers,
+  ms_per_step: median(stepGaps.slice(5)),
 };
 process.stdout.write(JSON.stringify(out) + '\n');
 

@@ -34,6 +34,9 @@ export const GLOBAL_DEFAULTS: Required<ModelDefaults> = {
   augment: false,
 };
 
+/** Most training threads a run may ask for (each holds a copy of the model and its activations). */
+export const MAX_WORKERS = 64;
+
 /** Image folders: decoding defaults. */
 export const FOLDER_DEFAULTS = { imageSize: 28, channels: 3 as const, resizeMode: 'fill' as const };
 
@@ -125,6 +128,12 @@ export interface TrainConfig {
   /** Seeds weight init and data order: same seed + backend = same metrics. */
   seed: number;
   backend: BackendName;
+  /**
+   * Training threads (Node): each trains on 1/N of every batch. Unset = decided by the session
+   * from the cores and the model's cost (backend/workers/choose.ts); a run records the number
+   * it used, so a resume repeats it.
+   */
+  workers?: number;
   /** Folder holding the IDX files; unset = the search chain in node/data/datasets.ts. */
   dataDir?: string;
   /** Resize images to N x N (bilinear) before training, as the seed's optional `resize`. */
@@ -182,6 +191,7 @@ const KEYS: (keyof TrainConfig)[] = [
   'optimizer',
   'seed',
   'backend',
+  'workers',
   'dataDir',
   'resize',
   'out',
@@ -254,6 +264,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     optimizer: input.optimizer ?? d.optimizer,
     seed: input.seed ?? 0,
     backend: input.backend ?? 'auto',
+    ...(input.workers !== undefined ? { workers: input.workers } : {}),
     dataDir: input.dataDir,
     resize: input.resize,
     out: input.out,
@@ -347,6 +358,12 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     (BACKENDS as readonly string[]).includes(cfg.backend),
     `unknown backend '${cfg.backend}'; choose one of ${BACKENDS.join(', ')}`,
   );
+  if (cfg.workers !== undefined) {
+    check(
+      Number.isInteger(cfg.workers) && cfg.workers >= 1 && cfg.workers <= MAX_WORKERS,
+      `--workers must be a whole number from 1 to ${MAX_WORKERS} (got ${cfg.workers})`,
+    );
+  }
   check(cfg.lang === 'en' || cfg.lang === 'zh', `--lang must be en or zh (got ${cfg.lang})`);
   if (!dataKind) {
     check(

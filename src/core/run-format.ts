@@ -23,6 +23,8 @@ export interface RunMetadataBase {
   /** What the defaults chose from the data's size (batch size, epochs), when they did. */
   sizedToData?: string;
   backend: string;
+  /** Training threads the run used (1 = the main thread alone; the page always trains on one). */
+  workers?: number;
   imgclfVersion: string;
   tfjsVersion: string;
   created: string;

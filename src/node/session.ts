@@ -19,6 +19,8 @@ import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { version_core as tfjsVersion } from '@tensorflow/tfjs-core';
 import { selectBackend } from '../backend/index.js';
+import { chooseWorkers, type WorkerChoice } from '../backend/workers/choose.js';
+import { startPool } from '../backend/workers/pool.js';
 import { type Dataset, type ImageShape, pixelsAsFloat, type Split } from '../core/data/dataset.js';
 import { type DataSource as Source, preprocessingFor } from '../core/data/source.js';
 import { stratifiedSplit, subset } from '../core/data/split.js';
@@ -100,6 +102,8 @@ export interface SessionResult {
   history: EpochMetrics[];
   dir: string;
   backend: string;
+  /** Training threads used. */
+  workers: number;
   data: DataSummary;
   /** True when shouldStop ended the run; a checkpoint was written. */
   interrupted: boolean;
@@ -358,9 +362,20 @@ async function trainWith(
   const what = backbone
     ? `a ${plan.model} head on ${backbone.record.features} backbone features of`
     : `${plan.model} on`;
+  // Threads: as asked, as recorded (a resume repeats its run's number; runs from before
+  // workers trained on one), or chosen from the cores and the model's cost.
+  const threads: WorkerChoice =
+    gradientFree || backend !== 'wasm'
+      ? { workers: 1, reason: gradientFree ? 'nothing to train' : `backend ${backend}` }
+      : resumeDir && plan.workers === undefined
+        ? { workers: 1, reason: 'as the run was trained' }
+        : chooseWorkers(fresh!, plan.batchSize, plan.workers);
+  if (plan.workers !== undefined && threads.workers !== plan.workers)
+    log(`--workers ${plan.workers} ignored: ${threads.reason}`);
+  plan.workers = threads.workers;
   log(
     `training ${what} ${dataset.name} (${trainSplit.count} train${val ? ` / ${val.count} val` : ''} / ${dataset.test.count} test, ${h}x${w}x${c}) ` +
-      `from ${located.dir}, backend ${backend}, data loaded in ${seconds.toFixed(2)}s` +
+      `from ${located.dir}, backend ${backend}, ${threads.workers} worker${threads.workers === 1 ? '' : 's'} (${threads.reason}), data loaded in ${seconds.toFixed(2)}s` +
       (sizing ? `; ${sizing}` : ''),
   );
 
@@ -398,6 +413,7 @@ async function trainWith(
     ...(backbone ? { backbone: backbone.record } : {}),
     ...(sizing ? { sizedToData: sizing } : {}),
     backend,
+    workers: threads.workers,
     imgclfVersion: VERSION,
     tfjsVersion,
     created: new Date().toISOString(),
@@ -456,6 +472,16 @@ async function trainWith(
   let bar: Progress | undefined;
   let state: FitState | undefined = resume;
   let history: EpochMetrics[];
+  const pool =
+    threads.workers > 1
+      ? await startPool(model, {
+          workers: threads.workers,
+          backend,
+          plan,
+          shape: dataset.shape,
+          batchSize: plan.batchSize,
+        })
+      : undefined;
   try {
     if (gradientFree) {
       ({ history, state } = memorizeAndEvaluate(model, trainSplit, dataset.test, val, dataset.shape));
@@ -466,6 +492,7 @@ async function trainWith(
         ...fitOptionsFor(plan, dataset.shape),
         val,
         resume,
+        runner: pool,
         shouldStop: hooks.shouldStop,
         onBatch: (epoch, done, total) => {
           bar ??= hooks.progress?.(total, `epoch ${epoch}/${plan.epochs}`);
@@ -497,6 +524,7 @@ async function trainWith(
     throw err;
   } finally {
     optimizer.dispose();
+    await pool?.close();
   }
 
   const data: DataSummary = {
@@ -511,7 +539,7 @@ async function trainWith(
     ...(featureCache ? { featureCache } : {}),
     seconds,
   };
-  const result = { history, dir, backend, data };
+  const result = { history, dir, backend, workers: threads.workers, data };
   if (
     hooks.shouldStop?.() &&
     state?.stoppedEarly === undefined &&

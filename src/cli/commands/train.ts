@@ -78,6 +78,7 @@ export function planFromFlags(opts: Record<string, unknown>, lang: Lang): TrainC
     optimizer: opts.optimizer as string | undefined,
     seed: opts.seed as number | undefined,
     backend: opts.backend as BackendName | undefined,
+    workers: opts.workers as number | undefined,
     dataset: opts.dataset as string | undefined,
     dataDir: opts.dataDir as string | undefined,
     data: opts.data as string | undefined,
@@ -196,6 +197,11 @@ export function withPlanOptions(command: Command): Command {
       numberArg('--seed', true),
     )
     .option('--backend <name>', 'auto (default), wasm, cpu or tensorflow')
+    .option(
+      '--workers <n>',
+      'training threads, each on 1/N of every batch (default: the cores, for models big enough to gain)',
+      numberArg('--workers', true),
+    )
     .option('--dataset <name>', 'built-in IDX dataset: fashion-mnist (default), mnist or kmnist')
     .option('--data-dir <dir>', 'folder with the IDX files of --dataset')
     .option('--data <path>', 'your own data: a folder with one subfolder per class, or a .csv file')
@@ -271,12 +277,13 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
       } finally {
         sigint.release();
       }
-      const { history, dir, backend, data, interrupted, bestEpoch } = result;
+      const { history, dir, backend, workers, data, interrupted, bestEpoch } = result;
       if (interrupted) process.exitCode = 130;
       out.json({
         model: cfg.model,
         ...(cfg.backbone ? { backbone: cfg.backbone } : {}),
         backend,
+        workers,
         epochs: history.map((m) => ({
           epoch: m.epoch,
           train_loss: m.train_loss,

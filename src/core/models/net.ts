@@ -22,6 +22,12 @@ export interface Net {
   /** Trainable variables in a fixed order (optimizer state is saved in this order). */
   readonly trainableVariables: tf.Variable[];
   countParams(): number;
+  /**
+   * Multiply-adds of one forward pass for one example: what decides whether splitting a batch
+   * over threads pays (backend/workers/choose.ts). Without it, the parameter count stands in,
+   * which is exact for dense-only nets.
+   */
+  macsPerExample?(): number;
   /** Topology and every weight, including non-trainable ones (batch-norm statistics). */
   artifacts(): Promise<NetArtifacts>;
   /** Copies weights (same order and shapes as artifacts()) into this net. */
@@ -44,6 +50,7 @@ export function layersNet(name: string, model: tfl.LayersModel): Net {
     // LayerVariable.read() is the tf.Variable itself.
     trainableVariables: model.trainableWeights.map((w) => w.read() as tf.Variable),
     countParams: () => model.countParams(),
+    macsPerExample: () => layerMacs(model),
     artifacts: async () => {
       let captured: NetArtifacts | undefined;
       await model.save(
@@ -64,6 +71,22 @@ export function layersNet(name: string, model: tfl.LayersModel): Net {
     getWeights: () => model.getWeights(),
     dispose: () => model.dispose(),
   };
+}
+
+/**
+ * Forward multiply-adds per example: a kernel's size times the output positions it slides
+ * over (1 for a dense layer). Layers without kernels (pooling, activations) are not counted.
+ */
+function layerMacs(model: tfl.LayersModel): number {
+  let macs = 0;
+  for (const layer of model.layers) {
+    const kernel = layer.getWeights().find((w) => w.rank >= 2);
+    if (!kernel) continue;
+    const out = layer.outputShape as (number | null)[];
+    const positions = out.length === 4 ? (out[1] ?? 1) * (out[2] ?? 1) : 1;
+    macs += kernel.size * positions;
+  }
+  return macs;
 }
 
 /** Rebuilds a layers model saved by `layersNet(...).artifacts()`. */

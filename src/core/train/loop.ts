@@ -46,6 +46,27 @@ export interface EpochSums {
   seconds: number;
 }
 
+/**
+ * Runs the optimizer steps somewhere other than this thread: the Node worker pool
+ * (backend/workers) splits every batch across threads. The loop still draws the order,
+ * augments and schedules; the runner only computes. Its weights and optimizer state live with
+ * it: `load` hands over the net's and the optimizer's, `sync` brings them back (before an
+ * evaluation or a save).
+ */
+export interface StepRunner {
+  /** Threads the steps are split over. */
+  readonly workers: number;
+  load(net: Net, optimizer: Optimizer): Promise<void>;
+  /**
+   * Starts one step on this batch and returns once the batch is handed over (its buffers can
+   * be reused) and the step before has finished, so the next batch is built while this one runs.
+   */
+  step(x: Float32Array, y: Int32Array, lr: number, step: number): Promise<void>;
+  /** Waits for every started step; returns each one's summed loss and correct count, in order. */
+  drain(): Promise<{ loss: number; correct: number }[]>;
+  sync(net: Net, optimizer: Optimizer): Promise<void>;
+}
+
 export interface TrainEpochOptions {
   batchSize: number;
   shape: ImageShape;
@@ -67,6 +88,8 @@ export interface TrainEpochOptions {
   onBatch?: (done: number, total: number) => void | Promise<void>;
   /** Checked before every batch; returning true ends the epoch early. */
   shouldStop?: () => boolean;
+  /** Runs the steps elsewhere (worker threads) instead of on this thread. */
+  runner?: StepRunner;
 }
 
 /**
@@ -84,6 +107,40 @@ function lossAndCorrect(
 }
 
 /**
+ * Gradients of one batch's loss: the mean over `divisor` examples (the seed's
+ * `l.mean().backward()`), or the sum when the optimizer divides by the batch size itself (the
+ * seed's from-scratch updater). A worker thread passes its shard with the whole batch's size as
+ * the divisor, so the shards' gradients add up to the batch's. Returns the summed per-example
+ * loss and the correct count as tensors; the caller disposes everything.
+ */
+export function lossGradients(
+  net: Net,
+  reduction: 'mean' | 'sum',
+  x: tf.Tensor4D,
+  labels: ArrayLike<number>,
+  labelSmoothing: number,
+  divisor: number = x.shape[0],
+): { grads: tf.Tensor[]; loss: tf.Scalar; correct: tf.Scalar } {
+  const vars = net.trainableVariables;
+  const n = x.shape[0];
+  const sum = reduction === 'sum';
+  const y = tf.tensor1d(labels as Int32Array, 'int32');
+  let correct: tf.Scalar | undefined;
+  const { value, grads } = tf.variableGrads(() => {
+    const logits = net.apply(x, { training: true }) as tf.Tensor2D;
+    const { loss: per, correct: c } = lossAndCorrect(net, logits, y, labelSmoothing);
+    correct = tf.keep(c);
+    if (sum) return tf.sum(per) as tf.Scalar;
+    return (divisor === n ? tf.mean(per) : tf.div(tf.sum(per), divisor)) as tf.Scalar;
+  }, vars);
+  y.dispose();
+  // `correct` is kept (the tape would dispose it): the caller disposes it.
+  const loss = (sum ? value : tf.mul(value, divisor)) as tf.Scalar;
+  if (loss !== value) value.dispose();
+  return { grads: vars.map((v) => grads[v.name]), loss, correct: correct! };
+}
+
+/**
  * One optimizer step on one batch: the seed's `l.mean().backward()` (or `l.sum()` for its
  * from-scratch updater) and `updater`. Returns the batch's summed loss and correct count, as
  * tensors inside the caller's tidy scope.
@@ -96,25 +153,15 @@ export function trainStep(
   lr: number,
   labelSmoothing: number,
 ): { loss: tf.Scalar; correct: tf.Scalar } {
-  const vars = net.trainableVariables;
-  const n = x.shape[0];
-  const sum = optimizer.lossReduction === 'sum';
-  const y = tf.tensor1d(labels as Int32Array, 'int32');
-  let correct: tf.Scalar | undefined;
-  const { value, grads } = tf.variableGrads(() => {
-    const logits = net.apply(x, { training: true }) as tf.Tensor2D;
-    const { loss: per, correct: c } = lossAndCorrect(net, logits, y, labelSmoothing);
-    correct = tf.keep(c);
-    return (sum ? tf.sum(per) : tf.mean(per)) as tf.Scalar;
-  }, vars);
-  optimizer.apply(
-    vars,
-    vars.map((v) => grads[v.name]),
-    lr,
-    n,
+  const { grads, loss, correct } = lossGradients(
+    net,
+    optimizer.lossReduction ?? 'mean',
+    x,
+    labels,
+    labelSmoothing,
   );
-  // `correct` is kept (the tape would dispose it): the caller disposes it.
-  return { loss: sum ? value : tf.mul(value, n), correct: correct! };
+  optimizer.apply(net.trainableVariables, grads, lr, x.shape[0]);
+  return { loss, correct };
 }
 
 /** One pass over `split` with minibatch updates. */
@@ -149,23 +196,35 @@ export async function trainEpoch(
     const n = batch.size;
     if (opts.augment) augmentBatch(batch.x, n, opts.shape, opts.augment.rng, opts.augment, scratch);
     const lr = opts.schedule ? opts.schedule(step) : optimizer.lr;
-    tf.tidy(() => {
-      const r = trainStep(net, optimizer, tf.tensor4d(batch.x, [n, h, w, c]), batch.y, lr, smoothing);
-      const newLoss = tf.add(lossSum, r.loss);
-      const newCorrect = tf.add(correctSum, r.correct);
-      r.correct.dispose(); // kept by trainStep past the gradient tape, so not tidied
-      lossSum.dispose();
-      correctSum.dispose();
-      lossSum = tf.keep(newLoss) as tf.Scalar;
-      correctSum = tf.keep(newCorrect) as tf.Scalar;
-    });
+    if (opts.runner) await opts.runner.step(batch.x, batch.y, lr, step);
+    else
+      tf.tidy(() => {
+        const r = trainStep(net, optimizer, tf.tensor4d(batch.x, [n, h, w, c]), batch.y, lr, smoothing);
+        const newLoss = tf.add(lossSum, r.loss);
+        const newCorrect = tf.add(correctSum, r.correct);
+        r.correct.dispose(); // kept by trainStep past the gradient tape, so not tidied
+        lossSum.dispose();
+        correctSum.dispose();
+        lossSum = tf.keep(newLoss) as tf.Scalar;
+        correctSum = tf.keep(newCorrect) as tf.Scalar;
+      });
     seen += n;
     step++;
     const pending = opts.onBatch?.(++done, total);
     if (pending) await pending;
   }
-  const lossTotal = (await lossSum.data())[0];
-  const correct = (await correctSum.data())[0];
+  let lossTotal = (await lossSum.data())[0];
+  let correct = (await correctSum.data())[0];
+  if (opts.runner) {
+    // Every started step finishes before the epoch (or a stop) is reported. The sums continue
+    // from the carried ones step by step, so a resumed epoch adds up exactly as an unbroken one.
+    lossTotal = carried.loss;
+    correct = carried.correct;
+    for (const r of await opts.runner.drain()) {
+      lossTotal += r.loss;
+      correct += r.correct;
+    }
+  }
   lossSum.dispose();
   correctSum.dispose();
   const seconds = carried.seconds + (performance.now() - start) / 1000;
@@ -326,6 +385,8 @@ export interface FitOptions {
   onStop?: (state: FitState) => void | Promise<void>;
   onBatch?: (epoch: number, done: number, total: number) => void | Promise<void>;
   shouldStop?: () => boolean;
+  /** Runs the optimizer steps on worker threads (backend/workers); the caller closes it. */
+  runner?: StepRunner;
 }
 
 /** Trains for `epochs`, evaluating on `test` (and `val`) after each one, and returns the history. */
@@ -378,6 +439,8 @@ export async function fit(
     bestWeights = net.getWeights().map((w) => tf.clone(w));
   };
   if (opts.patience && opts.val && r0 && r0.bestEpoch === r0.epoch) keepBest();
+  const runner = opts.runner;
+  await runner?.load(net, optimizer);
   for (let epoch = state.epoch + 1; epoch <= opts.epochs && state.stoppedEarly === undefined; epoch++) {
     if (opts.shouldStop?.()) {
       await opts.onStop?.(state);
@@ -396,7 +459,10 @@ export async function fit(
       augment: opts.augment ? { ...opts.augment, rng: augmentRng } : undefined,
       onBatch: (d, t) => opts.onBatch?.(epoch, d, t),
       shouldStop: opts.shouldStop,
+      runner,
     });
+    // The runner's weights and optimizer state come back before anything reads or saves them.
+    await runner?.sync(net, optimizer);
     // The loss is read once per epoch (no host sync per step), so this is the first moment a
     // divergence can be seen; the epoch's weights are thrown away with it.
     if (!Number.isFinite(r.sums.loss)) throw new DivergedError(epoch, schedule(Math.max(r.step - 1, 0)));

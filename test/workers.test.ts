@@ -1,0 +1,218 @@
+/**
+ * Data-parallel training on worker threads (backend/workers): the same mathematics as one
+ * thread, bit-identical repeats, exact resume, and a failing worker that ends the run cleanly.
+ */
+import { spawn } from 'node:child_process';
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../src/backend/index.js';
+import { chooseWorkers } from '../src/backend/workers/choose.js';
+import { startPool } from '../src/backend/workers/pool.js';
+import type { Dataset, ImageShape, Split } from '../src/core/data/dataset.js';
+import { Rng } from '../src/core/data/rng.js';
+import { subset } from '../src/core/data/split.js';
+import { create } from '../src/core/models/index.js';
+import { optimizerFor, resolveConfig, type TrainConfig } from '../src/core/plan.js';
+import { fit, type FitOptions, type FitState, trainStep } from '../src/core/train/loop.js';
+import { loadDataset } from '../src/node/data/load.js';
+import { BIN, ROOT, tempDir } from './helpers.js';
+
+const SHAPE: ImageShape = [28, 28, 1];
+let backend: string;
+let dataset: Dataset;
+let train: Split;
+let test: Split;
+
+beforeAll(async () => {
+  backend = await selectBackend('wasm');
+  dataset = (await loadDataset({ dataset: 'fashion-mnist' })).dataset;
+  train = subset(
+    dataset.train,
+    dataset.shape,
+    Array.from({ length: 2000 }, (_, i) => i),
+  );
+  test = subset(
+    dataset.test,
+    dataset.shape,
+    Array.from({ length: 500 }, (_, i) => i),
+  );
+});
+
+const flat = (net: { getWeights(): tf.Tensor[] }): Float32Array[] =>
+  net.getWeights().map((w) => w.dataSync() as Float32Array);
+
+function maxDiff(a: Float32Array[], b: Float32Array[]): number {
+  let d = 0;
+  a.forEach((x, i) => x.forEach((v, j) => (d = Math.max(d, Math.abs(v - b[i][j])))));
+  return d;
+}
+
+/** Twenty steps on one fixed batch, on this thread and on `workers` threads; the parameters' largest difference. */
+async function twentySteps(plan: TrainConfig, workers: number): Promise<number> {
+  const n = 64;
+  const rng = new Rng(7);
+  const x = new Float32Array(n * 784).map(() => rng.next());
+  const y = new Int32Array(n).map(() => rng.int(10));
+  const spec = { inputShape: SHAPE, numClasses: 10, seed: 3, options: plan.modelOptions };
+  const here = create(plan.model, spec);
+  const there = create(plan.model, spec);
+  const optHere = optimizerFor(plan);
+  const optThere = optimizerFor(plan);
+  for (let s = 0; s < 20; s++)
+    tf.tidy(
+      () => void trainStep(here, optHere, tf.tensor4d(x, [n, ...SHAPE]), y, plan.lr, plan.labelSmoothing),
+    );
+  const pool = await startPool(there, { workers, backend, plan, shape: SHAPE, batchSize: n });
+  try {
+    await pool.load(there, optThere);
+    for (let s = 0; s < 20; s++) await pool.step(x, y, plan.lr, s);
+    await pool.drain();
+    await pool.sync(there, optThere);
+  } finally {
+    await pool.close();
+  }
+  const d = maxDiff(flat(here), flat(there));
+  [here, there].forEach((m) => m.dispose());
+  [optHere, optThere].forEach((o) => o.dispose());
+  return d;
+}
+
+describe('worker threads', () => {
+  // Dropout draws differ by thread, so these compare without it; batch norm normalizes per
+  // shard (pool.ts), so cnn runs without it here.
+  const plans: [string, Partial<TrainConfig>][] = [
+    ['softmax', { model: 'softmax' }],
+    ['softmax-scratch', { model: 'softmax-scratch' }],
+    ['mlp', { model: 'mlp', optimizer: 'sgd', lr: 0.05, modelOptions: { dropout: 0 } }],
+    ['lenet', { model: 'lenet', optimizer: 'sgd', lr: 0.05 }],
+    ['cnn', { model: 'cnn', optimizer: 'sgd', lr: 0.02, momentum: 0.9, modelOptions: { dropout: 0 } }],
+  ];
+  for (const [name, input] of plans) {
+    it(`${name}: 2 workers and 1 thread agree within 1e-5 after 20 steps on a fixed batch`, async () => {
+      const d = await twentySteps(resolveConfig({ ...input, labelSmoothing: 0.1 }), 2);
+      expect(d).toBeLessThan(1e-5);
+    }, 120_000);
+  }
+
+  it('one worker thread is bit-identical to this thread', async () => {
+    expect(await twentySteps(resolveConfig({ model: 'cnn', modelOptions: { dropout: 0 } }), 1)).toBe(0);
+  }, 120_000);
+
+  /** A 2-epoch mlp run with dropout and augmentation on 2 workers. */
+  async function run(extra: Partial<FitOptions> = {}, from?: { weights: tf.Tensor[]; state: FitState }) {
+    const plan = resolveConfig({
+      model: 'mlp',
+      epochs: 2,
+      batchSize: 100,
+      seed: 4,
+      augment: true,
+      workers: 2,
+    });
+    const net = create('mlp', { inputShape: SHAPE, numClasses: 10, seed: 4, options: {} });
+    const opt = optimizerFor(plan);
+    if (from) net.setWeights(from.weights);
+    const pool = await startPool(net, { workers: 2, backend, plan, shape: SHAPE, batchSize: 100 });
+    try {
+      const history = await fit(net, opt, train, test, {
+        epochs: 2,
+        batchSize: 100,
+        seed: 4,
+        shape: SHAPE,
+        labelSmoothing: plan.labelSmoothing,
+        schedule: 'onecycle',
+        augment: { pad: 2, flip: true },
+        runner: pool,
+        ...(from ? { resume: from.state } : {}),
+        ...extra,
+      });
+      return { history, weights: flat(net), net, opt };
+    } finally {
+      await pool.close();
+    }
+  }
+
+  it('the same seed on 2 workers gives identical metrics and weights twice', async () => {
+    const a = await run();
+    const b = await run();
+    expect(b.history.map((m) => [m.train_loss, m.train_accuracy, m.test_accuracy])).toEqual(
+      a.history.map((m) => [m.train_loss, m.train_accuracy, m.test_accuracy]),
+    );
+    expect(maxDiff(a.weights, b.weights)).toBe(0);
+  }, 120_000);
+
+  it('a 2-worker run stopped mid-epoch and resumed ends where an uninterrupted one does', async () => {
+    const full = await run();
+    let batches = 0;
+    let stopped: { weights: tf.Tensor[]; state: FitState; slots: tf.Tensor[]; step: number } | undefined;
+    const partial = await run({
+      onBatch: () => void batches++,
+      shouldStop: () => batches >= 27, // 7 batches into epoch 2
+      onStop: (state) => void (stopped = { weights: [], state: structuredClone(state), slots: [], step: 0 }),
+    });
+    expect(stopped?.state).toMatchObject({ epoch: 1, batch: 7, step: 27 });
+    // What a checkpoint holds: the synced weights and optimizer state.
+    const weights = partial.net.getWeights().map((w) => w.clone());
+    const opt = partial.opt.getState();
+    const plan = resolveConfig({ model: 'mlp', epochs: 2, batchSize: 100, seed: 4, augment: true });
+    const net = create('mlp', { inputShape: SHAPE, numClasses: 10, seed: 4, options: {} });
+    net.setWeights(weights);
+    const resumedOpt = optimizerFor(plan);
+    resumedOpt.setState(opt);
+    const pool = await startPool(net, { workers: 2, backend, plan, shape: SHAPE, batchSize: 100 });
+    let resumed;
+    try {
+      resumed = await fit(net, resumedOpt, train, test, {
+        epochs: 2,
+        batchSize: 100,
+        seed: 4,
+        shape: SHAPE,
+        labelSmoothing: plan.labelSmoothing,
+        schedule: 'onecycle',
+        augment: { pad: 2, flip: true },
+        runner: pool,
+        resume: stopped!.state,
+      });
+    } finally {
+      await pool.close();
+    }
+    expect(resumed.map((m) => m.test_accuracy)).toEqual(full.history.map((m) => m.test_accuracy));
+    expect(resumed[1].train_loss).toBe(full.history[1].train_loss);
+    expect(maxDiff(flat(net), full.weights)).toBe(0);
+  }, 180_000);
+
+  it('chooses threads by the cost of a step: none for softmax, the cores for the cnn', () => {
+    const softmax = create('softmax', { inputShape: SHAPE, numClasses: 10, seed: 0 });
+    const cnn = create('cnn', { inputShape: SHAPE, numClasses: 10, seed: 0 });
+    expect(chooseWorkers(softmax, 256, undefined, 8).workers).toBe(1);
+    expect(chooseWorkers(cnn, 256, undefined, 8).workers).toBe(8);
+    expect(chooseWorkers(cnn, 256, undefined, 1).workers).toBe(1);
+    expect(chooseWorkers(cnn, 64, undefined, 8).workers).toBe(4);
+    expect(chooseWorkers(softmax, 256, 3, 8).workers).toBe(3);
+  });
+
+  it('a worker that throws ends the run with one line and exit 2, leaving no thread behind', async () => {
+    const out = tempDir();
+    const child = spawn(
+      process.execPath,
+      [BIN, 'train', '--model', 'mlp', '--epochs', '1', '--workers', '2', '--out', out],
+      { cwd: ROOT, env: { ...process.env, IMGCLF_WORKER_FAIL: '1:3' } },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve(null); // hung
+      }, 60_000);
+      child.on('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    expect(code).toBe(2);
+    const lines = stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/training worker 1 failed: injected failure at step 3/);
+    expect(stderr).not.toMatch(/\n\s+at /);
+  }, 90_000);
+});
