@@ -23,8 +23,15 @@ module.exports = {
       name: 'backend-sits-on-core',
       severity: 'error',
       comment: 'src/backend holds kernels and backend choice: it imports core and TensorFlow.js.',
-      from: { path: '^src/backend/' },
+      from: { path: '^src/backend/', pathNot: '^src/backend/workers/' },
       to: { pathNot: ['^src/(core|backend)/', '^node_modules/@tensorflow/'] },
+    },
+    {
+      name: 'workers-sit-on-core',
+      severity: 'error',
+      comment: 'The training threads add Node threads and the core count to what backend may use.',
+      from: { path: '^src/backend/workers/' },
+      to: { pathNot: ['^src/(core|backend)/', '^node_modules/@tensorflow/', '^(worker_threads|os)$'] },
     },
     {
       name: 'libraries-know-no-apps',
