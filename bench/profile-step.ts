@@ -3,8 +3,9 @@
  * Fashion-MNIST batches, then profiles one step (forward, backward, optimizer update) with
  * tf.profile and prints kernel time per kernel name, plus the wall time of timed steps.
  *
- *   npx tsx bench/profile-step.ts [model] [batch size] [backend]
+ *   npx tsx bench/profile-step.ts [model] [batch size] [backend] [model options JSON]
  *   npx tsx bench/profile-step.ts cnn 256 wasm
+ *   npx tsx bench/profile-step.ts cnn 256 wasm '{"batchNorm":true}'
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, type BackendName } from '../src/backend/index.js';
@@ -28,7 +29,8 @@ async function main(): Promise<void> {
     shape,
     Array.from({ length: batchSize * steps }, (_, i) => i),
   );
-  const net = create(name, { inputShape: shape, numClasses: 10, seed: 1 });
+  const options = process.argv[5] ? (JSON.parse(process.argv[5]) as Record<string, unknown>) : undefined;
+  const net = create(name, { inputShape: shape, numClasses: 10, seed: 1, options });
   const plan = resolveConfig({ model: name });
   const opt = optimizerFor(plan);
   const augment = plan.augment ? { ...AUGMENTATION, rng: new Rng(2) } : undefined;

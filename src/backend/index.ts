@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BACKENDS, type BackendName } from '../core/backends.js';
 import { UserError } from '../core/errors.js';
+import { registerBatchNormKernels } from './bn-kernels.js';
 import { registerConvKernels } from './conv-kernels.js';
 import { registerFusedXent } from './fused-xent.js';
 import { registerWasmKernels } from './wasm-kernels.js';
@@ -28,6 +29,7 @@ async function tryWasm(): Promise<boolean> {
     await import('@tensorflow/tfjs-backend-wasm');
     registerWasmKernels();
     registerConvKernels();
+    registerBatchNormKernels();
     return await tf.setBackend('wasm');
   } catch {
     return false;
