@@ -1,26 +1,74 @@
 /**
  * Times the wasm convolution kernels on the shapes the models train: the forward Conv2D
  * (XNNPACK) against our Conv2DBackpropInput and Conv2DBackpropFilter (backend/conv-kernels.ts),
- * and MaxPoolGrad. Milliseconds per call, median of 5 after a warm-up.
+ * plus MaxPoolGrad and the bias-gradient Sum. Milliseconds per call, median of ROUNDS rounds
+ * (each a warm-up and 5 timed calls, median taken) with the variants interleaved, so noise from
+ * other work on the machine hits them alike. "dW im2col" is the im2col route on the same shape,
+ * for comparison with the route the kernel picks.
  *
- *   npx tsx bench/conv-kernels.ts
+ * With a second argument, the kernels of another version (its src/backend/conv-kernels.ts) are
+ * called directly in the same rounds, as "base" columns: old against new in one process.
+ *
+ *   npx tsx bench/conv-kernels.ts [rounds] [baseline conv-kernels.ts]
+ *
+ *   mkdir /tmp/base && git archive HEAD src | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
+ *   npx tsx bench/conv-kernels.ts 5 /tmp/base/src/backend/conv-kernels.ts
  */
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/backend/index.js';
+import { conv2dBackpropFilterIm2col } from '../src/backend/conv-kernels.js';
 
-function median(fn: () => tf.Tensor): number {
-  fn().dispose();
+const ROUNDS = Number(process.argv[2] ?? 3);
+
+/** The kernel functions a baseline version exports (all versions being compared have them). */
+interface KernelModule {
+  conv2dBackpropFilter(args: KernelArgs): tf.TensorInfo;
+  conv2dBackpropInputStride1(args: KernelArgs): tf.TensorInfo | undefined;
+  maxPoolGrad(args: KernelArgs): tf.TensorInfo;
+  sumLeadingAxes(args: KernelArgs): tf.TensorInfo | undefined;
+}
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+function medianOf(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[s.length >> 1];
+}
+
+function time(fn: () => tf.TensorInfo): number {
+  // Kernel results through the engine are tensors; a route called directly returns bare data.
+  const dispose = (t: tf.TensorInfo) =>
+    t instanceof tf.Tensor ? t.dispose() : tf.engine().backend.disposeData(t.dataId);
+  dispose(fn());
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
     const t = performance.now();
-    fn().dispose();
+    dispose(fn());
     times.push(performance.now() - t);
   }
-  return times.sort((a, b) => a - b)[2];
+  return medianOf(times);
 }
+
+/** Runs the named variants ROUNDS times, interleaved, and returns each one's median. */
+function compare(variants: Record<string, () => tf.TensorInfo>): Record<string, number> {
+  const runs: Record<string, number[]> = {};
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, fn] of Object.entries(variants)) (runs[name] ??= []).push(time(fn));
+  }
+  return Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, medianOf(v)]));
+}
+
+const kernel = (name: string, inputs: tf.NamedTensorMap, attrs: object) => () =>
+  tf.engine().runKernel(name, inputs, attrs as tf.NamedAttrMap) as tf.Tensor;
 
 async function main(): Promise<void> {
   await selectBackend('wasm');
+  const backend = tf.engine().backend;
+  const base = process.argv[3] ? ((await import(path.resolve(process.argv[3]))) as KernelModule) : undefined;
+  /** A baseline kernel called directly on the wasm backend. */
+  const direct =
+    (fn: (args: KernelArgs) => tf.TensorInfo | undefined, inputs: tf.NamedTensorMap, attrs: object) => () =>
+      fn({ inputs, backend, attrs: attrs as tf.NamedAttrMap })!;
   const cases: [
     string,
     [number, number, number, number],
@@ -29,49 +77,64 @@ async function main(): Promise<void> {
   ][] = [
     ['lenet conv1', [256, 28, 28, 1], [5, 5, 1, 6], 'same'],
     ['lenet conv2', [256, 14, 14, 6], [5, 5, 6, 16], 'valid'],
-    ['cnn conv1', [256, 28, 28, 1], [3, 3, 1, 16], 'same'],
-    ['cnn conv2', [256, 14, 14, 16], [3, 3, 16, 32], 'same'],
-    ['32->64 at 14x14', [256, 14, 14, 32], [3, 3, 32, 64], 'same'],
+    ['cnn conv1', [256, 28, 28, 1], [3, 3, 1, 32], 'same'],
+    ['cnn conv2', [256, 14, 14, 32], [3, 3, 32, 64], 'same'],
+    ['16->32 at 14x14', [256, 14, 14, 16], [3, 3, 16, 32], 'same'],
   ];
-  console.log('case               x                  filter       fwd ms   dx ms   dw ms');
+  const f1 = (v: number, width = 7) => v.toFixed(1).padStart(width);
+  console.log(
+    'case               x                  filter        fwd ms   dx ms   dW ms  dW im2col  dW/fwd' +
+      (base ? '  dx base  dW base  base dW/fwd' : ''),
+  );
   for (const [name, xs, fs, pad] of cases) {
     const x = tf.randomUniform(xs, 0, 1) as tf.Tensor4D;
     const f = tf.randomUniform(fs, -0.1, 0.1) as tf.Tensor4D;
     const y = tf.conv2d(x, f, 1, pad);
     const dy = tf.randomUniform(y.shape, -1, 1);
     const attrs = { strides: 1, pad, dataFormat: 'NHWC' };
-    const fwd = median(() => tf.conv2d(x, f, 1, pad));
-    const dx = median(
-      () =>
-        tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, {
-          ...attrs,
-          inputShape: xs,
-        } as unknown as tf.NamedAttrMap) as tf.Tensor,
-    );
-    const dw = median(
-      () =>
-        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, {
-          ...attrs,
-          filterShape: fs,
-        } as unknown as tf.NamedAttrMap) as tf.Tensor,
-    );
+    const dxAttrs = { ...attrs, inputShape: xs };
+    const dwAttrs = { ...attrs, filterShape: fs };
+    const t = compare({
+      fwd: () => tf.conv2d(x, f, 1, pad),
+      dx: kernel('Conv2DBackpropInput', { dy, filter: f }, dxAttrs),
+      dw: kernel('Conv2DBackpropFilter', { x, dy }, dwAttrs),
+      im2col: direct(conv2dBackpropFilterIm2col, { x, dy }, dwAttrs),
+      ...(base && {
+        dxBase: direct(base.conv2dBackpropInputStride1, { dy, filter: f }, dxAttrs),
+        dwBase: direct(base.conv2dBackpropFilter, { x, dy }, dwAttrs),
+      }),
+    });
     console.log(
-      `${name.padEnd(18)} ${JSON.stringify(xs).padEnd(18)} ${JSON.stringify(fs).padEnd(12)} ${fwd.toFixed(1).padStart(6)} ${dx.toFixed(1).padStart(7)} ${dw.toFixed(1).padStart(7)}`,
+      `${name.padEnd(18)} ${JSON.stringify(xs).padEnd(18)} ${JSON.stringify(fs).padEnd(12)} ${f1(t.fwd)} ${f1(t.dx)} ${f1(t.dw)} ${f1(t.im2col, 10)} ${(t.dw / t.fwd).toFixed(2).padStart(7)}` +
+        (base ? ` ${f1(t.dxBase, 8)} ${f1(t.dwBase, 8)} ${(t.dwBase / t.fwd).toFixed(2).padStart(12)}` : ''),
     );
     tf.dispose([x, f, y, dy]);
   }
-  const x = tf.randomUniform([256, 28, 28, 16]) as tf.Tensor4D;
-  const y = tf.maxPool(x, 2, 2, 'valid');
-  const dy = tf.randomUniform(y.shape);
-  const ms = median(
-    () =>
-      tf.engine().runKernel('MaxPoolGrad', { dy, input: x, output: y }, {
-        filterSize: 2,
-        strides: 2,
-        pad: 'valid',
-      } as unknown as tf.NamedAttrMap) as tf.Tensor,
-  );
-  console.log(`MaxPoolGrad 2x2/2 on [256,28,28,16]: ${ms.toFixed(1)} ms`);
+  for (const shape of [
+    [256, 28, 28, 32],
+    [256, 14, 14, 64],
+  ] as [number, number, number, number][]) {
+    // ReLU outputs, as in the models: many zeros, so many tied windows.
+    const x = tf.relu(tf.randomUniform(shape, -1, 1)) as tf.Tensor4D;
+    const y = tf.maxPool(x, 2, 2, 'valid');
+    const dy = tf.randomUniform(y.shape);
+    const poolInputs = { dy, input: x, output: y };
+    const poolAttrs = { filterSize: 2, strides: 2, pad: 'valid' };
+    const sumAttrs = { axis: [0, 1, 2], keepDims: false };
+    const t = compare({
+      maxPoolGrad: kernel('MaxPoolGrad', poolInputs, poolAttrs),
+      sum: kernel('Sum', { x }, sumAttrs),
+      ...(base && {
+        maxPoolGradBase: direct(base.maxPoolGrad, poolInputs, poolAttrs),
+        sumBase: direct(base.sumLeadingAxes, { x }, sumAttrs),
+      }),
+    });
+    console.log(
+      `${JSON.stringify(shape).padEnd(18)} MaxPoolGrad 2x2/2 ${f1(t.maxPoolGrad)} ms   Sum over N,H,W ${f1(t.sum)} ms` +
+        (base ? `   (base: ${f1(t.maxPoolGradBase, 5)} and ${f1(t.sumBase, 5)} ms)` : ''),
+    );
+    tf.dispose([x, y, dy]);
+  }
 }
 
 main().catch((err: unknown) => {

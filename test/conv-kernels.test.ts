@@ -1,8 +1,9 @@
 /**
  * The wasm convolution-gradient, max-pool-gradient and sum kernels (src/backend/conv-kernels.ts)
  * against the cpu backend on random inputs, for every stride and padding the models use
- * (lenet: 5x5 'same' and 'valid'; cnn: 3x3 'same'; 2x2/2 max-pooling on even and odd sizes)
- * plus strides the general path must also handle.
+ * (lenet: 5x5 'same' and 'valid'; cnn: 3x3 'same'; 2x2/2 max-pooling on even and odd sizes, with
+ * tied windows) plus strides the general path must also handle. conv-filter-grad.test.ts checks
+ * both filter-gradient routes directly.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -30,7 +31,9 @@ const convCases: {
   { x: [3, 28, 28, 1], f: [5, 5, 1, 6], stride: 1, pad: 'same' }, // lenet conv1
   { x: [3, 14, 14, 6], f: [5, 5, 6, 16], stride: 1, pad: 'valid' }, // lenet conv2
   { x: [3, 28, 28, 1], f: [3, 3, 1, 16], stride: 1, pad: 'same' }, // cnn block 1
-  { x: [3, 14, 14, 16], f: [3, 3, 16, 32], stride: 1, pad: 'same' }, // cnn block 2
+  { x: [3, 14, 14, 16], f: [3, 3, 16, 32], stride: 1, pad: 'same' }, // cnn block 2 (narrow)
+  { x: [3, 28, 28, 1], f: [3, 3, 1, 32], stride: 1, pad: 'same' }, // cnn conv1 (im2col route)
+  { x: [3, 14, 14, 32], f: [3, 3, 32, 64], stride: 1, pad: 'same' }, // cnn conv2 (stacked route)
   { x: [2, 9, 9, 4], f: [3, 3, 4, 5], stride: 2, pad: 'same' }, // general path
   { x: [2, 9, 9, 4], f: [3, 3, 4, 5], stride: 2, pad: 'valid' },
 ];
@@ -89,14 +92,29 @@ describe('Conv2D gradients on wasm match cpu (max abs diff <= 1e-4)', () => {
   });
 });
 
+/**
+ * Values for MaxPoolGrad inputs: uniform, ReLU-like (many zeros, so many tied windows), or drawn
+ * from {-0, +0, 1, -1}, where ties of either zero and of equal values are the rule.
+ */
+function poolInput(shape: number[], kind: 'uniform' | 'relu' | 'ties'): Float32Array {
+  const v = random(shape, 6);
+  if (kind === 'relu') return v.map((e) => Math.max(0, e));
+  if (kind === 'ties') return v.map((e) => [0, -0, 1, -1][Math.floor((e + 1) * 2) & 3]);
+  return v;
+}
+
 describe('MaxPoolGrad on wasm matches cpu', () => {
-  for (const [shape, size, stride, pad] of [
-    [[3, 28, 28, 16], 2, 2, 'valid'],
-    [[3, 7, 7, 8], 2, 2, 'valid'],
-    [[2, 7, 7, 4], 3, 2, 'same'],
-  ] as [number[], number, number, 'valid' | 'same'][]) {
-    it(`input ${shape} pool ${size} stride ${stride} ${pad}`, async () => {
-      const xv = random(shape, 6);
+  for (const [shape, size, stride, pad, kind] of [
+    [[3, 28, 28, 16], 2, 2, 'valid', 'uniform'],
+    [[3, 28, 28, 32], 2, 2, 'valid', 'relu'], // cnn pool 1
+    [[3, 14, 14, 64], 2, 2, 'valid', 'ties'], // cnn pool 2
+    [[3, 7, 7, 8], 2, 2, 'valid', 'ties'], // odd: the last row and column get no gradient
+    [[3, 7, 6, 8], 2, 2, 'valid', 'uniform'],
+    [[2, 7, 7, 4], 3, 2, 'same', 'uniform'],
+    [[2, 7, 7, 4], 2, 2, 'same', 'ties'], // padded: the general path
+  ] as [number[], number, number, 'valid' | 'same', 'uniform' | 'relu' | 'ties'][]) {
+    it(`input ${shape} pool ${size} stride ${stride} ${pad}, ${kind} values`, async () => {
+      const xv = poolInput(shape, kind);
       const outShape = tf.tidy(
         () => tf.maxPool(tf.tensor4d(xv, shape as [number, number, number, number]), size, stride, pad).shape,
       );
@@ -118,6 +136,7 @@ describe('MaxPoolGrad on wasm matches cpu', () => {
 describe('Sum on wasm matches cpu', () => {
   for (const [shape, axis, keep] of [
     [[4, 5, 6, 7], [0, 1, 2], false],
+    [[3, 5, 7, 9], [0, 1, 2], true], // 105 rows: not a multiple of the 4 summed per pass
     [[4, 5, 6, 7], [0], true],
     [[4, 5, 6, 7], [1, 2], false], // not leading: the backend's own kernel
     [[9, 10], -1, false],

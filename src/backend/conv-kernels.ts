@@ -8,17 +8,34 @@
  * - Conv2DBackpropInput (stride 1): the input gradient of a stride-1 convolution is itself a
  *   stride-1 convolution of dy with the filter flipped in space and with its in/out channels
  *   swapped, padded by (k - 1 - pad). That runs on the XNNPACK forward Conv2D.
- * - Conv2DBackpropFilter: dW = im2col(x)^T * dy. The patches are gathered in JavaScript on the
- *   wasm heap, ROWS_PER_PRODUCT output positions at a time, and multiplied with the XNNPACK
- *   BatchMatMul as dy^T * cols ([Cout, R] x [R, K]), so only dy (the smaller operand) needs
+ * - Conv2DBackpropFilter, stride 1 (conv-filter-grad.ts): dW is itself a forward convolution
+ *   whose "image" is x with the batch as channels and whose "filter" is dy, so XNNPACK's
+ *   indirect GEMM gathers the patches instead of JavaScript. Stacking the kh x Cin shifted
+ *   input planes in one tall image, read with a vertical stride of Ho, makes every output pixel
+ *   of that convolution one useful row of dW, so the GEMM tiles are full.
+ * - Conv2DBackpropFilter otherwise (strides > 1, and first layers with few input values per
+ *   patch and many output channels): dW = im2col(x)^T * dy. The patches are gathered in
+ *   JavaScript on the wasm heap, ROWS_PER_PRODUCT output positions at a time, and multiplied
+ *   with the XNNPACK BatchMatMul as dy^T * cols ([Cout, R] x [R, K]), so only dy needs
  *   transposing; the partial products are summed in JavaScript.
  *
+ * The choice between the two filter-gradient routes, measured on 256-image batches
+ * (bench/conv-kernels.ts): XNNPACK packs the right-hand operand of a product, and the filter of a
+ * convolution, on every call (about 3 ns a value here, the operand being new each time), so the
+ * stacked convolution costs about N*Ho*Wo*Cout packed values and im2col about N*Ho*Wo*K plus
+ * the transpose of dy. [256,14,14,32] -> 64: 57 ms stacked against 87 ms by im2col (forward:
+ * 42 ms); [256,28,28,1] -> 6 (5x5): 8 against 24 ms. For [256,28,28,1] -> 32 (3x3, K = 9)
+ * im2col wins, 17 against 26 to 31 ms. Not worth it: the im2col product the other way round
+ * (cols^T [K, R] x dy [R, Cout], packing the smaller dy) measured 74 ms on the 32 -> 64 layer,
+ * the transposed gather in JavaScript costing what the packing saved.
+ *
  * Anything these do not cover (strides > 1 for the input gradient, dilations, NCHW) falls back to
- * the backend's own kernel, or for the filter gradient to the same im2col route, which handles
- * every stride and padding.
+ * the backend's own kernel, or for the filter gradient to the im2col route, which handles every
+ * stride and padding.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { transpose2d, type WasmBackendLike } from './wasm-kernels.js';
+import { conv2dBackpropFilterStacked } from './conv-filter-grad.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type Backend = WasmBackendLike & { disposeData(id: object): void };
@@ -40,16 +57,24 @@ function kernel(name: string): (args: KernelArgs) => tf.TensorInfo {
 }
 
 /**
- * Output positions per partial product. XNNPACK's GEMM is about twice as fast on many products
- * with a short reduction (dy^T chunk [Cout, R] times patches [R, K]) as on one product whose
- * reduction runs over the whole batch, and the patch buffer stays in cache.
+ * Output positions per partial product, rounded down to whole images (at least one). 8192 rows
+ * measured best for [256,28,28,1] -> 32 (16.5 ms; 2048: 19.3, 65536: 18.1): dy^T [Cout, rows]
+ * and the patches stay in the 2 MB L2 cache between their writing and the product.
  */
-const ROWS_PER_PRODUCT = 2048;
-/** Patch elements per product (4 MB of float32) when that allows more than ROWS_PER_PRODUCT rows. */
+const ROWS_PER_PRODUCT = 8192;
+/** At most this many patch values per product (4 MB of float32), for wide patches. */
 const PATCH_ELEMENTS = 1 << 20;
 
-/** dW for NHWC x [N,H,W,Cin] and dy [N,Ho,Wo,Cout], as [kh,kw,Cin,Cout]. */
+/** Zero-padded input chunk [nb, Hp, Wp, Cin], reused across calls. */
+let paddedScratch = new Float32Array(0);
+
+/** dW for NHWC x [N,H,W,Cin] and dy [N,Ho,Wo,Cout], as [kh,kw,Cin,Cout]: the registered kernel. */
 export function conv2dBackpropFilter(args: KernelArgs): tf.TensorInfo {
+  return conv2dBackpropFilterStacked(args) ?? conv2dBackpropFilterIm2col(args);
+}
+
+/** dW by im2col and XNNPACK products; any stride and padding. */
+export function conv2dBackpropFilterIm2col(args: KernelArgs): tf.TensorInfo {
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
   const attrs = args.attrs as unknown as ConvAttrs;
   const backend = args.backend as unknown as Backend;
@@ -68,10 +93,15 @@ export function conv2dBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const top = info.padInfo.top;
   const left = info.padInfo.left;
   const k = kh * kw * cin;
-  const rows = n * ho * wo;
-  // Narrow patches (a first layer on grey images has K = 9 or 25) take longer chunks: the GEMM
-  // is then limited by per-call overhead, not by the size of the packed operand.
-  const chunk = Math.min(rows, Math.max(ROWS_PER_PRODUCT, Math.floor(PATCH_ELEMENTS / k)));
+  const howo = ho * wo;
+  // The padded chunk covers every input row and column a patch reads, so the gather below
+  // needs no bounds checks (and no divisions: it walks images, rows and columns in order).
+  const hp = Math.max(h + top, (ho - 1) * sh + kh);
+  const wp = Math.max(w + left, (wo - 1) * sw + kw);
+  const nb = Math.max(1, Math.floor(Math.min(ROWS_PER_PRODUCT, PATCH_ELEMENTS / k) / howo));
+  const chunk = Math.min(n, nb) * howo;
+  if (paddedScratch.length < nb * hp * wp * cin) paddedScratch = new Float32Array(nb * hp * wp * cin);
+  const xp = paddedScratch;
   const acc = new Float32Array(cout * k);
   const matmul = kernel('BatchMatMul');
   // dy^T is reused for every chunk (the last, shorter one views a prefix). The patch buffer is
@@ -80,59 +110,38 @@ export function conv2dBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const dyTBuf = backend.makeOutput([1, cout, chunk], 'float32');
   const runLen = kw * cin;
   try {
-    for (let r0 = 0; r0 < rows; r0 += chunk) {
-      const m = Math.min(chunk, rows - r0);
+    for (let b0 = 0; b0 < n; b0 += nb) {
+      const bn = Math.min(nb, n - b0);
+      const m = bn * howo;
       const colsBuf = backend.makeOutput([1, m, k], 'float32');
       // Views are taken after every allocation: growing the wasm heap detaches older ones.
       const c = backend.typedArrayFromHeap(colsBuf) as Float32Array;
       const xs = backend.typedArrayFromHeap(x) as Float32Array;
       const dys = backend.typedArrayFromHeap(dy) as Float32Array;
-      // cols [m, k]: one row per output position, holding its kh x kw x Cin input patch.
-      for (let r = 0; r < m; r++) {
-        const g = r0 + r;
-        const b = Math.floor(g / (ho * wo));
-        const rem = g - b * ho * wo;
-        const oy = Math.floor(rem / wo);
-        const ox = rem - oy * wo;
-        const iy0 = oy * sh - top;
-        const ix0 = ox * sw - left;
-        const xBase = b * h * w * cin;
-        let p = r * k;
-        const inside = ix0 >= 0 && ix0 + kw <= w;
-        for (let i = 0; i < kh; i++) {
-          const iy = iy0 + i;
-          if (iy < 0 || iy >= h) {
-            c.fill(0, p, p + runLen);
-            p += runLen;
-            continue;
-          }
-          const rowBase = xBase + iy * w * cin;
-          if (inside) {
-            // The whole kernel row is inside the image: one contiguous run of kw * Cin values.
-            const s = rowBase + ix0 * cin;
-            if (runLen < 32) for (let t = 0; t < runLen; t++) c[p + t] = xs[s + t];
-            else c.set(xs.subarray(s, s + runLen), p);
-            p += runLen;
-            continue;
-          }
-          for (let j = 0; j < kw; j++) {
-            const ix = ix0 + j;
-            if (ix < 0 || ix >= w) {
-              for (let t = 0; t < cin; t++) c[p + t] = 0;
-            } else {
-              const s = rowBase + ix * cin;
-              for (let t = 0; t < cin; t++) c[p + t] = xs[s + t];
+      xp.fill(0, 0, bn * hp * wp * cin);
+      for (let b = 0; b < bn; b++) {
+        for (let y = 0; y < h; y++) {
+          const s = ((b0 + b) * h + y) * w * cin;
+          xp.set(xs.subarray(s, s + w * cin), ((b * hp + y + top) * wp + left) * cin);
+        }
+      }
+      // cols [m, k]: one row per output position, holding its kh x kw x Cin input patch as kh
+      // runs of kw * Cin values.
+      let d = 0;
+      for (let b = 0; b < bn; b++) {
+        for (let oy = 0; oy < ho; oy++) {
+          const rowBase = (b * hp + oy * sh) * wp;
+          for (let ox = 0; ox < wo; ox++) {
+            for (let i = 0; i < kh; i++) {
+              const s = (rowBase + i * wp + ox * sw) * cin;
+              if (runLen < 32) for (let t = 0; t < runLen; t++) c[d + t] = xp[s + t];
+              else c.set(xp.subarray(s, s + runLen), d);
+              d += runLen;
             }
-            p += cin;
           }
         }
       }
-      transpose2d(
-        dys.subarray(r0 * cout, (r0 + m) * cout),
-        (backend.typedArrayFromHeap(dyTBuf) as Float32Array).subarray(0, cout * m),
-        m,
-        cout,
-      );
+      transpose2d(dys, backend.typedArrayFromHeap(dyTBuf) as Float32Array, m, cout, b0 * howo * cout, 0);
       const prod = matmul({
         inputs: {
           a: { ...dyTBuf, shape: [1, cout, m] },
@@ -218,11 +227,15 @@ export function conv2dBackpropInputStride1(args: KernelArgs): tf.TensorInfo | un
 
 /**
  * MaxPoolGrad: the wasm kernel takes ~0.5 s for a 256x28x28x32 input (most of a small CNN's
- * step). This routes each dy to the arg-max of its window in one pass over the input, taking the
- * first maximum in window order on ties, as the cpu backend does.
+ * step). This routes each dy to the arg-max of its window, taking the first maximum in window
+ * order on ties, as the cpu backend does.
  */
 export function maxPoolGrad(args: KernelArgs): tf.TensorInfo {
-  const { dy, input } = args.inputs as { dy: tf.TensorInfo; input: tf.TensorInfo };
+  const { dy, input, output } = args.inputs as {
+    dy: tf.TensorInfo;
+    input: tf.TensorInfo;
+    output?: tf.TensorInfo;
+  };
   const attrs = args.attrs as unknown as {
     filterSize: [number, number] | number;
     strides: [number, number] | number;
@@ -247,30 +260,21 @@ export function maxPoolGrad(args: KernelArgs): tf.TensorInfo {
   const dx = backend.typedArrayFromHeap(out) as Float32Array;
   const xs = backend.typedArrayFromHeap(input) as Float32Array;
   const dys = backend.typedArrayFromHeap(dy) as Float32Array;
-  dx.fill(0);
-  if (fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && h >= 2 * ho && w >= 2 * wo) {
-    // The common 2x2 / stride 2 / no-padding pool: compare the four inputs directly.
-    let d = 0;
-    for (let b = 0; b < n; b++) {
-      for (let oy = 0; oy < ho; oy++) {
-        for (let ox = 0; ox < wo; ox++, d += ch) {
-          const p00 = ((b * h + 2 * oy) * w + 2 * ox) * ch;
-          const p01 = p00 + ch;
-          const p10 = p00 + w * ch;
-          const p11 = p10 + ch;
-          for (let c = 0; c < ch; c++) {
-            let at = p00 + c;
-            let v = xs[at];
-            if (xs[p01 + c] > v) v = xs[(at = p01 + c)];
-            if (xs[p10 + c] > v) v = xs[(at = p10 + c)];
-            if (xs[p11 + c] > v) at = p11 + c;
-            dx[at] += dys[d + c];
-          }
-        }
-      }
-    }
+  const fast =
+    fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 && h >= 2 * ho && w >= 2 * wo;
+  if (fast && output && output.dtype === 'float32' && input.dtype === 'float32' && dy.dtype === 'float32') {
+    maxPoolGrad2x2(
+      int32View(xs),
+      int32View(backend.typedArrayFromHeap(output) as Float32Array),
+      int32View(dys),
+      int32View(dx),
+      [n, h, w, ch],
+      ho,
+      wo,
+    );
     return out;
   }
+  dx.fill(0);
   const best = new Float32Array(ch);
   const arg = new Int32Array(ch);
   let o = 0;
@@ -302,6 +306,66 @@ export function maxPoolGrad(args: KernelArgs): tf.TensorInfo {
   return out;
 }
 
+function int32View(a: Float32Array): Int32Array {
+  return new Int32Array(a.buffer, a.byteOffset, a.length);
+}
+
+/**
+ * The common 2x2 / stride 2 / unpadded pool, on the float bits. The forward output y is the
+ * window maximum, bit for bit one of its four inputs, so the first input equal to it is the
+ * arg-max: equal as floats means the same bits, or both zeros of either sign. Tests and writes
+ * are integer arithmetic without branches, and every dx value is written once (no zero-fill
+ * pass). For 256x28x28x32: 14 ms against 27 ms for compare-and-branch with a zero-fill and a
+ * scattered add on random ReLU outputs (unpredictable branches), 15 against 20 ms on activations
+ * captured from cnn training. Windows holding NaN may send their gradient elsewhere than the cpu
+ * backend, which skips NaN (as did the compare-and-branch loop).
+ */
+function maxPoolGrad2x2(
+  x: Int32Array,
+  y: Int32Array,
+  g: Int32Array,
+  o: Int32Array,
+  [n, h, w, ch]: number[],
+  ho: number,
+  wo: number,
+): void {
+  // An odd input height or width leaves a last row or column outside every window.
+  if (h > 2 * ho || w > 2 * wo) o.fill(0);
+  const rowLen = w * ch;
+  let d = 0;
+  for (let b = 0; b < n; b++) {
+    for (let oy = 0; oy < ho; oy++) {
+      let p = (b * h + 2 * oy) * rowLen;
+      for (let ox = 0; ox < wo; ox++, p += 2 * ch) {
+        const q = p + rowLen;
+        for (let c = 0; c < ch; c++, d++) {
+          const m = y[d];
+          const v = g[d];
+          const x0 = x[p + c];
+          const x1 = x[p + ch + c];
+          const x2 = x[q + c];
+          // e = 1 when (x ^ m) == 0 or (x | m) has only the sign bit: (t | -t) >>> 31 is 0 only
+          // for t == 0.
+          let t = x0 ^ m;
+          let z = (x0 | m) & 0x7fffffff;
+          const e0 = (((t | -t) & (z | -z)) >>> 31) ^ 1;
+          t = x1 ^ m;
+          z = (x1 | m) & 0x7fffffff;
+          const e1 = ((((t | -t) & (z | -z)) >>> 31) ^ 1) & ~e0;
+          t = x2 ^ m;
+          z = (x2 | m) & 0x7fffffff;
+          const e2 = ((((t | -t) & (z | -z)) >>> 31) ^ 1) & ~(e0 | e1);
+          const e3 = 1 ^ (e0 | e1 | e2);
+          o[p + c] = v & -e0;
+          o[p + ch + c] = v & -e1;
+          o[q + c] = v & -e2;
+          o[q + ch + c] = v & -e3;
+        }
+      }
+    }
+  }
+}
+
 /**
  * Sum over leading axes (a conv bias gradient sums dy over N, H, W): the wasm kernel first
  * transposes the reduced axes to the end; adding rows in place reads the data once instead.
@@ -321,7 +385,16 @@ export function sumLeadingAxes(args: KernelArgs): tf.TensorInfo | undefined {
   const out = backend.makeOutput(keepDims ? [...axes.map(() => 1), ...kept] : kept, 'float32');
   const xs = backend.typedArrayFromHeap(x) as Float32Array;
   const acc = new Float64Array(cols);
-  for (let r = 0; r < rows; r++) {
+  // Four rows per pass over the accumulators: 3.4 ms against 9.2 ms row by row for
+  // 256x28x28 rows of 32 (the accumulator's load and store, not the reading, was the cost).
+  const rows4 = rows - (rows % 4);
+  for (let r = 0; r < rows4; r += 4) {
+    const b = r * cols;
+    for (let c = 0; c < cols; c++) {
+      acc[c] += xs[b + c] + xs[b + cols + c] + xs[b + 2 * cols + c] + xs[b + 3 * cols + c];
+    }
+  }
+  for (let r = rows4; r < rows; r++) {
     const base = r * cols;
     for (let c = 0; c < cols; c++) acc[c] += xs[base + c];
   }
