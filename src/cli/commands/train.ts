@@ -54,6 +54,7 @@ function modelOptionsFrom(opts: Record<string, unknown>): Record<string, unknown
     o.activation = opts.activation;
   }
   if (opts.knnK !== undefined) o.k = opts.knnK;
+  if (opts.batchNorm !== undefined) o.batchNorm = opts.batchNorm;
   if (opts.pool !== undefined) {
     if (!['max', 'avg'].includes(String(opts.pool)))
       throw new UserError(`--pool must be max or avg (got '${String(opts.pool)}')`);
@@ -188,6 +189,8 @@ export function withPlanOptions(command: Command): Command {
     .option('--no-augment', 'turn batch augmentation off')
     .option('--hidden <sizes>', 'mlp hidden sizes, e.g. 256,128')
     .option('--widths <filters>', 'cnn filters per resolution (default 32,64)')
+    .option('--batch-norm', 'cnn: batch normalization after every convolution')
+    .option('--no-batch-norm', 'cnn: no batch normalization')
     .option('--dropout <p>', 'mlp/cnn dropout rate', numberArg('--dropout'))
     .option('--activation <name>', 'mlp/lenet activation: relu or sigmoid')
     .option('--pool <name>', 'lenet pooling: max or avg')
