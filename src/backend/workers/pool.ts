@@ -14,7 +14,6 @@
  * A failing worker ends the run with one line (WorkerError) and every thread is terminated.
  */
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
-import * as tf from '@tensorflow/tfjs-core';
 import type { ImageShape } from '../../core/data/dataset.js';
 import { imageSize } from '../../core/data/dataset.js';
 import { UserError } from '../../core/errors.js';
@@ -26,9 +25,10 @@ import {
   COMMAND,
   createLayout,
   CTRL,
-  type Packed,
   PARAM,
+  packState,
   type TrainingState,
+  unpackState,
   views,
   type Views,
   type WorkerFailure,
@@ -77,10 +77,6 @@ const waitAsync = (
     waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string };
   }
 ).waitAsync;
-
-function pack(t: tf.Tensor): Packed {
-  return { shape: t.shape, data: t.dataSync() as Float32Array };
-}
 
 class TrainingPool implements StepRunner {
   private seq = 0;
@@ -167,14 +163,7 @@ class TrainingPool implements StepRunner {
   async load(net: Net, optimizer: Optimizer): Promise<void> {
     await this.settle();
     this.collect();
-    const weights = net.getWeights();
-    const opt = optimizer.getState();
-    const state: TrainingState = {
-      weights: weights.map(pack),
-      optimizerStep: opt.step,
-      slots: opt.slots.map(pack),
-    };
-    opt.slots.forEach((t) => t.dispose());
+    const state = packState(net, optimizer);
     for (const p of this.ports) p.postMessage(state);
     this.issue(COMMAND.LOAD);
     await this.settle();
@@ -211,14 +200,7 @@ class TrainingPool implements StepRunner {
     await this.settle();
     const msg = receiveMessageOnPort(this.ports[0]);
     if (!msg) throw new WorkerError(0, 'sent no weights');
-    const s = msg.message as TrainingState;
-    const weights = s.weights.map((p) => tf.tensor(p.data, p.shape, 'float32'));
-    net.setWeights(weights);
-    weights.forEach((t) => t.dispose());
-    optimizer.setState({
-      step: s.optimizerStep,
-      slots: s.slots.map((p) => tf.tensor(p.data, p.shape, 'float32')),
-    });
+    unpackState(net, optimizer, msg.message as TrainingState);
   }
 
   async close(): Promise<void> {

@@ -9,9 +9,11 @@
  * done with command s (DONE = W * s). Inside a step the workers meet once more, at a barrier,
  * after each has written its shard's gradients and before any of them reads the others'.
  */
+import * as tf from '@tensorflow/tfjs-core';
 import type { ImageShape } from '../../core/data/dataset.js';
+import type { Optimizer } from '../../core/optim/optimizers.js';
 import type { TrainConfig } from '../../core/plan.js';
-import type { NetArtifacts } from '../../core/models/net.js';
+import type { Net, NetArtifacts } from '../../core/models/net.js';
 
 /** Int32 slots of the control block. */
 export const CTRL = {
@@ -126,6 +128,29 @@ export interface TrainingState {
   weights: Packed[];
   optimizerStep: number;
   slots: Packed[];
+}
+
+function pack(t: tf.Tensor): Packed {
+  return { shape: t.shape, data: t.dataSync() as Float32Array };
+}
+
+/** A net's weights and its optimizer's state, as plain arrays to post to another thread. */
+export function packState(net: Net, optimizer: Optimizer): TrainingState {
+  const opt = optimizer.getState();
+  const state = { weights: net.getWeights().map(pack), optimizerStep: opt.step, slots: opt.slots.map(pack) };
+  opt.slots.forEach((t) => t.dispose());
+  return state;
+}
+
+/** Puts a posted TrainingState into a net and its optimizer. */
+export function unpackState(net: Net, optimizer: Optimizer, s: TrainingState): void {
+  const weights = s.weights.map((p) => tf.tensor(p.data, p.shape, 'float32'));
+  net.setWeights(weights);
+  weights.forEach((t) => t.dispose());
+  optimizer.setState({
+    step: s.optimizerStep,
+    slots: s.slots.map((p) => tf.tensor(p.data, p.shape, 'float32')),
+  });
 }
 
 /** A worker's failure, posted before it raises FAILED. */

@@ -25,10 +25,11 @@ import { selectBackend, type BackendName } from '../index.js';
 import {
   COMMAND,
   CTRL,
-  type Packed,
   PARAM,
   shard,
+  packState,
   type TrainingState,
+  unpackState,
   views,
   type WorkerFailure,
   type WorkerInit,
@@ -47,10 +48,6 @@ const failAt = (() => {
   const m = /^(\d+):(\d+)$/.exec(process.env.IMGCLF_WORKER_FAIL ?? '');
   return m && Number(m[1]) === me ? Number(m[2]) : -1;
 })();
-
-function pack(t: tf.Tensor): Packed {
-  return { shape: t.shape, data: t.dataSync() as Float32Array };
-}
 
 async function main(): Promise<void> {
   await selectBackend(init.backend as BackendName);
@@ -125,27 +122,12 @@ async function main(): Promise<void> {
   const load = (): void => {
     const msg = receiveMessageOnPort(port);
     if (!msg) throw new Error('internal: LOAD without a state message');
-    const s = msg.message as TrainingState;
-    const weights = s.weights.map((p) => tf.tensor(p.data, p.shape, 'float32'));
-    net.setWeights(weights);
-    weights.forEach((t) => t.dispose());
-    optimizer.setState({
-      step: s.optimizerStep,
-      slots: s.slots.map((p) => tf.tensor(p.data, p.shape, 'float32')),
-    });
+    unpackState(net, optimizer, msg.message as TrainingState);
   };
 
+  // Every copy holds the same weights: worker 0 speaks for them.
   const sync = (): void => {
-    if (me !== 0) return;
-    const weights = net.getWeights();
-    const state = optimizer.getState();
-    const out: TrainingState = {
-      weights: weights.map(pack),
-      optimizerStep: state.step,
-      slots: state.slots.map(pack),
-    };
-    state.slots.forEach((t) => t.dispose());
-    port.postMessage(out);
+    if (me === 0) port.postMessage(packState(net, optimizer));
   };
 
   for (let seen = 0; ;) {
