@@ -158,10 +158,14 @@ describe('worker threads', () => {
     expect(maxDiff(flat(net), full.weights)).toBe(0);
   }, 180_000);
 
-  it('chooses threads by the cost of a step: none for softmax, the cores for the cnn', () => {
+  it('chooses threads by the cost of a step: one for softmax and the mlp, the cores for lenet and the cnn', () => {
     const softmax = create('softmax', { inputShape: SHAPE, numClasses: 10, seed: 0 });
     const cnn = create('cnn', { inputShape: SHAPE, numClasses: 10, seed: 0 });
     expect(chooseWorkers(softmax, 256, undefined, 8).workers).toBe(1);
+    const mlp = create('mlp', { inputShape: SHAPE, numClasses: 10, seed: 0 });
+    const lenet = create('lenet', { inputShape: SHAPE, numClasses: 10, seed: 0 });
+    expect(chooseWorkers(mlp, 256, undefined, 2).workers).toBe(1);
+    expect(chooseWorkers(lenet, 256, undefined, 2).workers).toBe(2);
     expect(chooseWorkers(cnn, 256, undefined, 8).workers).toBe(8);
     expect(chooseWorkers(cnn, 256, undefined, 1).workers).toBe(1);
     expect(chooseWorkers(cnn, 64, undefined, 8).workers).toBe(4);

@@ -3,17 +3,23 @@
  *
  * A thread pays when a step has enough arithmetic to hide what splitting costs: one more
  * gradient exchange and update per step (about 6 ms for the cnn's 420k parameters, under 1 ms
- * for softmax), and, on small batches, shards too thin for the kernels to run at full speed.
- * Measured here (bench/run.ts, 2 cores): the cnn (1.1 G multiply-adds a step of 256) trains
- * 1.9x faster on 2 threads, the seed's softmax (2 M) and the mlp (52 M) not at all. So the
- * default splits only steps of at least MIN_STEP_MACS, over the cores there are, and never
- * into shards below MIN_SHARD examples.
+ * for softmax), a wake-up per step, and shards too thin for the kernels to run at full speed.
+ * Measured here, 2 cores, seconds per epoch on 1 and 2 threads (`imgclf train --model M
+ * --epochs 2 --workers N`, second epoch):
+ *
+ *   softmax  2 M multiply-adds a step of 256     0.21 s -> 0.30 s  (slower)
+ *   mlp     52 M                                  1.72 s -> 1.66 s  (no gain)
+ *   lenet  107 M                                  9.25 s -> 5.23 s  (1.8x)
+ *   cnn   1086 M                                  ~75 s  -> ~40 s   (1.9x)
+ *
+ * So the default splits steps of at least MIN_STEP_MACS over the cores there are, never into
+ * shards below MIN_SHARD examples, and keeps everything smaller on one thread.
  */
 import { availableParallelism } from 'node:os';
 import type { Net } from '../../core/models/net.js';
 
 /** Forward multiply-adds per step below which one thread is as fast. */
-export const MIN_STEP_MACS = 200e6;
+export const MIN_STEP_MACS = 80e6;
 /** Fewest examples per thread. */
 export const MIN_SHARD = 16;
 
