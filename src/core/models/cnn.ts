@@ -74,7 +74,7 @@ register({
   description: 'CNN: conv32-pool-conv64-pool (3x3, ReLU), dropout, dense 128; augmentation on',
   create: cnn,
   defaults: {
-    epochs: 15,
+    epochs: 20,
     lr: 0.003,
     optimizer: 'adamw',
     weightDecay: 0.0005,
