@@ -336,16 +336,25 @@ if (softmaxSection) process.stdout.write('\n' + table + '\n\n');
 if (cnnSection) process.stdout.write('\n' + cnnTable + '\n\n');
 for (const s of skipped) process.stdout.write(`skipped ${s.key}: ${s.reason}\n`);
 
-const result = { when, machine, command, rows, cnn: cnnRows, skipped };
+// A run of one section keeps the other section's last figures in latest.json.
+const latestFile = path.join(ROOT, 'bench', 'results', 'latest.json');
+const previous = existsSync(latestFile)
+  ? (JSON.parse(readFileSync(latestFile, 'utf8')) as { rows?: Row[]; cnn?: Row[] })
+  : {};
+const result = {
+  when,
+  machine,
+  command,
+  rows: softmaxSection ? rows : (previous.rows ?? []),
+  cnn: cnnSection ? cnnRows : (previous.cnn ?? []),
+  skipped,
+};
 const stamp = when.replace(/[:.]/g, '-').slice(0, 19);
 await writeFileAtomic(
   path.join(ROOT, 'bench', 'results', `bench-${stamp}.json`),
   JSON.stringify(result, null, 2) + '\n',
 );
-await writeFileAtomic(
-  path.join(ROOT, 'bench', 'results', 'latest.json'),
-  JSON.stringify(result, null, 2) + '\n',
-);
+await writeFileAtomic(latestFile, JSON.stringify(result, null, 2) + '\n');
 
 // Refresh the generated blocks of BENCHMARKS.md, leaving the rest of the file alone.
 const benchFile = path.join(ROOT, 'BENCHMARKS.md');

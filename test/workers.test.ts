@@ -158,6 +158,32 @@ describe('worker threads', () => {
     expect(maxDiff(flat(net), full.weights)).toBe(0);
   }, 180_000);
 
+  it('dropout masks are seeded: one thread repeats itself, and one worker thread matches it', async () => {
+    const plan = resolveConfig({
+      model: 'mlp',
+      epochs: 1,
+      batchSize: 100,
+      seed: 9,
+      modelOptions: { dropout: 0.3 },
+    });
+    const once = async (workers: number) => {
+      const net = create('mlp', { inputShape: SHAPE, numClasses: 10, seed: 9, options: plan.modelOptions });
+      const opt = optimizerFor(plan);
+      const pool = workers
+        ? await startPool(net, { workers, backend, plan, shape: SHAPE, batchSize: 100 })
+        : undefined;
+      try {
+        await fit(net, opt, train, test, { ...fitOptionsFor(plan, SHAPE), runner: pool });
+      } finally {
+        await pool?.close();
+      }
+      return flat(net);
+    };
+    const a = await once(0);
+    expect(maxDiff(a, await once(0))).toBe(0);
+    expect(maxDiff(a, await once(1))).toBe(0);
+  }, 120_000);
+
   it('chooses threads by the cost of a step: one for softmax and the mlp, the cores for lenet and the cnn', () => {
     const softmax = create('softmax', { inputShape: SHAPE, numClasses: 10, seed: 0 });
     const cnn = create('cnn', { inputShape: SHAPE, numClasses: 10, seed: 0 });

@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '../../core/models/index.js';
 import { loadNet } from '../../core/models/registry.js';
 import { optimizerFor } from '../../core/plan.js';
-import { Rng } from '../../core/data/rng.js';
+import { seedDropout } from '../../core/models/dropout.js';
 import { lossGradients } from '../../core/train/loop.js';
 import { selectBackend, type BackendName } from '../index.js';
 import {
@@ -68,10 +68,8 @@ async function main(): Promise<void> {
     const [lo, hi] = shard(n, me, workers);
     const row = v.grads[me];
     if (hi > lo) {
-      // Dropout draws its masks from Math.random (tfjs seeds each draw from it); seeding it per
-      // step and worker makes a run repeat exactly, and resume exactly mid-epoch.
-      const rng = new Rng(Math.imul(init.seed + 1, 0x9e3779b1) ^ Math.imul(stepNo + 1, 0x85ebca6b) ^ me);
-      Math.random = () => rng.next();
+      // The masks of this step and worker: a run repeats, and resumes, exactly.
+      seedDropout(init.seed, stepNo, me);
       const x = v.images[slot].slice(lo * layout.rowSize, hi * layout.rowSize);
       const y = v.labels[slot].slice(lo, hi);
       const out = tf.tidy(() => {

@@ -9,14 +9,15 @@
  * wasm (batch-norm.ts, backend/bn-kernels.ts): tfjs's own backward pass (Tile, Sum and Mean
  * kernels) made a step 3.5 to 4 times slower.
  *
- * Dropout layers take no seed on purpose: tfjs re-seeds its generator on every call when one is
- * given, which would drop the same units at every step.
+ * Dropout masks come from the training loop's seeded stream (dropout.ts), so runs repeat and
+ * resume exactly.
  */
 import * as tfl from '@tensorflow/tfjs-layers';
 import { layersNet, type Net } from './net.js';
 import { layerSeed, register, type ModelSpec } from './registry.js';
 import { dense } from './dense.js';
 import { batchNormalization } from './batch-norm.js';
+import { dropout as dropoutLayer } from './dropout.js';
 
 export interface CnnOptions {
   /** Filters of the blocks at full, 1/2 and 1/4 resolution. */
@@ -54,13 +55,13 @@ export function cnn(spec: ModelSpec): Net {
   });
   layers.push(
     tfl.layers.flatten(),
-    tfl.layers.dropout({ rate: dropout }),
+    dropoutLayer({ rate: dropout }),
     dense({
       units: 128,
       activation: 'relu',
       kernelInitializer: tfl.initializers.heNormal({ seed: layerSeed(spec.seed, seedIndex++) }),
     }),
-    tfl.layers.dropout({ rate: dropout }),
+    dropoutLayer({ rate: dropout }),
     dense({
       units: spec.numClasses,
       kernelInitializer: tfl.initializers.glorotUniform({ seed: layerSeed(spec.seed, seedIndex++) }),

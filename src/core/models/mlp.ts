@@ -7,6 +7,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { layersNet, type Net } from './net.js';
 import { layerSeed, register, type ModelSpec } from './registry.js';
 import { dense } from './dense.js';
+import { dropout as dropoutLayer } from './dropout.js';
 
 export interface MlpOptions {
   hidden?: number[];
@@ -27,7 +28,7 @@ export function mlp(spec: ModelSpec): Net {
         kernelInitializer: tfl.initializers.heNormal({ seed: layerSeed(spec.seed, i) }),
       }),
     );
-    if (dropout > 0) layers.push(tfl.layers.dropout({ rate: dropout }));
+    if (dropout > 0) layers.push(dropoutLayer({ rate: dropout }));
   });
   layers.push(
     dense({

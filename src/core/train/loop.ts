@@ -16,6 +16,7 @@ import { batchCount, batches } from '../data/batches.js';
 import { floatIfSmall, type ImageShape, imageSize, type Split } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
 import type { Net } from '../models/net.js';
+import { seedDropout } from '../models/dropout.js';
 import { correctCount, crossEntropy, crossEntropyAndCorrect } from './loss.js';
 import type { Optimizer } from '../optim/optimizers.js';
 import { createSchedule, type Schedule } from '../optim/schedule.js';
@@ -90,6 +91,8 @@ export interface TrainEpochOptions {
   shouldStop?: () => boolean;
   /** Runs the steps elsewhere (worker threads) instead of on this thread. */
   runner?: StepRunner;
+  /** Seeds each step's dropout masks (with the step number), so the run repeats exactly. */
+  seed?: number;
 }
 
 /**
@@ -197,7 +200,8 @@ export async function trainEpoch(
     if (opts.augment) augmentBatch(batch.x, n, opts.shape, opts.augment.rng, opts.augment, scratch);
     const lr = opts.schedule ? opts.schedule(step) : optimizer.lr;
     if (opts.runner) await opts.runner.step(batch.x, batch.y, lr, step);
-    else
+    else {
+      if (opts.seed !== undefined) seedDropout(opts.seed, step);
       tf.tidy(() => {
         const r = trainStep(net, optimizer, tf.tensor4d(batch.x, [n, h, w, c]), batch.y, lr, smoothing);
         const newLoss = tf.add(lossSum, r.loss);
@@ -208,6 +212,7 @@ export async function trainEpoch(
         lossSum = tf.keep(newLoss) as tf.Scalar;
         correctSum = tf.keep(newCorrect) as tf.Scalar;
       });
+    }
     seen += n;
     step++;
     const pending = opts.onBatch?.(++done, total);
@@ -460,6 +465,7 @@ export async function fit(
       onBatch: (d, t) => opts.onBatch?.(epoch, d, t),
       shouldStop: opts.shouldStop,
       runner,
+      seed: opts.seed,
     });
     // The runner's weights and optimizer state come back before anything reads or saves them.
     await runner?.sync(net, optimizer);
