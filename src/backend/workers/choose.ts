@@ -10,7 +10,7 @@
  *   softmax  2 M multiply-adds a step of 256     0.21 s -> 0.30 s  (slower)
  *   mlp     52 M                                  1.72 s -> 1.66 s  (no gain)
  *   lenet  107 M                                  9.25 s -> 5.23 s  (1.8x)
- *   cnn   1086 M                                  ~75 s  -> ~40 s   (1.9x)
+ *   cnn   1086 M                                 55.3 s -> 30.4 s  (1.8x, npm run bench)
  *
  * So the default splits steps of at least MIN_STEP_MACS over the cores there are, never into
  * shards below MIN_SHARD examples, and keeps everything smaller on one thread.
