@@ -56,24 +56,38 @@ describe('imgclf train: models, validation split, interrupt and resume', () => {
     expect(last.json!.test_accuracy).toBeCloseTo(meta.finalTestAccuracy, 6);
   });
 
-  it('Ctrl-C saves a checkpoint; --resume ends where an uninterrupted run does', async () => {
-    const args = ['--model', 'mlp', '--hidden', '32', '--epochs', '2', '--seed', '4'];
-    const full = cli(['train', ...args, '--out', path.join(work, 'full'), '--json']);
-    expect(full.code, full.stderr).toBe(0);
+  const interrupted: [string, string[]][] = [
+    ['on one thread', []],
+    // Two training threads, and dropout: its masks are seeded per step and worker.
+    ['on 2 worker threads, with dropout', ['--workers', '2', '--dropout', '0.2']],
+  ];
+  for (const [name, extra] of interrupted) {
+    it(`Ctrl-C saves a checkpoint; --resume ends where an uninterrupted run does (${name})`, async () => {
+      const args = ['--model', 'mlp', '--hidden', '32', '--epochs', '2', '--seed', '4', ...extra];
+      const tag = extra.length ? 'w2' : 'w1';
+      const full = cli(['train', ...args, '--out', path.join(work, `full-${tag}`), '--json']);
+      expect(full.code, full.stderr).toBe(0);
 
-    const out = path.join(work, 'cut');
-    const r = await interruptWhen(['train', ...args, '--out', out], /epoch 1\/2 /);
-    expect(r.code, r.output).toBe(130);
-    expect(r.output).toContain(`continue with: imgclf train --resume ${out}`);
-    expect(existsSync(path.join(out, 'checkpoint', 'state.json'))).toBe(true);
+      const out = path.join(work, `cut-${tag}`);
+      const r = await interruptWhen(['train', ...args, '--out', out], /epoch 1\/2 /);
+      expect(r.code, r.output).toBe(130);
+      expect(r.output).toContain(`continue with: imgclf train --resume ${out}`);
+      expect(existsSync(path.join(out, 'checkpoint', 'state.json'))).toBe(true);
 
-    const resumed = cli(['train', '--resume', out, '--json']);
-    expect(resumed.code, resumed.stderr).toBe(0);
-    expect(resumed.stderr).toMatch(/resuming .* after epoch 1/);
-    expect(resumed.json!.test_accuracy).toBe(full.json!.test_accuracy);
-    const metrics = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
-    expect(metrics).toHaveLength(2);
-  });
+      const resumed = cli(['train', '--resume', out, '--json']);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stderr).toMatch(/resuming .* after epoch 1/);
+      expect(resumed.json!.workers).toBe(extra.length ? 2 : 1);
+      expect(resumed.json!.test_accuracy).toBe(full.json!.test_accuracy);
+      const metrics = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
+      expect(metrics).toHaveLength(2);
+      const fullMetrics = readFileSync(path.join(work, `full-${tag}`, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n');
+      const lossOf = (line: string) => (JSON.parse(line) as { train_loss: number }).train_loss;
+      expect(metrics.map(lossOf)).toEqual(fullMetrics.map(lossOf));
+    });
+  }
 });
 
 describe('bad training flags: one line, exit 2', () => {
