@@ -22,15 +22,9 @@ module.exports = {
     {
       name: 'backend-sits-on-core',
       severity: 'error',
-      comment: 'src/backend holds kernels and backend choice: it imports core and TensorFlow.js.',
-      from: { path: '^src/backend/', pathNot: '^src/backend/workers/' },
-      to: { pathNot: ['^src/(core|backend)/', '^node_modules/@tensorflow/'] },
-    },
-    {
-      name: 'workers-sit-on-core',
-      severity: 'error',
-      comment: 'The training threads add Node threads and the core count to what backend may use.',
-      from: { path: '^src/backend/workers/' },
+      comment:
+        'src/backend holds kernels, backend choice and the training threads: it imports core, TensorFlow.js, and Node threads and the core count.',
+      from: { path: '^src/backend/' },
       to: { pathNot: ['^src/(core|backend)/', '^node_modules/@tensorflow/', '^(worker_threads|os)$'] },
     },
     {

@@ -4,6 +4,9 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Dataset, Split } from '../src/core/data/dataset.js';
+import { subset } from '../src/core/data/split.js';
+import { loadDataset } from '../src/node/data/load.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const BIN = path.join(ROOT, 'bin', 'imgclf.js');
@@ -133,4 +136,19 @@ export function multipartForm(
   }
   parts.push(Buffer.from(`--${b}--\r\n`));
   return { payload: Buffer.concat(parts), headers: { 'content-type': `multipart/form-data; boundary=${b}` } };
+}
+
+/** Fashion-MNIST and the first `trainCount` / `testCount` images of its two splits. */
+export async function fashionSlices(
+  trainCount: number,
+  testCount: number,
+): Promise<{ dataset: Dataset; train: Split; test: Split }> {
+  const { dataset } = await loadDataset({ dataset: 'fashion-mnist' });
+  const first = (split: Split, n: number) =>
+    subset(
+      split,
+      dataset.shape,
+      Array.from({ length: n }, (_, i) => i),
+    );
+  return { dataset, train: first(dataset.train, trainCount), test: first(dataset.test, testCount) };
 }

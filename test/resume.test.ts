@@ -7,7 +7,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
 import { augmentBatch } from '../src/core/data/augment.js';
 import type { Dataset, Split } from '../src/core/data/dataset.js';
-import { loadDataset } from '../src/node/data/load.js';
 import { Rng } from '../src/core/data/rng.js';
 import { subset } from '../src/core/data/split.js';
 import { create } from '../src/core/models/index.js';
@@ -15,7 +14,7 @@ import { optimizerFor, resolveConfig } from '../src/core/plan.js';
 import { loadCheckpoint, saveCheckpoint } from '../src/node/run/rundir.js';
 import { evaluate, fit, type FitState } from '../src/core/train/loop.js';
 import { createOptimizer } from '../src/core/optim/optimizers.js';
-import { tempDir } from './helpers.js';
+import { fashionSlices, tempDir } from './helpers.js';
 
 let dataset: Dataset;
 let train: Split;
@@ -23,17 +22,7 @@ let test: Split;
 
 beforeAll(async () => {
   await selectBackend('wasm');
-  dataset = (await loadDataset({ dataset: 'fashion-mnist' })).dataset;
-  train = subset(
-    dataset.train,
-    dataset.shape,
-    Array.from({ length: 3000 }, (_, i) => i),
-  );
-  test = subset(
-    dataset.test,
-    dataset.shape,
-    Array.from({ length: 1000 }, (_, i) => i),
-  );
+  ({ dataset, train, test } = await fashionSlices(3000, 1000));
 });
 
 const weightsOf = (net: { getWeights(): tf.Tensor[] }) =>

@@ -8,36 +8,23 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
 import { chooseWorkers } from '../src/backend/workers/choose.js';
 import { startPool } from '../src/backend/workers/pool.js';
-import type { Dataset, ImageShape, Split } from '../src/core/data/dataset.js';
+import type { ImageShape, Split } from '../src/core/data/dataset.js';
 import { Rng } from '../src/core/data/rng.js';
-import { subset } from '../src/core/data/split.js';
 import { create } from '../src/core/models/index.js';
 import { fitOptionsFor, optimizerFor, resolveConfig, type TrainConfig } from '../src/core/plan.js';
 import type { Net } from '../src/core/models/net.js';
 import type { Optimizer } from '../src/core/optim/optimizers.js';
 import { fit, type FitOptions, type FitState, trainStep } from '../src/core/train/loop.js';
-import { loadDataset } from '../src/node/data/load.js';
-import { BIN, ROOT, tempDir } from './helpers.js';
+import { BIN, fashionSlices, ROOT, tempDir } from './helpers.js';
 
 const SHAPE: ImageShape = [28, 28, 1];
 let backend: string;
-let dataset: Dataset;
 let train: Split;
 let test: Split;
 
 beforeAll(async () => {
   backend = await selectBackend('wasm');
-  dataset = (await loadDataset({ dataset: 'fashion-mnist' })).dataset;
-  train = subset(
-    dataset.train,
-    dataset.shape,
-    Array.from({ length: 2000 }, (_, i) => i),
-  );
-  test = subset(
-    dataset.test,
-    dataset.shape,
-    Array.from({ length: 500 }, (_, i) => i),
-  );
+  ({ train, test } = await fashionSlices(2000, 500));
 });
 
 const flat = (net: { getWeights(): tf.Tensor[] }): Float32Array[] =>

@@ -26,6 +26,7 @@ import {
   createLayout,
   CTRL,
   PARAM,
+  PEER_FAILED,
   packState,
   type TrainingState,
   unpackState,
@@ -106,7 +107,7 @@ class TrainingPool implements StepRunner {
   }
 
   private onFailure(index: number, message: string): void {
-    // The first failure is the cause; others ("another worker failed") follow from it.
+    // The first failure is the cause; others (PEER_FAILED) follow from it.
     if (!this.failure) {
       this.failure = { index, message };
       Atomics.store(this.v.ctrl, CTRL.FAILED, 1);
@@ -120,7 +121,7 @@ class TrainingPool implements StepRunner {
     this.ports.forEach((p, i) => {
       for (let m = receiveMessageOnPort(p); m; m = receiveMessageOnPort(p)) {
         const f = m.message as Partial<WorkerFailure>;
-        if (f.error !== undefined && f.error !== 'another worker failed') this.onFailure(i, f.error);
+        if (f.error !== undefined && f.error !== PEER_FAILED) this.onFailure(i, f.error);
       }
     });
     this.onFailure(0, 'a worker stopped');
@@ -231,7 +232,6 @@ export async function startPool(net: Net, opts: PoolOptions): Promise<Pool> {
       plan: opts.plan,
       shape: opts.shape,
       artifacts,
-      seed: opts.plan.seed,
       layout,
     };
     const t = new Worker(script.entry, {

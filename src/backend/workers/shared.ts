@@ -45,8 +45,6 @@ export interface WorkerInit {
   plan: TrainConfig;
   shape: ImageShape;
   artifacts: NetArtifacts;
-  /** Seeds the per-step dropout draws (see thread.ts). */
-  seed: number;
   layout: SharedLayout;
 }
 
@@ -152,6 +150,9 @@ export function unpackState(net: Net, optimizer: Optimizer, s: TrainingState): v
     slots: s.slots.map((p) => tf.tensor(p.data, p.shape, 'float32')),
   });
 }
+
+/** What a worker reports when it stops because another one failed (not a cause of its own). */
+export const PEER_FAILED = 'another worker failed';
 
 /** A worker's failure, posted before it raises FAILED. */
 export interface WorkerFailure {

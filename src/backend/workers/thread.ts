@@ -26,6 +26,7 @@ import {
   COMMAND,
   CTRL,
   PARAM,
+  PEER_FAILED,
   shard,
   packState,
   type TrainingState,
@@ -69,7 +70,7 @@ async function main(): Promise<void> {
     const row = v.grads[me];
     if (hi > lo) {
       // The masks of this step and worker: a run repeats, and resumes, exactly.
-      seedDropout(init.seed, stepNo, me);
+      seedDropout(init.plan.seed, stepNo, me);
       const x = v.images[slot].slice(lo * layout.rowSize, hi * layout.rowSize);
       const y = v.labels[slot].slice(lo, hi);
       const out = tf.tidy(() => {
@@ -150,7 +151,7 @@ function barrier(): void {
     return;
   }
   while (Atomics.load(v.ctrl, CTRL.GEN) === gen) {
-    if (Atomics.load(v.ctrl, CTRL.FAILED)) throw new Error('another worker failed');
+    if (Atomics.load(v.ctrl, CTRL.FAILED)) throw new Error(PEER_FAILED);
     Atomics.wait(v.ctrl, CTRL.GEN, gen, 1000);
   }
 }

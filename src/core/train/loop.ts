@@ -218,17 +218,18 @@ export async function trainEpoch(
     const pending = opts.onBatch?.(++done, total);
     if (pending) await pending;
   }
-  let lossTotal = (await lossSum.data())[0];
-  let correct = (await correctSum.data())[0];
+  let lossTotal = carried.loss;
+  let correct = carried.correct;
   if (opts.runner) {
     // Every started step finishes before the epoch (or a stop) is reported. The sums continue
     // from the carried ones step by step, so a resumed epoch adds up exactly as an unbroken one.
-    lossTotal = carried.loss;
-    correct = carried.correct;
     for (const r of await opts.runner.drain()) {
       lossTotal += r.loss;
       correct += r.correct;
     }
+  } else {
+    lossTotal = (await lossSum.data())[0];
+    correct = (await correctSum.data())[0];
   }
   lossSum.dispose();
   correctSum.dispose();
