@@ -283,11 +283,13 @@ async function gunzipIdx(
       }
     });
   } catch (err) {
-    if (failure) throw failure;
-    if (/^Z_/.test((err as { code?: string }).code ?? '')) {
-      throw new UserError(`${name}: corrupt gzip data (${(err as Error).message})${hint}`);
+    // Node 20 rejects pipeline() with gunzip's error; Node 22 and later also hand it to the last
+    // stage's loop, where it is kept as `failure`: map it either way.
+    const cause = failure ?? err;
+    if (/^Z_/.test((cause as { code?: string }).code ?? '')) {
+      throw new UserError(`${name}: corrupt gzip data (${(cause as Error).message})${hint}`);
     }
-    throw err;
+    throw cause;
   }
   if (declared < 0) {
     parseIdx(head, name); // throws: too short for an IDX header
