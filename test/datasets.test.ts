@@ -19,7 +19,7 @@ import {
   MNIST,
 } from '../src/node/data/datasets.js';
 import { md5, verifyFile } from '../src/node/checksum.js';
-import { BIN, cli, type CliResult, expectCleanError, idx, ROOT, tempDir } from './helpers.js';
+import { BIN, cli, type CliResult, expectCleanError, cliCwd, idx, tempDir } from './helpers.js';
 
 const NAMES = [
   'train-images-idx3-ubyte',
@@ -77,7 +77,7 @@ afterAll(() => server?.close());
 /** The CLI without blocking this process (the server above must keep answering). */
 function cliAsync(args: string[], env: Record<string, string>): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: cliCwd(), env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

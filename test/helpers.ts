@@ -1,6 +1,6 @@
 /** Shared test helpers. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,27 @@ export function tempDir(prefix = 'imgclf-test-'): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * Where a browser test saves a picture of the page: IMGCLF_SCREENSHOT_DIR when set (`npm run
+ * screenshots` points it at docs/screenshots), a temp folder otherwise, so a test run leaves
+ * the checkout as it was.
+ */
+export function screenshotPath(name: string): string {
+  const dir = process.env.IMGCLF_SCREENSHOT_DIR ?? cliCwd();
+  mkdirSync(dir, { recursive: true });
+  return path.join(dir, name);
+}
+
+let cwd: string | undefined;
+/**
+ * The working folder CLI runs start in: a temp folder of this test process, so a run that
+ * writes its default output (runs/<timestamp>, runs/lr-find) never lands in the checkout.
+ */
+export function cliCwd(): string {
+  cwd ??= tempDir('imgclf-cwd-');
+  return cwd;
+}
+
 export interface CliResult {
   code: number;
   stdout: string;
@@ -26,7 +47,7 @@ export interface CliResult {
 /** Runs the built CLI (as a user would) and captures its output. */
 export function cli(args: string[], env: Record<string, string> = {}): CliResult {
   const r = spawnSync(process.execPath, [BIN, ...args], {
-    cwd: ROOT,
+    cwd: cliCwd(),
     encoding: 'utf8',
     env: { ...process.env, ...env },
     timeout: 600_000,

@@ -4,7 +4,8 @@
  * the page to held-out accuracy >= 0.9, tried on new pictures, a drawing and the live camera,
  * kept in IndexedDB across a reload, downloaded as a run directory that `imgclf predict`,
  * `evaluate` and `serve --run` accept with the page's labels, and opened again in the page.
- * In English and Chinese, with no console errors. Saves docs/screenshots/own-classes.png.
+ * In English and Chinese, with no console errors. Its view of the live camera is the docs'
+ * docs/screenshots/own-classes.png (`npm run screenshots`).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -14,9 +15,8 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeShapesFolder } from '../src/node/data/shapes.js';
-import { BIN, CHROMIUM, cli, launchChromium, ROOT, tempDir } from './helpers.js';
+import { BIN, CHROMIUM, cli, launchChromium, ROOT, screenshotPath, tempDir } from './helpers.js';
 
-const SCREENSHOT = path.join(ROOT, 'docs', 'screenshots', 'own-classes.png');
 /** The fake webcam's picture: an orange field with a dark square drifting across it. */
 const CAMERA_RGB: [number, number, number] = [235, 130, 30];
 const SIDE = 64;
@@ -323,8 +323,7 @@ describe.skipIf(!existsSync(CHROMIUM))('your own classes in the page', () => {
     await page.waitForSelector('#own-top3[data-picture=camera]');
     expect(await page.getAttribute('#own-top3 li:first-child', 'data-label')).toBe('camera');
     expect(await page.textContent('#own-live')).toBe('Stop live classification');
-    mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
-    await page.locator('#own').screenshot({ path: SCREENSHOT });
+    await page.locator('#own').screenshot({ path: screenshotPath('own-classes.png') });
     await page.click('#own-live');
     await page.click('#camera-toggle');
     await page.waitForSelector('body[data-camera=off]');

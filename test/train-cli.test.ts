@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cli, expectCleanError, ROOT, tempDir } from './helpers.js';
+import { BIN, cli, cliCwd, expectCleanError, tempDir } from './helpers.js';
 
 let work = '';
 beforeAll(() => {
@@ -13,7 +13,7 @@ beforeAll(() => {
 /** Starts `imgclf train`, sends SIGINT once `when` appears in its output, and waits for the exit. */
 function interruptWhen(args: string[], when: RegExp): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: cliCwd() });
     let output = '';
     let sent = false;
     const onData = (d: Buffer) => {

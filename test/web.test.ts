@@ -1,16 +1,15 @@
 /**
  * The web app end to end: `imgclf serve` as a user starts it, driven in headless Chromium
- * (Debian's). Saves the screenshot the docs show: docs/screenshots/app.png.
+ * (Debian's). Its last view of the page is the docs' docs/screenshots/app.png (`npm run screenshots`).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { list } from '../src/core/models/index.js';
-import { BIN, CHROMIUM, cli, launchChromium, ROOT, tempDir } from './helpers.js';
+import { BIN, CHROMIUM, cli, launchChromium, ROOT, screenshotPath, tempDir } from './helpers.js';
 
-const SCREENSHOT = path.join(ROOT, 'docs', 'screenshots', 'app.png');
 
 let server: ChildProcess | undefined;
 let browser: Browser | undefined;
@@ -139,8 +138,7 @@ describe.skipIf(!existsSync(CHROMIUM))('web app in Chromium', () => {
       /page/.test(document.getElementById('result-source')?.textContent ?? ''),
     );
     expect(await page.isChecked('#source-browser')).toBe(true);
-    mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
-    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    await page.screenshot({ path: screenshotPath('app.png'), fullPage: true });
   });
 
   it('uses WebGL when the address asks for it, software or not, and trains on it', async () => {
