@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { list } from '../src/core/models/index.js';
 import { BIN, CHROMIUM, cli, launchChromium, ROOT, screenshotPath, tempDir } from './helpers.js';
 
-
 let server: ChildProcess | undefined;
 let browser: Browser | undefined;
 let page: Page;
