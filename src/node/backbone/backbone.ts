@@ -330,7 +330,7 @@ async function build(files: BackboneFiles, opts: Omit<BackboneOptions, 'source'>
 
 /** Loads the backbone a training run asks for (reading or downloading it now). */
 export async function loadBackbone(opts: BackboneOptions, log?: (m: string) => void): Promise<Backbone> {
-  const files = await backboneFiles(opts.source, log);
+  const files = await backboneFiles(opts.source, { log });
   const backbone = await build(files, opts);
   const r = backbone.record;
   log?.(
@@ -350,7 +350,7 @@ export async function loadRecordedBackbone(
 ): Promise<Backbone> {
   if (!record || typeof record.source !== 'string' || typeof record.sha256 !== 'string')
     throw new UserError('the run records a backbone without its source and hash; retrain it');
-  const files = await recordedBackboneFiles(record.source, record.sha256, log);
+  const files = await recordedBackboneFiles(record.source, record.sha256, { log });
   const backbone = await build(files, {
     layer: record.layer,
     size: record.inputShape[0],

@@ -7,20 +7,26 @@
  *     Machine export) is read here, file by file. tfjs-node's file:// handler is not available
  *     (imgclf runs on tfjs-core with the wasm backend, without tfjs-node), so the weights are
  *     read with node:fs and handed to tfjs as artifacts (`tf.io.fromMemory`).
- *   - A URL is loaded with tfjs's own HTTP loader (`tf.io.http`, on Node's global fetch), which
- *     resolves the weight files as every tfjs app does; the bytes it fetches are kept and cached
- *     under the cache root by URL and hash (node/cache.ts), so evaluate, predict and serve find
- *     the backbone a run was trained with without fetching it again. A URL that does not end in
- *     .json is a TF Hub style model address: `/model.json?tfjs-format=file` is appended, as
- *     tfjs's `loadGraphModel(url, { fromTFHub: true })` does.
+ *   - A URL is downloaded by the bounded client (node/download.ts), resolving the weight files
+ *     as tfjs's HTTP loader does (model.json's folder + path + model.json's query); the bytes
+ *     are cached under the cache root by URL and hash (node/cache.ts), so evaluate, predict and
+ *     serve find the backbone a run was trained with without fetching it again. A URL that does
+ *     not end in .json is a TF Hub style model address: `/model.json?tfjs-format=file` is
+ *     appended, as tfjs's `loadGraphModel(url, { fromTFHub: true })` does.
+ *
+ * model.json is as untrusted as any download: each weight path it names must be a plain
+ * relative path that stays inside model.json's folder (or URL folder), and the weight files may
+ * hold no more bytes than its weightsManifest declares (the sum of shape x dtype size), so a
+ * model.json cannot make imgclf read /dev/zero or fetch without end.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../core/errors.js';
 import { readBackboneCache, writeBackboneCache } from '../cache.js';
+import { DEFAULT_TIMEOUTS, type DownloadLimits, downloadBytes } from '../download.js';
 
 /** One file of a backbone: `name` is 'model.json' or a weight path as model.json names it. */
 export interface BackboneFile {
@@ -54,6 +60,34 @@ export interface BackboneFiles {
 
 export const MODEL_JSON = 'model.json';
 
+/**
+ * Largest model.json accepted. Real ones are kilobytes (a layers model) to a few MB (a large
+ * graph model's topology); the weights are in other files. More is an endless or hostile body.
+ */
+export const MAX_MODEL_JSON_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Most weight bytes one backbone may have, and the cap for a weight group whose size
+ * model.json cannot declare (string tensors). The largest image backbones in tfjs form are a
+ * few hundred MB (EfficientNet-B7, 260 MB); the weights are held in memory once for tfjs.
+ */
+export const MAX_WEIGHT_BYTES = 1024 * 1024 * 1024;
+
+/** Largest metadata.json beside model.json: a Teachable Machine export's is under 1 KB. */
+const MAX_SIDECAR_BYTES = 1024 * 1024;
+
+/**
+ * Timers for each backbone file downloaded. A whole file may take 10 minutes (a few hundred MB
+ * on a slow line); a server that does not answer, or stops sending, fails in 30 s.
+ */
+export const BACKBONE_TIMEOUTS: BackboneTimeouts = {
+  timeoutMs: 600_000,
+  connectTimeoutMs: DEFAULT_TIMEOUTS.connectTimeoutMs,
+  idleTimeoutMs: DEFAULT_TIMEOUTS.idleTimeoutMs,
+};
+
+export type BackboneTimeouts = Omit<DownloadLimits, 'maxBytes'>;
+
 export function isUrl(source: string): boolean {
   return /^https?:\/\//i.test(source);
 }
@@ -65,9 +99,120 @@ export function hashFiles(files: BackboneFile[]): string {
   return h.digest('hex');
 }
 
-/** The weight paths model.json lists, in order. */
-function weightPaths(json: ModelJson): string[] {
-  return (json.weightsManifest ?? []).flatMap((g) => g.paths ?? []);
+/** Bytes per value of each dtype a weight (or its quantized form) may have. */
+const DTYPE_BYTES: Record<string, number> = {
+  float32: 4,
+  int32: 4,
+  bool: 1,
+  complex64: 8,
+  float16: 2,
+  uint16: 2,
+  uint8: 1,
+};
+
+/** One group of model.json's weightsManifest: its files and the bytes they hold together. */
+interface WeightGroup {
+  paths: string[];
+  /** Sum of shape x dtype size over the group's weights; undefined when a dtype has no fixed size. */
+  bytes?: number;
+}
+
+/**
+ * The weight groups model.json lists, in order, each path checked (checkedWeightPath) and each
+ * group's size declared by its weight specs. tfjs splits a group's weights, concatenated, into
+ * its files, so only the group's total is known, not each file's.
+ */
+function weightGroups(json: ModelJson, where: string): WeightGroup[] {
+  const manifest = json.weightsManifest ?? [];
+  const malformed = () =>
+    new UserError(
+      `backbone ${where}: its weightsManifest is not a list of { paths, weights }; --backbone takes a TensorFlow.js model.json`,
+    );
+  if (!Array.isArray(manifest)) throw malformed();
+  let total = 0;
+  return manifest.map((group) => {
+    if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) throw malformed();
+    const paths = group.paths.map((p: unknown) => checkedWeightPath(p, where));
+    let bytes: number | undefined = 0;
+    for (const w of group.weights) {
+      const shape = (w as { shape?: unknown })?.shape;
+      if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw malformed();
+      const size = DTYPE_BYTES[w.quantization?.dtype ?? w.dtype];
+      if (size === undefined || bytes === undefined) {
+        bytes = undefined; // a string tensor: its bytes are in the file, not the manifest
+        continue;
+      }
+      bytes += shape.reduce((a: number, b: number) => a * b, 1) * size;
+    }
+    total += bytes ?? 0;
+    if (total > MAX_WEIGHT_BYTES) {
+      throw new UserError(
+        `backbone ${where}: its weightsManifest declares more than ${MAX_WEIGHT_BYTES} bytes of weights, more than imgclf loads; pick a smaller backbone`,
+      );
+    }
+    return { paths, bytes };
+  });
+}
+
+/**
+ * A weight path as model.json names it, refused unless it is a plain relative path: no '..'
+ * (nor its percent-encoded forms, which URLs resolve as '..'), no absolute part (a leading '/',
+ * a scheme or drive letter), no backslash (a separator on Windows), no query, fragment or
+ * control characters, no empty part. Where it resolves is checked again by the caller.
+ */
+function checkedWeightPath(rel: unknown, where: string): string {
+  const refuse = (why: string) =>
+    new UserError(
+      `backbone ${where}: its model.json names the weight file '${String(rel)}', which ${why}; weight paths must be relative paths inside model.json's folder (no '..', absolute parts or backslashes)`,
+    );
+  if (typeof rel !== 'string' || rel === '') throw refuse('is not a file name');
+  if (rel.includes('\\')) throw refuse('has a backslash');
+  if (rel.startsWith('/') || /^[a-z][a-z0-9+.-]*:/i.test(rel)) throw refuse('is absolute');
+  // eslint-disable-next-line no-control-regex
+  if (/[?#\u0000-\u001f\u007f]/.test(rel)) throw refuse('has a query, fragment or control character');
+  for (const part of rel.split('/')) {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(part);
+    } catch {
+      throw refuse('has broken percent-encoding');
+    }
+    if (part === '') throw refuse('has an empty part');
+    if (decoded === '..') throw refuse("climbs out of the folder with '..'");
+    if (decoded !== part && /[/\\]|^\.$/.test(decoded))
+      throw refuse('hides a path separator or dot in percent-encoding');
+  }
+  return rel;
+}
+
+/** The local file a (checked) weight path names, which must be inside `dir`. */
+function weightFile(dir: string, rel: string, where: string): string {
+  const file = path.resolve(dir, rel);
+  const inside = path.relative(dir, file);
+  if (!inside || inside.startsWith('..') || path.isAbsolute(inside))
+    throw new UserError(
+      `backbone ${where}: its weight file '${rel}' resolves outside ${dir}; weight paths must stay in model.json's folder`,
+    );
+  return file;
+}
+
+/**
+ * The URL of a (checked) weight path, as tfjs's HTTP loader builds it: model.json's folder +
+ * the path + model.json's query (a TF Hub `?tfjs-format=file`), which must stay under that
+ * folder on the same origin.
+ */
+function weightUrl(modelUrl: string, rel: string, where: string): string {
+  const q = modelUrl.lastIndexOf('?');
+  const slash = modelUrl.lastIndexOf('/', q < 0 ? undefined : q);
+  const prefix = modelUrl.slice(0, slash + 1);
+  const suffix = q > slash ? modelUrl.slice(q) : '';
+  const base = new URL(prefix);
+  const url = new URL(prefix + rel + suffix);
+  if (url.origin !== base.origin || !url.pathname.startsWith(base.pathname))
+    throw new UserError(
+      `backbone ${where}: its weight file '${rel}' resolves outside ${prefix}; weight paths must stay in model.json's folder`,
+    );
+  return url.toString();
 }
 
 function parseModelJson(bytes: Uint8Array, where: string): ModelJson {
@@ -80,6 +225,14 @@ function parseModelJson(bytes: Uint8Array, where: string): ModelJson {
   if (!json || typeof json !== 'object' || !('modelTopology' in json))
     throw new UserError(`backbone ${where} is not a TensorFlow.js model.json (it has no modelTopology)`);
   return json as ModelJson;
+}
+
+/** Checks that a weight group's files hold the bytes its specs declare (when they declare it). */
+function checkGroupBytes(group: WeightGroup, got: number, where: string): void {
+  if (group.bytes === undefined || got === group.bytes) return;
+  throw new UserError(
+    `backbone ${where}: its weight files ${group.paths.join(', ')} hold ${got} bytes but model.json's weightsManifest declares ${group.bytes}; the files are truncated or do not belong to this model.json`,
+  );
 }
 
 /** A short description of a backbone for messages: the source and the first 12 hex of a hash. */
@@ -100,9 +253,28 @@ function localModelPath(source: string): string {
   return inside;
 }
 
+/** A local file imgclf will not read, and why ("is not a regular file"). */
+class Refused extends Error {}
+
+/**
+ * A local file's bytes, refused unless it is a regular file of at most `maxBytes`: a device
+ * such as /dev/zero, a FIFO or a file larger than expected is never read.
+ */
+async function readBounded(file: string, maxBytes: number): Promise<Uint8Array> {
+  const handle = await open(file, 'r');
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new Refused('is not a regular file');
+    if (stat.size > maxBytes) throw new Refused(`is ${stat.size} bytes, more than the ${maxBytes} allowed`);
+    return new Uint8Array(await handle.readFile());
+  } finally {
+    await handle.close();
+  }
+}
+
 async function readSidecar(file: string): Promise<Record<string, unknown> | undefined> {
   try {
-    const v = JSON.parse(await readFile(file, 'utf8')) as unknown;
+    const v = JSON.parse(Buffer.from(await readBounded(file, MAX_SIDECAR_BYTES)).toString('utf8')) as unknown;
     return v && typeof v === 'object' ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
@@ -115,19 +287,38 @@ async function readLocal(given: string): Promise<BackboneFiles> {
   const modelPath = localModelPath(source);
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(modelPath);
+    bytes = await readBounded(modelPath, MAX_MODEL_JSON_BYTES);
   } catch (err) {
-    throw new UserError(`backbone ${modelPath}: cannot read it (${(err as Error).message})`);
+    const why = err instanceof Refused ? err.message : `cannot be read (${(err as Error).message})`;
+    throw new UserError(`backbone ${modelPath} ${why}; --backbone takes a TensorFlow.js model.json`);
   }
   const modelJson = parseModelJson(bytes, modelPath);
+  const dir = path.dirname(modelPath);
   const files: BackboneFile[] = [{ name: MODEL_JSON, data: bytes }];
-  for (const rel of weightPaths(modelJson)) {
-    const file = path.resolve(path.dirname(modelPath), rel);
-    try {
-      files.push({ name: rel, data: await readFile(file) });
-    } catch {
-      throw new UserError(`backbone ${source}: its weight file ${file} is missing`);
+  for (const group of weightGroups(modelJson, modelPath)) {
+    let got = 0;
+    for (const rel of group.paths) {
+      const file = weightFile(dir, rel, modelPath);
+      let data: Uint8Array;
+      try {
+        data = await readBounded(file, (group.bytes ?? MAX_WEIGHT_BYTES) - got);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ENOENT')
+          throw new UserError(`backbone ${source}: its weight file ${file} is missing`);
+        if (!(err instanceof Refused))
+          throw new UserError(
+            `backbone ${source}: cannot read its weight file ${file} (${(err as Error).message})`,
+          );
+        const declared =
+          group.bytes === undefined
+            ? ''
+            : ` (model.json's weightsManifest declares ${group.bytes} bytes for ${group.paths.join(', ')})`;
+        throw new UserError(`backbone ${source}: its weight file ${file} ${err.message}${declared}`);
+      }
+      got += data.length;
+      files.push({ name: rel, data });
     }
+    checkGroupBytes(group, got, modelPath);
   }
   return {
     source,
@@ -135,7 +326,7 @@ async function readLocal(given: string): Promise<BackboneFiles> {
     modelJson,
     files,
     sha256: hashFiles(files),
-    sidecar: await readSidecar(path.join(path.dirname(modelPath), 'metadata.json')),
+    sidecar: await readSidecar(path.join(dir, 'metadata.json')),
     origin: 'disk',
   };
 }
@@ -157,43 +348,61 @@ function firstLine(err: unknown): string {
   return ((err as Error)?.message ?? String(err)).split('\n')[0];
 }
 
-/**
- * Downloads a backbone with tfjs's HTTP loader, keeping the bytes of every file it fetches (in
- * the order it asks for them: model.json, then the weight files in manifest order).
- */
-async function download(url: string): Promise<BackboneFiles> {
-  const modelUrl = modelJsonUrl(url);
-  const fetched: { url: string; data?: Uint8Array }[] = [];
-  const fetchFunc = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const entry: { url: string; data?: Uint8Array } = { url: String(input) };
-    fetched.push(entry);
-    const response = await fetch(input, init);
-    if (!response.ok) return response;
-    const body = await response.arrayBuffer();
-    entry.data = new Uint8Array(body);
-    return new Response(body, { status: response.status, headers: response.headers });
-  };
-  try {
-    await tf.io.http(modelUrl, { fetchFunc: fetchFunc as typeof fetch }).load!();
-  } catch (err) {
-    throw new UserError(`backbone ${url}: cannot download it (${firstLine(err)})`);
+/** A backbone download that failed: `reason` is what went wrong, without the backbone's name. */
+class BackboneDownloadError extends UserError {
+  constructor(
+    url: string,
+    readonly reason: string,
+  ) {
+    super(
+      `backbone ${url}: ${reason}; check the URL, or download model.json and its weight files and pass their folder to --backbone`,
+    );
   }
-  const [json, ...weights] = fetched;
-  if (!json?.data) throw new UserError(`backbone ${url}: cannot download ${modelUrl}`);
-  const modelJson = parseModelJson(json.data, modelUrl);
-  const paths = weightPaths(modelJson);
-  if (weights.length !== paths.length || weights.some((w) => !w.data))
-    throw new UserError(`backbone ${url}: its weight files could not all be downloaded`);
-  const files: BackboneFile[] = [
-    { name: MODEL_JSON, data: json.data },
-    ...paths.map((name, i) => ({ name, data: weights[i].data! })),
-  ];
+}
+
+/**
+ * Downloads a backbone with the bounded client: model.json (at most MAX_MODEL_JSON_BYTES), then
+ * each weight file model.json names, checked and resolved as tfjs would, within the bytes its
+ * weight specs declare.
+ */
+async function download(url: string, timeouts: BackboneTimeouts): Promise<BackboneFiles> {
+  const modelUrl = modelJsonUrl(url);
+  const get = async (what: string, from: string, maxBytes: number) => {
+    try {
+      return await downloadBytes(from, { ...timeouts, maxBytes });
+    } catch (err) {
+      throw new BackboneDownloadError(url, `cannot download ${what} (${firstLine(err)})`);
+    }
+  };
+  const bytes = await get(modelUrl === url ? MODEL_JSON : modelUrl, modelUrl, MAX_MODEL_JSON_BYTES);
+  const modelJson = parseModelJson(bytes, modelUrl);
+  const files: BackboneFile[] = [{ name: MODEL_JSON, data: bytes }];
+  for (const group of weightGroups(modelJson, modelUrl)) {
+    let got = 0;
+    for (const rel of group.paths) {
+      const left = (group.bytes ?? MAX_WEIGHT_BYTES) - got;
+      const what =
+        group.bytes === undefined
+          ? `its weight file ${rel}`
+          : `its weight file ${rel} (its group may hold ${left} more bytes, as model.json declares)`;
+      const data = await get(what, weightUrl(modelUrl, rel, modelUrl), left);
+      got += data.length;
+      files.push({ name: rel, data });
+    }
+    checkGroupBytes(group, got, modelUrl);
+  }
   let sidecar: Record<string, unknown> | undefined;
   if (/\/model\.json$/i.test(new URL(modelUrl).pathname)) {
-    // A Teachable Machine export (or an imgclf run) keeps metadata.json beside model.json.
+    // A Teachable Machine export (or an imgclf run) keeps metadata.json beside model.json; it is
+    // optional, so any failure to get it just leaves it out.
     try {
-      const r = await fetch(new URL('metadata.json', modelUrl), { signal: AbortSignal.timeout(10_000) });
-      if (r.ok) sidecar = (await r.json()) as Record<string, unknown>;
+      const limits = { timeoutMs: 10_000, connectTimeoutMs: 10_000, idleTimeoutMs: 10_000 };
+      const data = await downloadBytes(new URL('metadata.json', modelUrl).toString(), {
+        ...limits,
+        maxBytes: MAX_SIDECAR_BYTES,
+      });
+      const v = JSON.parse(Buffer.from(data).toString('utf8')) as unknown;
+      sidecar = v && typeof v === 'object' ? (v as Record<string, unknown>) : undefined;
     } catch {
       sidecar = undefined;
     }
@@ -201,14 +410,21 @@ async function download(url: string): Promise<BackboneFiles> {
   return { source: url, modelUrl, modelJson, files, sha256: hashFiles(files), sidecar, origin: 'download' };
 }
 
+/** What backbone loading may be told besides the source. */
+export interface BackboneFileOptions {
+  log?: (m: string) => void;
+  /** Timers for each file downloaded (default BACKBONE_TIMEOUTS). */
+  timeouts?: Partial<BackboneTimeouts>;
+}
+
 /**
  * The backbone named by `source` (a path or a URL), read or downloaded now. A downloaded one
  * is cached for later loads (`recordedBackboneFiles`).
  */
-export async function backboneFiles(source: string, log?: (m: string) => void): Promise<BackboneFiles> {
+export async function backboneFiles(source: string, opts: BackboneFileOptions = {}): Promise<BackboneFiles> {
   if (!isUrl(source)) return readLocal(source);
-  const got = await download(source);
-  await writeBackboneCache(source, got.sha256, got.files, log);
+  const got = await download(source, { ...BACKBONE_TIMEOUTS, ...opts.timeouts });
+  await writeBackboneCache(source, got.sha256, got.files, opts.log);
   return got;
 }
 
@@ -220,8 +436,9 @@ export async function backboneFiles(source: string, log?: (m: string) => void): 
 export async function recordedBackboneFiles(
   source: string,
   sha256: string,
-  log?: (m: string) => void,
+  opts: BackboneFileOptions = {},
 ): Promise<BackboneFiles> {
+  const { log } = opts;
   const changed = (now: string) =>
     new UserError(
       `backbone ${source} has changed since the run was trained (sha256 ${shortHash(now)}, the run was trained with ${shortHash(sha256)}); restore it or retrain`,
@@ -251,10 +468,11 @@ export async function recordedBackboneFiles(
   log?.(`backbone ${source} is not in the cache: downloading it again`);
   let got: BackboneFiles;
   try {
-    got = await download(source);
+    got = await download(source, { ...BACKBONE_TIMEOUTS, ...opts.timeouts });
   } catch (err) {
+    if (!(err instanceof BackboneDownloadError)) throw err;
     throw new UserError(
-      `the run's backbone ${source} is neither in the cache nor downloadable (${firstLine(err).replace(/^backbone \S+: cannot download it \((.*)\)$/, '$1')})`,
+      `the run's backbone ${source} is neither in the cache nor downloadable (${err.reason}); restore access to it or retrain`,
     );
   }
   if (got.sha256 !== sha256) throw changed(got.sha256);

@@ -7,7 +7,7 @@
  * MD5 of the published `.gz`); downloads are written atomically.
  *
  * Nothing here trusts a size it has not checked: a download is streamed to disk under a byte
- * cap and connect/idle timeouts, a `.gz` MD5 is checked before anything is decompressed, and
+ * cap, connect/idle timeouts and same-host redirects (node/download.ts), a `.gz` MD5 is checked before anything is decompressed, and
  * every gunzip (downloaded or local) stops as soon as its output outgrows the size the IDX
  * header declares (itself capped at MAX_IDX_BYTES), so a gzip bomb or an endless response fails
  * early instead of filling memory or disk.
@@ -20,6 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { UserError } from '../../core/errors.js';
 import { withAtomicFile } from '../fs.js';
+import { DEFAULT_TIMEOUTS, type DownloadLimits, downloadToFile } from '../download.js';
 import { FASHION_MNIST_CLASSES, KMNIST_CLASSES, MNIST_CLASSES } from '../../core/data/classes.js';
 import { type Dataset, type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
 import { cacheRoot, decodedCachePath, readDecoded, writeDecoded } from '../cache.js';
@@ -157,12 +158,6 @@ export const MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024;
  * 47 MB (60000 images of 28x28); a header declaring more than this is broken or hostile.
  */
 export const MAX_IDX_BYTES = 512 * 1024 * 1024;
-
-const DOWNLOAD_TIMEOUT_MS = 60_000;
-const CONNECT_TIMEOUT_MS = 30_000;
-const IDLE_TIMEOUT_MS = 30_000;
-/** Same-host redirects followed per file (http -> https, a moved folder); more is a loop. */
-const MAX_REDIRECTS = 5;
 
 export function specFiles(spec: IdxDatasetSpec): IdxFileSpec[] {
   return [spec.trainImages, spec.trainLabels, spec.testImages, spec.testLabels];
@@ -382,16 +377,16 @@ export async function locate(spec: IdxDatasetSpec, opts: SourceOptions = {}): Pr
 
 /**
  * Downloads every missing file of `spec` into `dir`, trying each mirror in turn. Each file is
- * streamed to a temp file in `dir` (see fetchToFile), verified there, and renamed into place only
- * when it passed.
+ * streamed to a temp file in `dir` by the bounded client (node/download.ts), verified there, and
+ * renamed into place only when it passed.
  */
 export async function download(spec: IdxDatasetSpec, dir: string, opts: SourceOptions = {}): Promise<void> {
   const mirrors = opts.mirrors ?? envMirrors() ?? spec.mirrors;
   const log = opts.log ?? (() => {});
-  const limits: FetchLimits = {
-    timeoutMs: opts.timeoutMs ?? DOWNLOAD_TIMEOUT_MS,
-    connectTimeoutMs: opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
-    idleTimeoutMs: opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+  const limits: DownloadLimits = {
+    timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUTS.timeoutMs,
+    connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_TIMEOUTS.connectTimeoutMs,
+    idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_TIMEOUTS.idleTimeoutMs,
     maxBytes: opts.maxDownloadBytes ?? MAX_DOWNLOAD_BYTES,
   };
   await mkdir(dir, { recursive: true });
@@ -404,8 +399,9 @@ export async function download(spec: IdxDatasetSpec, dir: string, opts: SourceOp
       log(`downloading ${url}`);
       try {
         await withAtomicFile(path.join(dir, file.name + '.gz'), async (tmp) => {
-          const gzMd5 = await fetchToFile(url, tmp, limits);
-          await verifyDownload(file, tmp, gzMd5);
+          const md5 = createHash('md5');
+          await downloadToFile(url, tmp, limits, (chunk) => md5.update(chunk));
+          await verifyDownload(file, tmp, md5.digest('hex'));
         });
         done = true;
         break;
@@ -451,141 +447,6 @@ async function verifyDownload(file: IdxFileSpec, tmp: string, gzMd5: string): Pr
   await gunzipIdx(createReadStream(tmp), file.name + '.gz', '', (chunk) => digest.update(chunk));
   const got = digest.digest('hex');
   if (got !== file.sha256) throw new Error(`checksum mismatch (got sha256 ${got.slice(0, 12)}…)`);
-}
-
-interface FetchLimits {
-  /** For the whole file, redirects included. */
-  timeoutMs: number;
-  /** Per request, until the response headers arrive. */
-  connectTimeoutMs: number;
-  /** Longest gap between two chunks of the body. */
-  idleTimeoutMs: number;
-  /** Largest body accepted. */
-  maxBytes: number;
-}
-
-/**
- * Streams `url` into the file `dest` and returns the MD5 of what was written. Fails (and stops
- * reading) on the first limit crossed: a body larger than `maxBytes`, no response within
- * `connectTimeoutMs`, a pause over `idleTimeoutMs`, the whole over `timeoutMs`, or a redirect to
- * another host. fetch() has one signal for all of these, so each timer records why it aborted.
- */
-async function fetchToFile(url: string, dest: string, limits: FetchLimits): Promise<string> {
-  const controller = new AbortController();
-  let reason: string | undefined;
-  const stop = (message: string) => {
-    reason ??= message;
-    controller.abort(new Error(message));
-  };
-  const overall = setTimeout(() => stop(`took longer than ${seconds(limits.timeoutMs)}`), limits.timeoutMs);
-  let idle: NodeJS.Timeout | undefined;
-  try {
-    const response = await requestSameHost(new URL(url), controller.signal, limits.connectTimeoutMs, stop);
-    const length = Number(response.headers.get('content-length') ?? NaN);
-    if (length > limits.maxBytes) {
-      throw new Error(`is ${length} bytes, more than the ${limits.maxBytes} allowed for one download`);
-    }
-    if (!response.body) throw new Error('empty response');
-    const reader = response.body.getReader();
-    const md5 = createHash('md5');
-    const handle = await open(dest, 'w');
-    try {
-      const noData = () => stop(`no data for ${seconds(limits.idleTimeoutMs)}`);
-      idle = setTimeout(noData, limits.idleTimeoutMs);
-      let total = 0;
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        idle.refresh();
-        total += value.length;
-        if (total > limits.maxBytes) {
-          stop(`sent more than ${limits.maxBytes} bytes, the most allowed for one download; stopped`);
-          throw new Error(reason);
-        }
-        md5.update(value);
-        await handle.writeFile(value);
-      }
-      await handle.sync(); // what withAtomicFile renames into place must be on disk
-    } finally {
-      await handle.close();
-    }
-    return md5.digest('hex');
-  } catch (err) {
-    if (reason) throw new Error(reason, { cause: err });
-    throw err;
-  } finally {
-    clearTimeout(overall);
-    clearTimeout(idle);
-    // Closes the connection when we stopped early; a no-op after a complete body.
-    controller.abort();
-  }
-}
-
-/**
- * Requests `url`, following redirects only within the same host. fetch() would follow up to 20
- * redirects to anywhere, including from https to plain http or to hosts on the local network;
- * a mirror that is compromised or misconfigured could then pick what we download and from where,
- * and the failure would name the mirror, not where it sent us. So redirects are followed here,
- * by hand (`redirect: 'manual'`), to the same host name only, never from https to http, at most
- * MAX_REDIRECTS times. Resolves with the first non-redirect response, which must be 2xx.
- */
-async function requestSameHost(
-  url: URL,
-  signal: AbortSignal,
-  connectTimeoutMs: number,
-  stop: (message: string) => void,
-): Promise<Response> {
-  for (let hop = 0; ; hop++) {
-    const response = await request(url, signal, connectTimeoutMs, stop);
-    const location = response.headers.get('location');
-    if (response.status < 300 || response.status >= 400 || !location) {
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      return response;
-    }
-    await response.body?.cancel();
-    const next = new URL(location, url);
-    // Same host name, any port: 127.0.0.1 -> localhost is refused, /a -> /b and :80 -> :8080 are not.
-    if (next.hostname !== url.hostname || !/^https?:$/.test(next.protocol)) {
-      throw new Error(`redirected to ${next.host || next.href}; not followed (only same-host redirects are)`);
-    }
-    if (url.protocol === 'https:' && next.protocol === 'http:') {
-      throw new Error(`redirected from https to ${next.href}; not followed`);
-    }
-    if (hop === MAX_REDIRECTS) throw new Error(`more than ${MAX_REDIRECTS} redirects; last to ${next.href}`);
-    url = next;
-  }
-}
-
-/**
- * One request, without following redirects. "Connecting" covers DNS, TCP, TLS and waiting for
- * the response headers: fetch() does not tell those apart, and a server that accepts the
- * connection but never answers is as stuck as one that never accepts it.
- */
-async function request(
-  url: URL,
-  signal: AbortSignal,
-  connectTimeoutMs: number,
-  stop: (message: string) => void,
-): Promise<Response> {
-  const timer = setTimeout(
-    () => stop(`timed out connecting to ${url.host} (no response in ${seconds(connectTimeoutMs)})`),
-    connectTimeoutMs,
-  );
-  try {
-    // `identity`: the bytes as published, which the `.gz` MD5 is of, not a re-encoding fetch()
-    // would undo on the way.
-    return await fetch(url, { signal, redirect: 'manual', headers: { 'accept-encoding': 'identity' } });
-  } catch (err) {
-    if (signal.aborted) throw err; // fetchToFile names the timer that fired
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(cause?.code ?? cause?.message ?? (err as Error).message, { cause: err });
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function seconds(ms: number): string {
-  return `${ms / 1000} s`;
 }
 
 export interface LoadedIdx {
