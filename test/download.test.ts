@@ -2,9 +2,11 @@
  * Downloads against servers on 127.0.0.1: a good mirror, a dead one and a corrupt one, with a
  * small synthetic dataset, plus the real Fashion-MNIST files served locally. Then hostile ones
  * (a gzip bomb, an endless body, a stalled one, redirects elsewhere), which must fail fast and
- * cheaply, as must a gzip bomb on disk.
+ * cheaply, as must a gzip bomb on disk. Backbones (--backbone URL or folder) go through the
+ * same client: an endless model.json, a silent server, a redirect elsewhere and weight paths
+ * that climb out of the model's folder are refused, on a server and on disk.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -18,6 +20,7 @@ import {
   readMaybeGzip,
 } from '../src/node/data/datasets.js';
 import { md5, sha256 } from '../src/node/checksum.js';
+import { backboneFiles, MAX_MODEL_JSON_BYTES } from '../src/node/backbone/files.js';
 import { idx, tempDir } from './helpers.js';
 
 const images = idx([4, 2, 2]);
@@ -336,6 +339,176 @@ describe('bounded downloads', () => {
     writeFileSync(short, gzipSync(idx([4, 2, 2]).subarray(0, 20)));
     await expect(readMaybeGzip(short)).rejects.toThrow(
       /short\.gz decompresses to only 20 bytes, fewer than the 32 its IDX header declares; delete it and fetch again/,
+    );
+  });
+});
+
+/** A model.json whose one weight group declares 2x2 float32 values (16 bytes) in `paths`. */
+function modelJson(paths: string[]): string {
+  return JSON.stringify({
+    format: 'layers-model',
+    modelTopology: {},
+    weightsManifest: [{ paths, weights: [{ name: 'w', shape: [2, 2], dtype: 'float32' }] }],
+  });
+}
+const WEIGHTS = new Uint8Array(16).fill(7);
+
+describe('bounded backbone downloads', () => {
+  const servers: http.Server[] = [];
+  const asked: string[] = [];
+  let base = '';
+  let port = 0;
+  let silentUrl = '';
+  const cacheHome = process.env.XDG_CACHE_HOME;
+
+  beforeAll(async () => {
+    // Downloaded backbones are cached: into a temp folder here.
+    process.env.XDG_CACHE_HOME = tempDir();
+    let s: http.Server;
+    [s, base] = await serve((req, res) => {
+      const url = req.url ?? '';
+      asked.push(url);
+      const [, kind, name] = url.split('?')[0].split('/');
+      if (kind === 'good' && name === 'model.json') return void res.writeHead(200).end(modelJson(['w.bin']));
+      if (kind === 'good' && name === 'w.bin') return void res.writeHead(200).end(WEIGHTS);
+      // A weight file far larger than model.json declares.
+      if (kind === 'fat' && name === 'model.json') return void res.writeHead(200).end(modelJson(['w.bin']));
+      if (kind === 'fat' && name === 'w.bin') return void res.writeHead(200).end(new Uint8Array(1 << 20));
+      if (kind === 'endless') {
+        // A model.json that never ends: no Content-Length, bytes for as long as anyone reads.
+        res.writeHead(200);
+        res.write('{"modelTopology": {}, "padding": "');
+        const chunk = Buffer.alloc(64 * 1024, 0x61);
+        const pump = () => {
+          while (!res.destroyed && res.write(chunk));
+        };
+        res.on('drain', pump);
+        return pump();
+      }
+      if (kind === 'elsewhere') {
+        // 127.0.0.1 -> localhost: the same machine, but another host name.
+        return void res.writeHead(302, { location: `http://localhost:${port}/good/${name}` }).end();
+      }
+      if (kind === 'climb' && name === 'model.json')
+        return void res.writeHead(200).end(modelJson(['../../dev/zero']));
+      if (kind === 'encoded' && name === 'model.json')
+        return void res.writeHead(200).end(modelJson(['%2e%2e/%2E%2E/dev/zero']));
+      if (kind === 'absolute' && name === 'model.json')
+        return void res.writeHead(200).end(modelJson(['/dev/zero']));
+      if (kind === 'backslash' && name === 'model.json')
+        return void res.writeHead(200).end(modelJson(['..\\..\\dev\\zero']));
+      if (kind === 'scheme' && name === 'model.json')
+        return void res.writeHead(200).end(modelJson(['http://localhost/w.bin']));
+      res.writeHead(404).end();
+    });
+    port = Number(new URL(base).port);
+    servers.push(s);
+    // Accepts connections and never answers.
+    [s, silentUrl] = await serve(() => {});
+    servers.push(s);
+  });
+
+  afterAll(() => {
+    for (const s of servers) {
+      s.closeAllConnections();
+      s.close();
+    }
+    if (cacheHome === undefined) delete process.env.XDG_CACHE_HOME;
+    else process.env.XDG_CACHE_HOME = cacheHome;
+  });
+
+  it('downloads model.json and the weights it declares, and nothing more', async () => {
+    const got = await backboneFiles(`${base}good/model.json`);
+    expect(got.files.map((f) => [f.name, f.data.length])).toEqual([
+      ['model.json', modelJson(['w.bin']).length],
+      ['w.bin', 16],
+    ]);
+    expect(got.origin).toBe('download');
+    // A weight file larger than its group's declared 16 bytes is cut after them.
+    const r = await measure(() => backboneFiles(`${base}fat/model.json`));
+    expect(r.error.message).toMatch(
+      /^backbone http:\/\/127\.0\.0\.1:\d+\/fat\/model\.json: cannot download its weight file w\.bin \(its group may hold 16 more bytes, as model\.json declares\) \((is 1048576 bytes, more than the 16|sent more than 16 bytes)/,
+    );
+    expect(r.error.message).toMatch(/; check the URL, or download model\.json and its weight files/);
+  });
+
+  it('cuts an endless model.json at the cap', async () => {
+    const r = await measure(() => backboneFiles(`${base}endless/model.json`));
+    expect(r.error.message).toBe(
+      `backbone ${base}endless/model.json: cannot download model.json (sent more than ${MAX_MODEL_JSON_BYTES} bytes, the most allowed for one download; stopped); check the URL, or download model.json and its weight files and pass their folder to --backbone`,
+    );
+    expect(r.ms).toBeLessThan(10_000);
+    expect(r.rssMb).toBeLessThan(200);
+    console.log(`endless model.json: stopped in ${r.ms.toFixed(0)} ms, RSS +${r.rssMb.toFixed(1)} MB`);
+  });
+
+  it('times out on a server that never answers', async () => {
+    const r = await measure(() =>
+      backboneFiles(`${silentUrl}model.json`, { timeouts: { connectTimeoutMs: 300 } }),
+    );
+    expect(r.error.message).toMatch(
+      /cannot download model\.json \(timed out connecting to 127\.0\.0\.1:\d+ \(no response in 0\.3 s\)\)/,
+    );
+    expect(r.ms).toBeLessThan(2000);
+  });
+
+  it('refuses a redirect to another host, never asking it', async () => {
+    const before = asked.length;
+    await expect(backboneFiles(`${base}elsewhere/model.json`)).rejects.toThrow(
+      new RegExp(`cannot download model\\.json \\(redirected to localhost:${port}; not followed`),
+    );
+    // Only the redirecting request reached the server: localhost was never asked.
+    expect(asked.slice(before)).toEqual(['/elsewhere/model.json']);
+  });
+
+  it('refuses weight paths outside the model folder on a server, before asking for them', async () => {
+    const cases: [string, RegExp][] = [
+      ['climb', /names the weight file '\.\.\/\.\.\/dev\/zero', which climbs out of the folder with '\.\.'/],
+      ['encoded', /names the weight file '%2e%2e\/%2E%2E\/dev\/zero', which climbs out of the folder/],
+      ['absolute', /names the weight file '\/dev\/zero', which is absolute/],
+      ['backslash', /which has a backslash/],
+      ['scheme', /names the weight file 'http:\/\/localhost\/w\.bin', which is absolute/],
+    ];
+    for (const [kind, message] of cases) {
+      const before = asked.length;
+      const error = (await backboneFiles(`${base}${kind}/model.json`).catch((e: Error) => e)) as Error;
+      expect(error.message, kind).toMatch(message);
+      expect(error.message, kind).toMatch(/weight paths must be relative paths inside model\.json's folder/);
+      expect(asked.slice(before), kind).toEqual([`/${kind}/model.json`]);
+    }
+  });
+
+  it('refuses weight paths outside the model folder on disk, and files that are not regular files', async () => {
+    const dir = tempDir();
+    const folder = path.join(dir, 'backbone');
+    mkdirSync(folder);
+    writeFileSync(path.join(folder, 'model.json'), modelJson(['../../dev/zero']));
+    await expect(backboneFiles(folder)).rejects.toThrow(
+      /names the weight file '\.\.\/\.\.\/dev\/zero', which climbs out of the folder with '\.\.'/,
+    );
+    writeFileSync(path.join(folder, 'model.json'), modelJson(['/dev/zero']));
+    await expect(backboneFiles(folder)).rejects.toThrow(/which is absolute/);
+    // A link inside the folder to a device is not read either.
+    symlinkSync('/dev/zero', path.join(folder, 'zero.bin'));
+    writeFileSync(path.join(folder, 'model.json'), modelJson(['zero.bin']));
+    await expect(backboneFiles(folder)).rejects.toThrow(
+      `backbone ${folder}: its weight file ${path.join(folder, 'zero.bin')} is not a regular file`,
+    );
+    // A weight file larger than declared is refused before it is read, one shorter after.
+    writeFileSync(path.join(folder, 'w.bin'), new Uint8Array(1 << 20));
+    writeFileSync(path.join(folder, 'model.json'), modelJson(['w.bin']));
+    await expect(backboneFiles(folder)).rejects.toThrow(
+      /its weight file .*w\.bin is 1048576 bytes, more than the 16 allowed \(model\.json's weightsManifest declares 16 bytes for w\.bin\)/,
+    );
+    writeFileSync(path.join(folder, 'w.bin'), new Uint8Array(10));
+    await expect(backboneFiles(folder)).rejects.toThrow(
+      /its weight files w\.bin hold 10 bytes but model\.json's weightsManifest declares 16/,
+    );
+    writeFileSync(path.join(folder, 'w.bin'), WEIGHTS);
+    expect((await backboneFiles(folder)).files[1].data).toEqual(WEIGHTS);
+    // model.json itself must be a regular file.
+    await expect(backboneFiles('/dev/zero')).rejects.toThrow(
+      /^backbone \/dev\/zero is not a regular file; --backbone takes a TensorFlow\.js model\.json$/,
     );
   });
 });
