@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
  * The imgclf command line. Each command lives in commands/; this file wires them up and turns
- * errors into one line: exit 2 for bad input (UserError), 1 for anything else, with the stack
- * trace only under --verbose.
+ * errors into one line: exit 2 for bad input (UserError) and for a full disk or a missing
+ * permission, 1 for anything else, with the stack trace only under --verbose.
  */
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
+import { diskErrorReason } from '../node/fs.js';
 import { registerData } from './commands/data.js';
 import { registerEvaluate } from './commands/evaluate.js';
 import { registerExport } from './commands/export.js';
@@ -63,6 +64,16 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UserError) {
       process.stderr.write(`imgclf: error: ${err.message}\n`);
       if (verbose) process.stderr.write(`${err.stack}\n`);
+      return 2;
+    }
+    // A full disk or a permission is the machine's state, not a bug: one line, exit 2. Saves
+    // of a run say more themselves (node/run/save.ts); this covers every other write.
+    const disk = diskErrorReason(err);
+    if (disk) {
+      process.stderr.write(
+        `imgclf: error: cannot write: ${disk}; files are replaced whole, so what was saved before is kept; free some space (or fix the permissions) and run again\n`,
+      );
+      if (verbose) process.stderr.write(`${(err as Error).stack}\n`);
       return 2;
     }
     const e = err as Error;

@@ -19,10 +19,11 @@
  *     hundreds of MB.
  *   - An entry that does not parse is deleted, reported, and rebuilt.
  *   - A failure to write or prune costs speed only: it is reported and never fails a run.
- *   - Entries are written atomically (node/fs.ts), in the container of node/parts-file.ts.
+ *   - Entries are written atomically (node/fs.ts), in the container of node/parts-file.ts; the
+ *     temp file of a write that was killed is removed by a later write in its folder.
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ImageShape, Split } from '../core/data/dataset.js';
@@ -71,9 +72,43 @@ export async function readEntry<H extends object, T>(
   return value;
 }
 
+/** An atomic write's temp file (node/fs.ts): `<entry>.<8 hex digits>.part`. */
+const TEMP_FILE = /\.[0-9a-f]{8}\.part$/;
+
+/**
+ * How old a temp file must be to count as left by a killed write. Another process may be
+ * writing an entry of its own into the same folder right now; its temp file is at most as old
+ * as its write, which takes seconds.
+ */
+export const STALE_TEMP_MS = 10 * 60 * 1000;
+
+/**
+ * Removes the temp files of writes that were killed before their rename (a Ctrl-C, a kill -9
+ * while decoding): each can be hundreds of MB, and nothing else ever removes them. Best effort.
+ */
+export async function removeStaleTempFiles(dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!TEMP_FILE.test(name)) continue;
+    const file = path.join(dir, name);
+    try {
+      const s = await lstat(file);
+      if (s.isFile() && Date.now() - s.mtimeMs > STALE_TEMP_MS) await rm(file, { force: true });
+    } catch {
+      // Gone already, or not ours to remove.
+    }
+  }
+}
+
 /**
  * Writes an entry, then removes the other entries of the same label. Never throws: a
- * read-only or full disk only costs the next run its head start.
+ * read-only or full disk only costs the next run its head start. Killed writes' temp files
+ * are removed first, so they do not fill the disk this write needs.
  */
 export async function writeEntry(
   file: string,
@@ -81,6 +116,7 @@ export async function writeEntry(
   parts: Uint8Array[],
   log?: (message: string) => void,
 ): Promise<void> {
+  await removeStaleTempFiles(path.dirname(file));
   try {
     await writeFileAtomic(file, packParts(header, parts));
   } catch (err) {

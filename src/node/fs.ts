@@ -74,3 +74,24 @@ export async function withAtomicFile<T>(file: string, fill: (tmp: string) => Pro
   await fsyncDir(path.dirname(file));
   return result;
 }
+
+/** What a write failed on, for the errors a user fixes on the machine rather than in a flag. */
+const DISK_ERRORS: Record<string, string> = {
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is used up',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+};
+
+/**
+ * For an error of a full disk, a used-up quota, a read-only file system or a permission: a few
+ * words saying so, with the code and the path (`the disk is full (ENOSPC, /runs/a/weights.bin)`);
+ * for any other error, undefined.
+ */
+export function diskErrorReason(err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException | undefined;
+  const what = e?.code ? DISK_ERRORS[e.code] : undefined;
+  if (!what) return undefined;
+  return `${what} (${e!.code}${e!.path ? `, ${e!.path}` : ''})`;
+}

@@ -15,7 +15,7 @@
  * The training loop itself is `fit` in src/core/train/loop.ts; this module is the policy
  * around it: what is saved where and when.
  */
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { version_core as tfjsVersion } from '@tensorflow/tfjs-core';
 import { selectBackend } from '../backend/index.js';
@@ -54,10 +54,12 @@ import {
   METRICS_FILE,
   metricsText,
   modelFiles,
+  readMetadata,
   REPORT_FILES,
   RUN_FORMAT,
   type RunMetadata,
 } from './run/rundir.js';
+import { lockRun } from './run/lock.js';
 import { commitSave, holdsRun, type SaveFiles } from './run/save.js';
 
 /** A progress display for a counted task; `update` may hand back a promise the loop awaits. */
@@ -127,18 +129,10 @@ export type ResumeOverrides = Partial<Pick<TrainConfig, (typeof RESUME_OVERRIDES
  * may change: more epochs, another backend, the data moved to another folder.
  */
 export async function planOfRun(dir: string, overrides: ResumeOverrides = {}): Promise<TrainConfig> {
-  let text: string;
-  try {
-    text = await readFile(path.join(dir, METADATA_FILE), 'utf8');
-  } catch {
-    throw new UserError(`${dir} is not a run directory to resume (${METADATA_FILE} is missing)`);
-  }
-  let meta: { config?: TrainConfig };
-  try {
-    meta = JSON.parse(text) as { config?: TrainConfig };
-  } catch {
-    throw new UserError(`${path.join(dir, METADATA_FILE)} is not valid JSON; cannot resume`);
-  }
+  const meta = await readMetadata(
+    dir,
+    `${dir} is not a run directory to resume (${METADATA_FILE} is missing)`,
+  );
   if (!meta.config) throw new UserError(`${path.join(dir, METADATA_FILE)} records no training plan`);
   const changes = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
   return resolveConfig({ ...meta.config, ...changes, out: dir });
@@ -257,10 +251,13 @@ export async function trainSession(
   const log = (m: string) => hooks.log?.(m);
   const resumeDir = opts.resume;
   const dir = resumeDir ?? requested.out ?? defaultOut();
-  const replacing = !resumeDir && claimOut(dir, opts.force, log);
-  const backend = await selectBackend(requested.backend);
+  // One writer per run directory (node/run/lock.ts), from before the run is looked at until
+  // the report is written; a second `train` into it stops here with the holder's pid.
+  const lock = await lockRun(dir, { create: !resumeDir, log });
   let backbone: Backbone | undefined;
   try {
+    const replacing = !resumeDir && claimOut(dir, opts.force, log);
+    const backend = await selectBackend(requested.backend);
     if (requested.backbone) {
       backbone = await loadBackbone(
         {
@@ -275,6 +272,7 @@ export async function trainSession(
     return await trainWith(requested, backbone, hooks, opts, dir, backend, replacing);
   } finally {
     backbone?.dispose();
+    await lock.release();
   }
 }
 
@@ -282,7 +280,7 @@ export async function trainSession(
 async function checkSameBackbone(dir: string, backbone: Backbone | undefined): Promise<void> {
   let recorded: RunMetadata['backbone'];
   try {
-    recorded = (JSON.parse(await readFile(path.join(dir, METADATA_FILE), 'utf8')) as RunMetadata).backbone;
+    recorded = (await readMetadata(dir)).backbone;
   } catch {
     return; // planOfRun has read it already; loading the checkpoint reports anything else.
   }

@@ -19,7 +19,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageShape } from '../../core/data/dataset.js';
 import type { Preprocessing } from '../../core/data/source.js';
@@ -30,7 +29,10 @@ import type { OptimizerState } from '../../core/optim/optimizers.js';
 import { RUN_FORMAT, type RunMetadataBase } from '../../core/run-format.js';
 import { VERSION } from '../../core/version.js';
 import { backboneNet, type BackboneRecord, loadRecordedBackbone } from '../backbone/backbone.js';
+import { writerOf } from './lock.js';
+import { LIMITS, readRunFile, runPath } from './paths.js';
 import { commitSave, manifestOf, MANIFEST_FILE, recoverRun, type SaveFiles, verifyRun } from './save.js';
+import { checkTopology, MAX_ACTIVATION_VALUES } from './topology.js';
 
 export type { Preprocessing };
 
@@ -188,15 +190,16 @@ export interface LoadedRun {
   metrics: EpochMetrics[];
 }
 
-async function readJson<T>(file: string, what: string): Promise<T> {
-  let text: string;
+/**
+ * Reads and parses the JSON file `rel` of run directory `dir`: a regular file of at most
+ * `limit` bytes (node/run/paths.ts), so a huge or looped file is refused as such, unread.
+ */
+async function readJson<T>(dir: string, rel: string, what: string, limit: number): Promise<T> {
+  const file = path.join(dir, rel);
+  const bytes = await readRunFile(dir, rel, limit, `${what} (${path.basename(rel)})`);
+  if (!bytes) throw new UserError(`${file} is missing; is this a run directory written by 'imgclf train'?`);
   try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    throw new UserError(`${file} is missing; is this a run directory written by 'imgclf train'?`);
-  }
-  try {
-    return JSON.parse(text) as T;
+    return JSON.parse(bytes.toString('utf8')) as T;
   } catch {
     throw new UserError(
       `${file}: ${what} is not valid JSON (corrupt or truncated); retrain or restore the run`,
@@ -204,18 +207,35 @@ async function readJson<T>(file: string, what: string): Promise<T> {
   }
 }
 
-/** Finishes an interrupted save, then checks the files against the manifest. */
+/**
+ * The metadata.json of run directory `dir`, parsed (size-capped and regular files only, as
+ * every run file is read); `missing` is the line for a run without one.
+ */
+export async function readMetadata(dir: string, missing?: string): Promise<RunMetadata> {
+  if (missing && !existsSync(path.join(dir, METADATA_FILE))) throw new UserError(missing);
+  return readJson<RunMetadata>(dir, METADATA_FILE, 'metadata', LIMITS.metadata);
+}
+
+/**
+ * Finishes an interrupted save, then checks the files against the manifest. While another
+ * process trains into the run (it holds the lock, node/run/lock.ts), its staging folder is its
+ * own: the reader checks the last committed save and leaves the rest to the writer.
+ */
 async function openRun(dir: string, under = '', log?: (message: string) => void): Promise<void> {
   if (!existsSync(dir))
     throw new UserError(`run directory ${dir} does not exist; train one with 'imgclf train --out ${dir}'`);
-  const recovered = await recoverRun(dir);
-  if (recovered) log?.(recovered);
+  if (!(await writerOf(dir))) {
+    const recovered = await recoverRun(dir);
+    if (recovered) log?.(recovered);
+  }
   await verifyRun(dir, under);
 }
 
-async function readMetrics(file: string): Promise<EpochMetrics[]> {
-  if (!existsSync(file)) return [];
-  const lines = (await readFile(file, 'utf8')).split('\n');
+async function readMetrics(dir: string): Promise<EpochMetrics[]> {
+  const file = path.join(dir, METRICS_FILE);
+  const bytes = await readRunFile(dir, METRICS_FILE, LIMITS.metrics, 'the metrics');
+  if (!bytes) return [];
+  const lines = bytes.toString('utf8').split('\n');
   const out: EpochMetrics[] = [];
   for (const [i, line] of lines.entries()) {
     if (!line.trim()) continue;
@@ -253,7 +273,7 @@ function checkModelFits(model: Net, meta: RunMetadata, dir: string): void {
 /** Loads a run directory written by `imgclf train`, validating each part. */
 export async function loadRun(dir: string, log?: (message: string) => void): Promise<LoadedRun> {
   await openRun(dir, '', log);
-  const metadata = await readJson<RunMetadata>(path.join(dir, METADATA_FILE), 'metadata');
+  const metadata = await readMetadata(dir);
   if (
     metadata.format !== RUN_FORMAT ||
     !Array.isArray(metadata.classNames) ||
@@ -261,6 +281,15 @@ export async function loadRun(dir: string, log?: (message: string) => void): Pro
   ) {
     throw new UserError(`${path.join(dir, METADATA_FILE)}: not an imgclf run (format '${metadata.format}')`);
   }
+  const shape = metadata.inputShape as unknown[];
+  if (
+    shape.length !== 3 ||
+    !shape.every((d) => Number.isSafeInteger(d) && (d as number) > 0) ||
+    (shape as number[]).reduce((a, b) => a * b, 1) > MAX_ACTIVATION_VALUES
+  )
+    throw new UserError(
+      `${path.join(dir, METADATA_FILE)}: the input shape ${JSON.stringify(shape)} is not an image shape imgclf trains on; restore the run directory or retrain`,
+    );
   let model = await loadModelFiles(dir, metadata.model);
   if (metadata.backbone) {
     try {
@@ -276,41 +305,96 @@ export async function loadRun(dir: string, log?: (message: string) => void): Pro
     model.dispose();
     throw err;
   }
-  const metrics = await readMetrics(path.join(dir, METRICS_FILE));
+  const metrics = await readMetrics(dir);
   return { dir, model, metadata, metrics };
 }
 
+/** The bytes a weight spec takes in weights.bin: imgclf writes 4-byte values only. */
+const BYTES_PER_VALUE: Record<string, number> = { float32: 4, int32: 4 };
+
 /**
- * Reads model.json + weights.bin from `dir` and rebuilds model `name`, validating sizes and
- * refusing weights that are not finite (a diverged training).
+ * The weight specs of a model.json, checked: weight files named inside the run (the run keeps
+ * them all in weights.bin), whole-number shapes, known types. Returns the specs, their values
+ * and bytes.
  */
-export async function loadModelFiles(dir: string, name: string): Promise<Net> {
-  const modelJson = await readJson<{
-    modelTopology: object;
-    weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[];
-  }>(path.join(dir, MODEL_FILE), 'model');
-  const weightsPath = path.join(dir, WEIGHTS_FILE);
-  let weights: Buffer;
-  try {
-    weights = await readFile(weightsPath);
-  } catch {
-    throw new UserError(`${weightsPath} is missing; the run directory is incomplete`);
+function weightSpecsOf(
+  dir: string,
+  modelJson: { weightsManifest?: unknown },
+  modelFile: string,
+): { specs: tf.io.WeightsManifestEntry[]; values: number; bytes: number } {
+  const bad = (why: string) =>
+    new UserError(`${modelFile}: ${why}; the run directory was damaged or changed: restore it or retrain`);
+  const groups = modelJson.weightsManifest ?? [];
+  if (!Array.isArray(groups)) throw bad('weightsManifest is not a list');
+  const specs: tf.io.WeightsManifestEntry[] = [];
+  for (const g of groups as { paths?: unknown; weights?: unknown }[]) {
+    if (!Array.isArray(g?.paths) || !Array.isArray(g.weights))
+      throw bad('a weightsManifest group has no paths or weights');
+    for (const p of g.paths) {
+      // tfjs names weight files './weights.bin'; the path itself is checked as any run path.
+      const rel = typeof p === 'string' && p.startsWith('./') ? p.slice(2) : p;
+      runPath(dir, rel, modelFile);
+      if (rel !== WEIGHTS_FILE)
+        throw bad(`it names the weight file '${String(p)}', but a run keeps its weights in ${WEIGHTS_FILE}`);
+    }
+    specs.push(...(g.weights as tf.io.WeightsManifestEntry[]));
   }
-  const specs = modelJson.weightsManifest?.flatMap((g) => g.weights) ?? [];
-  const expectedBytes = specs.reduce((sum, w) => sum + w.shape.reduce((a, b) => a * b, 1) * 4, 0);
-  if (weights.length !== expectedBytes) {
-    throw new UserError(
-      `${weightsPath}: ${weights.length} bytes but model.json needs ${expectedBytes}; the weights are corrupt or truncated`,
-    );
+  let values = 0;
+  let bytes = 0;
+  for (const w of specs) {
+    const dtype = w?.dtype ?? 'float32';
+    if (
+      typeof w?.name !== 'string' ||
+      !Array.isArray(w.shape) ||
+      !w.shape.every((d) => Number.isSafeInteger(d) && d >= 0) ||
+      !(dtype in BYTES_PER_VALUE)
+    )
+      throw bad(
+        `the weight ${JSON.stringify(w?.name)} has the shape ${JSON.stringify(w?.shape)} and type ${String(dtype)}`,
+      );
+    const n = w.shape.reduce((a, b) => a * b, 1);
+    values += n;
+    bytes += n * BYTES_PER_VALUE[dtype];
   }
+  return { specs, values, bytes };
+}
+
+/**
+ * Reads model.json + weights.bin from `dir` (or its subfolder `folder`) and rebuilds model
+ * `name`. Everything is checked before anything is built: the weight specs against the size of
+ * weights.bin (read no further than that), the layers against the specs (node/run/topology.ts),
+ * and the weights for NaN or infinite values (a diverged training).
+ */
+export async function loadModelFiles(dir: string, name: string, folder = ''): Promise<Net> {
+  const rel = (file: string) => (folder ? `${folder}/${file}` : file);
+  const modelFile = path.join(dir, rel(MODEL_FILE));
+  const modelJson = await readJson<{ format?: string; modelTopology: object; weightsManifest?: unknown }>(
+    dir,
+    rel(MODEL_FILE),
+    'model',
+    LIMITS.model,
+  );
+  const { specs, values, bytes: expectedBytes } = weightSpecsOf(dir, modelJson, modelFile);
+  const weightsPath = path.join(dir, rel(WEIGHTS_FILE));
+  const weights = await readRunFile(dir, rel(WEIGHTS_FILE), LIMITS.weights, 'the weights', (size) => {
+    if (size !== expectedBytes)
+      throw new UserError(
+        `${weightsPath}: ${size} bytes but model.json needs ${expectedBytes}; the weights are corrupt or truncated`,
+      );
+  });
+  if (!weights) throw new UserError(`${weightsPath} is missing; the run directory is incomplete`);
+  // Models outside tfjs-layers (softmax-scratch, knn) build from the specs alone, which now
+  // match the file; a layers model builds its topology first, so that is checked against them.
+  if (!('imgclf' in (modelJson.modelTopology ?? {})))
+    checkTopology(modelJson.modelTopology, values, modelFile);
   const weightData = weights.buffer.slice(
     weights.byteOffset,
     weights.byteOffset + weights.length,
   ) as ArrayBuffer;
   if (specs.every((w) => w.dtype === undefined || w.dtype === 'float32')) {
-    const values = new Float32Array(weightData);
-    for (let i = 0; i < values.length; i++) {
-      if (!Number.isFinite(values[i])) {
+    const floats = new Float32Array(weightData);
+    for (let i = 0; i < floats.length; i++) {
+      if (!Number.isFinite(floats[i])) {
         throw new UserError(
           `${weightsPath} holds NaN or infinite weights (the training diverged); retrain with a lower --lr`,
         );
@@ -320,7 +404,7 @@ export async function loadModelFiles(dir: string, name: string): Promise<Net> {
   try {
     return await loadNet(name, { modelTopology: modelJson.modelTopology, weightSpecs: specs, weightData });
   } catch (err) {
-    throw new UserError(`${path.join(dir, MODEL_FILE)}: cannot build the model (${(err as Error).message})`);
+    throw new UserError(`${modelFile}: cannot build the model (${(err as Error).message})`);
   }
 }
 
@@ -339,22 +423,39 @@ export async function loadCheckpoint(dir: string, name: string): Promise<LoadedC
   await openRun(dir, CHECKPOINT_DIR);
   if (!existsSync(path.join(cdir, STATE_FILE)))
     throw new UserError(`${dir} has no checkpoint to resume (${path.join(cdir, STATE_FILE)} is missing)`);
-  const file = await readJson<CheckpointFile>(path.join(cdir, STATE_FILE), 'checkpoint state');
+  const file = await readJson<CheckpointFile>(
+    dir,
+    `${CHECKPOINT_DIR}/${STATE_FILE}`,
+    'checkpoint state',
+    LIMITS.state,
+  );
   if (file.model !== undefined && file.model !== name) {
     throw new UserError(
       `${path.join(cdir, STATE_FILE)} is a checkpoint of model '${file.model}', not '${name}'; it cannot be resumed as this run`,
     );
   }
-  const bytes = await readFile(path.join(cdir, OPTIMIZER_FILE)).catch(() => {
-    throw new UserError(`${path.join(cdir, OPTIMIZER_FILE)} is missing; the checkpoint is incomplete`);
-  });
   const shapes = file.optimizer?.slotShapes ?? [];
-  const need = shapes.reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
-  if (bytes.length !== need * 4)
+  if (
+    !Array.isArray(shapes) ||
+    !shapes.every((sh) => Array.isArray(sh) && sh.every((d) => Number.isSafeInteger(d) && d >= 0))
+  )
     throw new UserError(
-      `${path.join(cdir, OPTIMIZER_FILE)}: ${bytes.length} bytes but state.json needs ${need * 4}`,
+      `${path.join(cdir, STATE_FILE)}: the optimizer's slot shapes are corrupt; restore the run`,
     );
-  const net = await loadModelFiles(cdir, name);
+  const need = shapes.reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
+  const optimizerPath = path.join(cdir, OPTIMIZER_FILE);
+  const bytes = await readRunFile(
+    dir,
+    `${CHECKPOINT_DIR}/${OPTIMIZER_FILE}`,
+    LIMITS.weights,
+    'optimizer state',
+    (size) => {
+      if (size !== need * 4)
+        throw new UserError(`${optimizerPath}: ${size} bytes but state.json needs ${need * 4}`);
+    },
+  );
+  if (!bytes) throw new UserError(`${optimizerPath} is missing; the checkpoint is incomplete`);
+  const net = await loadModelFiles(dir, name, CHECKPOINT_DIR);
   const flat = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
   let o = 0;
   const slots = shapes.map((sh) => {

@@ -18,14 +18,22 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../core/errors.js';
-import { fsyncDir, writeFileSynced } from '../fs.js';
+import { diskErrorReason, fsyncDir, writeFileSynced } from '../fs.js';
+import { LOCK_FILE } from './lock.js';
+import { checkParents, hashRunFile, LIMITS, readRunFile, runPath } from './paths.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const STAGING_DIR = '.staging';
 const MANIFEST_FORMAT = 'imgclf-manifest/1';
+
+/** Top-level names a save never holds: the manifest itself, the staging folder, the lock. */
+const RESERVED = new Set([MANIFEST_FILE, STAGING_DIR, LOCK_FILE]);
+
+/** The temp file of an atomic write (node/fs.ts): `<name>.<8 hex digits>.part`. */
+export const TEMP_FILE = /\.[0-9a-f]{8}\.part$/;
 
 export interface ManifestEntry {
   size: number;
@@ -60,25 +68,53 @@ export function manifestOf(files: SaveFiles, epoch: number): string {
   return JSON.stringify(m, null, 1) + '\n';
 }
 
-async function readManifest(file: string): Promise<Manifest | undefined> {
-  let text: string;
+/** A manifest that does not parse: a damaged run, or a staged save cut short by a crash. */
+class CorruptManifestError extends UserError {}
+
+const wellFormed = (e: unknown): e is ManifestEntry =>
+  typeof e === 'object' &&
+  e !== null &&
+  Number.isSafeInteger((e as ManifestEntry).size) &&
+  (e as ManifestEntry).size >= 0 &&
+  /^[0-9a-f]{64}$/.test(String((e as ManifestEntry).sha256));
+
+/**
+ * Reads the manifest `rel` of the run directory `dir` (its own, or the staged one): undefined
+ * when there is none. Every path it lists is checked (paths.ts runPath) before anyone renames,
+ * removes or reads by it: a manifest naming '../x' is refused with one line, whoever made it.
+ */
+async function readManifest(dir: string, rel: string): Promise<Manifest | undefined> {
+  const file = path.join(dir, rel);
+  const bytes = await readRunFile(dir, rel, LIMITS.manifest, 'a manifest');
+  if (!bytes) return undefined;
+  let m: Manifest | undefined;
   try {
-    text = await readFile(file, 'utf8');
+    m = JSON.parse(bytes.toString('utf8')) as Manifest;
   } catch {
-    return undefined;
+    // Reported below with any other malformed manifest.
   }
-  try {
-    const m = JSON.parse(text) as Manifest;
-    if (m.format === MANIFEST_FORMAT && m.files && typeof m.files === 'object') return m;
-  } catch {
-    // Reported by the caller: a manifest that does not parse is a damaged run.
+  if (
+    !m ||
+    m.format !== MANIFEST_FORMAT ||
+    !m.files ||
+    typeof m.files !== 'object' ||
+    Array.isArray(m.files) ||
+    !Object.values(m.files).every(wellFormed)
+  )
+    throw new CorruptManifestError(`${file} is corrupt or truncated; restore the run directory or retrain`);
+  for (const listed of Object.keys(m.files)) {
+    runPath(dir, listed, file);
+    if (RESERVED.has(listed.split('/')[0]))
+      throw new UserError(
+        `${file} lists ${listed}, a name imgclf keeps for itself; the run directory was damaged or tampered with: restore it or retrain`,
+      );
   }
-  throw new UserError(`${file} is corrupt or truncated; restore the run directory or retrain it`);
+  return m;
 }
 
 /** The manifest of a run directory, or undefined for a run written before manifests. */
 export function runManifest(dir: string): Promise<Manifest | undefined> {
-  return readManifest(path.join(dir, MANIFEST_FILE));
+  return readManifest(dir, MANIFEST_FILE);
 }
 
 /** Every folder from `dir` down to each file's parent, deepest first (for flushing). */
@@ -107,17 +143,39 @@ export interface CommitOptions {
 }
 
 /**
+ * A full disk, a used-up quota, a read-only file system or a permission while saving: one line
+ * that says so and that the previous save is intact (the staged files are gone by then).
+ */
+function saveError(err: unknown, dir: string, previous: Manifest | undefined): unknown {
+  const reason = diskErrorReason(err);
+  if (!reason) return err;
+  const kept = previous ? `the previous save (epoch ${previous.epoch}) is kept` : 'nothing was saved';
+  return new UserError(
+    `cannot save ${dir}: ${reason}; ${kept}; free some space (or fix the permissions) and run again`,
+  );
+}
+
+/**
  * Saves `files` into `dir` as one unit. Files the save does not name keep their previous
  * manifest entries (unless it replaces the run). On any failure (a full disk, a permission)
  * the previous save stays as it was and nothing of this one is left behind.
  */
 export async function commitSave(dir: string, files: SaveFiles, opts: CommitOptions = {}): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw saveError(err, dir, undefined);
+  }
   await recoverRun(dir);
   const previous = await runManifest(dir).catch((err) => {
     if (opts.replace) return undefined; // A damaged run is being replaced anyway.
     throw err;
   });
+  for (const rel of files.keys()) {
+    // The caller names these files, but a name made from input must not leave the run either.
+    runPath(dir, rel, 'a save');
+    if (RESERVED.has(rel.split('/')[0])) throw new Error(`a save cannot hold ${rel}`);
+  }
   const staging = path.join(dir, STAGING_DIR);
   const manifest: Manifest = {
     format: MANIFEST_FORMAT,
@@ -139,12 +197,16 @@ export async function commitSave(dir: string, files: SaveFiles, opts: CommitOpti
     await fsyncDir(staging);
   } catch (err) {
     await rm(staging, { recursive: true, force: true }).catch(() => {});
-    throw err;
+    throw saveError(err, dir, previous);
   }
   await finishStaged(dir, manifest);
   if (opts.replace && previous) {
-    for (const rel of Object.keys(previous.files))
-      if (!(rel in manifest.files)) await rm(path.join(dir, rel), { force: true });
+    for (const rel of Object.keys(previous.files)) {
+      if (rel in manifest.files) continue;
+      // readManifest checked the path; a folder on the way must not be a link out of the run.
+      await checkParents(dir, rel);
+      await rm(runPath(dir, rel, path.join(dir, MANIFEST_FILE)), { force: true });
+    }
   }
 }
 
@@ -153,8 +215,14 @@ async function finishStaged(dir: string, manifest: Manifest): Promise<void> {
   const staging = path.join(dir, STAGING_DIR);
   const moved: string[] = [];
   for (const rel of Object.keys(manifest.files)) {
+    // readManifest checked each path; the folders on both sides must be folders, not links.
+    await checkParents(staging, rel);
+    await checkParents(dir, rel);
     const from = path.join(staging, rel);
-    if (!existsSync(from)) continue; // Not part of this save, or already moved.
+    const s = await lstat(from).catch(() => undefined);
+    if (!s) continue; // Not part of this save, or already moved.
+    if (!s.isFile())
+      throw new UserError(`${from} is not a regular file; remove ${staging} to keep the previous save`);
     const to = path.join(dir, rel);
     await mkdir(path.dirname(to), { recursive: true });
     await rename(from, to);
@@ -171,7 +239,7 @@ async function finishStaged(dir: string, manifest: Manifest): Promise<void> {
  * (node/fs.ts writeFileAtomic: the report's pictures), in `dir` and its subfolders. Best
  * effort: a read-only run directory keeps them, harmlessly.
  */
-async function removeTempFiles(dir: string): Promise<void> {
+export async function removeTempFiles(dir: string): Promise<void> {
   let entries;
   try {
     entries = await readdir(dir, { withFileTypes: true, recursive: true });
@@ -179,15 +247,17 @@ async function removeTempFiles(dir: string): Promise<void> {
     return;
   }
   for (const e of entries) {
-    if (e.isFile() && /\.[0-9a-f]{8}\.part$/.test(e.name))
+    if (e.isFile() && TEMP_FILE.test(e.name))
       await rm(path.join(e.parentPath, e.name), { force: true }).catch(() => {});
   }
 }
 
 /**
  * Finishes or discards a save that was interrupted: a staged manifest means the save was
- * complete and is moved into place; staging without one is discarded. Returns a line to show
- * when something was done.
+ * complete and is moved into place; staging without one (or with one cut short) is discarded.
+ * A staged manifest that names files outside the run is refused, and nothing is moved.
+ * Returns a line to show when something was done. Only the run's one writer (or a reader
+ * while no writer holds the lock, node/run/lock.ts) may call this.
  */
 export async function recoverRun(dir: string): Promise<string | undefined> {
   await removeTempFiles(dir);
@@ -195,8 +265,10 @@ export async function recoverRun(dir: string): Promise<string | undefined> {
   if (!existsSync(staging)) return undefined;
   let staged: Manifest | undefined;
   try {
-    staged = await readManifest(path.join(staging, MANIFEST_FILE));
-  } catch {
+    staged = await readManifest(dir, `${STAGING_DIR}/${MANIFEST_FILE}`);
+  } catch (err) {
+    // A manifest cut short is a crash while it was written: that save never existed.
+    if (!(err instanceof CorruptManifestError)) throw err;
     staged = undefined;
   }
   try {
@@ -206,6 +278,7 @@ export async function recoverRun(dir: string): Promise<string | undefined> {
     }
     await finishStaged(dir, staged);
   } catch (err) {
+    if (err instanceof UserError) throw err;
     throw new UserError(
       `${dir}: cannot finish an interrupted save (${(err as Error).message}); the run directory needs write access`,
     );
@@ -215,7 +288,8 @@ export async function recoverRun(dir: string): Promise<string | undefined> {
 
 /**
  * Checks every file the manifest lists against its size and SHA-256. A run written before
- * manifests has none and passes. `under` limits the check to files in that subfolder.
+ * manifests has none and passes. `under` limits the check to files in that subfolder. Each
+ * file is read in chunks and never past the size the manifest lists (paths.ts hashRunFile).
  */
 export async function verifyRun(dir: string, under = ''): Promise<Manifest | undefined> {
   const manifest = await runManifest(dir);
@@ -223,15 +297,12 @@ export async function verifyRun(dir: string, under = ''): Promise<Manifest | und
   for (const [rel, want] of Object.entries(manifest.files)) {
     if (under && !rel.startsWith(under + '/')) continue;
     const file = path.join(dir, rel);
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(file);
-    } catch {
+    const got = await hashRunFile(dir, rel, want.size);
+    if (!got) {
       throw new UserError(
         `${file} is missing but ${path.join(dir, MANIFEST_FILE)} lists it; the run directory is incomplete`,
       );
     }
-    const got = entryOf(bytes);
     if (got.size !== want.size || got.sha256 !== want.sha256) {
       throw new UserError(
         `${file} does not match ${path.join(dir, MANIFEST_FILE)} (epoch ${manifest.epoch}): the run directory mixes two saves or was changed; restore it or retrain`,
