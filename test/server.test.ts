@@ -432,8 +432,12 @@ describe('serve a run trained on an image folder', () => {
   });
 
   /** A server over `r` (default: the folder run), closed after `f`. */
-  async function withServer(f: (server: FastifyInstance) => Promise<void>, r: LoadedRun = run) {
-    const server = await buildServer({ run: r, maxUploadBytes: MAX, webRoot: null });
+  async function withServer(
+    f: (server: FastifyInstance) => Promise<void>,
+    r: LoadedRun = run,
+    opts: Partial<Parameters<typeof buildServer>[0]> = {},
+  ) {
+    const server = await buildServer({ run: r, maxUploadBytes: MAX, webRoot: null, ...opts });
     try {
       await f(server);
     } finally {
@@ -495,28 +499,34 @@ describe('serve a run trained on an image folder', () => {
     const moved = `${shapes}-moved`;
     renameSync(shapes, moved);
     try {
-      await withServer(async (server) => {
-        expectError(
-          await server.inject('/api/gallery'),
-          404,
-          /^this run's training data is not available \(.*shapes does not exist.*\); the gallery needs the run's test images$/,
-        );
-        expectError(await server.inject('/api/data'), 404, /training data is not available/);
-        expectError(await server.inject('/api/data/test/image/0'), 404, /training data is not available/);
-        expectError(await server.inject('/api/data/train/images'), 404, /training data is not available/);
-        // Classifying needs only the model.
-        expect((await server.inject('/api/health')).statusCode).toBe(200);
-        const p = await server.inject({
-          method: 'POST',
-          url: '/api/predict',
-          payload: png,
-          headers: { 'content-type': 'image/png' },
-        });
-        expect(p.statusCode).toBe(200);
-        // The failure is not kept: the same server serves the data once it is back.
-        renameSync(moved, shapes);
-        expect((await server.inject('/api/gallery')).statusCode).toBe(200);
-      });
+      await withServer(
+        async (server) => {
+          expectError(
+            await server.inject('/api/gallery'),
+            404,
+            /^this run's training data is not available \(.*shapes does not exist.*\); the gallery needs the run's test images$/,
+          );
+          expectError(await server.inject('/api/data'), 404, /training data is not available/);
+          expectError(await server.inject('/api/data/test/image/0'), 404, /training data is not available/);
+          expectError(await server.inject('/api/data/train/images'), 404, /training data is not available/);
+          // Classifying needs only the model.
+          expect((await server.inject('/api/health')).statusCode).toBe(200);
+          const p = await server.inject({
+            method: 'POST',
+            url: '/api/predict',
+            payload: png,
+            headers: { 'content-type': 'image/png' },
+          });
+          expect(p.statusCode).toBe(200);
+          // The failure is kept for dataRetryMs, then the same server serves the data once it is back.
+          renameSync(moved, shapes);
+          expect((await server.inject('/api/gallery')).statusCode).toBe(404);
+          await new Promise((r) => setTimeout(r, 300));
+          expect((await server.inject('/api/gallery')).statusCode).toBe(200);
+        },
+        run,
+        { dataRetryMs: 250 },
+      );
     } finally {
       if (!existsSync(shapes)) renameSync(moved, shapes);
     }

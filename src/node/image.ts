@@ -12,6 +12,25 @@ import type { Preprocessing } from '../core/data/source.js';
 /** Largest decoded image accepted, in pixels (guards against decompression bombs). */
 export const MAX_PIXELS = 50_000_000;
 
+/**
+ * The formats imgclf decodes, as errors list them. SVG only when asked (`allowSvg`): rendering
+ * one is unbounded work that no pixel count or timeout limits (a 1.6 KB file of nested <use>
+ * renders for seconds in one uninterruptible call).
+ */
+export const IMAGE_FORMATS = ['PNG', 'JPEG', 'WebP', 'GIF', 'TIFF', 'AVIF'] as const;
+
+export type ImageFormat = 'png' | 'jpeg' | 'webp' | 'gif' | 'tiff' | 'avif' | 'svg';
+
+/**
+ * An SVG (with `allowSvg`) may hold at most this many <use> elements: each may repeat a group
+ * that repeats others, so n of them can draw up to about e^(n/e) shapes; 16 keeps that in the
+ * hundreds.
+ */
+export const MAX_SVG_USES = 16;
+
+/** Largest image file read from an image folder, in bytes: a bigger one is skipped unread. */
+export const MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024;
+
 /** Mean of the outermost ring of pixels of a single-channel image, in 0..255. */
 export function borderMean(pixels: Uint8Array, width: number, height: number): number {
   let sum = 0;
@@ -57,38 +76,145 @@ export interface PreparedImage {
  */
 const WORKING_SIDE = 256;
 
+export interface DecodeOptions {
+  /** Decode SVG too (default false: see IMAGE_FORMATS). */
+  allowSvg?: boolean;
+  /** Most pixels (width x height of the first page, as the header declares) decoded; default MAX_PIXELS. */
+  maxPixels?: number;
+  /** Most pixels of an AVIF image, whose decoder is far slower per pixel; default maxPixels. */
+  maxAvifPixels?: number;
+  /** Whole seconds the decode may take before sharp stops it (0 or unset: no limit). */
+  timeoutSeconds?: number;
+}
+
+/** What an image's header declares, read without decoding any pixel. */
+export interface ImageHeader {
+  format: ImageFormat;
+  width: number;
+  height: number;
+  /** Pages or frames in the file; only the first is ever decoded. */
+  pages: number;
+}
+
+const ascii = (b: Uint8Array, at: number, n: number) =>
+  b.length >= at + n ? String.fromCharCode(...b.subarray(at, at + n)) : '';
+
+/**
+ * The format by its magic bytes, before any decoder sees the file: anything else (PDF, XML,
+ * libvips' own formats, compressed SVG) never reaches sharp. 'svg' is only a guess (text that
+ * starts with '<'); sharp's metadata confirms it.
+ */
+function sniff(b: Uint8Array): ImageFormat | undefined {
+  const head = ascii(b, 0, 12);
+  if (head.startsWith('\x89PNG\r\n\x1a\n')) return 'png';
+  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (head.startsWith('GIF87a') || head.startsWith('GIF89a')) return 'gif';
+  if (head.startsWith('RIFF') && head.slice(8) === 'WEBP') return 'webp';
+  if (/^(II\*\0|MM\0\*|II\+\0|MM\0\+)/.test(head)) return 'tiff';
+  if (head.slice(4, 8) === 'ftyp') {
+    // ISO-BMFF: the major brand, then compatible brands to the end of the ftyp box.
+    const boxEnd = Math.min(b.length, ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0, 64);
+    for (let at = 8; at + 4 <= boxEnd; at += 4) {
+      if (at === 12) continue; // the minor version
+      const brand = ascii(b, at, 4);
+      if (brand === 'avif' || brand === 'avis') return 'avif';
+    }
+    return undefined;
+  }
+  const text = ascii(b, 0, Math.min(b.length, 64)).replace(/^\uFEFF|^\xEF\xBB\xBF/, '');
+  return text.trimStart().startsWith('<') ? 'svg' : undefined;
+}
+
+/** What sharp calls each format (AVIF is its 'heif' with AV1 compression). */
+const SHARP_FORMAT: Record<ImageFormat, string> = {
+  png: 'png',
+  jpeg: 'jpeg',
+  webp: 'webp',
+  gif: 'gif',
+  tiff: 'tiff',
+  avif: 'heif',
+  svg: 'svg',
+};
+
+const expected = (allowSvg: boolean) =>
+  `${IMAGE_FORMATS.slice(0, -1).join(', ')}${allowSvg ? `, ${IMAGE_FORMATS.at(-1)} or SVG` : ` or ${IMAGE_FORMATS.at(-1)}`} expected`;
+
+/**
+ * Reads and checks an image's header, decoding nothing: a format imgclf does not decode is a
+ * NotAnImageError (the server's 415), a damaged header a UserError (400), more pixels than
+ * allowed an ImageTooLargeError (413). The pixel count is the first page's, the one decoded.
+ */
+export async function readImageHeader(
+  bytes: Uint8Array,
+  name: string,
+  opts: DecodeOptions = {},
+): Promise<ImageHeader> {
+  const allowSvg = opts.allowSvg ?? false;
+  const format = sniff(bytes);
+  if (format === undefined || (format === 'svg' && !allowSvg))
+    throw new NotAnImageError(`${name}: not an image imgclf can read (${expected(allowSvg)})`);
+  if (format === 'svg') checkSvg(bytes, name);
+  let meta: Metadata;
+  try {
+    // The header only, so no pixel limit is needed yet; `pages: 1` sizes the first page.
+    meta = await sharp(bytes, { limitInputPixels: false, pages: 1 }).metadata();
+  } catch {
+    if (format === 'svg')
+      throw new NotAnImageError(`${name}: not an image imgclf can read (${expected(true)})`);
+    throw new UserError(`${name}: cannot decode the image (its ${format.toUpperCase()} header is damaged)`);
+  }
+  if (meta.format !== SHARP_FORMAT[format] || (format === 'avif' && meta.compression !== 'av1'))
+    throw new NotAnImageError(`${name}: not an image imgclf can read (${expected(allowSvg)})`);
+  const { width, height } = meta;
+  if (!width || !height) throw new UserError(`${name}: image has no size`);
+  const max =
+    format === 'avif' ? (opts.maxAvifPixels ?? opts.maxPixels ?? MAX_PIXELS) : (opts.maxPixels ?? MAX_PIXELS);
+  if (width * height > max) {
+    throw new ImageTooLargeError(
+      `${name}: the image is ${width}x${height} pixels, more than the ${+(max / 1e6).toFixed(2)} million imgclf decodes${format === 'avif' ? ' from an AVIF file' : ''}; shrink it first`,
+    );
+  }
+  return { format, width, height, pages: meta.pages ?? 1 };
+}
+
+/** An SVG that could make librsvg work without end: entities, or too many <use> elements. */
+function checkSvg(bytes: Uint8Array, name: string): void {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+  if (/<!ENTITY/i.test(text))
+    throw new ImageTooLargeError(`${name}: SVG with entity declarations is not decoded`);
+  const uses = text.match(/<([\w-]+:)?use[\s/>]/g)?.length ?? 0;
+  if (uses > MAX_SVG_USES)
+    throw new ImageTooLargeError(
+      `${name}: the SVG has ${uses} <use> elements, more than the ${MAX_SVG_USES} imgclf renders; send it as PNG`,
+    );
+}
+
 /**
  * Decodes, converts and resizes `bytes` to the model's input. `name` is used in errors.
  *
- * The file is decoded once, into raw pixels no larger than needed; the background probe and
- * the final resize both start from those pixels.
+ * The header is checked first (readImageHeader; or pass the `header` already read). The file is
+ * then decoded once, its first page only, into raw pixels no larger than needed, within
+ * `timeoutSeconds`; the background probe and the final resize both start from those pixels.
+ * All of it runs on libuv's threads (sharp): only the model-sized copy is made here.
  */
 export async function prepareImage(
   bytes: Uint8Array,
   shape: ImageShape,
   pre: Preprocessing,
   name: string,
+  opts: DecodeOptions & { header?: ImageHeader } = {},
 ): Promise<PreparedImage> {
   const [height, width, channels] = shape;
-  let meta: Metadata;
-  try {
-    // Reads the header only (no pixel limit needed: nothing is decoded yet), so unknown formats
-    // are told apart from damaged images (415 vs 400) and from oversized ones (413).
-    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
-  } catch {
-    throw new NotAnImageError(
-      `${name}: not an image imgclf can read (PNG, JPEG, WebP, GIF, TIFF or AVIF expected)`,
-    );
-  }
-  if (!meta.width || !meta.height) throw new UserError(`${name}: image has no size`);
-  if (meta.width * meta.height > MAX_PIXELS) {
-    throw new ImageTooLargeError(
-      `${name}: the image is ${meta.width}x${meta.height} pixels, more than the ${MAX_PIXELS / 1e6} million imgclf decodes; shrink it first`,
-    );
-  }
+  const header = opts.header ?? (await readImageHeader(bytes, name, opts));
+  const seconds = opts.timeoutSeconds ?? 0;
   try {
     const side = Math.max(WORKING_SIDE, 4 * Math.max(width, height));
-    const decoded = await sharp(bytes, { limitInputPixels: MAX_PIXELS })
+    const decoded = await sharp(bytes, {
+      limitInputPixels: Math.max(1, header.width * header.height),
+      pages: 1,
+      page: 0,
+    })
+      .timeout({ seconds })
       .flatten({ background: '#ffffff' })
       .resize(side, side, { fit: 'inside', withoutEnlargement: true })
       .raw()
@@ -115,6 +241,11 @@ export async function prepareImage(
     for (let i = 0; i < data.length; i++) input[i] = data[i] / pre.scale;
     return { input, inverted };
   } catch (err) {
-    throw new UserError(`${name}: cannot decode the image (${(err as Error).message})`);
+    const message = (err as Error).message;
+    if (seconds > 0 && /timeout/i.test(message))
+      throw new ImageTooLargeError(
+        `${name}: decoding took longer than ${seconds} s, the limit for one image; send a smaller image`,
+      );
+    throw new UserError(`${name}: cannot decode the image (${message.split('\n')[0]})`);
   }
 }

@@ -7,13 +7,17 @@
  * gallery); this module builds the app around them.
  *
  * Every error leaves as JSON { statusCode, error, message }: 413 for oversized uploads and
- * requests and for images of too many pixels, 415 for bodies that are no image, 400 for images
- * that fail to decode, malformed multipart bodies and other bad requests, 404 for unknown routes
- * and for data the run was trained on that is not available, 421 for a Host that is not this
- * loopback-bound server's, 503 (with Retry-After) when the inference queue is full.
+ * requests and for images over the decode budget (pixels, seconds), 415 for bodies that are no
+ * image (any Content-Type but an image's or multipart, refused before the body is read: no JSON
+ * or text body is ever parsed), 400 for images that fail to decode, malformed multipart bodies
+ * and other bad requests, 401 without the token when one is set, 403 for cross-site requests,
+ * 404 for unknown routes and for data the run was trained on that is not available, 421 for a
+ * Host that is not this loopback-bound server's, 503 (with Retry-After) when the inference queue
+ * or the downloads are full.
  *
- * Hardening (docs/serve.md, "Security and limits"): socket timeouts and the inference limiter
- * are limits.ts's, security headers and the Host check security.ts's, path hiding paths.ts's.
+ * Hardening (docs/serve.md, "Security and limits"): socket timeouts, the inference limiter and
+ * the decode budget are limits.ts's; security headers, the Host, cross-site and token checks
+ * security.ts's; path and credential hiding paths.ts's.
  */
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
@@ -32,6 +36,7 @@ import {
   DEFAULT_MAX_QUEUE,
   defaultMaxConcurrent,
   InferenceLimiter,
+  resolveDecodeBudget,
   resolveTimeouts,
 } from './limits.js';
 import { baseName } from './paths.js';
@@ -67,6 +72,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     opts.maxQueue ?? DEFAULT_MAX_QUEUE,
   );
 
+  const decode = resolveDecodeBudget(opts.decode);
+  const maxDownloads = opts.maxDownloads ?? 4;
+  if (!(Number.isInteger(maxDownloads) && maxDownloads >= 1))
+    throw new Error(`maxDownloads must be a positive integer (got ${maxDownloads})`);
+
   const app = Fastify({
     logger: opts.logger ?? false,
     // A raw body is one image; multipart bodies are held to maxRequestBytes below.
@@ -94,7 +104,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     else if (err.code === 'FST_PARTS_LIMIT' || err.code === 'FST_FIELDS_LIMIT')
       message = `too many form parts: at most ${maxBatch} files and 16 other fields per request`;
     else if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
-      message = `unsupported Content-Type '${req.headers['content-type'] ?? ''}'; ${HOW_TO_SEND}`;
+      message = `Content-Type '${(req.headers['content-type'] ?? '').slice(0, 100)}' is not an image; ${HOW_TO_SEND}`;
     // Only an unexpected error hides its message; an HttpError's (a 503's too) is for the client.
     if (status >= 500 && !(err instanceof HttpError)) {
       req.log.error(err);
@@ -110,7 +120,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     reply.status(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message });
   });
 
-  registerSecurity(app, opts.host ?? '127.0.0.1');
+  // No route takes JSON or text: without their parsers such bodies are refused (415) before
+  // they are read, instead of being parsed first (a 5 MB nested JSON array holds the event loop
+  // for seconds). Image and multipart bodies have their own parsers below.
+  app.removeAllContentTypeParsers();
+  registerSecurity(app, { host: opts.host ?? '127.0.0.1', token: opts.token });
   // The whole-request cap, before any of the body is read, when the client says its length;
   // without a Content-Length the multipart reader counts (routes/predict.ts).
   app.addHook('onRequest', (req, _reply, done) => {
@@ -149,9 +163,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     limitMb,
     maxRequestBytes,
     requestLimitMb,
+    decode,
     limiter,
     engine: opts.engine ?? tfjsEngine(run),
-    dataset: runDataLoader(meta, opts.dataDir, run.dir),
+    dataset: runDataLoader(meta, opts.dataDir, run.dir, {
+      retryMs: opts.dataRetryMs,
+      log: (message) => app.log.warn(message),
+    }),
+    downloads: { running: 0, max: maxDownloads },
   };
   app.addHook('onClose', async () => ctx.engine.dispose());
   registerModelRoutes(app, ctx);

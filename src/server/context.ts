@@ -7,7 +7,7 @@ import type { ImageShape } from '../core/data/dataset.js';
 import type { Engine } from '../node/export/engine.js';
 import type { LoadedRun, RunMetadata } from '../node/run/rundir.js';
 import type { RawDataset } from './data.js';
-import type { InferenceLimiter, ServerTimeouts } from './limits.js';
+import type { DecodeBudget, InferenceLimiter, ServerTimeouts } from './limits.js';
 
 export interface ServerOptions {
   run: LoadedRun;
@@ -27,6 +27,20 @@ export interface ServerOptions {
   maxConcurrent?: number;
   /** Requests that may wait for a slot; one more answers 503 with Retry-After. Default 64. */
   maxQueue?: number;
+  /**
+   * What one request may make the server decode: formats (SVG only with allowSvg), pixels per
+   * image and per request, seconds per image and per request (limits.ts has the defaults).
+   */
+  decode?: Partial<DecodeBudget>;
+  /**
+   * A shared secret: when set, every /api route but /api/health answers 401 unless the request
+   * carries `Authorization: Bearer <token>` (the page takes it from `#token=` in its address).
+   */
+  token?: string;
+  /** Downloads of the run's data (/api/data/:split/images|labels) served at once; beyond, 503. Default 4. */
+  maxDownloads?: number;
+  /** How long a failed load of the run's data is remembered before a request tries again, in ms. Default 30000. */
+  dataRetryMs?: number;
   /** Socket timeouts, in ms (limits.ts has the defaults and why). Tests pass short ones. */
   timeouts?: Partial<ServerTimeouts>;
   /**
@@ -61,6 +75,8 @@ export interface ServerContext {
   /** The cap on a whole request, in bytes and in MB. */
   maxRequestBytes: number;
   requestLimitMb: number;
+  /** What one request may decode (formats, pixels, seconds). */
+  decode: DecodeBudget;
   /** Decoding and classifying go through it: a few at once, a bounded queue, 503 beyond. */
   limiter: InferenceLimiter;
   /** Runs the model for the predict routes: tfjs or ONNX Runtime. */
@@ -70,4 +86,6 @@ export interface ServerContext {
    * data is not available, e.g. "the gallery needs the run's test images".
    */
   dataset(purpose: string): Promise<RawDataset>;
+  /** Downloads of the run's data in progress, and the most at once. */
+  downloads: { running: number; max: number };
 }

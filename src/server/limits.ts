@@ -5,6 +5,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import os from 'node:os';
+import { type DecodeOptions, type ImageHeader, MAX_PIXELS } from '../node/image.js';
 import { ClientGoneError, HttpError } from './errors.js';
 
 export interface ServerTimeouts {
@@ -184,5 +185,100 @@ export class InferenceLimiter {
   private drop(w: Waiter): void {
     this.counts.abandoned++;
     w.reject(new ClientGoneError());
+  }
+}
+
+/**
+ * What one request may make the server decode, checked against each image's header before any
+ * pixel is decoded (node/image.ts readImageHeader), and enforced while decoding by sharp's
+ * timeout: no file, however small, can hold an inference slot for long.
+ */
+export interface DecodeBudget {
+  /** Decode SVG (off by default: its rendering cannot be bounded; see node/image.ts). */
+  allowSvg: boolean;
+  /** Most pixels of one image (its first page; only that is decoded). */
+  maxPixels: number;
+  /** Most pixels of one AVIF image: AV1 decodes some 25 times slower per pixel than PNG or JPEG. */
+  maxAvifPixels: number;
+  /**
+   * Most pixels of all of one request's images together; an AVIF image's count as
+   * maxPixels / maxAvifPixels times as many, its relative cost.
+   */
+  maxRequestPixels: number;
+  /** Whole seconds one image's decode may take before it is stopped (sharp's timeout). */
+  imageSeconds: number;
+  /** Seconds all of one request's decoding may take; the images left after that are refused. */
+  requestSeconds: number;
+}
+
+/**
+ * The defaults. A 7000x7000 PNG or JPEG decodes in about 0.05 s here and a 12 Mpx WebP in 0.5 s,
+ * while a 7000x7000 AVIF takes 1.4 s (2 x AMD EPYC), hence 6 Mpx for AVIF. A request may decode
+ * 20 full-size images' worth of pixels; one image 1 s, the whole request 5 s.
+ */
+export const DEFAULT_DECODE: DecodeBudget = {
+  allowSvg: false,
+  maxPixels: MAX_PIXELS,
+  maxAvifPixels: 6_000_000,
+  maxRequestPixels: 20 * MAX_PIXELS,
+  imageSeconds: 1,
+  requestSeconds: 5,
+};
+
+/** The defaults with `partial` over them, checked. */
+export function resolveDecodeBudget(partial: Partial<DecodeBudget> = {}): DecodeBudget {
+  const b = { ...DEFAULT_DECODE, ...partial };
+  for (const k of [
+    'maxPixels',
+    'maxAvifPixels',
+    'maxRequestPixels',
+    'imageSeconds',
+    'requestSeconds',
+  ] as const) {
+    if (!(Number.isInteger(b[k]) && b[k] > 0)) throw new Error(`decode.${k} must be a positive integer`);
+  }
+  return b;
+}
+
+/**
+ * One request's share of the decode budget: its pixels so far and its deadline. The route
+ * charges every image's header first (a request over budget is refused before any decoding),
+ * then asks for each decode's timeout.
+ */
+export class DecodeAllowance {
+  private pixels = 0;
+  private readonly deadline: number;
+
+  constructor(readonly budget: DecodeBudget) {
+    this.deadline = Date.now() + budget.requestSeconds * 1000;
+  }
+
+  /** The options node/image.ts takes for reading a header. */
+  get imageOptions(): DecodeOptions {
+    const { allowSvg, maxPixels, maxAvifPixels } = this.budget;
+    return { allowSvg, maxPixels, maxAvifPixels };
+  }
+
+  /** Counts an image against the request's pixels; 413 once they are spent. */
+  charge(header: ImageHeader, name: string): void {
+    const { maxPixels, maxAvifPixels, maxRequestPixels } = this.budget;
+    const weight = header.format === 'avif' ? maxPixels / maxAvifPixels : 1;
+    this.pixels += header.width * header.height * weight;
+    if (this.pixels > maxRequestPixels)
+      throw new HttpError(
+        413,
+        `${name}: the request's images hold more than ${maxRequestPixels / 1e6} million pixels together, the most one request may decode; send fewer or smaller images`,
+      );
+  }
+
+  /** The whole seconds the next decode may take (sharp's timeout); 413 once the request's time is spent. */
+  seconds(name: string): number {
+    const left = (this.deadline - Date.now()) / 1000;
+    if (left <= 0)
+      throw new HttpError(
+        413,
+        `${name}: decoding this request's images took more than ${this.budget.requestSeconds} s, the most one request may take; send fewer or smaller images`,
+      );
+    return Math.max(1, Math.min(this.budget.imageSeconds, Math.ceil(left)));
   }
 }

@@ -1,7 +1,9 @@
 /**
  * No answer shows where things are on the server's disk: a path in the run's config or data
  * source, and an absolute path inside an error message, is shown as its base name (the run
- * directory "runs/demo" as "demo", an image folder "/home/me/photos" as "photos").
+ * directory "runs/demo" as "demo", an image folder "/home/me/photos" as "photos"). Nor does
+ * one show credentials in a URL the run records (a backbone's address, say): user and password
+ * and the values of its query are replaced.
  */
 import path from 'node:path';
 
@@ -17,9 +19,36 @@ export function baseName(p: string): string {
   return base || '.';
 }
 
-/** A copy of `value` (JSON-like) with every path of a PATH_KEYS key, and every absolute path, cut to its base name. */
+const URL_LIKE = /^[a-z][a-z\d+.-]*:\/\//i;
+
+/**
+ * `url` without what may be a credential: `user:password@` becomes `redacted@`, every query
+ * value and the fragment become `redacted` (a signed URL's signature, an access token).
+ */
+export function redactUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    // Unparsable: cut whatever could hold a secret, the part before '@' and from '?' on.
+    return url.replace(/\/\/[^/@]*@/, '//redacted@').replace(/[?#].*$/, '?redacted');
+  }
+  if (u.username || u.password) {
+    u.username = 'redacted';
+    u.password = '';
+  }
+  for (const k of new Set(u.searchParams.keys())) u.searchParams.set(k, 'redacted');
+  if (u.hash) u.hash = 'redacted';
+  return u.toString();
+}
+
+/**
+ * A copy of `value` (JSON-like) with every path of a PATH_KEYS key, and every absolute path, cut
+ * to its base name, and every URL redacted (redactUrl).
+ */
 export function publicPaths<T>(value: T): T {
   const walk = (v: unknown, key?: string): unknown => {
+    if (typeof v === 'string' && URL_LIKE.test(v)) return redactUrl(v);
     if (typeof v === 'string')
       return (key !== undefined && PATH_KEYS.has(key)) || isAbsolute(v) ? baseName(v) : v;
     if (Array.isArray(v)) return v.map((x) => walk(x));

@@ -2,6 +2,7 @@
  * Classifying: upload or drop an image, or draw one; the prediction and its probability bars
  * are shown, by the server model or, once the page has trained one, by the page's model.
  */
+import { apiFetch } from './api.js';
 import type { ImageShape } from '../../src/core/data/dataset.js';
 import type { Net } from '../../src/core/models/net.js';
 import { predictProbabilities } from '../../src/core/predict.js';
@@ -55,7 +56,7 @@ export function setUpClassify(info: ModelInfo): Classifier {
   async function classifyBlob(blob: Blob): Promise<Prediction> {
     const headers = { 'content-type': blob.type || 'application/octet-stream' };
     if (useBrowserModel() && browserModel) {
-      const res = await fetch('/api/prepare', { method: 'POST', body: blob, headers });
+      const res = await apiFetch('/api/prepare', { method: 'POST', body: blob, headers });
       if (!res.ok) throw new Error(await errorText(res));
       const prepared = (await res.json()) as { input: number[]; shape: ImageShape };
       const [p] = predictProbabilities(browserModel, Float32Array.from(prepared.input), 1, prepared.shape);
@@ -63,7 +64,7 @@ export function setUpClassify(info: ModelInfo): Classifier {
       const classIndex = probabilities.indexOf(Math.max(...probabilities));
       return { label: info.classNames[classIndex], classIndex, probabilities };
     }
-    const res = await fetch(`/api/predict?topK=1`, { method: 'POST', body: blob, headers });
+    const res = await apiFetch(`/api/predict?topK=1`, { method: 'POST', body: blob, headers });
     if (!res.ok) throw new Error(await errorText(res));
     return (await res.json()) as Prediction;
   }

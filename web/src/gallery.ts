@@ -1,4 +1,5 @@
 /** The gallery: test images with the server model's predictions; clicking one classifies it. */
+import { apiFetch } from './api.js';
 import type { Classifier } from './classify.js';
 import { $, errorText } from './dom.js';
 import { t } from './i18n.js';
@@ -27,7 +28,7 @@ export function setUpGallery(info: ModelInfo, classifier: Classifier): Gallery {
   }
 
   async function loadMore(): Promise<void> {
-    const res = await fetch(`/api/gallery?offset=${offset}&count=${PAGE}`);
+    const res = await apiFetch(`/api/gallery?offset=${offset}&count=${PAGE}`);
     const grid = $('gallery');
     if (!res.ok) {
       $('gallery-summary').textContent = await errorText(res);
@@ -51,7 +52,7 @@ export function setUpGallery(info: ModelInfo, classifier: Classifier): Gallery {
       cap.textContent = className(info, predicted);
       fig.append(img, cap);
       fig.addEventListener('click', async () => {
-        const blob = await (await fetch(item.image)).blob();
+        const blob = await (await apiFetch(item.image)).blob();
         $('classify').scrollIntoView({ behavior: 'smooth' });
         await classifier.classifyAndShow(blob);
       });

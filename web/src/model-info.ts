@@ -1,4 +1,5 @@
 /** The header: which model the server classifies with, and its class names in both languages. */
+import { apiFetch } from './api.js';
 import type { ImageShape } from '../../src/core/data/dataset.js';
 import { $, errorText } from './dom.js';
 import { getLang } from './i18n.js';
@@ -13,7 +14,7 @@ export interface ModelInfo {
 
 /** Fetches the server model's description and shows it in the header; errors appear in the result area. */
 export async function loadModelInfo(): Promise<ModelInfo | undefined> {
-  const res = await fetch('/api/model');
+  const res = await apiFetch('/api/model');
   if (!res.ok) {
     $('result-error').textContent = await errorText(res);
     return undefined;

@@ -3,6 +3,7 @@
  * size, which start as the model's own defaults from the plan (core/plan.ts), train in the
  * page with live curves, then classify with the result.
  */
+import { apiFetch } from './api.js';
 import { list } from '../../src/core/models/index.js';
 import { modelDefaults } from '../../src/core/plan.js';
 import { Chart } from './charts.js';
@@ -124,7 +125,7 @@ export function setUpTrainPanel({ info, classifier, backend }: TrainPanelDeps): 
         lr: field('train-lr'),
         batchSize: field('train-batch'),
       });
-      const meta = (await (await fetch('/api/data')).json()) as {
+      const meta = (await (await apiFetch('/api/data')).json()) as {
         train: number;
         test: number;
         message?: string;

@@ -8,6 +8,7 @@
  * the pictures collected in the page, with `pagePlan({ ..., images })`. Nothing at the top
  * level touches the DOM, so Node can import this.
  */
+import { apiFetch } from './api.js';
 import type { Net } from '../../src/core/models/net.js';
 import { type ImageShape, type Split, splitFromBytes } from '../../src/core/data/dataset.js';
 import { checkPair, parseIdx } from '../../src/core/data/idx.js';
@@ -66,7 +67,7 @@ export function pagePlan(choice: PageChoice): TrainConfig {
 }
 
 async function fetchBytes(url: string): Promise<Uint8Array> {
-  const res = await fetch(url);
+  const res = await apiFetch(url);
   if (!res.ok) {
     const body = (await res.json().catch(() => ({}))) as { message?: string };
     throw new Error(body.message ?? `${url}: HTTP ${res.status}`);

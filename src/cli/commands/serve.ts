@@ -8,6 +8,7 @@ import { loadRun } from '../../node/run/rundir.js';
 import { createEngine, ENGINES, type EngineName } from '../../node/export/engine.js';
 import { buildServer } from '../../server/app.js';
 import { DEFAULT_MAX_QUEUE } from '../../server/limits.js';
+import { isLoopbackAddress } from '../../server/security.js';
 import { type GlobalOptions, numberArg, Output } from '../output.js';
 import { runDirOf, type RunOptions, withRunOptions } from '../run-options.js';
 
@@ -27,6 +28,8 @@ type ServeOptions = RunOptions & {
   maxRequestMb?: number;
   maxConcurrent?: number;
   maxQueue: number;
+  allowSvg?: boolean;
+  token?: string;
 };
 
 export function registerServe(program: Command, globals: () => GlobalOptions): void {
@@ -58,6 +61,14 @@ export function registerServe(program: Command, globals: () => GlobalOptions): v
       DEFAULT_MAX_QUEUE,
     )
     .option(
+      '--allow-svg',
+      'decode SVG uploads too (off by default: rendering an SVG is work no size or time limit bounds)',
+    )
+    .option(
+      '--token <token>',
+      'require Authorization: Bearer <token> on the API (default $IMGCLF_TOKEN); open the page as URL#token=<token>',
+    )
+    .option(
       '--engine <name>',
       'what runs the model for /api/predict: tfjs (the run itself) or onnx (its ONNX export on ONNX Runtime)',
       'tfjs',
@@ -78,6 +89,11 @@ export function registerServe(program: Command, globals: () => GlobalOptions): v
       if (!(opts.maxQueue >= 0)) throw new UserError(`--max-queue must be 0 or more (got ${opts.maxQueue})`);
       if (!(ENGINES as readonly string[]).includes(opts.engine))
         throw new UserError(`--engine must be one of ${ENGINES.join(', ')} (got '${opts.engine}')`);
+      const token = opts.token ?? process.env.IMGCLF_TOKEN;
+      if (token !== undefined && !/^[\x21-\x7e]+$/.test(token))
+        throw new UserError(
+          '--token (or IMGCLF_TOKEN) must be printable ASCII without spaces, and not empty',
+        );
       const backend = await selectBackend(opts.backend);
       const run = await loadRun(runDirOf(opts));
       const engine = await createEngine(opts.engine as EngineName, run);
@@ -89,6 +105,8 @@ export function registerServe(program: Command, globals: () => GlobalOptions): v
         maxConcurrent: opts.maxConcurrent,
         maxQueue: opts.maxQueue,
         host: opts.host,
+        token,
+        decode: { allowSvg: opts.allowSvg ?? false },
         dataDir: opts.dataDir,
         webRoot: defaultWebRoot(),
         engine,
@@ -101,6 +119,17 @@ export function registerServe(program: Command, globals: () => GlobalOptions): v
       }
       const on = engine.name === 'onnx' ? 'ONNX Runtime' : backend;
       out.line(`imgclf serve: ${run.metadata.model} from ${run.dir} on ${on}, listening on ${address}`);
+      // The page sends the token it finds after '#' in its address; a fragment never reaches
+      // the server's (or a proxy's) request log.
+      if (token !== undefined) out.line(`open the page at ${address}/#token=<the token>`);
+      if (!isLoopbackAddress(opts.host)) {
+        process.stderr.write(
+          `warning: --host ${opts.host} exposes the server beyond this machine: anyone who reaches it can classify images and download the run's data` +
+            (token === undefined
+              ? '; set --token (or IMGCLF_TOKEN) to require a token, or bind to 127.0.0.1\n'
+              : ' with the token; it travels in plain HTTP, so use a trusted network or put HTTPS in front\n'),
+        );
+      }
       out.json({ url: address, model: run.metadata.model, backend, engine: engine.name });
       await new Promise<void>((resolve) => {
         const stop = () => {

@@ -14,7 +14,7 @@
  * warning, or stop the run under --strict, like an unreadable image.
  */
 import { existsSync, type Stats, statSync } from 'node:fs';
-import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
+import { open, readdir, readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageShape } from '../../core/data/dataset.js';
 import { folderPreprocessing, type ResizeMode } from '../../core/data/source.js';
@@ -26,7 +26,7 @@ import {
   readFolderCache,
   writeFolderCache,
 } from '../cache.js';
-import { ImageTooLargeError, prepareImage } from '../image.js';
+import { ImageTooLargeError, MAX_IMAGE_FILE_BYTES, prepareImage } from '../image.js';
 
 export type { ResizeMode };
 
@@ -337,6 +337,25 @@ function fileList(scan: FolderScan): string {
   return lines.join('\n');
 }
 
+/**
+ * A file's bytes, unless it is larger than MAX_IMAGE_FILE_BYTES: its size is checked on the
+ * open file before anything is read, so a huge file (or one that grew since the scan) is
+ * skipped unread instead of being read whole and refused by its pixel count afterwards.
+ */
+async function readImageFile(file: string): Promise<Buffer> {
+  const handle = await open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    if (size > MAX_IMAGE_FILE_BYTES)
+      throw new ImageTooLargeError(
+        `${file}: the file is ${(size / 1024 / 1024).toFixed(1)} MB, more than the ${MAX_IMAGE_FILE_BYTES / 1024 / 1024} MB imgclf reads for one image`,
+      );
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
 async function decodePart(
   scan: FolderScan,
   entries: FolderEntry[],
@@ -357,7 +376,7 @@ async function decodePart(
       const i = next++;
       const file = path.join(scan.root, entries[i].rel);
       try {
-        const { input } = await prepareImage(await readFile(file), shape, pre, file);
+        const { input } = await prepareImage(await readImageFile(file), shape, pre, file);
         const at = i * row;
         for (let k = 0; k < row; k++) all[at + k] = Math.round(input[k] * 255);
         ok[i] = 1;

@@ -4,14 +4,19 @@
  * images with the server model's predictions). All of them serve the data the run was trained
  * on (server/data.ts), and answer 404 with the reason when it is not available. The gallery's
  * inference takes a slot of the limiter, as the predict routes do.
+ *
+ * An IDX download is sent from the split's one shared file (views, no copy), and only a few are
+ * served at once (maxDownloads; beyond, 503 with Retry-After): slow readers cannot make the
+ * server hold more than a few sockets' worth of 47 MB answers.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { displayName } from '../../core/data/classes.js';
 import { imageSize, type ImageShape, type Split } from '../../core/data/dataset.js';
 import { evaluate } from '../../core/train/loop.js';
 import type { ServerContext } from '../context.js';
-import { imagesIdx, labelsIdx, type SplitName } from '../data.js';
+import { idxParts, type SplitName } from '../data.js';
 import { HttpError } from '../errors.js';
 
 const splitParams = {
@@ -30,11 +35,40 @@ const limitQuery = {
 
 const TRAINING = "training in the page needs the run's images";
 
-const sendIdx = (reply: FastifyReply, bytes: Uint8Array) =>
+/** The parts of an IDX file as one answer: a Buffer view of a whole file, or a stream of header and data views. */
+function sendIdx(reply: FastifyReply, parts: Uint8Array[]) {
+  const buffers = parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
   reply
     .type('application/octet-stream')
     .header('cache-control', 'public, max-age=3600')
-    .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    .header(
+      'content-length',
+      buffers.reduce((n, b) => n + b.length, 0),
+    );
+  return reply.send(buffers.length === 1 ? buffers[0] : Readable.from(buffers, { objectMode: false }));
+}
+
+/** Takes a download slot for `req` until its answer is done (or its client gone); 503 when none is free. */
+function takeDownloadSlot(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  downloads: ServerContext['downloads'],
+): void {
+  if (downloads.running >= downloads.max)
+    throw new HttpError(
+      503,
+      `the server is busy: ${downloads.running} downloads of the run's data are in progress, the most it serves at once; try again in a few seconds`,
+      { 'retry-after': '5' },
+    );
+  downloads.running++;
+  let held = true;
+  const release = () => {
+    if (held) downloads.running--;
+    held = false;
+  };
+  // 'finish' once the answer is handed to the socket, 'close' if the client went first.
+  reply.raw.once('finish', release).once('close', release);
+}
 
 /** One image's bytes as PNG: grayscale for one channel (built-in sets, CSV), RGB for three (folders). */
 function png(bytes: Uint8Array, [h, w, c]: ImageShape): Promise<Buffer> {
@@ -45,7 +79,7 @@ function png(bytes: Uint8Array, [h, w, c]: ImageShape): Promise<Buffer> {
 }
 
 export function registerDataRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  const { run, meta, shape, names, dataset, limiter } = ctx;
+  const { run, meta, shape, names, dataset, limiter, downloads } = ctx;
 
   app.get(
     '/api/data',
@@ -63,19 +97,27 @@ export function registerDataRoutes(app: FastifyInstance, ctx: ServerContext): vo
     },
   );
 
-  // The two IDX routes differ only in what they encode.
-  for (const [what, summary, encode] of [
-    ['images', 'Images of a split as an uncompressed IDX file of bytes (0..255)', imagesIdx],
-    ['labels', 'Labels of a split as an uncompressed idx1 file', labelsIdx],
+  // The two IDX routes differ only in what they send.
+  for (const [what, summary] of [
+    ['images', 'Images of a split as an uncompressed IDX file of bytes (0..255)'],
+    ['labels', 'Labels of a split as an uncompressed idx1 file'],
   ] as const) {
     app.get(
       `/api/data/:split/${what}`,
-      { schema: { summary, params: splitParams, querystring: limitQuery } },
+      {
+        schema: {
+          summary,
+          description: `At most ${downloads.max} downloads at once; beyond, 503 with Retry-After.`,
+          params: splitParams,
+          querystring: limitQuery,
+        },
+      },
       async (req, reply) => {
         const { split } = req.params as { split: SplitName };
         const { limit } = req.query as { limit?: number };
         const ds = await dataset(TRAINING);
-        return sendIdx(reply, encode(ds, split, limit ?? ds[split].count));
+        takeDownloadSlot(req, reply, downloads);
+        return sendIdx(reply, idxParts(ds, split, what, limit ?? ds[split].count));
       },
     );
   }

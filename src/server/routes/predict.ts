@@ -4,16 +4,18 @@
  * node/image.ts's, probabilities core/predict.ts's.
  *
  * A request's images are read whole first (each at most maxUploadBytes, all together at most
- * maxRequestBytes); then decoding and inference run in a slot of the limiter (limits.ts), and
- * stop as soon as the client has gone: nothing is decoded or classified for nobody.
+ * maxRequestBytes); then, in a slot of the limiter (limits.ts) held until the answer is ready,
+ * every header is checked against the request's decode budget (formats, pixels), and decoding
+ * (bounded in time) and inference follow. Work stops as soon as the client has gone: nothing is
+ * decoded or classified for nobody.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { displayName } from '../../core/data/classes.js';
 import { topK } from '../../core/predict.js';
-import { prepareImage } from '../../node/image.js';
+import { type ImageHeader, prepareImage, readImageHeader } from '../../node/image.js';
 import type { ServerContext } from '../context.js';
 import { HOW_TO_SEND, HttpError, requestTooLarge } from '../errors.js';
-import { checkClient } from '../limits.js';
+import { checkClient, DecodeAllowance } from '../limits.js';
 
 const errorSchema = {
   type: 'object',
@@ -133,19 +135,67 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
     };
   }
 
-  /** Decodes one image (once) into the model's input; nothing is decoded for a gone client. */
-  async function prepare(bytes: Buffer, name: string, req: FastifyRequest) {
-    checkClient(req);
-    return prepareImage(bytes, shape, meta.preprocessing, name);
+  /**
+   * Reads the headers of a request's images and charges them to its decode budget, decoding
+   * nothing: an unlisted format, a pixel bomb or a request over its pixels is refused here.
+   */
+  async function check(
+    files: { bytes: Buffer; name: string }[],
+    budget: DecodeAllowance,
+    req: FastifyRequest,
+  ) {
+    const headers: ImageHeader[] = [];
+    for (const f of files) {
+      checkClient(req);
+      const header = await readImageHeader(f.bytes, f.name, budget.imageOptions);
+      budget.charge(header, f.name);
+      headers.push(header);
+    }
+    return headers;
   }
 
-  /** Decodes and classifies one image; a client gone while it decoded gets no inference. */
-  async function classify(bytes: Buffer, name: string, k: number, req: FastifyRequest) {
-    const { input, inverted } = await prepare(bytes, name, req);
+  /** Decodes one checked image (once) into the model's input, within the request's time; nothing for a gone client. */
+  async function prepare(
+    bytes: Buffer,
+    name: string,
+    header: ImageHeader,
+    budget: DecodeAllowance,
+    req: FastifyRequest,
+  ) {
+    checkClient(req);
+    return prepareImage(bytes, shape, meta.preprocessing, name, {
+      ...budget.imageOptions,
+      header,
+      timeoutSeconds: budget.seconds(name),
+    });
+  }
+
+  /** Decodes and classifies one checked image; a client gone while it decoded gets no inference. */
+  async function classify(
+    bytes: Buffer,
+    name: string,
+    header: ImageHeader,
+    k: number,
+    budget: DecodeAllowance,
+    req: FastifyRequest,
+  ) {
+    const { input, inverted } = await prepare(bytes, name, header, budget, req);
     checkClient(req);
     const [p] = await ctx.engine.probabilities(input, 1);
     return describe(p, k, inverted);
   }
+
+  /** One image, checked, decoded (and classified) in a slot of the limiter: the slot is held throughout. */
+  const one = <T>(
+    req: FastifyRequest,
+    image: { bytes: Buffer; name: string },
+    job: (h: ImageHeader, b: DecodeAllowance) => Promise<T>,
+  ) =>
+    limiter.run(req, async () => {
+      const budget = new DecodeAllowance(ctx.decode);
+      const [header] = await check([image], budget, req);
+      return job(header, budget);
+    });
 
   app.post(
     '/api/predict',
@@ -167,7 +217,7 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
     async (req) => {
       const { bytes, name } = nonEmpty(await singleImage(req, ctx));
       const k = (req.query as { topK: number }).topK;
-      return limiter.run(req, () => classify(bytes, name, k, req));
+      return one(req, { bytes, name }, (header, budget) => classify(bytes, name, header, k, budget, req));
     },
   );
 
@@ -194,11 +244,17 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
       if (files.length === 0) throw new HttpError(400, 'the multipart form holds no image files');
       files.forEach(nonEmpty);
       // One slot for the whole batch, its images one after another: a batch is one request's
-      // worth of work, and the client is checked before each image.
+      // worth of work. Every header is checked before the first decode, so a batch over its
+      // pixels decodes nothing, and the client is checked before each image.
       return limiter.run(req, async () => {
+        const budget = new DecodeAllowance(ctx.decode);
+        const headers = await check(files, budget, req);
         const predictions = [];
-        for (const f of files)
-          predictions.push({ file: f.name, ...(await classify(f.bytes, f.name, k, req)) });
+        for (const [i, f] of files.entries())
+          predictions.push({
+            file: f.name,
+            ...(await classify(f.bytes, f.name, headers[i], k, budget, req)),
+          });
         return { predictions };
       });
     },
@@ -215,7 +271,9 @@ export function registerPredictRoutes(app: FastifyInstance, ctx: ServerContext):
     },
     async (req) => {
       const { bytes, name } = nonEmpty(await singleImage(req, ctx));
-      const { input, inverted } = await limiter.run(req, () => prepare(bytes, name, req));
+      const { input, inverted } = await one(req, { bytes, name }, (header, budget) =>
+        prepare(bytes, name, header, budget, req),
+      );
       return { shape, input: Array.from(input), inverted };
     },
   );
