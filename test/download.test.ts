@@ -6,7 +6,15 @@
  * same client: an endless model.json, a silent server, a redirect elsewhere and weight paths
  * that climb out of the model's folder are refused, on a server and on disk.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -20,7 +28,7 @@ import {
   readMaybeGzip,
 } from '../src/node/data/datasets.js';
 import { md5, sha256 } from '../src/node/checksum.js';
-import { backboneFiles, MAX_MODEL_JSON_BYTES } from '../src/node/backbone/files.js';
+import { backboneFiles, MAX_MODEL_JSON_BYTES, recordedBackboneFiles } from '../src/node/backbone/files.js';
 import { idx, tempDir } from './helpers.js';
 
 const images = idx([4, 2, 2]);
@@ -494,18 +502,26 @@ describe('bounded backbone downloads', () => {
     await expect(backboneFiles(folder)).rejects.toThrow(
       `backbone ${folder}: its weight file ${path.join(folder, 'zero.bin')} is not a regular file`,
     );
-    // A weight file larger than declared is refused before it is read, one shorter after.
+    // Weight files must hold exactly what model.json declares.
     writeFileSync(path.join(folder, 'w.bin'), new Uint8Array(1 << 20));
     writeFileSync(path.join(folder, 'model.json'), modelJson(['w.bin']));
     await expect(backboneFiles(folder)).rejects.toThrow(
-      /its weight file .*w\.bin is 1048576 bytes, more than the 16 allowed \(model\.json's weightsManifest declares 16 bytes for w\.bin\)/,
+      /its weight files w\.bin hold 1048576 bytes but model\.json's weightsManifest declares 16/,
     );
     writeFileSync(path.join(folder, 'w.bin'), new Uint8Array(10));
     await expect(backboneFiles(folder)).rejects.toThrow(
       /its weight files w\.bin hold 10 bytes but model\.json's weightsManifest declares 16/,
     );
     writeFileSync(path.join(folder, 'w.bin'), WEIGHTS);
-    expect((await backboneFiles(folder)).files[1].data).toEqual(WEIGHTS);
+    const good = await backboneFiles(folder);
+    expect(good.files[1].data).toEqual(WEIGHTS);
+    // A run's backbone whose weight file grew has changed (by its hash), whatever its size says.
+    appendFileSync(path.join(folder, 'w.bin'), Buffer.from([0]));
+    await expect(recordedBackboneFiles(folder, good.sha256)).rejects.toThrow(
+      new RegExp(
+        `backbone ${folder} has changed since the run was trained \\(sha256 [0-9a-f]{12}, the run was trained with ${good.sha256.slice(0, 12)}\\)`,
+      ),
+    );
     // model.json itself must be a regular file.
     await expect(backboneFiles('/dev/zero')).rejects.toThrow(
       /^backbone \/dev\/zero is not a regular file; --backbone takes a TensorFlow\.js model\.json$/,

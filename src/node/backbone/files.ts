@@ -281,8 +281,14 @@ async function readSidecar(file: string): Promise<Record<string, unknown> | unde
   }
 }
 
-/** Reads a backbone from disk: model.json and every weight file it lists. */
-async function readLocal(given: string): Promise<BackboneFiles> {
+/**
+ * Reads a backbone from disk: model.json and every weight file it lists. Only regular files
+ * are read (never a device such as /dev/zero or a FIFO), at most MAX_WEIGHT_BYTES in all. The
+ * weight sizes are checked against the specs after reading, and a mismatch is returned as
+ * `sizeError` rather than thrown, so that a run's recorded backbone whose file grew is reported
+ * as changed (by its hash), not as malformed.
+ */
+async function readLocalFiles(given: string): Promise<BackboneFiles & { sizeError?: UserError }> {
   const source = path.resolve(given);
   const modelPath = localModelPath(source);
   let bytes: Uint8Array;
@@ -295,30 +301,30 @@ async function readLocal(given: string): Promise<BackboneFiles> {
   const modelJson = parseModelJson(bytes, modelPath);
   const dir = path.dirname(modelPath);
   const files: BackboneFile[] = [{ name: MODEL_JSON, data: bytes }];
+  let total = 0;
+  let sizeError: UserError | undefined;
   for (const group of weightGroups(modelJson, modelPath)) {
     let got = 0;
     for (const rel of group.paths) {
       const file = weightFile(dir, rel, modelPath);
       let data: Uint8Array;
       try {
-        data = await readBounded(file, (group.bytes ?? MAX_WEIGHT_BYTES) - got);
+        data = await readBounded(file, MAX_WEIGHT_BYTES - total);
       } catch (err) {
         if ((err as { code?: string }).code === 'ENOENT')
           throw new UserError(`backbone ${source}: its weight file ${file} is missing`);
-        if (!(err instanceof Refused))
-          throw new UserError(
-            `backbone ${source}: cannot read its weight file ${file} (${(err as Error).message})`,
-          );
-        const declared =
-          group.bytes === undefined
-            ? ''
-            : ` (model.json's weightsManifest declares ${group.bytes} bytes for ${group.paths.join(', ')})`;
-        throw new UserError(`backbone ${source}: its weight file ${file} ${err.message}${declared}`);
+        const why = err instanceof Refused ? err.message : `cannot be read (${(err as Error).message})`;
+        throw new UserError(`backbone ${source}: its weight file ${file} ${why}`);
       }
       got += data.length;
+      total += data.length;
       files.push({ name: rel, data });
     }
-    checkGroupBytes(group, got, modelPath);
+    try {
+      checkGroupBytes(group, got, modelPath);
+    } catch (err) {
+      sizeError ??= err as UserError;
+    }
   }
   return {
     source,
@@ -328,7 +334,15 @@ async function readLocal(given: string): Promise<BackboneFiles> {
     sha256: hashFiles(files),
     sidecar: await readSidecar(path.join(dir, 'metadata.json')),
     origin: 'disk',
+    sizeError,
   };
+}
+
+/** A backbone from disk whose weight files hold what model.json declares. */
+async function readLocal(given: string): Promise<BackboneFiles> {
+  const { sizeError, ...got } = await readLocalFiles(given);
+  if (sizeError) throw sizeError;
+  return got;
 }
 
 /**
@@ -449,16 +463,18 @@ export async function recordedBackboneFiles(
         `the run's backbone ${what} is missing (the run was trained with sha256 ${shortHash(sha256)}); restore it or retrain`,
       );
     if (!existsSync(source)) throw missing(source);
-    let got: BackboneFiles;
+    let got: BackboneFiles & { sizeError?: UserError };
     try {
-      got = await readLocal(source);
+      got = await readLocalFiles(source);
     } catch (err) {
       const file = /weight file (\S+) is missing/.exec(firstLine(err))?.[1];
       if (file) throw missing(file);
       throw err;
     }
     if (got.sha256 !== sha256) throw changed(got.sha256);
-    return got;
+    const { sizeError, ...files } = got;
+    if (sizeError) throw sizeError;
+    return files;
   }
   const cached = await readBackboneCache(source, sha256, hashFiles, log);
   if (cached) {
