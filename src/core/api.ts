@@ -29,7 +29,8 @@ import {
   type TrainConfig,
 } from './plan.js';
 import { predictProbabilities } from './predict.js';
-import { type EpochMetrics, evaluate as evaluatePass, fit as fitLoop } from './train/loop.js';
+import { type EpochMetrics, evaluate as evaluatePass, fit as fitLoop, keptEpoch } from './train/loop.js';
+import { memorizeAndEvaluate, memorizes } from './train/memorize.js';
 
 /** A model built by `createModel` or loaded from a run: a `Net` that knows what it takes. */
 export interface Model extends Net {
@@ -49,7 +50,10 @@ export interface Model extends Net {
 export interface FitSummary {
   /** The resolved plan it trained with (batch size and epochs sized to the data, if defaulted). */
   plan: TrainConfig;
-  /** The epoch whose weights the model holds: the last one, or the best one after early stopping. */
+  /**
+   * The epoch whose weights the model holds (core/train/loop.ts keptEpoch): with a validation
+   * split the best one by validation accuracy, otherwise the last.
+   */
   keptEpoch: number;
   /** With `patience`: the epoch after which early stopping ended training. */
   stoppedEarly?: number;
@@ -112,9 +116,9 @@ export interface EpochInfo {
 
 export interface FitOptions extends TrainChoices {
   /**
-   * A validation split (see `validationSplit`): evaluated after every epoch as `val_accuracy`;
-   * with `patience`, training stops after that many epochs without a better one and the model
-   * gets the best epoch's weights back.
+   * A validation split (see `validationSplit`): evaluated after every epoch as `val_accuracy`,
+   * and the model ends with the best epoch's weights (as `imgclf train --val-split` keeps the
+   * best epoch); with `patience`, training stops after that many epochs without a better one.
    */
   val?: Split;
   /** After every epoch; a returned promise is awaited before the next epoch. */
@@ -298,6 +302,14 @@ export async function fit(
     // The plan records the validation fraction the caller chose by splitting.
     ...(val ? { valSplit: Math.min(0.9, val.count / (train.count + val.count)) } : {}),
   });
+  if (memorizes(model)) {
+    // A model that memorizes (knn) owns its "fit": one pass over the data, as one epoch.
+    const { history, state } = memorizeAndEvaluate(model, train, test, val, model.inputShape);
+    const plan = { ...requested, epochs: 1 };
+    model.lastFit = { plan, keptEpoch: keptEpoch(state).epoch };
+    await onEpoch?.(history[0], { epochs: 1, best: val !== undefined, plan });
+    return history;
+  }
   const { plan } = sizeToData(requested, train.count);
   const summary: FitSummary = { plan, keptEpoch: 0 };
   const optimizer = optimizerFor(plan);
@@ -305,11 +317,13 @@ export async function fit(
     const history = await fitLoop(model, optimizer, train, test, {
       ...fitOptionsFor(plan, model.inputShape),
       val,
+      // The model ends with the epoch the run keeps (keptEpoch): the best one by validation.
+      restoreBest: true,
       onBatch: options.onBatch,
       shouldStop: options.shouldStop,
       onEpoch: async (m, state, best) => {
         summary.stoppedEarly = state.stoppedEarly;
-        summary.keptEpoch = state.stoppedEarly !== undefined ? state.bestEpoch : m.epoch;
+        summary.keptEpoch = keptEpoch(state).epoch;
         await onEpoch?.(m, { epochs: plan.epochs, best, plan });
       },
     });

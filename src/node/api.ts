@@ -372,8 +372,10 @@ export async function saveRun(dir: string, options: SaveRunOptions): Promise<Run
     if (trained.valSplit !== undefined) choices.valSplit = trained.valSplit;
     else delete choices.patience;
   }
-  // The epoch whose weights are saved: the last, or the best one after early stopping.
+  // The epoch whose weights are saved (keptEpoch's rule, applied by fit): with a validation
+  // split the best one, otherwise the last.
   const kept = history.find((m) => m.epoch === last?.keptEpoch) ?? history.at(-1);
+  const byValidation = kept?.val_accuracy !== undefined && last !== undefined;
   const resolved = resolveConfig({
     ...sourceChoices(source),
     ...choices,
@@ -398,11 +400,13 @@ export async function saveRun(dir: string, options: SaveRunOptions): Promise<Run
     tfjsVersion: tf.version_core,
     created: new Date().toISOString(),
     testAccuracy: kept?.test_accuracy,
-    ...(last?.stoppedEarly !== undefined && kept
+    ...(byValidation && kept
       ? {
           bestEpoch: kept.epoch,
           finalTestAccuracy: history.at(-1)?.test_accuracy,
-          stoppedEarly: { epoch: last.stoppedEarly, patience: last.plan.patience! },
+          ...(last.stoppedEarly !== undefined
+            ? { stoppedEarly: { epoch: last.stoppedEarly, patience: last.plan.patience! } }
+            : {}),
         }
       : {}),
   };

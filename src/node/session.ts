@@ -21,12 +21,11 @@ import { version_core as tfjsVersion } from '@tensorflow/tfjs-core';
 import { selectBackend } from '../backend/index.js';
 import { chooseWorkers, type WorkerChoice } from '../backend/workers/choose.js';
 import { startPool } from '../backend/workers/pool.js';
-import { type Dataset, type ImageShape, pixelsAsFloat, type Split } from '../core/data/dataset.js';
+import { type Dataset, type ImageShape, type Split } from '../core/data/dataset.js';
 import { type DataSource as Source, preprocessingFor } from '../core/data/source.js';
-import { stratifiedSplit, subset } from '../core/data/split.js';
+import { stratifiedSplit } from '../core/data/split.js';
 import { UserError } from '../core/errors.js';
 import { create, type Net } from '../core/models/index.js';
-import { memorize } from '../core/models/knn.js';
 import {
   dataSourceOf,
   fitOptionsFor,
@@ -35,7 +34,8 @@ import {
   sizeToData,
   type TrainConfig,
 } from '../core/plan.js';
-import { DivergedError, type EpochMetrics, evaluate, fit, type FitState } from '../core/train/loop.js';
+import { DivergedError, type EpochMetrics, fit, type FitState, keptEpoch } from '../core/train/loop.js';
+import { memorizeAndEvaluate, memorizes } from '../core/train/memorize.js';
 import { VERSION } from '../core/version.js';
 import { type Backbone, backboneNet, loadBackbone } from './backbone/backbone.js';
 import { featureDataset } from './backbone/features.js';
@@ -352,7 +352,7 @@ async function trainWith(
         options: requested.modelOptions,
       });
   // A model with nothing to train (knn) memorizes the training split instead of fitting.
-  const gradientFree = fresh !== undefined && fresh.trainableVariables.length === 0;
+  const gradientFree = fresh !== undefined && memorizes(fresh);
   // Batch size and epochs the user left to defaults fit the data's size (core/plan.ts).
   const { plan, note: sizing } = gradientFree
     ? { plan: { ...requested, epochs: 1, defaulted: [] }, note: undefined }
@@ -417,18 +417,20 @@ async function trainWith(
     created: new Date().toISOString(),
   };
   /** The metadata of the model at the top level: with a validation split, the best epoch's. */
-  const topMetadata = (state: FitState, last: EpochMetrics): RunMetadata =>
-    val
+  const topMetadata = (state: FitState, last: EpochMetrics): RunMetadata => {
+    const kept = keptEpoch(state);
+    return kept.byValidation
       ? {
           ...metadata,
-          testAccuracy: state.bestTestAccuracy,
-          bestEpoch: state.bestEpoch,
+          testAccuracy: kept.testAccuracy,
+          bestEpoch: kept.epoch,
           finalTestAccuracy: last.test_accuracy,
           ...(state.stoppedEarly !== undefined
             ? { stoppedEarly: { epoch: state.stoppedEarly, patience: plan.patience! } }
             : {}),
         }
-      : { ...metadata, testAccuracy: last.test_accuracy };
+      : { ...metadata, testAccuracy: kept.testAccuracy };
+  };
 
   const identity = { model: plan.model, classNames: dataset.classNames, inputShape: dataset.shape };
   /** Commits one save; the first one of a --force run replaces the run that was there. */
@@ -583,59 +585,4 @@ async function trainWith(
     bestEpoch: val ? state.bestEpoch : undefined,
     testAccuracy: top.testAccuracy,
   };
-}
-
-/** Training examples a memorizing model is scored on (evenly spaced): its train metrics. */
-const MEMORY_SAMPLE = 2000;
-
-/**
- * The "training" of a model with no trainable variables: it memorizes the training split, then
- * is evaluated once on (a sample of) it, the test split and the validation split; that is its
- * one epoch.
- */
-function memorizeAndEvaluate(
-  model: Net,
-  train: Split,
-  test: Split,
-  val: Split | undefined,
-  shape: ImageShape,
-): { history: EpochMetrics[]; state: FitState } {
-  const start = performance.now();
-  memorize(model, pixelsAsFloat(train.images), train.labels, train.count);
-  const seconds = (performance.now() - start) / 1000;
-  const every = Math.ceil(train.count / MEMORY_SAMPLE);
-  const sample =
-    every > 1
-      ? subset(
-          train,
-          shape,
-          Array.from({ length: Math.ceil(train.count / every) }, (_, i) => i * every),
-        )
-      : train;
-  const onTrain = evaluate(model, sample, { shape });
-  const ev = evaluate(model, test, { shape });
-  const v = val ? evaluate(model, val, { shape }) : undefined;
-  const m: EpochMetrics = {
-    epoch: 1,
-    train_loss: onTrain.loss,
-    train_accuracy: onTrain.accuracy,
-    test_accuracy: ev.accuracy,
-    test_loss: ev.loss,
-    ...(v ? { val_accuracy: v.accuracy, val_loss: v.loss } : {}),
-    seconds,
-    eval_seconds: onTrain.seconds + ev.seconds + (v?.seconds ?? 0),
-  };
-  const state: FitState = {
-    epoch: 1,
-    batch: 0,
-    step: 0,
-    epochRng: 0,
-    augmentRng: 0,
-    sums: { loss: 0, correct: 0, seen: 0, seconds: 0 },
-    history: [m],
-    bestValAccuracy: v?.accuracy ?? -1,
-    bestEpoch: v ? 1 : 0,
-    ...(v ? { bestTestAccuracy: ev.accuracy } : {}),
-  };
-  return { history: [m], state };
 }

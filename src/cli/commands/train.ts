@@ -280,7 +280,7 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
       } finally {
         sigint.release();
       }
-      const { history, dir, backend, workers, data, interrupted, bestEpoch } = result;
+      const { history, dir, backend, workers, data, interrupted, bestEpoch, testAccuracy } = result;
       if (interrupted) process.exitCode = 130;
       out.json({
         model: cfg.model,
@@ -294,8 +294,11 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
           test_accuracy: m.test_accuracy,
           seconds: m.seconds,
         })),
-        test_accuracy: history.at(-1)?.test_accuracy ?? null,
-        ...(bestEpoch !== undefined ? { best_epoch: bestEpoch } : {}),
+        // The kept epoch's (core/train/loop.ts keptEpoch), as metadata.json and evaluate say.
+        test_accuracy: testAccuracy ?? history.at(-1)?.test_accuracy ?? null,
+        ...(bestEpoch !== undefined
+          ? { best_epoch: bestEpoch, final_test_accuracy: history.at(-1)?.test_accuracy ?? null }
+          : {}),
         interrupted,
         out: dir,
         data,

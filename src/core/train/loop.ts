@@ -383,6 +383,12 @@ export interface FitOptions {
    * better validation accuracy, and put the best epoch's weights back into the model.
    */
   patience?: number;
+  /**
+   * With a validation split, end with the best epoch's weights in the model even when every
+   * epoch ran (Keras's `restore_best_weights`): what a caller keeping the run in memory wants.
+   * A caller that saves every epoch to disk keeps the best epoch there instead.
+   */
+  restoreBest?: boolean;
   /** Continue from this state (the caller has restored weights and optimizer state). */
   resume?: FitState;
   /** After each epoch; `best` is true when validation accuracy improved. */
@@ -438,17 +444,21 @@ export async function fit(
         bestEpoch: 0,
       };
   augmentRng.snapshot = state.augmentRng;
-  // Early stopping keeps the best epoch's weights to put back (only then: they cost a copy).
+  // Early stopping and restoreBest keep the best epoch's weights to put back (only then: they
+  // cost a copy).
+  const holdBest = Boolean((opts.patience || opts.restoreBest) && opts.val);
   let bestWeights: tf.Tensor[] | undefined;
   const keepBest = (): void => {
     bestWeights?.forEach((w) => w.dispose());
     bestWeights = net.getWeights().map((w) => tf.clone(w));
   };
-  if (opts.patience && opts.val && r0 && r0.bestEpoch === r0.epoch) keepBest();
+  if (holdBest && r0 && r0.bestEpoch === r0.epoch) keepBest();
+  let interrupted = false;
   const runner = opts.runner;
   await runner?.load(net, optimizer);
   for (let epoch = state.epoch + 1; epoch <= opts.epochs && state.stoppedEarly === undefined; epoch++) {
     if (opts.shouldStop?.()) {
+      interrupted = true;
       await opts.onStop?.(state);
       break;
     }
@@ -476,6 +486,7 @@ export async function fit(
     if (r.stopped) {
       // rng has already drawn this epoch's order; the resumed run redraws it from epochRng.
       Object.assign(state, { batch: r.batches, step: r.step, sums: r.sums, augmentRng: augmentRng.snapshot });
+      interrupted = true;
       await opts.onStop?.(state);
       break;
     }
@@ -503,8 +514,8 @@ export async function fit(
       sums: { loss: 0, correct: 0, seen: 0, seconds: 0 },
       ...(best ? { bestValAccuracy: val.accuracy, bestEpoch: epoch, bestTestAccuracy: ev.accuracy } : {}),
     });
+    if (holdBest && best) keepBest();
     if (opts.patience && opts.val) {
-      if (best) keepBest();
       if (epoch - state.bestEpoch >= opts.patience) {
         state.stoppedEarly = epoch;
         if (bestWeights) net.setWeights(bestWeights);
@@ -512,6 +523,36 @@ export async function fit(
     }
     await opts.onEpoch?.(m, state, best);
   }
+  if (opts.restoreBest && bestWeights && !interrupted && state.stoppedEarly === undefined) {
+    if (state.bestEpoch !== state.epoch) net.setWeights(bestWeights);
+  }
   bestWeights?.forEach((w) => w.dispose());
   return state.history;
+}
+
+/** The epoch a run keeps, and the test accuracy it reports for it. */
+export interface KeptEpoch {
+  epoch: number;
+  testAccuracy: number | undefined;
+  /** With a validation split: the best epoch is kept (and may not be the last). */
+  byValidation: boolean;
+}
+
+/**
+ * The one rule for which epoch a run keeps and which test accuracy it reports, followed by
+ * every door (the session's run directory, the library's `fit` and `saveRun`, `train --json`):
+ * with a validation split, the epoch with the best validation accuracy (the earliest of
+ * equals); without one, the last epoch.
+ */
+export function keptEpoch(state: Pick<FitState, 'history' | 'bestEpoch' | 'bestTestAccuracy'>): KeptEpoch {
+  if (state.bestEpoch > 0) {
+    const best = state.history.find((m) => m.epoch === state.bestEpoch);
+    return {
+      epoch: state.bestEpoch,
+      testAccuracy: state.bestTestAccuracy ?? best?.test_accuracy,
+      byValidation: true,
+    };
+  }
+  const last = state.history.at(-1);
+  return { epoch: last?.epoch ?? 0, testAccuracy: last?.test_accuracy, byValidation: false };
 }
