@@ -1,6 +1,9 @@
 /** The run directory's format, shared by the CLI (node/run/rundir.ts) and the page. */
+import * as tf from '@tensorflow/tfjs-core';
 import type { ImageShape } from './data/dataset.js';
 import type { DataSource, Preprocessing } from './data/source.js';
+import type { KeptEpoch } from './train/loop.js';
+import { VERSION } from './version.js';
 
 export const RUN_FORMAT = 'imgclf-run/1';
 
@@ -40,4 +43,56 @@ export interface RunMetadataBase {
    * node/backbone's `BackboneRecord`). `inputShape` is the backbone's; the head takes its features.
    */
   backbone?: object;
+}
+
+/**
+ * What a run is, as its metadata records it; `runMetadata` adds the format and versions, and
+ * the date unless given (a session keeps its start date across its saves).
+ */
+export type RunRecord = { created?: string } & Omit<
+  RunMetadataBase,
+  | 'format'
+  | 'imgclfVersion'
+  | 'tfjsVersion'
+  | 'created'
+  | 'testAccuracy'
+  | 'bestEpoch'
+  | 'finalTestAccuracy'
+  | 'stoppedEarly'
+>;
+
+/** How the training went, for the accuracy a run reports. */
+export interface RunOutcome {
+  /** The epoch the run keeps (core/train/loop.ts keptEpoch). */
+  kept: KeptEpoch;
+  /** The last epoch's test accuracy (recorded beside the kept one when they differ). */
+  finalTestAccuracy?: number;
+  /** Early stopping ended the run after `epoch`, `patience` epochs after its best one. */
+  stoppedEarly?: { epoch: number; patience: number };
+}
+
+/**
+ * metadata.json of a run: the one builder the session, the library's `saveRun` and the page
+ * use, so the three write the same fields and report the kept epoch's test accuracy.
+ */
+export function runMetadata<R extends RunRecord>(
+  record: R,
+  outcome?: RunOutcome,
+): Omit<RunMetadataBase, keyof R | 'backbone'> & R {
+  const kept = outcome?.kept;
+  return {
+    ...record,
+    format: RUN_FORMAT,
+    imgclfVersion: VERSION,
+    tfjsVersion: tf.version_core,
+    created: record.created ?? new Date().toISOString(),
+    ...(kept ? { testAccuracy: kept.testAccuracy } : {}),
+    ...(kept?.byValidation
+      ? {
+          bestEpoch: kept.epoch,
+          finalTestAccuracy: outcome?.finalTestAccuracy,
+          ...(outcome?.stoppedEarly ? { stoppedEarly: outcome.stoppedEarly } : {}),
+        }
+      : {}),
+  };
 }

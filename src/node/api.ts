@@ -46,7 +46,7 @@ import {
 } from '../core/plan.js';
 import { predictProbabilities, topK } from '../core/predict.js';
 import type { EpochMetrics } from '../core/train/loop.js';
-import { VERSION } from '../core/version.js';
+import { runMetadata } from '../core/run-format.js';
 import { loadDataset as loadSource } from './data/load.js';
 import { prepareImage } from './image.js';
 import { loadRunData as loadDataOfRun, runDataSource } from './run/data.js';
@@ -58,7 +58,6 @@ import {
   metricsText,
   modelFiles,
   REPORT_FILES,
-  RUN_FORMAT,
   type RunMetadata,
 } from './run/rundir.js';
 import { commitSave, holdsRun } from './run/save.js';
@@ -386,30 +385,26 @@ export async function saveRun(dir: string, options: SaveRunOptions): Promise<Run
   });
   // As fit sized what it was not told (a no-op for a fit's own plan).
   const plan = data ? sizeToData(resolved, data.train.count).plan : resolved;
-  const metadata: RunMetadata = {
-    format: RUN_FORMAT,
-    model: model.name,
-    dataset: data?.name ?? 'custom',
-    classNames,
-    inputShape: [...shape],
-    preprocessing,
-    data: source,
-    config: { ...plan },
-    backend: tf.getBackend(),
-    imgclfVersion: VERSION,
-    tfjsVersion: tf.version_core,
-    created: new Date().toISOString(),
-    testAccuracy: kept?.test_accuracy,
-    ...(byValidation && kept
-      ? {
-          bestEpoch: kept.epoch,
-          finalTestAccuracy: history.at(-1)?.test_accuracy,
-          ...(last.stoppedEarly !== undefined
-            ? { stoppedEarly: { epoch: last.stoppedEarly, patience: last.plan.patience! } }
-            : {}),
-        }
-      : {}),
-  };
+  const metadata: RunMetadata = runMetadata(
+    {
+      model: model.name,
+      dataset: data?.name ?? 'custom',
+      classNames,
+      inputShape: [...shape],
+      preprocessing,
+      data: source,
+      config: { ...plan },
+      backend: tf.getBackend(),
+    },
+    kept && {
+      kept: { epoch: kept.epoch, testAccuracy: kept.test_accuracy, byValidation },
+      finalTestAccuracy: history.at(-1)?.test_accuracy,
+      stoppedEarly:
+        last?.stoppedEarly !== undefined
+          ? { epoch: last.stoppedEarly, patience: last.plan.patience! }
+          : undefined,
+    },
+  );
   const replace = holdsRun(dir);
   if (replace && !options.force)
     throw new UserError(`${dir} already holds a run; pass force: true to replace it, or another directory`);

@@ -17,7 +17,6 @@
  */
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { version_core as tfjsVersion } from '@tensorflow/tfjs-core';
 import { selectBackend } from '../backend/index.js';
 import { chooseWorkers, type WorkerChoice } from '../backend/workers/choose.js';
 import { startPool } from '../backend/workers/pool.js';
@@ -36,7 +35,7 @@ import {
 } from '../core/plan.js';
 import { DivergedError, type EpochMetrics, fit, type FitState, keptEpoch } from '../core/train/loop.js';
 import { memorizeAndEvaluate, memorizes } from '../core/train/memorize.js';
-import { VERSION } from '../core/version.js';
+import { runMetadata } from '../core/run-format.js';
 import { type Backbone, backboneNet, loadBackbone } from './backbone/backbone.js';
 import { featureDataset } from './backbone/features.js';
 import { type DataSource, type LoadedDataset, loadDataset } from './data/load.js';
@@ -56,7 +55,6 @@ import {
   modelFiles,
   readMetadata,
   REPORT_FILES,
-  RUN_FORMAT,
   type RunMetadata,
 } from './run/rundir.js';
 import { lockRun } from './run/lock.js';
@@ -397,8 +395,7 @@ async function trainWith(
     model = fresh!;
   }
 
-  const metadata: RunMetadata = {
-    format: RUN_FORMAT,
+  const record = {
     model: plan.model,
     dataset: dataset.name,
     classNames: dataset.classNames,
@@ -412,25 +409,21 @@ async function trainWith(
     ...(sizing ? { sizedToData: sizing } : {}),
     backend,
     workers: threads.workers,
-    imgclfVersion: VERSION,
-    tfjsVersion,
     created: new Date().toISOString(),
   };
-  /** The metadata of the model at the top level: with a validation split, the best epoch's. */
-  const topMetadata = (state: FitState, last: EpochMetrics): RunMetadata => {
-    const kept = keptEpoch(state);
-    return kept.byValidation
-      ? {
-          ...metadata,
-          testAccuracy: kept.testAccuracy,
-          bestEpoch: kept.epoch,
-          finalTestAccuracy: last.test_accuracy,
-          ...(state.stoppedEarly !== undefined
-            ? { stoppedEarly: { epoch: state.stoppedEarly, patience: plan.patience! } }
-            : {}),
-        }
-      : { ...metadata, testAccuracy: kept.testAccuracy };
-  };
+  /** The metadata of the model at the top level: the kept epoch's (keptEpoch). */
+  const topMetadata = (state: FitState, last: EpochMetrics): RunMetadata =>
+    runMetadata(record, {
+      kept: keptEpoch(state),
+      finalTestAccuracy: last.test_accuracy,
+      stoppedEarly:
+        state.stoppedEarly !== undefined
+          ? { epoch: state.stoppedEarly, patience: plan.patience! }
+          : undefined,
+    });
+  /** The metadata of final/: the last epoch's. */
+  const lastMetadata = (m: EpochMetrics): RunMetadata =>
+    runMetadata(record, { kept: { epoch: m.epoch, testAccuracy: m.test_accuracy, byValidation: false } });
 
   const identity = { model: plan.model, classNames: dataset.classNames, inputShape: dataset.shape };
   /** Commits one save; the first one of a --force run replaces the run that was there. */
@@ -460,7 +453,7 @@ async function trainWith(
     if (val) {
       // final/ is a complete run directory too: evaluate and predict accept it.
       const last = new Map(current);
-      last.set(METADATA_FILE, metadataText({ ...metadata, testAccuracy: m.test_accuracy }));
+      last.set(METADATA_FILE, metadataText(lastMetadata(m)));
       add(asRunFolder(FINAL_DIR, last, s.epoch));
     }
     files.set(METRICS_FILE, metricsText(s.history));

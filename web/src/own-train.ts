@@ -8,14 +8,12 @@
  * --val-split 0.2` would take a folder of them: RGB, stretched to 32x32 (or 64x64), scaled to
  * [0, 1], with a stratified fifth held out as the test split.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import type { ImageShape, Split } from '../../src/core/data/dataset.js';
 import { folderPreprocessing } from '../../src/core/data/source.js';
 import { stratifiedSplit } from '../../src/core/data/split.js';
 import { sizeToData, type TrainConfig } from '../../src/core/plan.js';
 import type { EpochMetrics } from '../../src/core/train/loop.js';
-import { RUN_FORMAT, type RunMetadataBase } from '../../src/core/run-format.js';
-import { VERSION } from '../../src/core/version.js';
+import { RUN_FORMAT, runMetadata, type RunMetadataBase } from '../../src/core/run-format.js';
 import { PAGE_DATA_DIR, type PageImages, pagePlan } from './train.js';
 
 /**
@@ -152,31 +150,30 @@ export function ownRunMetadata(a: {
   testAccuracy: number;
 }): PageRunMetadata {
   const { images, plan } = a;
-  return {
-    format: RUN_FORMAT,
-    model: plan.model,
-    dataset: PAGE_DATASET,
-    classNames: a.classNames,
-    inputShape: ownShape(images),
-    preprocessing: folderPreprocessing(images.resizeMode),
-    // A relative path: the images travel inside the downloaded run directory (docs/page.md).
-    data: {
-      kind: 'folder',
-      path: PAGE_DATA_DIR,
-      imageSize: images.imageSize,
-      channels: images.channels,
-      resizeMode: images.resizeMode,
-      valSplit: images.heldOut,
-      seed: plan.seed,
+  return runMetadata(
+    {
+      model: plan.model,
+      dataset: PAGE_DATASET,
+      classNames: a.classNames,
+      inputShape: ownShape(images),
+      preprocessing: folderPreprocessing(images.resizeMode),
+      // A relative path: the images travel inside the downloaded run directory (docs/page.md).
+      data: {
+        kind: 'folder',
+        path: PAGE_DATA_DIR,
+        imageSize: images.imageSize,
+        channels: images.channels,
+        resizeMode: images.resizeMode,
+        valSplit: images.heldOut,
+        seed: plan.seed,
+      },
+      config: { ...plan } as Record<string, unknown>,
+      ...(a.note ? { sizedToData: a.note } : {}),
+      backend: a.backend,
     },
-    config: { ...plan } as Record<string, unknown>,
-    ...(a.note ? { sizedToData: a.note } : {}),
-    backend: a.backend,
-    imgclfVersion: VERSION,
-    tfjsVersion: tf.version_core,
-    created: new Date().toISOString(),
-    testAccuracy: a.testAccuracy,
-  };
+    // The page keeps the last epoch; its held-out split is the test split (no validation).
+    { kept: { epoch: plan.epochs, testAccuracy: a.testAccuracy, byValidation: false } },
+  );
 }
 
 /** A model the page holds: trained here, kept in the browser, or read from a run directory. */
