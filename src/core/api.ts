@@ -79,6 +79,11 @@ export interface ModelInfo {
   description: string;
   /** The training settings `fit` uses for this model when none are given. */
   defaults: Required<ModelDefaults>;
+  /**
+   * True for a model that memorizes its training data (knn): `fit` makes one pass over it,
+   * with no optimizer and no batches.
+   */
+  memorizes: boolean;
 }
 
 /** Every choice `resolvePlan` accepts: all optional, each falls back to the model's default. */
@@ -223,7 +228,12 @@ export function createModel(name: string, spec: CreateModelOptions): Model {
 
 /** The registered models with their descriptions and default training settings. */
 export function listModels(): ModelInfo[] {
-  return list().map((e) => ({ name: e.name, description: e.description, defaults: modelDefaults(e.name) }));
+  return list().map((e) => ({
+    name: e.name,
+    description: e.description,
+    defaults: modelDefaults(e.name),
+    memorizes: e.memorizes ?? false,
+  }));
 }
 
 /**
@@ -235,7 +245,11 @@ export function resolvePlan(choices: PlanChoices = {}): TrainConfig {
   return resolveConfig(choices);
 }
 
-/** The training choices in `options` (defined ones only). */
+/**
+ * The training choices in `options` (defined ones only). Of a resolved plan, they are the
+ * options that make `fit` train exactly by that plan: `fit(model, train, test,
+ * trainChoicesOf(plan))`.
+ */
 export function trainChoicesOf(options: object): TrainChoices {
   const out: Record<string, unknown> = {};
   for (const key of TRAIN_CHOICES) {
@@ -415,20 +429,23 @@ export function validationSplit(
 
 /**
  * A split from the bytes of two IDX files (uncompressed), as the Fashion-MNIST and MNIST files
- * are: images (N x H x W bytes) and labels (N bytes). Pixels are scaled to [0, 1].
+ * are: images (N x H x W bytes) and labels (N bytes). The pixels stay bytes; `fit`, `evaluate`
+ * and `predict` scale them to [0, 1]. `name` (e.g. 'train') starts the files' names in errors.
  */
 export function splitFromIdx(
   images: Uint8Array,
   labels: Uint8Array,
   numClasses: number,
+  name?: string,
 ): { split: Split; shape: ImageShape } {
-  const img = parseIdx(images, 'images');
-  const lbl = parseIdx(labels, 'labels', 1);
-  checkPair(img, lbl, 'images', 'labels');
+  const [imagesName, labelsName] = name ? [`${name} images`, `${name} labels`] : ['images', 'labels'];
+  const img = parseIdx(images, imagesName);
+  const lbl = parseIdx(labels, labelsName, 1);
+  checkPair(img, lbl, imagesName, labelsName);
   check(
     img.dims.length === 3 || img.dims.length === 4,
-    `images: expected N x H x W (x C), got ${img.dims.join('x')}`,
+    `${imagesName}: expected N x H x W (x C), got ${img.dims.join('x')}`,
   );
   const shape: ImageShape = [img.dims[1], img.dims[2], img.dims[3] ?? 1];
-  return { split: splitFromBytes(img.data, lbl.data, numClasses, 'labels'), shape };
+  return { split: splitFromBytes(img.data, lbl.data, numClasses, labelsName), shape };
 }

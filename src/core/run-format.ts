@@ -1,11 +1,105 @@
-/** The run directory's format, shared by the CLI (node/run/rundir.ts) and the page. */
+/**
+ * The run directory's format, shared by the CLI (node/run/rundir.ts, node/run/save.ts) and the
+ * page (web/src/run-files.ts), which writes and reads run directories in the browser: the file
+ * names, model.json, metadata.json, metrics.jsonl and manifest.json. Browser-safe: no file
+ * access here, only what the files hold.
+ */
 import * as tf from '@tensorflow/tfjs-core';
 import type { ImageShape } from './data/dataset.js';
 import type { DataSource, Preprocessing } from './data/source.js';
-import type { KeptEpoch } from './train/loop.js';
+import type { NetArtifacts } from './models/net.js';
+import type { EpochMetrics, KeptEpoch } from './train/loop.js';
 import { VERSION } from './version.js';
 
+/** metadata.json `format` of every run directory imgclf writes and reads. */
 export const RUN_FORMAT = 'imgclf-run/1';
+
+/** The network, in TensorFlow.js layers format: topology and weight specs... */
+export const MODEL_FILE = 'model.json';
+/** ...and the weights model.json lists, as one file. */
+export const WEIGHTS_FILE = 'weights.bin';
+/** What the run is (RunMetadataBase). */
+export const METADATA_FILE = 'metadata.json';
+/** One line of EpochMetrics per epoch. */
+export const METRICS_FILE = 'metrics.jsonl';
+/** Every file of the last complete save with its size and SHA-256 (Manifest). */
+export const MANIFEST_FILE = 'manifest.json';
+/** manifest.json `format`. */
+export const MANIFEST_FORMAT = 'imgclf-manifest/1';
+
+/** One file of a save, as manifest.json lists it. */
+export interface ManifestEntry {
+  size: number;
+  /** Lowercase hex. */
+  sha256: string;
+}
+
+/** manifest.json: a save is the files it lists, and a load checks each of them against it. */
+export interface Manifest {
+  format: string;
+  /** Epochs finished when the save was made (0 before the first). */
+  epoch: number;
+  saved: string;
+  /** Every file of the run, by path relative to the run directory ('/'-separated). */
+  files: Record<string, ManifestEntry>;
+}
+
+const wellFormed = (e: unknown): e is ManifestEntry =>
+  typeof e === 'object' &&
+  e !== null &&
+  Number.isSafeInteger((e as ManifestEntry).size) &&
+  (e as ManifestEntry).size >= 0 &&
+  /^[0-9a-f]{64}$/.test(String((e as ManifestEntry).sha256));
+
+/**
+ * Whether parsed manifest.json content is an imgclf manifest with a size and a SHA-256 for
+ * every file. The paths it lists are not checked here: whoever reads files by them must.
+ */
+export function isManifest(m: unknown): m is Manifest {
+  const files = (m as Partial<Manifest> | undefined)?.files;
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    (m as Partial<Manifest>).format === MANIFEST_FORMAT &&
+    typeof files === 'object' &&
+    files !== null &&
+    !Array.isArray(files) &&
+    Object.values(files).every(wellFormed)
+  );
+}
+
+/** manifest.json's text. */
+export function manifestText(m: Manifest): string {
+  return JSON.stringify(m, null, 1) + '\n';
+}
+
+/** model.json of a network, pointing at WEIGHTS_FILE, as `imgclf train` and the page write it. */
+export function modelJsonOf(artifacts: NetArtifacts): {
+  format: string;
+  generatedBy: string;
+  convertedBy: null;
+  modelTopology: object;
+  weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+} {
+  return {
+    // Models outside tfjs-layers (softmax-scratch) name themselves in their topology.
+    format: 'imgclf' in artifacts.modelTopology ? 'imgclf-net' : 'layers-model',
+    generatedBy: `imgclf ${VERSION}`,
+    convertedBy: null,
+    modelTopology: artifacts.modelTopology,
+    weightsManifest: [{ paths: [`./${WEIGHTS_FILE}`], weights: artifacts.weightSpecs }],
+  };
+}
+
+/** metadata.json's text. */
+export function metadataText(meta: RunMetadataBase): string {
+  return JSON.stringify(meta, null, 2) + '\n';
+}
+
+/** metrics.jsonl's text: one JSON line per epoch. */
+export function metricsText(history: EpochMetrics[]): string {
+  return history.map((m) => JSON.stringify(m)).join('\n') + '\n';
+}
 
 /**
  * A run directory's metadata.json: what evaluate, predict, report and serve need besides the

@@ -7,6 +7,7 @@
 import sharp, { type Metadata } from 'sharp';
 import { UserError } from '../core/errors.js';
 import type { ImageShape } from '../core/data/dataset.js';
+import { BORDER_PROBE_SIDE, inputFromBytes, lightBackground, workingSide } from '../core/data/prepare.js';
 import type { Preprocessing } from '../core/data/source.js';
 
 /** Largest decoded image accepted, in pixels (guards against decompression bombs). */
@@ -31,21 +32,6 @@ export const MAX_SVG_USES = 16;
 /** Largest image file read from an image folder, in bytes: a bigger one is skipped unread. */
 export const MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024;
 
-/** Mean of the outermost ring of pixels of a single-channel image, in 0..255. */
-export function borderMean(pixels: Uint8Array, width: number, height: number): number {
-  let sum = 0;
-  let n = 0;
-  for (let x = 0; x < width; x++) {
-    sum += pixels[x] + pixels[(height - 1) * width + x];
-    n += 2;
-  }
-  for (let y = 1; y < height - 1; y++) {
-    sum += pixels[y * width] + pixels[y * width + width - 1];
-    n += 2;
-  }
-  return sum / n;
-}
-
 /** The bytes are in no image format sharp knows (the server answers 415, not 400). */
 export class NotAnImageError extends UserError {
   constructor(message: string) {
@@ -68,13 +54,6 @@ export interface PreparedImage {
   /** Whether the image was inverted to match a dark-background dataset. */
   inverted: boolean;
 }
-
-/**
- * The decode keeps at most this many pixels per side (never fewer than 4x the model's input):
- * libvips then decodes a large JPEG at a fraction of its size (shrink-on-load) instead of in
- * full, and everything after works on that small raw image.
- */
-const WORKING_SIDE = 256;
 
 export interface DecodeOptions {
   /** Decode SVG too (default false: see IMAGE_FORMATS). */
@@ -208,7 +187,9 @@ export async function prepareImage(
   const header = opts.header ?? (await readImageHeader(bytes, name, opts));
   const seconds = opts.timeoutSeconds ?? 0;
   try {
-    const side = Math.max(WORKING_SIDE, 4 * Math.max(width, height));
+    // The working copy (core/data/prepare.ts): libvips then decodes a large JPEG at a fraction
+    // of its size (shrink-on-load) instead of in full.
+    const side = workingSide(shape);
     const decoded = await sharp(bytes, {
       limitInputPixels: Math.max(1, header.width * header.height),
       pages: 1,
@@ -223,8 +204,12 @@ export async function prepareImage(
     const raw = () => sharp(decoded.data, { raw: { width: w, height: h, channels: c } });
     let inverted = false;
     if (pre.invertLightBackground) {
-      const probe = await raw().greyscale().resize(32, 32, { fit: 'fill' }).raw().toBuffer();
-      inverted = borderMean(probe, 32, 32) > 127;
+      const probe = await raw()
+        .greyscale()
+        .resize(BORDER_PROBE_SIDE, BORDER_PROBE_SIDE, { fit: 'fill' })
+        .raw()
+        .toBuffer();
+      inverted = lightBackground(probe);
     }
     let img = raw();
     if (channels === 1) img = img.greyscale();
@@ -237,9 +222,7 @@ export async function prepareImage(
     if (info.channels !== channels || info.width !== width || info.height !== height) {
       throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}`);
     }
-    const input = new Float32Array(data.length);
-    for (let i = 0; i < data.length; i++) input[i] = data[i] / pre.scale;
-    return { input, inverted };
+    return { input: inputFromBytes(data, pre), inverted };
   } catch (err) {
     const message = (err as Error).message;
     if (seconds > 0 && /timeout/i.test(message))

@@ -38,6 +38,15 @@ export function pixelsAsFloat(src: Pixels, from = 0, count = src.length - from):
 }
 
 /**
+ * `count` values of `src` from `from` as bytes 0..255: a view when already bytes, else floats
+ * rounded to the nearest byte (to keep or write data that was scaled or resized as floats).
+ */
+export function pixelsAsBytes(src: Pixels, from = 0, count = src.length - from): Uint8Array {
+  if (src instanceof Uint8Array) return src.subarray(from, from + count);
+  return Uint8Array.from(src.subarray(from, from + count), (v) => Math.round(v * 255));
+}
+
+/**
  * Below this size as floats, `floatIfSmall` converts a byte split once, up front: the hot loop
  * then only copies rows (Fashion-MNIST's 60,000 images are 188 MB as floats). Larger data
  * (photo folders at 224 px) stays bytes and is scaled batch by batch.

@@ -48,3 +48,19 @@ export function stratifiedSplit(
   for (let i = 0; i < split.count; i++) (held[i] ? valIdx : trainIdx).push(i);
   return { train: subset(split, shape, trainIdx), val: subset(split, shape, valIdx) };
 }
+
+/**
+ * For data without a test split of its own (a flat image folder, a lone CSV, the page's
+ * pictures): `fraction` of each class held out as the test split, as stratifiedSplit holds
+ * out validation data, seeded.
+ */
+export function heldOutSplit(
+  all: Split,
+  shape: ImageShape,
+  numClasses: number,
+  fraction: number,
+  seed: number,
+): { train: Split; test: Split } {
+  const { train, val } = stratifiedSplit(all, shape, numClasses, fraction, seed);
+  return { train, test: val };
+}

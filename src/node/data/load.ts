@@ -15,7 +15,7 @@ import { type DataSource, idxSource } from '../../core/data/source.js';
 import { loadImageFolder, type SkippedFile } from './folder.js';
 import type { FileReport } from '../checksum.js';
 import { idxSpec, loadIdxDataset, type LocatedDataset } from './datasets.js';
-import { stratifiedSplit } from '../../core/data/split.js';
+import { heldOutSplit } from '../../core/data/split.js';
 import { resizedShape, resizeSplit } from '../../core/data/transforms.js';
 
 export { type DataSource, idxSource };
@@ -111,13 +111,13 @@ function holdOut(
   seed: number,
   what: string,
 ): { train: Split; test: Split } {
-  const { train, val } = stratifiedSplit(all, shape, numClasses, fraction, seed);
-  if (val.count === 0) {
+  const { train, test } = heldOutSplit(all, shape, numClasses, fraction, seed);
+  if (test.count === 0) {
     throw new UserError(
       `${what} has too few images to hold out a test split (--val-split ${fraction}); add images or a test set`,
     );
   }
-  return { train, test: val };
+  return { train, test };
 }
 
 async function loadFolder(

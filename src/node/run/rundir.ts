@@ -26,8 +26,17 @@ import { UserError } from '../../core/errors.js';
 import { loadNet, type Net } from '../../core/models/index.js';
 import type { EpochMetrics, FitState } from '../../core/train/loop.js';
 import type { OptimizerState } from '../../core/optim/optimizers.js';
-import { RUN_FORMAT, type RunMetadataBase } from '../../core/run-format.js';
-import { VERSION } from '../../core/version.js';
+import {
+  METADATA_FILE,
+  metadataText,
+  METRICS_FILE,
+  metricsText,
+  MODEL_FILE,
+  modelJsonOf,
+  RUN_FORMAT,
+  type RunMetadataBase,
+  WEIGHTS_FILE,
+} from '../../core/run-format.js';
 import { backboneNet, type BackboneRecord, loadRecordedBackbone } from '../backbone/backbone.js';
 import { writerOf } from './lock.js';
 import { LIMITS, readRunFile, runPath } from './paths.js';
@@ -36,7 +45,8 @@ import { checkTopology, MAX_ACTIVATION_VALUES } from './topology.js';
 
 export type { Preprocessing };
 
-export { RUN_FORMAT };
+// The format is the core's (core/run-format.ts), which the page writes and reads too.
+export { METADATA_FILE, metadataText, METRICS_FILE, metricsText, MODEL_FILE, RUN_FORMAT, WEIGHTS_FILE };
 
 /** metadata.json, with the backbone record typed (core/run-format.ts has the rest). */
 export interface RunMetadata extends RunMetadataBase {
@@ -46,11 +56,6 @@ export interface RunMetadata extends RunMetadataBase {
    */
   backbone?: BackboneRecord;
 }
-
-export const MODEL_FILE = 'model.json';
-export const WEIGHTS_FILE = 'weights.bin';
-export const METADATA_FILE = 'metadata.json';
-export const METRICS_FILE = 'metrics.jsonl';
 
 export const FINAL_DIR = 'final';
 export const CHECKPOINT_DIR = 'checkpoint';
@@ -75,26 +80,10 @@ export const REPORT_FILES = [
 /** model.json + weights.bin (TensorFlow.js layers format) of `model`. */
 export async function modelFiles(model: Net): Promise<SaveFiles> {
   const artifacts = await model.artifacts();
-  const modelJson = {
-    // Models outside tfjs-layers (softmax-scratch) name themselves in their topology.
-    format: 'imgclf' in artifacts.modelTopology ? 'imgclf-net' : 'layers-model',
-    generatedBy: `imgclf ${VERSION}`,
-    convertedBy: null,
-    modelTopology: artifacts.modelTopology,
-    weightsManifest: [{ paths: [`./${WEIGHTS_FILE}`], weights: artifacts.weightSpecs }],
-  };
   return new Map<string, string | Uint8Array>([
     [WEIGHTS_FILE, new Uint8Array(artifacts.weightData)],
-    [MODEL_FILE, JSON.stringify(modelJson)],
+    [MODEL_FILE, JSON.stringify(modelJsonOf(artifacts))],
   ]);
-}
-
-export function metadataText(meta: RunMetadata): string {
-  return JSON.stringify(meta, null, 2) + '\n';
-}
-
-export function metricsText(history: EpochMetrics[]): string {
-  return history.map((m) => JSON.stringify(m)).join('\n') + '\n';
 }
 
 /** What a checkpoint was made for: a resume must train the same network on the same data. */

@@ -21,33 +21,28 @@ import { existsSync } from 'node:fs';
 import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../core/errors.js';
+import {
+  isManifest,
+  type Manifest,
+  MANIFEST_FILE,
+  MANIFEST_FORMAT,
+  type ManifestEntry,
+  manifestText,
+  METADATA_FILE,
+} from '../../core/run-format.js';
 import { diskErrorReason, fsyncDir, writeFileSynced } from '../fs.js';
 import { LOCK_FILE } from './lock.js';
 import { checkParents, hashRunFile, LIMITS, readRunFile, runPath } from './paths.js';
 
-export const MANIFEST_FILE = 'manifest.json';
+// The manifest's name and format are the core's (core/run-format.ts): the page writes it too.
+export { MANIFEST_FILE, type Manifest, type ManifestEntry };
 export const STAGING_DIR = '.staging';
-const MANIFEST_FORMAT = 'imgclf-manifest/1';
 
 /** Top-level names a save never holds: the manifest itself, the staging folder, the lock. */
 const RESERVED = new Set([MANIFEST_FILE, STAGING_DIR, LOCK_FILE]);
 
 /** The temp file of an atomic write (node/fs.ts): `<name>.<8 hex digits>.part`. */
 export const TEMP_FILE = /\.[0-9a-f]{8}\.part$/;
-
-export interface ManifestEntry {
-  size: number;
-  sha256: string;
-}
-
-export interface Manifest {
-  format: string;
-  /** Epochs finished when the save was made (0 before the first). */
-  epoch: number;
-  saved: string;
-  /** Every file of the run, by path relative to the run directory ('/'-separated). */
-  files: Record<string, ManifestEntry>;
-}
 
 /** The files of one save, by path relative to the run directory. */
 export type SaveFiles = Map<string, string | Uint8Array>;
@@ -65,18 +60,11 @@ export function manifestOf(files: SaveFiles, epoch: number): string {
   const entries: Record<string, ManifestEntry> = {};
   for (const [rel, data] of files) entries[rel] = entryOf(data);
   const m: Manifest = { format: MANIFEST_FORMAT, epoch, saved: new Date().toISOString(), files: entries };
-  return JSON.stringify(m, null, 1) + '\n';
+  return manifestText(m);
 }
 
 /** A manifest that does not parse: a damaged run, or a staged save cut short by a crash. */
 class CorruptManifestError extends UserError {}
-
-const wellFormed = (e: unknown): e is ManifestEntry =>
-  typeof e === 'object' &&
-  e !== null &&
-  Number.isSafeInteger((e as ManifestEntry).size) &&
-  (e as ManifestEntry).size >= 0 &&
-  /^[0-9a-f]{64}$/.test(String((e as ManifestEntry).sha256));
 
 /**
  * Reads the manifest `rel` of the run directory `dir` (its own, or the staged one): undefined
@@ -93,14 +81,7 @@ async function readManifest(dir: string, rel: string): Promise<Manifest | undefi
   } catch {
     // Reported below with any other malformed manifest.
   }
-  if (
-    !m ||
-    m.format !== MANIFEST_FORMAT ||
-    !m.files ||
-    typeof m.files !== 'object' ||
-    Array.isArray(m.files) ||
-    !Object.values(m.files).every(wellFormed)
-  )
+  if (!isManifest(m))
     throw new CorruptManifestError(`${file} is corrupt or truncated; restore the run directory or retrain`);
   for (const listed of Object.keys(m.files)) {
     runPath(dir, listed, file);
@@ -193,7 +174,7 @@ export async function commitSave(dir: string, files: SaveFiles, opts: CommitOpti
     }
     for (const d of foldersOf(staging, [...files.keys()])) await fsyncDir(d);
     // The save exists from this point on.
-    await writeFileSynced(path.join(staging, MANIFEST_FILE), JSON.stringify(manifest, null, 1) + '\n');
+    await writeFileSynced(path.join(staging, MANIFEST_FILE), manifestText(manifest));
     await fsyncDir(staging);
   } catch (err) {
     await rm(staging, { recursive: true, force: true }).catch(() => {});
@@ -314,5 +295,5 @@ export async function verifyRun(dir: string, under = ''): Promise<Manifest | und
 
 /** Whether `dir` holds a run (a manifest, or the metadata of a run written before manifests). */
 export function holdsRun(dir: string): boolean {
-  return existsSync(path.join(dir, MANIFEST_FILE)) || existsSync(path.join(dir, 'metadata.json'));
+  return existsSync(path.join(dir, MANIFEST_FILE)) || existsSync(path.join(dir, METADATA_FILE));
 }

@@ -1,0 +1,26 @@
+/**
+ * `imgclf/backend`: imgclf's own kernels for a page that trains with `imgclf/core`, the ones the
+ * CLI registers too (backend/index.ts). Browser-safe: TensorFlow.js and src/core only, no Node
+ * API and no threads. Setting up the tfjs backends themselves (which to load, where the wasm
+ * binaries are served from, which to choose) stays with the page.
+ */
+import { registerConvKernels } from './conv-kernels.js';
+import { registerFusedXent } from './fused-xent.js';
+import { registerWasmKernels } from './wasm-kernels.js';
+
+/**
+ * Registers imgclf's kernels (safe to call more than once). Call it after importing
+ * `@tensorflow/tfjs-backend-wasm`, whose kernels the wasm ones replace (without it they are
+ * left out), and before the first training step:
+ *
+ * - wasm: faster transposes, transposed matrix products and Identity (wasm-kernels.ts);
+ * - wasm: the convolution gradients (conv-kernels.ts); tfjs-backend-wasm has no
+ *   Conv2DBackpropFilter, so without them a CNN cannot train on wasm at all;
+ * - wasm and cpu: the fused softmax cross-entropy (fused-xent.ts). WebGL and WebGPU use the
+ *   composed ops instead.
+ */
+export function registerBrowserKernels(): void {
+  registerWasmKernels();
+  registerConvKernels();
+  registerFusedXent();
+}
