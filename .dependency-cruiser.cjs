@@ -35,6 +35,29 @@ module.exports = {
       to: { path: '^(src/(cli|server)|web)/' },
     },
     {
+      name: 'page-uses-the-public-api',
+      severity: 'error',
+      comment:
+        'The page is a user of the package: it imports imgclf/core and imgclf/backend (the public browser entries), its own files, TensorFlow.js and the browser libraries listed here, never src/ internals; what it needs from the core is exported there.',
+      from: { path: '^web/src/' },
+      to: {
+        pathNot: [
+          '^web/src/',
+          '^src/core/index\\.ts$',
+          '^src/backend/browser\\.ts$',
+          '^node_modules/(@tensorflow|chart\\.js|fflate)/',
+        ],
+      },
+    },
+    {
+      name: 'page-imports-by-package-name',
+      severity: 'error',
+      comment:
+        "The page reaches the public entries by their names, 'imgclf/core' and 'imgclf/backend' (web/vite.config.ts and tsconfig paths map them to the sources), as a user's code does, not by a path into src/.",
+      from: { path: '^web/src/' },
+      to: { path: '^src/', dependencyTypesNot: ['aliased-tsconfig-paths'] },
+    },
+    {
       name: 'apps-know-no-apps',
       severity: 'error',
       comment: 'The CLI, the server and the page each stand on the library, not on each other.',

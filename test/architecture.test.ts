@@ -1,6 +1,7 @@
 /**
  * The shape of the code (docs/architecture.md): imports only point down and never run in a
- * circle, and src/core compiles without Node's types. `npm run check` runs the same checks on
+ * circle, the page uses the package's public browser entries only, and src/core compiles
+ * without Node's types. `npm run check` runs the same checks on
  * the real tree; these tests show that each check catches what it is there to catch.
  */
 import { spawnSync } from 'node:child_process';
@@ -59,6 +60,39 @@ describe('architecture', () => {
     expect(r.status).not.toBe(0);
     expect(r.stdout).toMatch(/core-is-browser-safe: src\/core\/c\.ts → src\/node\/n\.ts/);
     expect(r.stdout).toMatch(/core-is-browser-safe: src\/core\/c\.ts → fs/);
+  });
+
+  it('the check fails when the page reaches into src/ instead of imgclf/core and imgclf/backend', () => {
+    const dir = tree({
+      'src/core/index.ts': "export { n } from './data/n.js';\n",
+      'src/core/data/n.ts': 'export const n = 1;\n',
+      'src/backend/browser.ts': 'export const k = 1;\n',
+      'src/backend/kernels.ts': 'export const kernel = 1;\n',
+      'web/src/ok.ts':
+        "import { n } from 'imgclf/core';\nimport { k } from 'imgclf/backend';\nexport const ok = [n, k];\n",
+      'web/src/internal.ts': "import { n } from '../../src/core/data/n.js';\nexport const internal = n;\n",
+      'web/src/kernel.ts':
+        "import { kernel } from '../../src/backend/kernels.js';\nexport const x = kernel;\n",
+      'web/src/by-path.ts': "import { n } from '../../src/core/index.js';\nexport const byPath = n;\n",
+    });
+    // As the repository maps them (tsconfig.json paths): the package names to the sources.
+    writeFileSync(
+      path.join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          paths: { 'imgclf/core': ['./src/core/index.ts'], 'imgclf/backend': ['./src/backend/browser.ts'] },
+        },
+      }),
+    );
+    const r = cruise(dir, ['src', 'web/src']);
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).toMatch(/page-uses-the-public-api: web\/src\/internal\.ts → src\/core\/data\/n\.ts/);
+    expect(r.stdout).toMatch(/page-uses-the-public-api: web\/src\/kernel\.ts → src\/backend\/kernels\.ts/);
+    expect(r.stdout).toMatch(/page-imports-by-package-name: web\/src\/by-path\.ts → src\/core\/index\.ts/);
+    expect(r.stdout).not.toMatch(/web\/src\/ok\.ts/);
   });
 
   it('src/core compiles without Node types, and a Node API in core would not', () => {

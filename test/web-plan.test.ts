@@ -15,7 +15,8 @@ import {
   optimizerFor,
   type TrainConfig,
 } from '../src/core/plan.js';
-import { pagePlan } from '../web/src/train.js';
+import { ownImages, ownPlan, ownShape } from '../web/src/own-train.js';
+import { pagePlan, trainInPage } from '../web/src/train.js';
 
 /** Every field of a plan that changes how a model trains. */
 const TRAINING_FIELDS = [
@@ -131,4 +132,39 @@ describe('pagePlan: the page trains as `imgclf train` does', () => {
     expect(() => pagePlan({ model: 'cnn', batchSize: 1.5 })).toThrow(/--batch-size/);
     expect(() => pagePlan({ model: 'cnn', lr: -1 })).toThrow(/--lr/);
   });
+});
+
+describe('trainInPage: the page trains through the library', () => {
+  it.each(['softmax', 'mlp', 'cnn'])(
+    '%s: the public fit trains by exactly the plan the page shows',
+    async (model) => {
+      const images = ownImages(32);
+      const shape = ownShape(images);
+      const row = shape[0] * shape[1] * shape[2];
+      const count = 24;
+      const pixels = Uint8Array.from({ length: count * row }, (_, i) => (i * 37) % 256);
+      const labels = Uint8Array.from({ length: count }, (_, i) => i % 3);
+      const train = { images: pixels, labels, count };
+      // epochs chosen, batch size left to the data's size (8 for 24 images), as the page does.
+      const { plan } = ownPlan({ model, epochs: 1 }, images, count);
+      expect(plan.batchSize).toBe(8);
+      let probes = 0;
+      const { model: net, history } = await trainInPage({
+        plan,
+        shape,
+        numClasses: 3,
+        train,
+        test: train,
+        probeEvery: 2,
+        shouldStop: () => false,
+        onProgress: () => {},
+        onProbe: () => probes++,
+        onEpoch: () => {},
+      });
+      expect(history).toHaveLength(plan.epochs);
+      expect(probes).toBeGreaterThan(0);
+      expect(training(net.lastFit!.plan)).toEqual(training(plan));
+      net.dispose();
+    },
+  );
 });

@@ -1,10 +1,21 @@
 // The page is built into web/dist and served by `imgclf serve`. During `vite dev` the API is
 // proxied to a server started with `imgclf serve --port 8080`.
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
+
+// The page imports imgclf as a user would, through the package's public browser entries, and is
+// built from their sources (web/tsconfig.json maps them the same way for the type check).
+const source = (file: string) => fileURLToPath(new URL(`../src/${file}`, import.meta.url));
 
 export default defineConfig({
   root: import.meta.dirname,
   base: '/',
+  resolve: {
+    alias: [
+      { find: /^imgclf\/core$/, replacement: source('core/index.ts') },
+      { find: /^imgclf\/backend$/, replacement: source('backend/browser.ts') },
+    ],
+  },
   build: {
     outDir: 'dist',
     emptyOutDir: true,

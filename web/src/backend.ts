@@ -12,9 +12,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
-import { registerConvKernels } from '../../src/backend/conv-kernels.js';
-import { registerFusedXent } from '../../src/backend/fused-xent.js';
-import { registerWasmKernels } from '../../src/backend/wasm-kernels.js';
+import { registerBrowserKernels } from 'imgclf/backend';
 
 export const PREFERENCE = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;
 
@@ -40,10 +38,9 @@ export async function chooseBackend(forced?: string | null): Promise<string> {
     'tfjs-backend-wasm-simd.wasm': wasmSimd,
     'tfjs-backend-wasm-threaded-simd.wasm': wasmThreaded,
   });
-  registerWasmKernels();
-  // Convolution gradients: tfjs-backend-wasm has no Conv2DBackpropFilter (a CNN cannot train without).
-  registerConvKernels();
-  registerFusedXent();
+  // imgclf's kernels: the wasm ones replace kernels of tfjs-backend-wasm, imported above; among
+  // them the convolution gradients, without which a CNN cannot train on wasm.
+  registerBrowserKernels();
   const order = forced && (PREFERENCE as readonly string[]).includes(forced) ? [forced] : [...PREFERENCE];
   const software = forced ? undefined : softwareWebgl();
   if (software) document.body.dataset.softwareWebgl = software;

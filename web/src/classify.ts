@@ -3,9 +3,7 @@
  * are shown, by the server model or, once the page has trained one, by the page's model.
  */
 import { apiFetch } from './api.js';
-import type { ImageShape } from '../../src/core/data/dataset.js';
-import type { Net } from '../../src/core/models/net.js';
-import { predictProbabilities } from '../../src/core/predict.js';
+import { type ImageShape, type Net, predictProbabilities } from 'imgclf/core';
 import { Chart } from './charts.js';
 import { $, acceptFiles, errorText } from './dom.js';
 import { t } from './i18n.js';

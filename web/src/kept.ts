@@ -5,8 +5,7 @@
  * key. A model is listed only when both halves are there.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Split } from '../../src/core/data/dataset.js';
-import type { NetArtifacts } from '../../src/core/models/index.js';
+import { type NetArtifacts, pixelsAsBytes, type Split } from 'imgclf/core';
 import type { PageRunData } from './own-train.js';
 
 const DB_NAME = 'imgclf-page';
@@ -56,7 +55,7 @@ interface StoredSplit {
 type StoredRun = Omit<KeptRun, 'data'> & { data?: { train: StoredSplit; test: StoredSplit } };
 
 const toStored = (s: Split): StoredSplit => ({
-  pixels: s.images instanceof Uint8Array ? s.images : Uint8Array.from(s.images, (v) => Math.round(v * 255)),
+  pixels: pixelsAsBytes(s.images),
   labels: s.labels,
   count: s.count,
 });

@@ -1,6 +1,6 @@
 /** The header: which model the server classifies with, and its class names in both languages. */
 import { apiFetch } from './api.js';
-import type { ImageShape } from '../../src/core/data/dataset.js';
+import type { ImageShape } from 'imgclf/core';
 import { $, errorText } from './dom.js';
 import { getLang } from './i18n.js';
 

@@ -5,7 +5,7 @@
  * (own-train.ts `ownPlan`: pagePlan + sizeToData); the model becomes the page's own model
  * (own-model.ts), which the try and keep parts use.
  */
-import { evaluate } from '../../src/core/train/loop.js';
+import { evaluate, folderPreprocessing, listModels } from 'imgclf/core';
 import { holdToRepeat, type Camera } from './camera.js';
 import { $, acceptFiles } from './dom.js';
 import { clearShown, show, t } from './i18n.js';
@@ -29,7 +29,6 @@ import {
   splitOf,
 } from './own-train.js';
 import { decode, preparePixels, snapshot } from './pixels.js';
-import { list } from '../../src/core/models/index.js';
 import { pagePlan, trainInPage } from './train.js';
 import { lineChart } from './train-panel.js';
 
@@ -214,7 +213,7 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
       const size = Number($<HTMLSelectElement>('own-size').value) || OWN_DEFAULT_SIZE;
       const images = ownImages(size);
       const shape = ownShape(images);
-      const pre = { scale: 255, invertLightBackground: false, resize: images.resizeMode };
+      const pre = folderPreprocessing(images.resizeMode);
       const labelled: LabelledImage[] = [];
       const total = classes.reduce((s, c) => s + c.samples.length, 0);
       for (const c of classes) {
@@ -281,7 +280,7 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
       });
       const seconds = (performance.now() - begin) / 1000;
       // The model as it ends (a stop mid-epoch included), on the held-out images.
-      const heldOut = evaluate(net, test, { shape: inputShape }).accuracy;
+      const heldOut = (await evaluate(net, test)).accuracy;
       acc.textContent = heldOut.toFixed(3);
       acc.dataset.value = String(heldOut);
       const metadata = ownRunMetadata({
@@ -321,7 +320,7 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
   function fillModels(): void {
     const select = $<HTMLSelectElement>('own-model');
     const chosen = select.value || OWN_MODELS[0];
-    const registered = new Map(list().map((e) => [e.name, e]));
+    const registered = new Map(listModels().map((e) => [e.name, e]));
     select.replaceChildren(
       ...OWN_MODELS.filter((m) => registered.has(m)).map((name) => {
         const opt = document.createElement('option');

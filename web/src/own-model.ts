@@ -2,7 +2,7 @@
  * The model of your own classes the page holds now (trained here, kept in this browser, or read
  * from a run directory): the sections that classify, save and download with it follow it here.
  */
-import type { Net } from '../../src/core/models/index.js';
+import type { Net } from 'imgclf/core';
 import type { PageRunData } from './own-train.js';
 
 export interface OwnModel extends PageRunData {

@@ -8,12 +8,19 @@
  * --val-split 0.2` would take a folder of them: RGB, stretched to 32x32 (or 64x64), scaled to
  * [0, 1], with a stratified fifth held out as the test split.
  */
-import type { ImageShape, Split } from '../../src/core/data/dataset.js';
-import { folderPreprocessing } from '../../src/core/data/source.js';
-import { stratifiedSplit } from '../../src/core/data/split.js';
-import { sizeToData, type TrainConfig } from '../../src/core/plan.js';
-import type { EpochMetrics } from '../../src/core/train/loop.js';
-import { RUN_FORMAT, runMetadata, type RunMetadataBase } from '../../src/core/run-format.js';
+import {
+  type EpochMetrics,
+  folderPreprocessing,
+  heldOutSplit,
+  type ImageShape,
+  imageSize,
+  pixelsAsBytes,
+  runMetadata,
+  type RunMetadataBase,
+  sizeToData,
+  type Split,
+  type TrainConfig,
+} from 'imgclf/core';
 import { PAGE_DATA_DIR, type PageImages, pagePlan } from './train.js';
 
 /**
@@ -93,7 +100,7 @@ export interface LabelledImage {
 
 /** All images as one split, kept as bytes as the folder loader keeps them. */
 export function splitOf(images: LabelledImage[], shape: ImageShape): Split {
-  const row = shape[0] * shape[1] * shape[2];
+  const row = imageSize(shape);
   const out = new Uint8Array(images.length * row);
   const labels = new Uint8Array(images.length);
   images.forEach((img, i) => {
@@ -106,23 +113,15 @@ export function splitOf(images: LabelledImage[], shape: ImageShape): Split {
 
 /** Image `i` of a split as bytes 0..255 (a view when the split holds bytes). */
 export function rowBytes(split: Split, shape: ImageShape, i: number): Uint8Array {
-  const row = shape[0] * shape[1] * shape[2];
-  const { images } = split;
-  if (images instanceof Uint8Array) return images.subarray(i * row, (i + 1) * row);
-  return Uint8Array.from(images.subarray(i * row, (i + 1) * row), (v) => Math.round(v * 255));
+  const row = imageSize(shape);
+  return pixelsAsBytes(split.images, i * row, row);
 }
 
-/** Training and held-out test split: `fraction` of each class, stratified, seeded. */
-export function heldOutSplit(
-  all: Split,
-  shape: ImageShape,
-  numClasses: number,
-  fraction: number,
-  seed: number,
-): { train: Split; test: Split } {
-  const { train, val } = stratifiedSplit(all, shape, numClasses, fraction, seed);
-  return { train, test: val };
-}
+/**
+ * Training and held-out test split: `fraction` of each class, stratified, seeded, as
+ * `imgclf train --data` holds out part of a flat folder (the core's rule).
+ */
+export { heldOutSplit };
 
 /** The plan for the page's own images, sized to the training set as the CLI sizes it. */
 export function ownPlan(
@@ -133,10 +132,9 @@ export function ownPlan(
   return sizeToData(pagePlan({ ...choice, images }), trainCount);
 }
 
-/** The run directory's metadata.json, as the page writes it: the CLI's format (core/run-format.ts). */
+/** The run directory's metadata.json, as the page writes it: the CLI's format (imgclf/core). */
 export type PageRunMetadata = RunMetadataBase;
 
-export { RUN_FORMAT };
 /** metadata.json `dataset` of a run trained in the page. */
 export const PAGE_DATASET = 'page';
 

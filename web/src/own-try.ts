@@ -4,14 +4,13 @@
  * in the page as `imgclf predict` prepares them (pixels.ts), for the model's input shape and
  * preprocessing, so a run read from files (a Fashion-MNIST one too) works the same way.
  */
-import { displayName } from '../../src/core/data/classes.js';
-import { predictProbabilities, topK } from '../../src/core/predict.js';
+import { displayName, inputFromBytes, predictProbabilities, topK } from 'imgclf/core';
 import type { Camera } from './camera.js';
 import { $, acceptFiles } from './dom.js';
 import { clearShown, getLang, show, t } from './i18n.js';
 import { onLangChange } from './lang.js';
 import { onOwnModel, type OwnModel, ownModel } from './own-model.js';
-import { decode, type Picture, pixelsCanvas, preparePixels, scaled } from './pixels.js';
+import { decode, type Picture, pixelsCanvas, preparePixels } from './pixels.js';
 import { attachDrawing } from './draw.js';
 
 /** Live classification takes a frame this often (and never two at once). */
@@ -27,7 +26,7 @@ export interface Ranked {
 export function classify(model: OwnModel, picture: Picture): { top: Ranked[]; pixels: Uint8Array } {
   const { inputShape, preprocessing, classNames } = model.metadata;
   const { pixels } = preparePixels(picture, inputShape, preprocessing);
-  const [p] = predictProbabilities(model.net, scaled(pixels, preprocessing), 1, inputShape);
+  const [p] = predictProbabilities(model.net, inputFromBytes(pixels, preprocessing), 1, inputShape);
   const top = topK(p, Math.min(SHOWN, classNames.length)).map((i) => ({
     label: classNames[i],
     probability: p[i],

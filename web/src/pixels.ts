@@ -1,20 +1,24 @@
 /**
  * Turning a picture into a model's input in the page, the way `imgclf predict` does it in
- * Node (src/node/image.ts `prepareImage`, with sharp): transparency flattened onto white, the
+ * Node (src/node/image.ts `prepareImage`, with sharp), by the core's rules (imgclf/core:
+ * `workingSide`, `lightBackground`, `inputFromBytes`): transparency flattened onto white, the
  * picture brought to at most 256 pixels a side, then (for MNIST-like models) inverted when its
  * border is light, resized to the input size with the run's resize mode (fill stretches,
- * contain letterboxes, cover crops the centre), turned gray or kept RGB, and divided by 255.
- * Canvas resampling is not sharp's, so values differ slightly; the labels agree (the tests
- * compare the page's predictions with `imgclf predict`'s).
+ * contain letterboxes, cover crops the centre), turned gray or kept RGB; the caller then
+ * scales the bytes with `inputFromBytes`. Canvas resampling is not sharp's, so values differ
+ * slightly; the labels agree (the tests compare the page's predictions with `imgclf
+ * predict`'s).
  */
-import type { ImageShape } from '../../src/core/data/dataset.js';
-import type { Preprocessing } from '../../src/core/data/source.js';
+import {
+  BORDER_PROBE_SIDE,
+  type ImageShape,
+  lightBackground,
+  type Preprocessing,
+  workingSide,
+} from 'imgclf/core';
 
 /** A picture the page can draw: a decoded file, a video frame, a canvas. */
 export type Picture = ImageBitmap | HTMLVideoElement | HTMLCanvasElement;
-
-/** As node/image.ts: the working copy keeps at most this many pixels a side (or 4x the input). */
-const WORKING_SIDE = 256;
 
 function sizeOf(p: Picture): [number, number] {
   if (p instanceof HTMLVideoElement) return [p.videoWidth, p.videoHeight];
@@ -52,22 +56,15 @@ function working(p: Picture, side: number): HTMLCanvasElement {
   return c;
 }
 
-/** Mean of the outermost pixel ring of a gray 32x32 probe, 0..255 (node/image.ts `borderMean`). */
-function borderMean(src: HTMLCanvasElement): number {
-  const [, ctx] = canvas(32, 32);
-  ctx.drawImage(src, 0, 0, 32, 32);
-  const d = ctx.getImageData(0, 0, 32, 32).data;
-  let sum = 0;
-  let n = 0;
-  for (let y = 0; y < 32; y++) {
-    for (let x = 0; x < 32; x++) {
-      if (y !== 0 && y !== 31 && x !== 0 && x !== 31) continue;
-      const i = (y * 32 + x) * 4;
-      sum += gray(d[i], d[i + 1], d[i + 2]);
-      n++;
-    }
-  }
-  return sum / n;
+/** The light-background probe of a picture: gray, stretched to BORDER_PROBE_SIDE a side. */
+function borderProbe(src: HTMLCanvasElement): Uint8Array {
+  const side = BORDER_PROBE_SIDE;
+  const [, ctx] = canvas(side, side);
+  ctx.drawImage(src, 0, 0, side, side);
+  const d = ctx.getImageData(0, 0, side, side).data;
+  const probe = new Uint8Array(side * side);
+  for (let i = 0; i < probe.length; i++) probe[i] = gray(d[i * 4], d[i * 4 + 1], d[i * 4 + 2]);
+  return probe;
 }
 
 const toLinear = (v: number) => {
@@ -88,8 +85,8 @@ export function preparePixels(
   pre: Preprocessing,
 ): { pixels: Uint8Array; inverted: boolean } {
   const [height, width, channels] = shape;
-  const src = working(p, Math.max(WORKING_SIDE, 4 * Math.max(width, height)));
-  const inverted = pre.invertLightBackground && borderMean(src) > 127;
+  const src = working(p, workingSide(shape));
+  const inverted = pre.invertLightBackground && lightBackground(borderProbe(src));
   const [, ctx] = canvas(width, height);
   // Letterbox padding: white, or black for MNIST-like models (white too when inverting after).
   ctx.fillStyle = pre.invertLightBackground && !inverted ? '#000' : '#fff';
@@ -115,11 +112,6 @@ export function preparePixels(
     else pixels.set([r, g, b], i * 3);
   }
   return { pixels, inverted };
-}
-
-/** Bytes (0..255) as the model's input values. */
-export function scaled(pixels: Uint8Array, pre: Preprocessing): Float32Array {
-  return Float32Array.from(pixels, (v) => v / pre.scale);
 }
 
 /** H * W * C bytes as a canvas (gray repeated into RGB). */

@@ -1,7 +1,8 @@
 /**
- * A model as run-directory files (node/run/rundir.ts), written and read in the page, so that
- * `imgclf evaluate`, `predict` and `serve --run DIR` take a model trained here, and the page
- * takes one trained by `imgclf train`:
+ * A model as run-directory files, written and read in the page in the format `imgclf` writes
+ * and reads (imgclf/core: the file names, model.json, metadata and metrics text, the manifest;
+ * node/run/rundir.ts and save.ts use the same), so that `imgclf evaluate`, `predict` and
+ * `serve --run DIR` take a model trained here, and the page takes one trained by `imgclf train`:
  *
  *   model.json + weights.bin   TensorFlow.js layers format, as `modelFiles` writes them
  *   metadata.json              format imgclf-run/1, classes, input shape, preprocessing, plan
@@ -17,19 +18,29 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { strFromU8, strToU8, unzipSync, zipSync, type Zippable } from 'fflate';
-import type { ImageShape, Split } from '../../src/core/data/dataset.js';
-import { loadNet, type Net, type NetArtifacts } from '../../src/core/models/index.js';
-import type { EpochMetrics } from '../../src/core/train/loop.js';
-import { VERSION } from '../../src/core/version.js';
+import {
+  type EpochMetrics,
+  type ImageShape,
+  isManifest,
+  loadNet,
+  type Manifest,
+  MANIFEST_FILE,
+  MANIFEST_FORMAT,
+  manifestText,
+  METADATA_FILE,
+  metadataText,
+  METRICS_FILE,
+  metricsText,
+  MODEL_FILE,
+  modelJsonOf,
+  type Net,
+  type NetArtifacts,
+  RUN_FORMAT,
+  type Split,
+  WEIGHTS_FILE,
+} from 'imgclf/core';
 import { PAGE_DATA_DIR } from './train.js';
-import { type PageRunData, type PageRunMetadata, rowBytes, RUN_FORMAT } from './own-train.js';
-
-export const MODEL_FILE = 'model.json';
-export const WEIGHTS_FILE = 'weights.bin';
-export const METADATA_FILE = 'metadata.json';
-export const METRICS_FILE = 'metrics.jsonl';
-export const MANIFEST_FILE = 'manifest.json';
-const MANIFEST_FORMAT = 'imgclf-manifest/1';
+import { type PageRunData, type PageRunMetadata, rowBytes } from './own-train.js';
 /** What the page reads of a run directory; anything else in a zip or a pick is ignored. */
 const READ_FILES = [MODEL_FILE, WEIGHTS_FILE, METADATA_FILE, METRICS_FILE, MANIFEST_FILE];
 /** A zip whose files would unpack to more than this is refused. */
@@ -64,17 +75,6 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return toHex(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
 }
 
-/** model.json as `imgclf train` writes it (node/run/rundir.ts `modelFiles`). */
-export function modelJsonOf(a: NetArtifacts): string {
-  return JSON.stringify({
-    format: 'imgclf' in a.modelTopology ? 'imgclf-net' : 'layers-model',
-    generatedBy: `imgclf ${VERSION}`,
-    convertedBy: null,
-    modelTopology: a.modelTopology,
-    weightsManifest: [{ paths: [`./${WEIGHTS_FILE}`], weights: a.weightSpecs }],
-  });
-}
-
 /** The images of a split as data/PART/CLASS/NNNN.png files. */
 async function imageFiles(
   part: 'train' | 'test',
@@ -105,7 +105,7 @@ export async function runFiles(
 ): Promise<RunFiles> {
   const artifacts = await net.artifacts();
   const files: RunFiles = new Map();
-  files.set(MODEL_FILE, strToU8(modelJsonOf(artifacts)));
+  files.set(MODEL_FILE, strToU8(JSON.stringify(modelJsonOf(artifacts))));
   files.set(WEIGHTS_FILE, new Uint8Array(artifacts.weightData));
   let metadata = run.metadata;
   const { data } = run;
@@ -118,18 +118,18 @@ export async function runFiles(
     metadata = { ...metadata };
     delete metadata.data;
   }
-  files.set(METADATA_FILE, strToU8(JSON.stringify(metadata, null, 2) + '\n'));
-  files.set(METRICS_FILE, strToU8(run.metrics.map((m) => JSON.stringify(m)).join('\n') + '\n'));
+  files.set(METADATA_FILE, strToU8(metadataText(metadata)));
+  files.set(METRICS_FILE, strToU8(metricsText(run.metrics)));
   if (canHash()) {
-    const entries: Record<string, { size: number; sha256: string }> = {};
-    for (const [rel, bytes] of files) entries[rel] = { size: bytes.length, sha256: await sha256Hex(bytes) };
-    const manifest = {
+    const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       epoch: run.metrics.length,
       saved: new Date().toISOString(),
-      files: entries,
+      files: {},
     };
-    files.set(MANIFEST_FILE, strToU8(JSON.stringify(manifest, null, 1) + '\n'));
+    for (const [rel, bytes] of files)
+      manifest.files[rel] = { size: bytes.length, sha256: await sha256Hex(bytes) };
+    files.set(MANIFEST_FILE, strToU8(manifestText(manifest)));
   }
   return files;
 }
@@ -205,12 +205,8 @@ function parseJson<T>(files: RunFiles, name: string): T {
  */
 async function checkManifest(files: RunFiles): Promise<'checked' | 'none' | 'unchecked'> {
   if (!files.has(MANIFEST_FILE)) return 'none';
-  const m = parseJson<{ format?: string; files?: Record<string, { size: number; sha256: string }> }>(
-    files,
-    MANIFEST_FILE,
-  );
-  if (m.format !== MANIFEST_FORMAT || !m.files || typeof m.files !== 'object')
-    throw new RunFileError(`${MANIFEST_FILE} is not an imgclf manifest`);
+  const m = parseJson<unknown>(files, MANIFEST_FILE);
+  if (!isManifest(m)) throw new RunFileError(`${MANIFEST_FILE} is not an imgclf manifest`);
   if (!canHash()) return 'unchecked';
   for (const [rel, want] of Object.entries(m.files)) {
     const bytes = files.get(rel);

@@ -4,8 +4,7 @@
  * page with live curves, then classify with the result.
  */
 import { apiFetch } from './api.js';
-import { list } from '../../src/core/models/index.js';
-import { modelDefaults } from '../../src/core/plan.js';
+import { listModels as list, modelDefaults } from 'imgclf/core';
 import { Chart } from './charts.js';
 import type { Classifier } from './classify.js';
 import { $ } from './dom.js';

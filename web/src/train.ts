@@ -1,21 +1,29 @@
 /**
- * Training in the page: the data comes from the server as IDX files, is parsed by the same
- * code the CLI uses (core/data/idx.ts), and goes through the same training loop
- * (core/train/loop.ts `fit`) under the same plan (core/plan.ts): `pagePlan` resolves the
- * user's choices as the CLI resolves its flags, so the page trains each model with its own
- * recipe (optimizer, weight decay, schedule, label smoothing, augmentation). Only the UI
- * hooks are new here. Your own classes (own-classes.ts) train through `trainInPage` too, on
- * the pictures collected in the page, with `pagePlan({ ..., images })`. Nothing at the top
- * level touches the DOM, so Node can import this.
+ * Training in the page, through the library's public API (imgclf/core) as any browser user
+ * would: the data comes from the server as IDX files (`splitFromIdx`), and the model is built
+ * by `createModel` and trained by `fit`, the library's one run function, under the plan the
+ * CLI would use (`pagePlan` resolves the user's choices as `imgclf train` resolves its flags),
+ * so the page trains each model with its own recipe (optimizer, weight decay, schedule, label
+ * smoothing, augmentation). Only the UI hooks are new here. Your own classes (own-classes.ts)
+ * train through `trainInPage` too, on the pictures collected in the page, with
+ * `pagePlan({ ..., images })`. Nothing at the top level touches the DOM, so Node can import
+ * this.
  */
+import {
+  createModel,
+  type EpochMetrics,
+  evaluate,
+  fit,
+  type ImageShape,
+  type Model,
+  type ResizeMode,
+  resolvePlan,
+  type Split,
+  splitFromIdx,
+  trainChoicesOf,
+  type TrainConfig,
+} from 'imgclf/core';
 import { apiFetch } from './api.js';
-import type { Net } from '../../src/core/models/net.js';
-import { type ImageShape, type Split, splitFromBytes } from '../../src/core/data/dataset.js';
-import { checkPair, parseIdx } from '../../src/core/data/idx.js';
-import type { ResizeMode } from '../../src/core/data/source.js';
-import { create } from '../../src/core/models/index.js';
-import { fitOptionsFor, optimizerFor, resolveConfig, type TrainConfig } from '../../src/core/plan.js';
-import { type EpochMetrics, evaluate, fit } from '../../src/core/train/loop.js';
 
 /** What the page lets the user choose; undefined (a field left empty) means the model's default. */
 export interface PageChoice {
@@ -47,7 +55,7 @@ export const PAGE_DATA_DIR = 'data';
 /** The plan for the page's choices: the same as `imgclf train` with the same flags. */
 export function pagePlan(choice: PageChoice): TrainConfig {
   const images = choice.images;
-  return resolveConfig({
+  return resolvePlan({
     model: choice.model,
     epochs: choice.epochs,
     lr: choice.lr,
@@ -75,16 +83,13 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
   return new Uint8Array(await res.arrayBuffer());
 }
 
-/** Downloads the first `limit` examples of a split and scales them to [0, 1]. */
+/** Downloads the first `limit` examples of a split (pixels as bytes; `fit` scales them). */
 export async function loadSplit(split: 'train' | 'test', limit: number, numClasses: number): Promise<Split> {
   const [images, labels] = await Promise.all([
     fetchBytes(`/api/data/${split}/images?limit=${limit}`),
     fetchBytes(`/api/data/${split}/labels?limit=${limit}`),
   ]);
-  const img = parseIdx(images, `${split} images`);
-  const lbl = parseIdx(labels, `${split} labels`, 1);
-  checkPair(img, lbl, `${split} images`, `${split} labels`);
-  return splitFromBytes(img.data, lbl.data, numClasses, split);
+  return splitFromIdx(images, labels, numClasses, split).split;
 }
 
 export interface TrainRequest {
@@ -114,24 +119,26 @@ function probeOf(train: Split, shape: ImageShape, n: number): Split {
   return { images: train.images.subarray(0, count * row), labels: train.labels.subarray(0, count), count };
 }
 
-export async function trainInPage(req: TrainRequest): Promise<{ model: Net; history: EpochMetrics[] }> {
+/** Trains a new model by `req.plan`; a stop ends it after the current batch, the model kept as it is. */
+export async function trainInPage(req: TrainRequest): Promise<{ model: Model; history: EpochMetrics[] }> {
   const { plan } = req;
-  const model = create(plan.model, {
+  const model = createModel(plan.model, {
     inputShape: req.shape,
     numClasses: req.numClasses,
     seed: plan.seed,
     options: plan.modelOptions,
   });
-  const optimizer = optimizerFor(plan);
   const probe = probeOf(req.train, req.shape, 1000);
   try {
-    const history = await fit(model, optimizer, req.train, req.test, {
-      ...fitOptionsFor(plan, req.shape),
+    const history = await fit(model, req.train, req.test, {
+      // Every setting of the plan, given: fit resolves them to this same plan (nothing is
+      // left for it to size to the data), so it trains exactly as the plan shown says.
+      ...trainChoicesOf(plan),
       shouldStop: req.shouldStop,
       onBatch: async (epoch, done, total) => {
         req.onProgress(epoch, done, total);
         if (done % req.probeEvery === 0 || done === total) {
-          const r = evaluate(model, probe, { shape: req.shape });
+          const r = await evaluate(model, probe);
           req.onProbe(epoch - 1 + done / total, r.loss, r.accuracy);
         }
         await yieldToUi();
@@ -142,7 +149,5 @@ export async function trainInPage(req: TrainRequest): Promise<{ model: Net; hist
   } catch (err) {
     model.dispose();
     throw err;
-  } finally {
-    optimizer.dispose();
   }
 }
