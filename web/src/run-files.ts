@@ -41,6 +41,7 @@ import {
 } from 'imgclf/core';
 import { PAGE_DATA_DIR } from './train.js';
 import { type PageRunData, type PageRunMetadata, rowBytes } from './own-train.js';
+
 /** What the page reads of a run directory; anything else in a zip or a pick is ignored. */
 const READ_FILES = [MODEL_FILE, WEIGHTS_FILE, METADATA_FILE, METRICS_FILE, MANIFEST_FILE];
 /** A zip whose files would unpack to more than this is refused. */
