@@ -161,20 +161,6 @@ export function knn(spec: ModelSpec): Net {
   return new KnnNet(spec, checkK((spec.options as KnnOptions | undefined)?.k));
 }
 
-/**
- * Stores the training examples in a knn net: its only "training". `inputs` holds `count` rows
- * of the net's input size.
- */
-export function memorize(
-  net: Net,
-  inputs: Float32Array | Uint8Array,
-  labels: Uint8Array,
-  count: number,
-): void {
-  if (!(net instanceof KnnNet)) throw new Error(`${net.name} does not memorize examples`);
-  net.memorize(inputs, labels, count);
-}
-
 async function load(a: NetArtifacts): Promise<Net> {
   const topo = a.modelTopology as {
     imgclf?: string;

@@ -38,14 +38,11 @@ export type { Preprocessing };
 
 export { RUN_FORMAT };
 
-/** metadata.json, with the backbone record typed (core/run-format.ts has the rest). */
-export interface RunMetadata extends RunMetadataBase {
-  /**
-   * Transfer learning: the frozen backbone the head (model.json) runs on. `inputShape` is the
-   * backbone's; the head takes its features.
-   */
-  backbone?: BackboneRecord;
-}
+/**
+ * metadata.json, with the backbone record typed (core/run-format.ts has the rest). With a
+ * backbone (transfer learning) `inputShape` is the backbone's; the head takes its features.
+ */
+export type RunMetadata = RunMetadataBase<BackboneRecord>;
 
 export const MODEL_FILE = 'model.json';
 export const WEIGHTS_FILE = 'weights.bin';
