@@ -11,8 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { readFile, rm } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { type BackendName, selectBackend } from '../backend/index.js';
 import {
   asModel,
@@ -57,10 +56,10 @@ import {
   METRICS_FILE,
   metricsText,
   modelFiles,
-  REPORT_FILES,
   type RunMetadata,
+  saveRunFiles,
 } from './run/rundir.js';
-import { commitSave, holdsRun } from './run/save.js';
+import { holdsRun } from './run/save.js';
 // Types only: the session (and the report's vega under it) loads when `train` is first called.
 import type { Progress, ResumeOverrides, SessionResult } from './session.js';
 
@@ -411,9 +410,7 @@ export async function saveRun(dir: string, options: SaveRunOptions): Promise<Run
   const files = await modelFiles(model);
   files.set(METADATA_FILE, metadataText(metadata));
   files.set(METRICS_FILE, metricsText(history));
-  await commitSave(dir, files, { epoch: history.at(-1)?.epoch ?? 0, replace });
-  // The replaced run's report describes another model.
-  if (replace) for (const name of REPORT_FILES) await rm(path.join(dir, name), { force: true });
+  await saveRunFiles(dir, files, { epoch: history.at(-1)?.epoch ?? 0, replace });
   return { dir, model, metadata, history };
 }
 

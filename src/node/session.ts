@@ -15,7 +15,6 @@
  * The training loop itself is `fit` in src/core/train/loop.ts; this module is the policy
  * around it: what is saved where and when.
  */
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { selectBackend } from '../backend/index.js';
 import { chooseWorkers, type WorkerChoice } from '../backend/workers/choose.js';
@@ -55,11 +54,11 @@ import {
   metricsText,
   modelFiles,
   readMetadata,
-  REPORT_FILES,
   type RunMetadata,
+  saveRunFiles,
 } from './run/rundir.js';
 import { lockRun } from './run/lock.js';
-import { commitSave, holdsRun, type SaveFiles } from './run/save.js';
+import { holdsRun, type SaveFiles } from './run/save.js';
 
 /** A progress display for a counted task; `update` may hand back a promise the loop awaits. */
 export interface Progress {
@@ -404,12 +403,8 @@ function runSaver(setup: SaverSetup): RunCallback & { saved(): number | undefine
   let replacing = setup.replacing;
   let saved: number | undefined;
   const commit = async (files: SaveFiles, epoch: number): Promise<void> => {
-    await commitSave(dir, files, { epoch, replace: replacing });
-    if (replacing) {
-      // The old run's report describes another model.
-      for (const name of REPORT_FILES) await rm(path.join(dir, name), { force: true });
-      replacing = false;
-    }
+    await saveRunFiles(dir, files, { epoch, replace: replacing });
+    replacing = false;
     saved = epoch;
   };
   return {

@@ -19,6 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageShape } from '../../core/data/dataset.js';
 import type { Preprocessing } from '../../core/data/source.js';
@@ -152,6 +153,20 @@ export function asRunFolder(folder: string, files: SaveFiles, epoch: number): Sa
 
 // ---------------------------------------------------------------------------------------------
 // Saving: each call below is one all-or-nothing save.
+
+/**
+ * Commits one save of a run; `replace` makes it replace the run `dir` holds as a whole (train
+ * --force, saveRun with force): the previous run's files and its report, which describes
+ * another model, are removed once the save is committed.
+ */
+export async function saveRunFiles(
+  dir: string,
+  files: SaveFiles,
+  opts: { epoch: number; replace: boolean },
+): Promise<void> {
+  await commitSave(dir, files, opts);
+  if (opts.replace) for (const name of REPORT_FILES) await rm(path.join(dir, name), { force: true });
+}
 
 /** Saves the model (model.json + weights.bin) into `dir`. */
 export async function saveModel(model: Net, dir: string): Promise<void> {
