@@ -35,6 +35,7 @@ import {
   sizeToData,
   type TrainConfig,
 } from '../core/plan.js';
+import { RESUMABLE, type ResumableSetting } from '../core/settings.js';
 import { DivergedError, type EpochMetrics, evaluate, fit, type FitState } from '../core/train/loop.js';
 import { VERSION } from '../core/version.js';
 import { type Backbone, backboneNet, loadBackbone } from './backbone/backbone.js';
@@ -120,9 +121,12 @@ function defaultOut(): string {
   return path.join('runs', stamp);
 }
 
-/** What a resume may change in a run's recorded plan; everything else is kept. */
-export const RESUME_OVERRIDES = ['epochs', 'backend', 'dataDir'] as const;
-export type ResumeOverrides = Partial<Pick<TrainConfig, (typeof RESUME_OVERRIDES)[number]>>;
+/**
+ * What a resume may change in a run's recorded plan (the settings declared `resumable` in
+ * core/settings.ts); everything else is kept.
+ */
+export const RESUME_OVERRIDES = RESUMABLE;
+export type ResumeOverrides = Partial<Pick<TrainConfig, ResumableSetting>>;
 
 /**
  * The plan a run directory was trained with, for --resume, with the few settings a resume

@@ -24,6 +24,11 @@ export interface PageChoice {
   lr?: number;
   batchSize?: number;
   seed?: number;
+  /**
+   * Model options (hidden sizes, dropout, ...), as the model declares them; an unknown one or
+   * a value out of range fails with one line, as `createModel` and the CLI do.
+   */
+  options?: Record<string, unknown>;
   /** Training on images collected in the page (your own classes) rather than the server's data. */
   images?: PageImages;
 }
@@ -54,6 +59,7 @@ export function pagePlan(choice: PageChoice): TrainConfig {
     batchSize: choice.batchSize,
     seed: choice.seed,
     backend: 'auto',
+    modelOptions: choice.options,
     ...(images
       ? {
           data: PAGE_DATA_DIR,
