@@ -7,7 +7,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { spawn } from 'node:child_process';
-import { mkdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
@@ -367,6 +367,27 @@ describe('token', () => {
     // The page itself loads without it (it then sends the token it finds in its address).
     expect((await app.inject('/')).statusCode).toBe(200);
   });
+
+  it('the page sends the token it finds after # in its address, and takes it out of the address', async () => {
+    const webRoot = path.join(ROOT, 'web', 'dist');
+    if (!existsSync(path.join(webRoot, 'index.html')))
+      throw new Error("web/dist is missing: run 'npm run build:web'");
+    const url = await listen(await server({ token: 'page-token', webRoot }));
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const model = page.waitForResponse((r) => r.url().endsWith('/api/model'));
+      await page.goto(`${url}/#token=page-token`);
+      expect((await model).status()).toBe(200);
+      expect(page.url()).toBe(`${url}/`);
+      // A reload in the same tab still has it.
+      const again = page.waitForResponse((r) => r.url().endsWith('/api/model'));
+      await page.reload();
+      expect((await again).status()).toBe(200);
+    } finally {
+      await browser.close();
+    }
+  }, 60_000);
 
   it('serve --host 0.0.0.0 warns on stderr; --token (or IMGCLF_TOKEN) is then required', async () => {
     // The CLI from source (dist/ may be older than src/): main() as bin/imgclf.js calls it.
