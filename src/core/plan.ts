@@ -14,6 +14,7 @@ import { type DataSource, idxSource } from './data/source.js';
 import { checkOptions, getEntry } from './models/index.js';
 import { createOptimizer, type Optimizer } from './optim/optimizers.js';
 import {
+  type FitSetting,
   GLOBAL_DEFAULTS,
   type Head,
   HEADS,
@@ -268,19 +269,11 @@ export function optimizerFor(plan: TrainConfig): Optimizer {
 /** Batch augmentation when a plan turns it on: a random crop with 2 px of padding, and flips. */
 export const AUGMENTATION = { pad: 2, flip: true } as const;
 
-/** The recipe part of `fit`'s options: everything but the data and the callbacks. */
-export type FitRecipe = Pick<
-  FitOptions,
-  | 'epochs'
-  | 'batchSize'
-  | 'seed'
-  | 'shape'
-  | 'labelSmoothing'
-  | 'schedule'
-  | 'warmup'
-  | 'augment'
-  | 'patience'
->;
+/**
+ * The recipe part of `fit`'s options: the settings core/settings.ts declares for the training
+ * loop, and the data's shape. Everything but the data and the callbacks.
+ */
+export type FitRecipe = Pick<FitOptions, FitSetting | 'shape'>;
 
 /** How `fit` trains under a plan, for data of `shape`. */
 export function fitOptionsFor(plan: TrainConfig, shape: ImageShape): FitRecipe {
