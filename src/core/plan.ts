@@ -55,7 +55,7 @@ export const HEAD_DEFAULTS: Record<Exclude<Head, 'knn'>, ModelDefaults> = {
 };
 
 /** The fraction held out as the test split for data without one (a flat folder, a lone CSV). */
-export const HELD_OUT_TEST_SPLIT = 0.1;
+export const HELD_OUT_TEST_SPLIT = SETTINGS.holdOut.default;
 
 /** The training settings `model` gets when the user chooses none: the global ones, then the model's. */
 export function modelDefaults(model: string): Required<ModelDefaults> {
@@ -165,6 +165,13 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
   plan.defaulted = (['batchSize', 'epochs'] as const).filter((k) =>
     Array.isArray(input.defaulted) ? input.defaulted.includes(k) : input[k] === undefined,
   );
+  if (dataKind !== undefined) {
+    // --val-split once meant this fraction too, and plans recorded before holdOut existed
+    // still mean it: without holdOut, the validation fraction is also the held-out one.
+    plan.holdOut = input.holdOut ?? input.valSplit ?? SETTINGS.holdOut.default;
+  } else {
+    check(input.holdOut === undefined, '--hold-out applies to your own data (--data PATH)');
+  }
   if (dataKind === 'folder') {
     // With a backbone the session loads images at its input shape (node/backbone).
     if (backbone === undefined) {
@@ -237,7 +244,7 @@ export function dataSourceOf(plan: TrainConfig): DataSource {
       imageSize: plan.imageSize ?? FOLDER_DEFAULTS.imageSize,
       channels: plan.channels ?? FOLDER_DEFAULTS.channels,
       resizeMode: plan.resizeMode ?? FOLDER_DEFAULTS.resizeMode,
-      valSplit: plan.valSplit ?? HELD_OUT_TEST_SPLIT,
+      valSplit: plan.holdOut ?? HELD_OUT_TEST_SPLIT,
       seed: plan.seed,
     };
   }
@@ -246,7 +253,7 @@ export function dataSourceOf(plan: TrainConfig): DataSource {
       kind: 'csv',
       path: plan.data!,
       testPath: plan.testData,
-      valSplit: plan.valSplit ?? HELD_OUT_TEST_SPLIT,
+      valSplit: plan.holdOut ?? HELD_OUT_TEST_SPLIT,
       seed: plan.seed,
       resize: plan.resize,
     };

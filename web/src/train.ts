@@ -35,7 +35,7 @@ export interface PageChoice {
 
 /**
  * Images collected in the page, as an image folder would be read: the plan is that of
- * `imgclf train --data data --image-size N --channels C --resize-mode M --val-split F`, and a
+ * `imgclf train --data data --image-size N --channels C --resize-mode M --hold-out F`, and a
  * downloaded run keeps the images in `data/` (PAGE_DATA_DIR) of its run directory.
  */
 export interface PageImages {
@@ -66,7 +66,7 @@ export function pagePlan(choice: PageChoice): TrainConfig {
           imageSize: images.imageSize,
           channels: images.channels,
           resizeMode: images.resizeMode,
-          valSplit: images.heldOut,
+          holdOut: images.heldOut,
         }
       : {}),
   });
