@@ -250,7 +250,7 @@ function zipOf(entries: ZipEntry[]): Uint8Array {
     } else {
       const file: ZipInputFile = { filename: e.name, size: e.size, crc: e.crc, compression: 8 };
       zip.add(file);
-      file.ondata!(null, e.deflated, true);
+      file.ondata!(null, e.deflated as Uint8Array<ArrayBuffer>, true);
     }
   }
   zip.end();
