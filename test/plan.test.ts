@@ -82,7 +82,7 @@ describe('plan', () => {
     );
     expect(dataSourceOf(resolveConfig({ data: 'pets/' }))).toMatchObject({ valSplit: 0.1 });
     // A resolved plan resolves to itself.
-    expect(resolveConfig(viaValSplit)).toEqual(viaValSplit);
+    expect(resolveConfig({ ...viaValSplit })).toEqual(viaValSplit);
     expect(() => resolveConfig({ holdOut: 0.2 })).toThrow(
       '--hold-out applies to your own data (--data PATH)',
     );

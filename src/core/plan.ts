@@ -1,7 +1,9 @@
 /**
- * The plan: one resolved training config, and the only place defaults live. `resolveConfig`
- * starts from GLOBAL_DEFAULTS (the seed's settings), takes the model's own defaults over them,
- * then the user's choices over both; unknown keys are errors. The CLI, the server and the
+ * The plan: one resolved training config. The settings, their defaults and ranges are declared
+ * in core/settings.ts; `resolveConfig` starts from the declared defaults (GLOBAL_DEFAULTS, the
+ * seed's settings), takes the model's own defaults over them, then the user's choices over
+ * both, checks each against its declaration and the rules between them; unknown keys are
+ * errors. The CLI, the server and the
  * page all resolve through here and build their optimizer and fit options with
  * `optimizerFor` and `fitOptionsFor`, so the same choices train the same way everywhere. The
  * resolved plan is written into the run directory.
@@ -21,7 +23,6 @@ import {
   type ModelDefaults,
   SETTING_DECLS,
   SETTING_NAMES,
-  type SettingName,
   SETTINGS,
   type Settings,
   settingFlag,
@@ -135,7 +136,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     check(input.resize === undefined, '--backbone decides the input size; use --backbone-size to change it');
     check(!input.augment, '--augment works on pixels; a head trains on cached features');
   }
-  const head = backbone === undefined ? undefined : (input.head ?? input.model ?? HEADS[0]);
+  const head = backbone === undefined ? undefined : (input.head ?? input.model ?? SETTINGS.head.default);
   if (head !== undefined) {
     check(
       isHead(head),
@@ -151,7 +152,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
   const d = modelDefaults(model);
   const recipe = head !== undefined && head !== 'knn' ? withDefaults(d, HEAD_DEFAULTS[head]) : d;
   // Each setting as given, else the model's default, else the declared one. Settings that apply
-  // only with image folders or a backbone (`when`) are placed below, where that is known.
+  // only to some data or with a backbone (`when`) are placed below, where that is known.
   const own: Record<string, unknown> = recipe;
   const plan: Record<string, unknown> = {};
   for (const name of SETTING_NAMES) {
@@ -205,10 +206,9 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     plan.backboneRange = input.backboneRange;
     check(input.backboneLayer !== '', '--backbone-layer needs a layer or node name');
   }
-  for (const name of Object.keys(plan)) {
-    if (plan[name] === undefined) delete plan[name];
-    else if (name in SETTING_DECLS)
-      checkValue(SETTING_DECLS[name as SettingName], plan[name], settingFlag(name as SettingName));
+  for (const key of Object.keys(plan)) if (plan[key] === undefined) delete plan[key];
+  for (const name of SETTING_NAMES) {
+    if (plan[name] !== undefined) checkValue(SETTING_DECLS[name], plan[name], settingFlag(name));
   }
   // Every setting was just checked against its declaration, so the values have their types.
   const cfg = plan as unknown as TrainConfig;

@@ -333,11 +333,12 @@ export const SETTINGS = {
   head: {
     type: 'enum',
     choices: HEADS,
+    default: 'softmax',
     when: 'with --backbone',
     use: ['backbone'],
     cli: 'train',
     arg: 'name',
-    help: 'the head trained on its features (default softmax; --model means the same)',
+    help: 'the head trained on its features (--model means the same)',
   },
   backboneLayer: {
     type: 'string',
