@@ -3,7 +3,8 @@
  * Fashion-MNIST, gives the same class probabilities in ONNX Runtime as in tfjs (max |diff| at
  * most 1e-4 and the same top class on 1000 test images); RGB input; layers beyond the built-in
  * models (batch norm with real statistics, strides, dilation, 'same' pooling, every activation);
- * the metadata_props; and the one-line error for what has no ONNX mapping.
+ * the metadata_props; the one-line error for what has no ONNX mapping; and a layer class made
+ * exportable by registering its converter.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -20,10 +21,13 @@ import { loadDataset } from '../src/node/data/load.js';
 import {
   convertToOnnx,
   decodeModel,
+  type LayerConverter,
   loadOnnxRuntime,
   onnxParity,
   type OnnxExport,
   type Parity,
+  registerLayerConverter,
+  registerModelExporter,
 } from '../src/node/export/index.js';
 
 const TOLERANCE = 1e-4;
@@ -392,14 +396,14 @@ describe('what cannot be exported fails with one line naming it', () => {
   it('a layer class without a mapping', async () => {
     const model = tfl.sequential({
       layers: [
-        tfl.layers.zeroPadding2d({ inputShape: [8, 8, 1], padding: 1, name: 'my_pad' }),
+        tfl.layers.upSampling2d({ inputShape: [8, 8, 1], size: [2, 2], name: 'my_upsample' }),
         tfl.layers.flatten(),
         tfl.layers.dense({ units: 2 }),
       ],
     });
     const artifacts = await layersNet('custom', model).artifacts();
     expect(failure(() => convertToOnnx(artifacts, { model: 'custom', source: 'runs/x' }))).toBe(
-      "cannot export layer 'my_pad' (class ZeroPadding2D) of runs/x to ONNX: no ONNX mapping for ZeroPadding2D",
+      "cannot export layer 'my_upsample' (class UpSampling2D) of runs/x to ONNX: no ONNX mapping for UpSampling2D",
     );
     model.dispose();
   });
@@ -444,5 +448,64 @@ describe('what cannot be exported fails with one line naming it', () => {
     const f = await layersNet('functional', functional).artifacts();
     expect(failure(() => convertToOnnx(f, { model: 'functional' }))).toMatch(/only sequential layers models/);
     [gelu, conv, functional].forEach((m) => m.dispose());
+  });
+});
+
+describe('a layer class is made exportable by registering its converter', () => {
+  /** ZeroPadding2D, which has no built-in converter, as ONNX's Pad (zeros by default). */
+  const zeroPadding2d: LayerConverter = (cx, { name, config }, v) => {
+    const [[top, bottom], [left, right]] = config.padding as [number, number][];
+    // NCHW: a padding usually sits before a convolution, which wants that layout anyway.
+    const x = cx.toNCHW(v, name);
+    const pads = cx.g.intConstant(`${name}/pads`, [0, 0, top, left, 0, 0, bottom, right], [8]);
+    const [h, w, c] = x.shape;
+    return {
+      name: cx.g.node('Pad', [x.name, pads], name),
+      shape: [h + top + bottom, w + left + right, c],
+      layout: 'NCHW',
+    };
+  };
+
+  it('ZeroPadding2D -> Pad: exports once registered and matches tfjs within 1e-5; a class has one converter', async () => {
+    const shape: ImageShape = [7, 6, 2];
+    const model = tfl.sequential({
+      layers: [
+        // Uneven pads on the NHWC input, then symmetric ones between NCHW layers.
+        tfl.layers.zeroPadding2d({
+          inputShape: shape,
+          padding: [
+            [1, 2],
+            [0, 3],
+          ],
+          name: 'pad_in',
+        }),
+        tfl.layers.conv2d({ filters: 3, kernelSize: 3, activation: 'relu' }),
+        tfl.layers.zeroPadding2d({ padding: 1 }),
+        tfl.layers.maxPooling2d({ poolSize: 2 }),
+        tfl.layers.flatten(),
+        tfl.layers.dense({ units: 4 }),
+      ],
+    });
+    const net = layersNet('padded', model);
+    const artifacts = await net.artifacts();
+    expect(() => convertToOnnx(artifacts, { model: 'padded' })).toThrow(
+      "cannot export layer 'pad_in' (class ZeroPadding2D) of the model to ONNX: no ONNX mapping for ZeroPadding2D",
+    );
+
+    registerLayerConverter('ZeroPadding2D', zeroPadding2d);
+    const exported = convertToOnnx(artifacts, { model: 'padded' });
+    expect(exported.ops.filter((op) => op === 'Pad')).toHaveLength(2);
+    const parity = await onnxParity(net, exported.bytes, randomImages(100, shape, 12, -1, 2), 100, shape);
+    expect(parity.maxAbsDiff).toBeLessThanOrEqual(1e-5);
+    expect(parity.argmaxAgree).toBe(100);
+    net.dispose();
+
+    expect(() => registerLayerConverter('ZeroPadding2D', zeroPadding2d)).toThrow(
+      'an ONNX converter for layer class ZeroPadding2D is already registered',
+    );
+    expect(() => registerLayerConverter('Dense', zeroPadding2d)).toThrow(/Dense is already registered/);
+    expect(() => registerModelExporter('softmax-scratch', () => ({}) as never)).toThrow(
+      "an ONNX exporter for model 'softmax-scratch' is already registered",
+    );
   });
 });

@@ -22,6 +22,7 @@ import { check, UserError } from './errors.js';
 import { create, list, type ModelDefaults, type Net } from './models/index.js';
 import { modelDefaults, resolveConfig, sizeToData, type TrainConfig } from './plan.js';
 import { predictProbabilities } from './predict.js';
+import { TRAIN_CHOICE_NAMES, type TrainChoiceSetting } from './settings.js';
 import { type EpochMetrics, evaluate as evaluatePass, keptEpoch } from './train/loop.js';
 import { memorizes } from './train/memorize.js';
 import { trainRun } from './train/run.js';
@@ -78,25 +79,14 @@ export interface ModelInfo {
 /** Every choice `resolvePlan` accepts: all optional, each falls back to the model's default. */
 export type PlanChoices = Partial<TrainConfig>;
 
-/** The training settings `fit` takes; each one left out gets the model's default. */
-export const TRAIN_CHOICES = [
-  'epochs',
-  'batchSize',
-  'lr',
-  'optimizer',
-  'seed',
-  'schedule',
-  'warmup',
-  'momentum',
-  'nesterov',
-  'weightDecay',
-  'labelSmoothing',
-  'augment',
-  'patience',
-] as const;
+/**
+ * The training settings `fit` takes (those core/settings.ts declares for the training loop and
+ * the optimizer); each one left out gets the model's default.
+ */
+export const TRAIN_CHOICES = TRAIN_CHOICE_NAMES;
 
-/** The settings of one training run (see `TrainConfig` for each one's meaning). */
-export type TrainChoices = Partial<Pick<TrainConfig, (typeof TRAIN_CHOICES)[number]>>;
+/** The settings of one training run (see core/settings.ts for each one's meaning). */
+export type TrainChoices = Partial<Pick<TrainConfig, TrainChoiceSetting>>;
 
 /** What `onEpoch` is told besides the epoch's metrics. */
 export interface EpochInfo {

@@ -44,6 +44,7 @@ import {
   type TrainConfig,
 } from '../core/plan.js';
 import { predictProbabilities, topK } from '../core/predict.js';
+import { DATA_SETTING_NAMES } from '../core/settings.js';
 import type { EpochMetrics } from '../core/train/loop.js';
 import { runMetadata } from '../core/run-format.js';
 import { loadDataset as loadSource } from './data/load.js';
@@ -173,19 +174,8 @@ export interface DatasetOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-const DATA_CHOICES = [
-  'dataset',
-  'data',
-  'testData',
-  'imageSize',
-  'channels',
-  'resizeMode',
-  'valSplit',
-  'seed',
-  'resize',
-  'dataDir',
-  'strict',
-] as const;
+/** The settings `loadDataset` takes: those core/settings.ts declares for the data. */
+const DATA_CHOICES = DATA_SETTING_NAMES;
 const DATA_HOOKS = ['download', 'log', 'onProgress'] as const;
 
 /** A dataset and where it came from. */

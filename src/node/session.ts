@@ -25,6 +25,7 @@ import { stratifiedSplit } from '../core/data/split.js';
 import { UserError } from '../core/errors.js';
 import { create, type Net } from '../core/models/index.js';
 import { dataSourceOf, resolveConfig, sizeToData, type TrainConfig } from '../core/plan.js';
+import { RESUMABLE, type ResumableSetting } from '../core/settings.js';
 import {
   DivergedError,
   type EpochMetrics,
@@ -118,9 +119,12 @@ function defaultOut(): string {
   return path.join('runs', stamp);
 }
 
-/** What a resume may change in a run's recorded plan; everything else is kept. */
-export const RESUME_OVERRIDES = ['epochs', 'backend', 'dataDir'] as const;
-export type ResumeOverrides = Partial<Pick<TrainConfig, (typeof RESUME_OVERRIDES)[number]>>;
+/**
+ * What a resume may change in a run's recorded plan (the settings declared `resumable` in
+ * core/settings.ts); everything else is kept.
+ */
+export const RESUME_OVERRIDES = RESUMABLE;
+export type ResumeOverrides = Partial<Pick<TrainConfig, ResumableSetting>>;
 
 /**
  * The plan a run directory was trained with, for --resume, with the few settings a resume

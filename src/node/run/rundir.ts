@@ -208,7 +208,7 @@ export interface LoadedRun {
  */
 async function readJson<T>(dir: string, rel: string, what: string, limit: number): Promise<T> {
   const file = path.join(dir, rel);
-  const bytes = await readRunFile(dir, rel, limit, `${what} (${path.basename(rel)})`);
+  const bytes = await readRunFile(dir, rel, limit, `a ${what} file`);
   if (!bytes) throw new UserError(`${file} is missing; is this a run directory written by 'imgclf train'?`);
   try {
     return JSON.parse(bytes.toString('utf8')) as T;
@@ -460,7 +460,7 @@ export async function loadCheckpoint(dir: string, name: string): Promise<LoadedC
     dir,
     `${CHECKPOINT_DIR}/${OPTIMIZER_FILE}`,
     LIMITS.weights,
-    'optimizer state',
+    'the optimizer state',
     (size) => {
       if (size !== need * 4)
         throw new UserError(`${optimizerPath}: ${size} bytes but state.json needs ${need * 4}`);
