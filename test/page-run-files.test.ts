@@ -109,16 +109,16 @@ beforeAll(async () => {
 
 describe('the plan for your own classes is the CLI plan for a folder of them', () => {
   it.each(['cnn', 'mlp', 'softmax'])(
-    '%s: pagePlan = imgclf train --data data --image-size 32 ...',
+    '%s: pagePlan = imgclf train --data data --image-size 32 --hold-out 0.2 ...',
     (model) => {
       const images = ownImages(32);
       const page = pagePlan({ model, images });
       const cli = planFromFlags(
-        { model, data: 'data', imageSize: 32, channels: 3, resizeMode: 'fill', valSplit: OWN_HELD_OUT },
+        { model, data: 'data', imageSize: 32, channels: 3, resizeMode: 'fill', holdOut: OWN_HELD_OUT },
         'en',
       );
       expect(page).toEqual(cli);
-      expect(page).toMatchObject({ dataset: 'folder', imageSize: 32, channels: 3, valSplit: 0.2 });
+      expect(page).toMatchObject({ dataset: 'folder', imageSize: 32, channels: 3, holdOut: 0.2 });
       // Sized to the data as the CLI sizes it: ~300 steps, a batch of 8 for a few dozen images.
       for (const n of [20, 73, 500, 5000]) expect(ownPlan({ model }, images, n)).toEqual(sizeToData(cli, n));
       expect(ownPlan({ model }, images, 73).plan).toMatchObject({ batchSize: 8 });
