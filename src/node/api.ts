@@ -60,6 +60,7 @@ import {
   type RunMetadata,
   saveRunFiles,
 } from './run/rundir.js';
+import { lockRun } from './run/lock.js';
 import { holdsRun } from './run/save.js';
 // Types only: the session (and the report's vega under it) loads when `train` is first called.
 import type { Progress, ResumeOverrides, SessionResult } from './session.js';
@@ -394,13 +395,19 @@ export async function saveRun(dir: string, options: SaveRunOptions): Promise<Run
           : undefined,
     },
   );
-  const replace = holdsRun(dir);
-  if (replace && !options.force)
-    throw new UserError(`${dir} already holds a run; pass force: true to replace it, or another directory`);
-  const files = await modelFiles(model);
-  files.set(METADATA_FILE, metadataText(metadata));
-  files.set(METRICS_FILE, metricsText(history));
-  await saveRunFiles(dir, files, { epoch: history.at(-1)?.epoch ?? 0, replace });
+  // One writer per run directory (node/run/lock.ts), as `train` takes it.
+  const lock = await lockRun(dir);
+  try {
+    const replace = holdsRun(dir);
+    if (replace && !options.force)
+      throw new UserError(`${dir} already holds a run; pass force: true to replace it, or another directory`);
+    const files = await modelFiles(model);
+    files.set(METADATA_FILE, metadataText(metadata));
+    files.set(METRICS_FILE, metricsText(history));
+    await saveRunFiles(dir, files, { epoch: history.at(-1)?.epoch ?? 0, replace });
+  } finally {
+    await lock.release();
+  }
   return { dir, model, metadata, history };
 }
 
