@@ -447,6 +447,15 @@ describe('a full disk while saving', () => {
       expect(readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
       expect(existsSync(path.join(dir, '.staging'))).toBe(false);
       expect(existsSync(path.join(dir, LOCK_FILE))).toBe(false);
+      // No room left at all: even the lock of a new run cannot be written (the CLI's own line).
+      const rest = statfsSync(mnt);
+      writeFileSync(path.join(mnt, 'filler2'), Buffer.alloc(Number(rest.bavail * rest.bsize)));
+      const fresh = path.join(mnt, 'fresh');
+      expectCleanError(
+        cli(['train', '--epochs', '1', '--out', fresh]),
+        /cannot write: the disk is full \(ENOSPC.*\); files are replaced whole, so what was saved before is kept/,
+      );
+      expect(existsSync(path.join(fresh, LOCK_FILE))).toBe(false);
     },
   );
 });

@@ -146,9 +146,14 @@ export async function lockRun(
       try {
         await handle.writeFile(text);
         await handle.sync();
-      } finally {
+      } catch (err) {
+        // A full disk: an empty lock left behind would hold off the next training for a while.
         await handle.close();
+        await unlink(file).catch(() => {});
+        if (created) await rmdir(dir).catch(() => {});
+        throw err;
       }
+      await handle.close();
       held.set(key, text);
       return heldLock(dir, key, file, text, created);
     }
