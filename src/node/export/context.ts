@@ -4,6 +4,7 @@
  * Layer converters (layers.ts) and model exporters (models.ts) share these types; onnx.ts
  * drives them.
  */
+import * as tf from '@tensorflow/tfjs-core';
 import type { ImageShape } from '../../core/data/dataset.js';
 import { UserError } from '../../core/errors.js';
 import type { NetArtifacts } from '../../core/models/net.js';
@@ -53,24 +54,39 @@ export type ModelExporter = (
  */
 export class Unsupported extends Error {}
 
-/** Reads the weights of a run (float32 only) by name. */
+/** Bytes per stored value: a quantized weight is stored as its quantization's dtype. */
+const STORED_BYTES: Record<string, number> = { float32: 4, uint8: 1, uint16: 2, float16: 2 };
+
+/**
+ * Reads the weights of a model by name, as float32. Quantized weights (uint8, uint16 or
+ * float16, as tfjs-converter writes them) are dequantized by tfjs' own decodeWeights, so the
+ * file holds exactly the values tfjs computes with.
+ */
 function decodeWeights(a: NetArtifacts, source: string): Map<string, Weight> {
-  const out = new Map<string, Weight>();
-  let offset = 0;
+  let bytes = 0;
   for (const spec of a.weightSpecs) {
-    const size = spec.shape.reduce((x, y) => x * y, 1);
-    if ((spec.dtype !== undefined && spec.dtype !== 'float32') || spec.quantization) {
-      throw new UserError(
-        `cannot export ${source} to ONNX: weight ${spec.name} is ${spec.quantization ? 'quantized' : spec.dtype}; only float32 weights are supported`,
+    const stored = spec.quantization?.dtype ?? 'float32';
+    const refuse = (what: string) =>
+      new UserError(
+        `cannot export ${source} to ONNX: weight ${spec.name} is ${what}; only float32 weights (plain, or quantized as uint8, uint16 or float16) are supported`,
       );
-    }
-    if (offset + size * 4 > a.weightData.byteLength)
+    if (spec.dtype !== undefined && spec.dtype !== 'float32') throw refuse(spec.dtype);
+    if (!Object.hasOwn(STORED_BYTES, stored)) throw refuse(`quantized as ${stored}`);
+    const q = spec.quantization;
+    if (q && stored !== 'float16' && !(Number.isFinite(q.scale) && Number.isFinite(q.min)))
+      throw refuse(`quantized as ${stored} without its scale and min`);
+    bytes += spec.shape.reduce((x, y) => x * y, 1) * STORED_BYTES[stored];
+    // Checked here: decodeWeights would fail on a short buffer with a message naming no file.
+    if (bytes > a.weightData.byteLength)
       throw new UserError(`cannot export ${source} to ONNX: the weights end before ${spec.name}`);
-    // slice: an aligned copy, whatever the offset.
-    const values = new Float32Array(a.weightData.slice(offset, offset + size * 4));
-    out.set(spec.name, { shape: spec.shape, values });
-    offset += size * 4;
   }
+  const out = new Map<string, Weight>();
+  const tensors = tf.io.decodeWeights(a.weightData, a.weightSpecs);
+  for (const spec of a.weightSpecs) {
+    const t = tensors[spec.name];
+    out.set(spec.name, { shape: spec.shape, values: t.dataSync() as Float32Array });
+  }
+  for (const t of Object.values(tensors)) t.dispose();
   return out;
 }
 

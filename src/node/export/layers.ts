@@ -1,15 +1,24 @@
 /**
- * TensorFlow.js layers models -> ONNX (opset 13): the sequential layers are walked in order and
- * each becomes standard ONNX ops through the converter registered for its class:
+ * TensorFlow.js layers models -> ONNX (opset 13). A sequential model's layers are walked in
+ * order; a functional one's (class Model or Functional) from its output back along each layer's
+ * inbound nodes, so every layer is converted after the layers it reads, and a layer may read
+ * several. A model used as a layer is walked the same way. Each layer becomes standard ONNX ops
+ * through the converter registered for its class:
  *
  *   Flatten            Flatten(axis 1) of the NHWC tensor: the H, W, C order tfjs flattens in
  *   Dense              MatMul + Add (+ activation)
  *   Conv2D             Conv with explicit pads ('same' as TensorFlow pads: the odd pixel at
  *                      the bottom/right), kernel HWIO -> OIHW
+ *   DepthwiseConv2D    Conv with one group per input channel (depth_multiplier outputs each;
+ *                      no dilation)
+ *   ZeroPadding2D      Pad (zeros)
+ *   Add, Multiply, Average, Maximum, Minimum  Add, Mul, Mean, Max, Min
+ *   Concatenate        Concat over the axis as the stored layout holds it
+ *   Reshape            Reshape of the NHWC values (tfjs' row-major order)
  *   Max/AveragePooling2D  MaxPool / AveragePool (count_include_pad 0, as TensorFlow averages)
  *   GlobalAverage/MaxPooling2D  ReduceMean / ReduceMax over H, W
  *   BatchNormalization BatchNormalization in inference form (moving mean and variance, epsilon)
- *   Activation, ReLU, LeakyReLU, ELU, Softmax  their ONNX ops
+ *   Activation, ReLU, LeakyReLU, ELU, Softmax  their ONNX ops (ReLU with max_value: Clip)
  *   Dropout and the noise layers  nothing (identity at inference)
  *
  * The graph input is the tensor the tfjs model takes: float32 NHWC [N, H, W, C] with a dynamic
@@ -19,7 +28,7 @@
  * consecutive convolutions and pools stay in NCHW.
  *
  * Another layer class is one `registerLayerConverter` call; a class without a converter stops
- * the export with one line naming the layer.
+ * the export with one line naming the layer. A model has one input and one output.
  */
 import { UserError } from '../../core/errors.js';
 import { type ExportContext, INPUT_NAME, type ModelExporter, Unsupported, type Value } from './context.js';
@@ -42,18 +51,29 @@ export interface Layer {
 }
 
 /**
- * Adds the ONNX nodes of one layer reading `x` and returns the value the layer outputs. It
- * throws `Unsupported` for a setting it cannot map; the message is told with the layer's name.
+ * Adds the ONNX nodes of one layer reading `x` and returns the value the layer outputs. A layer
+ * reading several values (Add, Concatenate) gets them all as `inputs`, `x` being the first.
+ * It throws `Unsupported` for a setting it cannot map; the message is told with the layer's
+ * name.
  */
-export type LayerConverter = (cx: ExportContext, layer: Layer, x: Value) => Value;
+export type LayerConverter = (cx: ExportContext, layer: Layer, x: Value, inputs: Value[]) => Value;
 
-const converters = new Map<string, LayerConverter>();
+export interface ConverterOptions {
+  /** The layer reads several values (a merge); otherwise a layer given more than one is refused. */
+  multipleInputs?: boolean;
+}
+
+const converters = new Map<string, { convert: LayerConverter; multipleInputs: boolean }>();
 
 /** Makes layers of class `className` exportable; a class has one converter. */
-export function registerLayerConverter(className: string, convert: LayerConverter): void {
+export function registerLayerConverter(
+  className: string,
+  convert: LayerConverter,
+  options: ConverterOptions = {},
+): void {
   if (converters.has(className))
     throw new Error(`an ONNX converter for layer class ${className} is already registered`);
-  converters.set(className, convert);
+  converters.set(className, { convert, multipleInputs: options.multipleInputs ?? false });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -197,23 +217,28 @@ function hwioToOihw(values: Float32Array, [kh, kw, cin, cout]: number[]): Float3
   return oihw;
 }
 
-const conv2d: LayerConverter = (cx, { name, config: c }, v) => {
-  checkChannelsLast(c);
-  checkImage(v);
-  if (c.groups !== undefined && c.groups !== null && c.groups !== 1)
-    throw new Unsupported('grouped convolution is not supported');
-  const [h, w, cin] = v.shape;
-  const filters = Number(c.filters);
-  const [kh, kw] = pair(c.kernel_size, 1);
+/**
+ * The Conv node of Conv2D and DepthwiseConv2D: TensorFlow's output size and pads, the bias,
+ * then the layer's activation. `kernel` is in ONNX's [out, in / group, kh, kw] order.
+ */
+function convolution(
+  cx: ExportContext,
+  name: string,
+  c: Record<string, unknown>,
+  v: Value,
+  kernel: { base: string; values: Float32Array; shape: number[] },
+  group: number,
+): Value {
+  const [h, w] = v.shape;
+  const [filters, , kh, kw] = kernel.shape;
   const [sh, sw] = pair(c.strides, 1);
   const [dh, dw] = pair(c.dilation_rate, 1);
   const padding = String(c.padding ?? 'valid');
   const rows = window(h, kh, sh, dh, padding);
   const cols = window(w, kw, sw, dw, padding);
-  const kernel = cx.weight(name, 'kernel', [kh, kw, cin, filters]);
   const inputs = [
     cx.toNCHW(v, name).name,
-    cx.g.constant(`${name}/kernel`, hwioToOihw(kernel.values, kernel.shape), [filters, cin, kh, kw]),
+    cx.g.constant(`${name}/${kernel.base}`, kernel.values, kernel.shape),
   ];
   if (c.use_bias !== false) {
     const bias = cx.weight(name, 'bias', [filters]);
@@ -224,10 +249,80 @@ const conv2d: LayerConverter = (cx, { name, config: c }, v) => {
     strides: { ints: [sh, sw] },
     dilations: { ints: [dh, dw] },
     pads: { ints: [rows.pads[0], cols.pads[0], rows.pads[1], cols.pads[1]] },
-    group: { int: 1 },
+    group: { int: group },
   });
   const out: Value = { name: y, shape: [rows.out, cols.out, filters], layout: 'NCHW' };
   return activation(cx, out, c.activation, name);
+}
+
+const conv2d: LayerConverter = (cx, { name, config: c }, v) => {
+  checkChannelsLast(c);
+  checkImage(v);
+  if (c.groups !== undefined && c.groups !== null && c.groups !== 1)
+    throw new Unsupported('grouped convolution is not supported');
+  const cin = v.shape[2];
+  const filters = Number(c.filters);
+  const [kh, kw] = pair(c.kernel_size, 1);
+  const kernel = cx.weight(name, 'kernel', [kh, kw, cin, filters]);
+  const oihw = hwioToOihw(kernel.values, kernel.shape);
+  return convolution(cx, name, c, v, { base: 'kernel', values: oihw, shape: [filters, cin, kh, kw] }, 1);
+};
+
+const depthwiseConv2d: LayerConverter = (cx, { name, config: c }, v) => {
+  checkChannelsLast(c);
+  checkImage(v);
+  // tfjs-layers reads the dilation and then convolves without it, so tfjs and Keras compute
+  // different things with one: neither is a safe guess.
+  if (pair(c.dilation_rate, 1).some((d) => d !== 1))
+    throw new Unsupported('a dilation_rate other than 1 is not supported (tfjs ignores it, Keras does not)');
+  const cin = v.shape[2];
+  const multiplier = Number(c.depth_multiplier ?? 1);
+  const [kh, kw] = pair(c.kernel_size, 1);
+  const kernel = cx.weight(name, 'depthwise_kernel', [kh, kw, cin, multiplier]);
+  // Output channel c * multiplier + m is input channel c's m-th filter, in TensorFlow as in a
+  // Conv with one group per input channel: the kernel [kh, kw, cin, m] is, value for value, a
+  // [kh, kw, 1, cin * m] one.
+  const filters = cin * multiplier;
+  const oihw = hwioToOihw(kernel.values, [kh, kw, 1, filters]);
+  return convolution(
+    cx,
+    name,
+    c,
+    v,
+    { base: 'depthwise_kernel', values: oihw, shape: [filters, 1, kh, kw] },
+    cin,
+  );
+};
+
+/** [[top, bottom], [left, right]] from one number, [rows, cols] or the pairs themselves. */
+function paddings(v: unknown): [[number, number], [number, number]] {
+  if (Array.isArray(v) && v.length === 2) {
+    const [rows, cols] = v.map((p: unknown) => (typeof p === 'number' ? [p, p] : p));
+    const ok = (p: unknown) =>
+      Array.isArray(p) && p.length === 2 && p.every((n) => Number.isInteger(n) && n >= 0);
+    if (ok(rows) && ok(cols)) return [rows as [number, number], cols as [number, number]];
+  }
+  if (Number.isInteger(v) && (v as number) >= 0)
+    return [
+      [v as number, v as number],
+      [v as number, v as number],
+    ];
+  throw new Unsupported(`cannot read padding ${JSON.stringify(v)}`);
+}
+
+const zeroPadding2d: LayerConverter = (cx, { name, config }, v) => {
+  checkChannelsLast(config);
+  checkImage(v);
+  const [[top, bottom], [left, right]] = paddings(config.padding);
+  // NCHW: a padding sits before a convolution, which wants that layout anyway.
+  const x = cx.toNCHW(v, name);
+  const pads = cx.g.intConstant(`${name}/pads`, [0, 0, top, left, 0, 0, bottom, right], [8]);
+  const [h, w, c] = x.shape;
+  return {
+    name: cx.g.node('Pad', [x.name, pads], name),
+    shape: [h + top + bottom, w + left + right, c],
+    layout: 'NCHW',
+  };
 };
 
 function pooling(op: 'MaxPool' | 'AveragePool'): LayerConverter {
@@ -291,10 +386,83 @@ const batchNormalization: LayerConverter = (cx, { name, config: c }, v) => {
   return { ...x, name: cx.g.node('BatchNormalization', inputs, name, { epsilon: { float: epsilon } }) };
 };
 
-const relu: LayerConverter = (cx, { name, config }, x) =>
-  config.max_value === null || config.max_value === undefined
+const relu: LayerConverter = (cx, { name, config }, x) => {
+  // Keras' ReLU also has a slope below the threshold; tfjs' has only max_value.
+  if (Number(config.negative_slope ?? 0) !== 0 || Number(config.threshold ?? 0) !== 0)
+    throw new Unsupported('a negative_slope or threshold other than 0 is not supported');
+  return config.max_value === null || config.max_value === undefined
     ? cx.op(x, 'Relu', name)
     : cx.clip(x, 0, Number(config.max_value), name);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Layers reading several values.
+
+/** NCHW when an image input is stored so (two convolution branches meeting), else NHWC. */
+function commonLayout(inputs: Value[]): Value['layout'] {
+  return inputs.some((v) => v.shape.length === 3 && v.layout === 'NCHW') ? 'NCHW' : 'NHWC';
+}
+
+function inLayout(cx: ExportContext, v: Value, layout: Value['layout'], scope: string): Value {
+  return layout === 'NCHW' ? cx.toNCHW(v, scope) : cx.toNHWC(v, scope);
+}
+
+/**
+ * Add, Multiply, ...: inputs of one shape, element by element. `op` combines two at a time;
+ * Mean takes them all at once (averaging pairs would weigh them unequally).
+ */
+function merge(op: 'Add' | 'Mul' | 'Max' | 'Min' | 'Mean'): LayerConverter {
+  return (cx, { name }, first, inputs) => {
+    if (inputs.length < 2) throw new Unsupported(`it needs 2 inputs or more, not ${inputs.length}`);
+    const other = inputs.find((v) => v.shape.join(',') !== first.shape.join(','));
+    if (other) throw new Unsupported(`its inputs differ in shape ([${first.shape}], [${other.shape}])`);
+    const layout = commonLayout(inputs);
+    const names = inputs.map((v) => inLayout(cx, v, layout, name).name);
+    const y =
+      op === 'Mean' ? cx.g.node(op, names, name) : names.reduce((a, b) => cx.g.node(op, [a, b], name));
+    return { name: y, shape: first.shape, layout };
+  };
+}
+
+const concatenate: LayerConverter = (cx, { name, config }, first, inputs) => {
+  const rank = first.shape.length;
+  // Keras counts the batch axis: -1 and rank are the last (the channels of an image).
+  const raw = Number(config.axis ?? -1);
+  const axis = raw < 0 ? raw + rank + 1 : raw;
+  if (!Number.isInteger(axis) || axis < 1 || axis > rank)
+    throw new Unsupported(`concatenation over axis ${raw} is not supported`);
+  const fits = (v: Value) =>
+    v.shape.length === rank && v.shape.every((d, i) => i === axis - 1 || d === first.shape[i]);
+  const other = inputs.find((v) => !fits(v));
+  if (other)
+    throw new Unsupported(`its inputs [${first.shape}] and [${other.shape}] do not fit over axis ${raw}`);
+  const layout = commonLayout(inputs);
+  const names = inputs.map((v) => inLayout(cx, v, layout, name).name);
+  // NCHW holds an image's channels (NHWC axis 3) at 1, and H and W one further on.
+  const stored = rank === 3 && layout === 'NCHW' ? [0, 2, 3, 1][axis] : axis;
+  const shape = [...first.shape];
+  shape[axis - 1] = inputs.reduce((sum, v) => sum + v.shape[axis - 1], 0);
+  return { name: cx.g.node('Concat', names, name, { axis: { int: stored } }), shape, layout };
+};
+
+const reshape: LayerConverter = (cx, { name, config }, v) => {
+  const raw: unknown = config.target_shape;
+  // The size left to infer is -1 in Keras' files and null in tfjs'.
+  const target = Array.isArray(raw) ? raw.map((d: unknown) => (d === null ? -1 : d)) : [];
+  const isSize = (d: unknown): d is number => Number.isInteger(d) && ((d as number) >= 1 || d === -1);
+  if (target.length === 0 || !target.every(isSize))
+    throw new Unsupported(`cannot read target_shape ${JSON.stringify(raw)}`);
+  const size = v.shape.reduce((a, b) => a * b, 1);
+  const known = target.reduce((a: number, d) => (d === -1 ? a : a * d), 1);
+  const free = target.filter((d) => d === -1).length;
+  if (free > 1 || (free === 1 ? size % known !== 0 : known !== size))
+    throw new Unsupported(`cannot reshape [${v.shape}] to [${target.join(',')}]`);
+  const shape = target.map((d) => (d === -1 ? size / known : d));
+  // tfjs reshapes the NHWC values in row-major order; -1 leaves the batch as it comes.
+  const x = cx.toNHWC(v, name);
+  const dims = cx.g.intConstant(`${name}/shape`, [-1, ...shape], [shape.length + 1]);
+  return { name: cx.g.node('Reshape', [x.name, dims], name), shape, layout: 'NHWC' };
+};
 
 const softmax: LayerConverter = (cx, { name, config }, x) => {
   const axis = config.axis ?? -1;
@@ -315,6 +483,9 @@ const BUILT_IN: Record<string, LayerConverter> = {
   Flatten: flatten,
   Dense: dense,
   Conv2D: conv2d,
+  DepthwiseConv2D: depthwiseConv2d,
+  ZeroPadding2D: zeroPadding2d,
+  Reshape: reshape,
   MaxPooling2D: pooling('MaxPool'),
   AveragePooling2D: pooling('AveragePool'),
   GlobalAveragePooling2D: globalPooling('ReduceMean'),
@@ -329,40 +500,105 @@ const BUILT_IN: Record<string, LayerConverter> = {
 };
 for (const [className, convert] of Object.entries(BUILT_IN)) registerLayerConverter(className, convert);
 
-// ---------------------------------------------------------------------------------------------
-// The walk over a sequential model.
+const MERGES: Record<string, LayerConverter> = {
+  Add: merge('Add'),
+  Multiply: merge('Mul'),
+  Average: merge('Mean'),
+  Maximum: merge('Max'),
+  Minimum: merge('Min'),
+  Concatenate: concatenate,
+};
+for (const [className, convert] of Object.entries(MERGES))
+  registerLayerConverter(className, convert, { multipleInputs: true });
 
-function layersOf(topology: Record<string, unknown>, source: string): LayerJson[] {
-  // Keras-converted files wrap the model config with its training config.
-  const t = (topology.model_config ?? topology) as { class_name?: string; config?: unknown };
-  if (t.class_name !== 'Sequential') {
-    throw new UserError(
-      `cannot export ${source} to ONNX: only sequential layers models are supported (this one is a ${t.class_name ?? 'model without a class name'})`,
-    );
-  }
-  const layers = Array.isArray(t.config) ? t.config : (t.config as { layers?: unknown })?.layers;
-  if (!Array.isArray(layers) || layers.length === 0)
-    throw new UserError(`cannot export ${source} to ONNX: its topology lists no layers`);
+// ---------------------------------------------------------------------------------------------
+// The walk over a model.
+
+/** A model's class and config, as model.json (or a layer that is a model) holds them. */
+interface ModelJson {
+  class_name?: string;
+  config?: unknown;
+}
+
+/** A layer of a functional model, with the values each of its calls reads. */
+interface GraphLayerJson extends LayerJson {
+  name?: string;
+  inbound_nodes?: unknown[];
+}
+
+/** One value in a functional topology: the layer, which call of it, which of its outputs. */
+type TensorRef = [layer: string, node: number, tensor: number];
+
+const FUNCTIONAL = new Set(['Model', 'Functional']);
+
+const failure = (cx: ExportContext, message: string) =>
+  new UserError(`cannot export ${cx.source} to ONNX: ${message}`);
+
+function sequentialLayers(cx: ExportContext, m: ModelJson): LayerJson[] {
+  const layers = Array.isArray(m.config) ? m.config : (m.config as { layers?: unknown })?.layers;
+  if (!Array.isArray(layers) || layers.length === 0) throw failure(cx, 'its topology lists no layers');
   return layers as LayerJson[];
 }
 
-function topologyInputShape(layers: LayerJson[]): number[] | undefined {
-  const c = layers[0].config;
-  const shape = (c.batch_input_shape ?? c.batchInputShape) as (number | null)[] | undefined;
+/** [[name, node, tensor], ...]; Keras also writes one value without the outer list. */
+function tensorRefs(cx: ExportContext, v: unknown, what: string): TensorRef[] {
+  const list: unknown = Array.isArray(v) && typeof v[0] === 'string' ? [v] : v;
+  const isRef = (r: unknown) =>
+    Array.isArray(r) && typeof r[0] === 'string' && Number.isInteger(r[1]) && Number.isInteger(r[2]);
+  if (!Array.isArray(list) || !list.every(isRef))
+    throw failure(cx, `cannot read ${what} ${JSON.stringify(v)} in its topology`);
+  return list.map((r: TensorRef) => [r[0], r[1], r[2]]);
+}
+
+/** A functional model's layers by name, and its input and output, one of each. */
+function functionalGraph(cx: ExportContext, m: ModelJson) {
+  const c = (m.config ?? {}) as { layers?: unknown; input_layers?: unknown; output_layers?: unknown };
+  if (!Array.isArray(c.layers) || c.layers.length === 0) throw failure(cx, 'its topology lists no layers');
+  const layers = new Map<string, GraphLayerJson>();
+  for (const l of c.layers as GraphLayerJson[]) layers.set(String(l.name ?? l.config?.name), l);
+  const inputs = tensorRefs(cx, c.input_layers, 'input_layers');
+  const outputs = tensorRefs(cx, c.output_layers, 'output_layers');
+  if (inputs.length !== 1 || outputs.length !== 1)
+    throw failure(
+      cx,
+      `it has ${inputs.length} inputs (${inputs.map((r) => r[0]).join(', ')}) and ${outputs.length} outputs (${outputs.map((r) => r[0]).join(', ')}); only models with one input and one output are supported`,
+    );
+  return { layers, input: inputs[0], output: outputs[0] };
+}
+
+function isModel(json: ModelJson): boolean {
+  return json.class_name === 'Sequential' || FUNCTIONAL.has(json.class_name ?? '');
+}
+
+/** The [H, W, C] a model declares it takes, when it does. */
+function declaredInputShape(cx: ExportContext, m: ModelJson): number[] | undefined {
+  let first: LayerJson | undefined;
+  if (m.class_name === 'Sequential') first = sequentialLayers(cx, m)[0];
+  else if (FUNCTIONAL.has(m.class_name ?? '')) {
+    const graph = functionalGraph(cx, m);
+    first = graph.layers.get(graph.input[0]);
+  }
+  if (!first) return undefined;
+  // A model whose first layer is a model takes what that one takes.
+  if (isModel(first)) return declaredInputShape(cx, first);
+  const c = first.config;
+  const shape = (c.batch_input_shape ?? c.batchInputShape ?? c.batch_shape) as (number | null)[] | undefined;
   return shape ? (shape.slice(1) as number[]) : undefined;
 }
 
 /** One layer through its class's converter; what it cannot map becomes a line naming the layer. */
-function convertLayer(cx: ExportContext, json: LayerJson, x: Value): Value {
+function convertLayer(cx: ExportContext, json: LayerJson, inputs: Value[]): Value {
   try {
     const layer = {
       className: json.class_name,
       name: String(json.config.name ?? json.class_name),
       config: json.config,
     };
-    const convert = converters.get(layer.className);
-    if (!convert) throw new Unsupported(`no ONNX mapping for ${layer.className}`);
-    return convert(cx, layer, x);
+    const entry = converters.get(layer.className);
+    if (!entry) throw new Unsupported(`no ONNX mapping for ${layer.className}`);
+    if (inputs.length !== 1 && !entry.multipleInputs)
+      throw new Unsupported(`it reads ${inputs.length} values where its converter takes one`);
+    return entry.convert(cx, layer, inputs[0], inputs);
   } catch (err) {
     if (!(err instanceof Unsupported)) throw err;
     throw new UserError(
@@ -371,10 +607,66 @@ function convertLayer(cx: ExportContext, json: LayerJson, x: Value): Value {
   }
 }
 
-/** A sequential tfjs layers model (what model.json's `layers-model` format holds). */
+/**
+ * A functional model from its output back: each layer call is converted once its inputs are,
+ * so the ONNX nodes come in an order that computes every value before it is read.
+ */
+function walkFunctional(cx: ExportContext, m: ModelJson, input: Value): Value {
+  const graph = functionalGraph(cx, m);
+  const key = ([layer, node]: TensorRef) => `${layer}#${node}`;
+  const values = new Map<string, Value>([[key(graph.input), input]]);
+  const pending = new Set<string>();
+  const valueOf = (ref: TensorRef): Value => {
+    const [name, node, tensor] = ref;
+    const json = graph.layers.get(name);
+    if (!json) throw failure(cx, `its topology reads layer '${name}', which it does not list`);
+    // Every converter gives one value: a layer with several outputs has no mapping.
+    if (tensor !== 0)
+      throw failure(
+        cx,
+        `output ${tensor} of layer '${name}' is read; only layers with one output are supported`,
+      );
+    const done = values.get(key(ref));
+    if (done) return done;
+    const call = json.inbound_nodes?.[node];
+    if (call === undefined || (Array.isArray(call) && call.length === 0))
+      throw failure(cx, `layer '${name}' has no inputs in its topology and is not the model's input`);
+    if (pending.has(key(ref))) throw failure(cx, `its topology loops through layer '${name}'`);
+    pending.add(key(ref));
+    const inputs = tensorRefs(cx, call, `the inputs of layer '${name}'`).map(valueOf);
+    pending.delete(key(ref));
+    const out = convertLayer(cx, json, inputs);
+    values.set(key(ref), out);
+    return out;
+  };
+  return valueOf(graph.output);
+}
+
+/** The value model `m` (a Sequential, Model or Functional) computes from `input`. */
+function walkModel(cx: ExportContext, m: ModelJson, input: Value): Value {
+  if (FUNCTIONAL.has(m.class_name ?? '')) return walkFunctional(cx, m, input);
+  let x = input;
+  for (const layer of sequentialLayers(cx, m)) x = convertLayer(cx, layer, [x]);
+  return x;
+}
+
+// A model used as a layer (a backbone inside a Sequential with a classifier on top): its own
+// layers, reading the value the outer model gives it.
+for (const className of ['Sequential', ...FUNCTIONAL])
+  registerLayerConverter(className, (cx, layer, x) =>
+    walkModel(cx, { class_name: layer.className, config: layer.config }, x),
+  );
+
+/** A tfjs layers model (what model.json's `layers-model` format holds). */
 export const exportLayersModel: ModelExporter = (cx, topology, recordedShape) => {
-  const layers = layersOf(topology, cx.source);
-  const fromTopology = topologyInputShape(layers);
+  // Keras-converted files wrap the model config with its training config.
+  const m = (topology.model_config ?? topology) as ModelJson;
+  if (!isModel(m))
+    throw failure(
+      cx,
+      `it is a ${m.class_name ?? 'model without a class name'}, not a Sequential, Model or Functional layers model`,
+    );
+  const fromTopology = declaredInputShape(cx, m);
   const inputShape = recordedShape ?? (fromTopology as number[]);
   if (!inputShape || inputShape.some((d) => typeof d !== 'number' || d < 1))
     throw new UserError(
@@ -384,7 +676,6 @@ export const exportLayersModel: ModelExporter = (cx, topology, recordedShape) =>
     throw new UserError(
       `cannot export ${cx.source} to ONNX: the model takes ${fromTopology.join('x')} inputs but the run records ${inputShape.join('x')}`,
     );
-  let x: Value = { name: INPUT_NAME, shape: [...inputShape], layout: 'NHWC' };
-  for (const layer of layers) x = convertLayer(cx, layer, x);
-  return { inputShape, logits: x };
+  const input: Value = { name: INPUT_NAME, shape: [...inputShape], layout: 'NHWC' };
+  return { inputShape, logits: walkModel(cx, m, input) };
 };
