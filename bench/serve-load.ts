@@ -13,8 +13,12 @@
  * --mixed: the good requests run as above while `--bad-workers` loops send bad ones, in turn:
  * bytes that are no image, a pixel bomb (a PNG header declaring 60000x60000 pixels), uploads
  * cut off mid-body, malformed multipart, and a request declaring more than the request cap.
- * It reports whether the server survived (no exit, healthy after), p50/p99 latency of the good
- * requests, the answers the bad ones got, and RSS growth (target at most 50 MB); default 60 s.
+ * Hostile loops run beside them: 4 that each keep a batch of 16 SVG bombs (nested <use>, 2 KB
+ * each) in flight, one sending 5 MB JSON bodies (a nested array), one sending cross-site POSTs
+ * of a good image (Origin: http://evil.example, Sec-Fetch-Site: cross-site). It reports whether
+ * the server survived (no exit, healthy after), p50/p99 latency of the good requests and of
+ * every bad and hostile kind, the answers they got, and peak RSS and RSS growth (target at most
+ * 50 MB); default 60 s.
  *
  * Writes bench/results/serve-load.json (--mixed: serve-load-mixed.json; --out FILE elsewhere);
  * exits 1 when a good request failed, a bad one got a 500, the server died or is unhealthy
@@ -183,37 +187,128 @@ function badKinds(good: Buffer): Record<string, (port: number) => Promise<number
   };
 }
 
+/** Ten levels of <g>, each with ten <use> of the level before: 10^9 rectangles from 2 KB. */
+function nestedUseSvg(): Buffer {
+  let s =
+    '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="100" height="100"><defs><g id="l0"><rect width="1" height="1"/></g>';
+  for (let l = 1; l < 10; l++)
+    s += `<g id="l${l}">${Array.from({ length: 10 }, () => `<use xlink:href="#l${l - 1}"/>`).join('')}</g>`;
+  return Buffer.from(`${s}</defs><use xlink:href="#l9"/></svg>`);
+}
+
+/** The hostile kinds, each with how many loops send it at once. */
+function hostileKinds(
+  good: Buffer,
+): Record<string, { loops: number; send: (port: number) => Promise<number> }> {
+  const boundary = 'benchBoundary';
+  const svg = nestedUseSvg();
+  const bombs = Buffer.concat([
+    ...Array.from({ length: 16 }, (_, i) => [
+      Buffer.from(
+        `--${boundary}\r\ncontent-disposition: form-data; name="f"; filename="bomb${i}.svg"\r\ncontent-type: image/svg+xml\r\n\r\n`,
+      ),
+      svg,
+      Buffer.from('\r\n'),
+    ]).flat(),
+    Buffer.from(`--${boundary}--\r\n`),
+  ]);
+  const depth = 2_500_000;
+  const json = Buffer.from('['.repeat(depth) + ']'.repeat(depth));
+  return {
+    svgBombBatch: {
+      loops: 4,
+      send: (port) =>
+        rawRequest(
+          port,
+          rawHead(port, '/api/predict/batch', `multipart/form-data; boundary=${boundary}`, bombs.length),
+          bombs,
+        ),
+    },
+    json5mb: {
+      loops: 1,
+      send: (port) => rawRequest(port, rawHead(port, '/api/predict', 'application/json', json.length), json),
+    },
+    crossSite: {
+      loops: 1,
+      send: (port) =>
+        rawRequest(
+          port,
+          rawHead(port, '/api/predict', 'image/png', good.length).replace(
+            '\r\n\r\n',
+            '\r\nOrigin: http://evil.example\r\nSec-Fetch-Site: cross-site\r\n\r\n',
+          ),
+          good,
+        ),
+    },
+  };
+}
+
 interface BadCounts {
   sent: number;
   /** Answers by status ("0" = none: the client left on purpose). */
   statuses: Record<string, number>;
   clientErrors: number;
+  /** Time to the status line (or to leaving, for aborted uploads), in ms. */
+  latencyMs?: { p50: number; p99: number; max: number };
 }
 
-/** `workers` loops sending the bad kinds in turn until `stopAt`. */
-async function badTraffic(port: number, good: Buffer, workers: number, stopAt: number) {
+const percentile = (sorted: number[], p: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN;
+
+/** Sends one request with `send`, counting its answer into `c` and its time into `times`. */
+async function loop(c: BadCounts, times: number[], send: () => Promise<number>) {
+  const t0 = performance.now();
+  c.sent++;
+  try {
+    const status = String(await send());
+    c.statuses[status] = (c.statuses[status] ?? 0) + 1;
+  } catch {
+    c.clientErrors++;
+  }
+  times.push(performance.now() - t0);
+}
+
+function withLatency(c: BadCounts, times: number[]): BadCounts {
+  const sorted = times.sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x);
+  return {
+    ...c,
+    latencyMs: {
+      p50: r(percentile(sorted, 50)),
+      p99: r(percentile(sorted, 99)),
+      max: r(sorted.at(-1) ?? NaN),
+    },
+  };
+}
+
+/**
+ * `workers` loops sending the bad kinds in turn until `stopAt`, and with `hostile`, the hostile
+ * kinds in loops of their own.
+ */
+async function badTraffic(port: number, good: Buffer, workers: number, stopAt: number, hostile = false) {
   const kinds = badKinds(good);
   const names = Object.keys(kinds);
+  const hostiles = hostile ? hostileKinds(good) : {};
+  const all = [...names, ...Object.keys(hostiles)];
   const counts: Record<string, BadCounts> = Object.fromEntries(
-    names.map((n) => [n, { sent: 0, statuses: {}, clientErrors: 0 }]),
+    all.map((n) => [n, { sent: 0, statuses: {}, clientErrors: 0 }]),
   );
+  const times: Record<string, number[]> = Object.fromEntries(all.map((n) => [n, []]));
   let next = 0;
-  await Promise.all(
-    Array.from({ length: workers }, async () => {
+  await Promise.all([
+    ...Array.from({ length: workers }, async () => {
       while (Date.now() < stopAt) {
         const name = names[next++ % names.length];
-        const c = counts[name];
-        c.sent++;
-        try {
-          const status = String(await kinds[name](port));
-          c.statuses[status] = (c.statuses[status] ?? 0) + 1;
-        } catch {
-          c.clientErrors++;
-        }
+        await loop(counts[name], times[name], () => kinds[name](port));
       }
     }),
-  );
-  return counts;
+    ...Object.entries(hostiles).flatMap(([name, k]) =>
+      Array.from({ length: k.loops }, async () => {
+        while (Date.now() < stopAt) await loop(counts[name], times[name], () => k.send(port));
+      }),
+    ),
+  ]);
+  return Object.fromEntries(all.map((n) => [n, withLatency(counts[n], times[n])]));
 }
 
 // --- the run ------------------------------------------------------------------------------
@@ -326,7 +421,7 @@ async function main(): Promise<number> {
         connections,
         duration: seconds,
       }),
-      mixed ? badTraffic(port, png, badWorkers, stopAt) : Promise.resolve(undefined),
+      mixed ? badTraffic(port, png, badWorkers, stopAt, true) : Promise.resolve(undefined),
     ]);
     clearInterval(sampler);
     const rssAfter = exited ? NaN : rssMb(server.pid!);

@@ -56,7 +56,7 @@ describe('parseImageCsv', () => {
       /r\.csv: line 2 has 4 values but the first row has 5 \(ragged row\)/,
     );
     expect(() => parseImageCsv('label,a,b,c,d\n1,0,x,0,0\n', 'n.csv')).toThrow(
-      /n\.csv: line 2, column 3: 'x' is not a number/,
+      /n\.csv: line 2, column 3: 'x' is not a pixel value \(a whole number 0\.\.255\)/,
     );
     expect(() => parseImageCsv('1,0,0,256,0\n', 'o.csv')).toThrow(
       /o\.csv: line 1, column 4: pixel value 256 is outside 0\.\.255/,
@@ -68,6 +68,46 @@ describe('parseImageCsv', () => {
     expect(() => parseImageCsv('\n\n', 'e.csv')).toThrow(/e\.csv: the CSV file is empty/);
     expect(() => parseImageCsv('label,a,b,c,d\n', 'h.csv')).toThrow(/has a header but no rows/);
     expect(() => parseImageCsv('1,0,0,0,0\n,0,0,0,0\n', 'l.csv')).toThrow(/line 2 has an empty label/);
+  });
+});
+
+describe('quoted fields and pixel values', () => {
+  it('reads quoted labels and pixels as RFC 4180 says, a quoted line break included', () => {
+    const q = parseImageCsv(
+      '"label","p1","p2","p3","p4"\n"T-shirt, top","0",255," 10 ",20\n"say ""hi""",1,2,3,"4"\n',
+      'q.csv',
+    );
+    expect(q.labels).toEqual(['T-shirt, top', 'say "hi"']);
+    expect(Array.from(q.pixels)).toEqual([0, 255, 10, 20, 1, 2, 3, 4]);
+    expect(q.shape).toEqual([2, 2, 1]);
+    const multi = parseImageCsv('l,a,b,c,d\n"two\nlines",1,2,3,4\nx,5,6,7,8\n', 'm.csv');
+    expect(multi.labels).toEqual(['two\nlines', 'x']);
+    expect(Array.from(multi.pixels)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    // Line numbers count the lines a quoted field spans.
+    expect(() => parseImageCsv('l,a,b,c,d\n"two\nlines",1,2,3,4\nx,5,6,7\n', 'm.csv')).toThrow(
+      /m\.csv: line 4 has 4 values but the first row has 5 \(ragged row\)/,
+    );
+    expect(() => parseImageCsv('l,a,b,c,d\n"open,1,2,3,4\nx,5,6,7,8\n', 'u.csv')).toThrow(
+      /^u\.csv: line 2 opens a quoted field that is never closed; check its quotes$/,
+    );
+  });
+
+  it('refuses pixels that are not whole numbers 0..255, naming the line and column', () => {
+    const cases: [string, RegExp][] = [
+      ['1.7', /^p\.csv: line 3, column 4: '1\.7' is not a pixel value \(a whole number 0\.\.255\)$/],
+      ['0x10', /^p\.csv: line 3, column 4: '0x10' is not a pixel value/],
+      ['1e2', /^p\.csv: line 3, column 4: '1e2' is not a pixel value/],
+      ['+3', /^p\.csv: line 3, column 4: '\+3' is not a pixel value/],
+      ['', /^p\.csv: line 3, column 4: '' is not a pixel value/],
+      ['-1', /^p\.csv: line 3, column 4: pixel value -1 is outside 0\.\.255$/],
+      ['256', /^p\.csv: line 3, column 4: pixel value 256 is outside 0\.\.255$/],
+      ['"1.7"', /^p\.csv: line 3, column 4: '1\.7' is not a pixel value/],
+      ['" 256"', /^p\.csv: line 3, column 4: pixel value 256 is outside 0\.\.255$/],
+    ];
+    for (const [value, message] of cases) {
+      const text = `label,a,b,c,d\n1,0,0,0,0\n2,0,0,${value},0\n`;
+      expect(() => parseImageCsv(text, 'p.csv'), value).toThrow(message);
+    }
   });
 });
 
@@ -97,7 +137,11 @@ describe('streaming a CSV', () => {
     'header, CRLF, no trailing newline': 'label,p1,p2,p3,p4\r\n3,0,255,10,20\r\n1,1,2,3,4',
     'no header, CRLF, blank lines': '\r\n3,0,255,10,20\r\n\r\n1,1,2,3,4\r\n\r\n',
     'a last line ending in CR alone': '3,0,255,10,20\n1,1,2,3,4\r',
-    'spaces, decimals, signs, exponents': 'l,a,b,c,d\n 7 , 1.4,+3,2e1, 0x10\n8,254.5,-0,00255,9\n',
+    'spaces, leading zeros': 'l,a,b,c,d\n 7 , 1,3 ,20, 016\n8,255,0,00255,9\n',
+    'quoted labels and pixels, a quoted header':
+      '"label","p1","p2","p3","p4"\n"T-shirt, top","0",255," 10 ",20\n"say ""hi""",1,2,3,"4"\n',
+    'a quoted label over two lines, CRLF elsewhere':
+      'l,a,b,c,d\r\n"two\nlines",1,2,3,4\r\n"x",5,6,7,8\r\nx,9,9,9,9',
     'multi-byte labels, RGB': `${rgbRow('猫', 3)}\n${rgbRow('chat é', 5)}\n${rgbRow('🐈', 7)}\n`,
     'a header with a BOM': '\uFEFFlabel,p1,p2,p3,p4\n3,0,255,10,20\n',
   };
@@ -145,7 +189,7 @@ describe('streaming a CSV', () => {
         );
       }
     }
-    expect(parseImageCsv(texts['spaces, decimals, signs, exponents'], 'x').pixels).toEqual(
+    expect(parseImageCsv(texts['spaces, leading zeros'], 'x').pixels).toEqual(
       Uint8Array.from([1, 3, 20, 16, 255, 0, 255, 9]),
     );
   });
@@ -177,6 +221,10 @@ describe('streaming a CSV', () => {
       '1,0,0,0,0\n,0,0,0,0',
       'just-a-label\n',
       '',
+      'l,a,b,c,d\n1,0,1.7,0,0\n',
+      '1,0,0,0,"0x10"\n',
+      '"1\n,0,0,0,0\n',
+      '1,2,3,4,5\n"a,b",1,2,3\n',
     ];
     for (const text of bad) {
       const whole = await messageOf(() => parseImageCsv(text, 'bad.csv'));
@@ -293,7 +341,10 @@ describe('train --data file.csv', () => {
     );
     const text = path.join(work, 'text.csv');
     writeFileSync(text, '1,0,0,0,0\n2,0,zero,0,0\n');
-    expectCleanError(cli(['train', '--data', text]), /text\.csv: line 2, column 3: 'zero' is not a number/);
+    expectCleanError(
+      cli(['train', '--data', text]),
+      /text\.csv: line 2, column 3: 'zero' is not a pixel value \(a whole number 0\.\.255\)/,
+    );
     const big = path.join(work, 'big.csv');
     writeFileSync(big, '1,0,0,0,0\n2,0,0,0,999\n');
     expectCleanError(

@@ -3,7 +3,9 @@
  * Fashion-MNIST, gives the same class probabilities in ONNX Runtime as in tfjs (max |diff| at
  * most 1e-4 and the same top class on 1000 test images); RGB input; layers beyond the built-in
  * models (batch norm with real statistics, strides, dilation, 'same' pooling, every activation);
- * the metadata_props; and the one-line error for what has no ONNX mapping.
+ * functional models (a small MobileNetV2-style network, merges, a model nested as a layer) and
+ * quantized weights; the metadata_props; the one-line error for what has no ONNX mapping; and a
+ * layer class made exportable by registering its converter.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -13,6 +15,7 @@ import { type ImageShape, pixelsAsFloat, type Split } from '../src/core/data/dat
 import { Rng } from '../src/core/data/rng.js';
 import { UserError } from '../src/core/errors.js';
 import { create, layersNet, type Net } from '../src/core/models/index.js';
+import { loadLayersNet, type NetArtifacts } from '../src/core/models/net.js';
 import { optimizerFor, resolveConfig } from '../src/core/plan.js';
 import { trainEpoch } from '../src/core/train/loop.js';
 import { VERSION } from '../src/core/version.js';
@@ -20,10 +23,13 @@ import { loadDataset } from '../src/node/data/load.js';
 import {
   convertToOnnx,
   decodeModel,
+  type LayerConverter,
   loadOnnxRuntime,
   onnxParity,
   type OnnxExport,
   type Parity,
+  registerLayerConverter,
+  registerModelExporter,
 } from '../src/node/export/index.js';
 
 const TOLERANCE = 1e-4;
@@ -325,6 +331,266 @@ describe('ONNX export beyond the built-in 28x28 models', () => {
   });
 });
 
+describe('functional models: MobileNet-style layers, merges, nesting, quantized weights', () => {
+  /**
+   * Every weight drawn from a seeded stream: kernels with about unit gain through a ReLU (uniform
+   * with variance 2 / fan-in), biases and batch-norm parameters away from their initial values.
+   */
+  async function randomizeWeights(net: Net, seed: number): Promise<void> {
+    const specs = (await net.artifacts()).weightSpecs;
+    const rng = new Rng(seed);
+    const uniform = (lo: number, hi: number) => () => lo + (hi - lo) * rng.next();
+    const fresh = specs.map((spec) => {
+      const param = spec.name.split('/').at(-1)!;
+      const size = spec.shape.reduce((a, b) => a * b, 1);
+      // A kernel's last axis is its outputs; a depthwise kernel reads its window of one channel.
+      const fanIn = param === 'depthwise_kernel' ? spec.shape[0] * spec.shape[1] : size / spec.shape.at(-1)!;
+      // He's gain: the ReLUs halve the variance.
+      const a = Math.sqrt(6 / fanIn);
+      const draw =
+        param === 'moving_variance'
+          ? uniform(0.3, 2)
+          : param === 'gamma'
+            ? uniform(0.5, 1.5)
+            : param.endsWith('kernel')
+              ? uniform(-a, a)
+              : uniform(-0.3, 0.3);
+      return tf.tensor(Float32Array.from({ length: size }, draw), spec.shape);
+    });
+    net.setWeights(fresh);
+    fresh.forEach((t) => t.dispose());
+  }
+
+  const SMALL: ImageShape = [24, 24, 3];
+
+  /**
+   * Noise images that differ as wholes too (a brightness per channel, a contrast per image):
+   * the global pooling averages plain noise to about the same features for every image.
+   */
+  function variedImages(n: number, shape: ImageShape, seed: number): Float32Array {
+    const rng = new Rng(seed);
+    const [h, w, c] = shape;
+    const out = new Float32Array(n * h * w * c);
+    for (let i = 0; i < n; i++) {
+      const contrast = 0.2 + 2 * rng.next();
+      const brightness = Array.from({ length: c }, () => 2 * rng.next() - 1);
+      for (let p = 0; p < h * w * c; p++)
+        out[i * h * w * c + p] = brightness[p % c] + contrast * (2 * rng.next() - 1);
+    }
+    return out;
+  }
+
+  /**
+   * MobileNetV2 in small: a stride-2 stem, an inverted residual block that halves the size
+   * (1x1 expand, ZeroPadding2D + 'valid' stride-2 depthwise as Keras pads it, 1x1 project), one
+   * that keeps it with an Add skip, a Concatenate with a depth-multiplier-2 depthwise branch,
+   * then global average pooling and a dense head.
+   */
+  function mobileNetLike(): tfl.LayersModel {
+    const input = tfl.input({ shape: SMALL, name: 'image' });
+    const apply = (layer: tfl.layers.Layer, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) =>
+      layer.apply(x) as tfl.SymbolicTensor;
+    const bnRelu6 = (x: tfl.SymbolicTensor) =>
+      apply(tfl.layers.reLU({ maxValue: 6 }), apply(tfl.layers.batchNormalization({ epsilon: 1e-3 }), x));
+    const conv1x1 = (x: tfl.SymbolicTensor, filters: number) =>
+      apply(tfl.layers.conv2d({ filters, kernelSize: 1, useBias: false }), x);
+    const stem = bnRelu6(
+      apply(
+        tfl.layers.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', useBias: false }),
+        input,
+      ),
+    );
+    // 12x12x8 -> 6x6x12.
+    let x = bnRelu6(conv1x1(stem, 24));
+    x = apply(
+      tfl.layers.zeroPadding2d({
+        padding: [
+          [0, 1],
+          [0, 1],
+        ],
+      }),
+      x,
+    );
+    x = bnRelu6(
+      apply(tfl.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'valid', useBias: false }), x),
+    );
+    const block1 = apply(tfl.layers.batchNormalization({}), conv1x1(x, 12));
+    // 6x6x12 -> 6x6x12, added to its input.
+    x = bnRelu6(conv1x1(block1, 36));
+    x = bnRelu6(apply(tfl.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', useBias: false }), x));
+    const block2 = apply(tfl.layers.add({}), [
+      block1,
+      apply(tfl.layers.batchNormalization({}), conv1x1(x, 12)),
+    ]);
+    const branch = apply(
+      tfl.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same' }),
+      block2,
+    );
+    const joined = apply(tfl.layers.concatenate({}), [block2, branch]);
+    const top = bnRelu6(conv1x1(joined, 32));
+    const pooled = apply(tfl.layers.globalAveragePooling2d({}), top);
+    const logits = apply(tfl.layers.dense({ units: 5 }), pooled);
+    return tfl.model({ inputs: input, outputs: logits, name: 'mobile' });
+  }
+
+  /** The Conv nodes' group attribute, in graph order. */
+  function convGroups(exported: OnnxExport): number[] {
+    const nodes = decodeModel(exported.bytes).graph!.node!.filter((n) => n.opType === 'Conv');
+    return nodes.map((n) => Number(n.attribute!.find((a) => a.name === 'group')!.i));
+  }
+
+  it('a small MobileNetV2-style model (depthwise, ZeroPadding2D, ReLU6, Add, Concatenate) matches tfjs within 1e-4', async () => {
+    const net = layersNet('mobile', mobileNetLike());
+    await randomizeWeights(net, 21);
+    const exported = convertToOnnx(await net.artifacts(), { model: 'mobile' });
+    const ops = exported.ops;
+    // Stem, expand, depthwise, project, expand, depthwise, project, the branch, the top conv.
+    expect(convGroups(exported)).toEqual([1, 1, 24, 1, 1, 36, 1, 12, 1]);
+    expect(ops.filter((op) => op === 'Clip')).toHaveLength(6);
+    for (const op of ['Pad', 'Add', 'Concat', 'ReduceMean']) expect(ops).toContain(op);
+    // NCHW from the input to the global pooling: one Transpose in, none between the blocks.
+    expect(ops.filter((op) => op === 'Transpose')).toHaveLength(1);
+    const n = 200;
+    const images = variedImages(n, SMALL, 22);
+    // Each class score varies from image to image (its standard deviation over the images),
+    // so the probabilities compared are neither the same for every image nor uniform.
+    const logits = tf.tidy(() => net.apply(tf.tensor(images, [n, ...SMALL])));
+    const spread = tf.tidy(() => tf.min(tf.sqrt(tf.moments(logits, 0).variance)).dataSync()[0]);
+    logits.dispose();
+    expect(spread).toBeGreaterThan(0.2);
+    const parity = await parityOf(net, exported, images, n, SMALL);
+    measured.push({
+      label: 'MobileNetV2-style, random weights',
+      parity,
+      bytes: exported.bytes.length,
+      trained: 0,
+    });
+    net.dispose();
+  });
+
+  /** A float as IEEE half-precision bits (truncated; tiny values flush to zero). */
+  function float16Bits(x: number): number {
+    const bits = new Uint32Array(Float32Array.of(x).buffer)[0];
+    const sign = (bits >>> 16) & 0x8000;
+    const exponent = ((bits >>> 23) & 0xff) - 127 + 15;
+    if (exponent <= 0) return sign;
+    if (exponent >= 31) return sign | 0x7c00;
+    return sign | (exponent << 10) | ((bits >>> 13) & 0x3ff);
+  }
+
+  /** The artifacts with every weight quantized as tfjs-converter stores it. */
+  function quantize(a: NetArtifacts, dtype: 'uint8' | 'uint16' | 'float16'): NetArtifacts {
+    const chunks: ArrayBuffer[] = [];
+    let offset = 0;
+    const weightSpecs = a.weightSpecs.map((spec) => {
+      const size = spec.shape.reduce((x, y) => x * y, 1);
+      const values = new Float32Array(a.weightData.slice(offset, offset + size * 4));
+      offset += size * 4;
+      if (dtype === 'float16') {
+        chunks.push(Uint16Array.from(values, float16Bits).buffer);
+        return { ...spec, quantization: { dtype } };
+      }
+      const min = Math.min(...values);
+      const levels = dtype === 'uint8' ? 255 : 65535;
+      const scale = (Math.max(...values) - min) / levels || 1;
+      const q = values.map((v) => Math.round((v - min) / scale));
+      chunks.push((dtype === 'uint8' ? Uint8Array.from(q) : Uint16Array.from(q)).buffer);
+      return { ...spec, quantization: { dtype, min, scale } };
+    });
+    return { ...a, weightSpecs, weightData: tf.io.concatenateArrayBuffers(chunks) };
+  }
+
+  it('quantized weights (uint8, uint16, float16) export as tfjs dequantizes them', async () => {
+    const net = layersNet('mobile', mobileNetLike());
+    await randomizeWeights(net, 23);
+    const artifacts = await net.artifacts();
+    const images = variedImages(100, SMALL, 24);
+    for (const dtype of ['uint8', 'uint16', 'float16'] as const) {
+      const quantized = quantize(artifacts, dtype);
+      const loaded = await loadLayersNet('mobile', quantized);
+      // tfjs computes with the dequantized weights, which differ from the originals.
+      const kernel = loaded.getWeights()[0].dataSync();
+      const original = net.getWeights()[0].dataSync();
+      expect(Math.max(...kernel.map((v, i) => Math.abs(v - original[i])))).toBeGreaterThan(1e-6);
+      const exported = convertToOnnx(quantized, { model: 'mobile' });
+      const parity = await parityOf(loaded, exported, images, 100, SMALL);
+      measured.push({
+        label: `MobileNetV2-style, ${dtype} weights`,
+        parity,
+        bytes: exported.bytes.length,
+        trained: 0,
+      });
+      loaded.dispose();
+    }
+    net.dispose();
+  });
+
+  it('Add (3 inputs), Multiply, Average, Maximum, Minimum, Concatenate over H, W, C and features, Reshape; inputs of both layouts', async () => {
+    const shape: ImageShape = [6, 6, 2];
+    const input = tfl.input({ shape });
+    const apply = (layer: tfl.layers.Layer, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) =>
+      layer.apply(x) as tfl.SymbolicTensor;
+    const a = apply(
+      tfl.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'relu' }),
+      input,
+    );
+    const b = apply(tfl.layers.conv2d({ filters: 4, kernelSize: 1 }), input);
+    const c = apply(tfl.layers.conv2d({ filters: 4, kernelSize: 2, padding: 'same' }), input);
+    // Three distinct inputs: tfjs' merges fail when one tensor comes twice.
+    const sum = apply(tfl.layers.add({}), [a, b, c]);
+    const product = apply(tfl.layers.multiply({}), [a, b]);
+    const mean = apply(tfl.layers.average({}), [a, b, sum]);
+    const high = apply(tfl.layers.maximum({}), [product, mean]);
+    const low = apply(tfl.layers.minimum({}), [b, mean, sum]);
+    // [12, 6, 4] reshaped row-major to [6, 12, 4], beside a concatenation over W.
+    const rows = apply(
+      tfl.layers.reshape({ targetShape: [6, 12, 4] }),
+      apply(tfl.layers.concatenate({ axis: 1 }), [high, low]),
+    );
+    const cols = apply(tfl.layers.concatenate({ axis: 2 }), [sum, low]);
+    const both = apply(tfl.layers.concatenate({}), [rows, cols]);
+    // The NHWC input beside an NCHW convolution.
+    const withInput = apply(tfl.layers.concatenate({ axis: 3 }), [input, a]);
+    const features = apply(tfl.layers.concatenate({}), [
+      apply(tfl.layers.globalAveragePooling2d({}), both),
+      // tfjs leaves -1 unresolved in the symbolic shape, so the pooling after it is one that
+      // needs only the channels.
+      apply(
+        tfl.layers.globalMaxPooling2d({}),
+        apply(tfl.layers.reshape({ targetShape: [-1, 12, 6] }), withInput),
+      ),
+    ]);
+    const folded = apply(tfl.layers.reshape({ targetShape: [7, 2] }), features);
+    const logits = apply(tfl.layers.dense({ units: 3 }), apply(tfl.layers.flatten(), folded));
+    const net = layersNet('merges', tfl.model({ inputs: input, outputs: logits }));
+    const exported = convertToOnnx(await net.artifacts(), { model: 'merges' });
+    for (const op of ['Add', 'Mul', 'Mean', 'Max', 'Min', 'Reshape']) expect(exported.ops).toContain(op);
+    expect(exported.ops.filter((op) => op === 'Concat')).toHaveLength(5);
+    const parity = await parityOf(net, exported, randomImages(100, shape, 25, -2, 2), 100, shape);
+    measured.push({ label: 'merges, random init', parity, bytes: exported.bytes.length, trained: 0 });
+    net.dispose();
+  });
+
+  it('a functional backbone nested in a Sequential with a dense head, as transfer models usually are', async () => {
+    const backbone = mobileNetLike();
+    const model = tfl.sequential({
+      layers: [backbone, tfl.layers.dense({ units: 3, activation: 'relu' }), tfl.layers.dense({ units: 2 })],
+    });
+    const net = layersNet('nested', model);
+    await randomizeWeights(net, 26);
+    const exported = convertToOnnx(await net.artifacts(), { model: 'nested' });
+    expect(exported.inputShape).toEqual(SMALL);
+    const parity = await parityOf(net, exported, variedImages(100, SMALL, 27), 100, SMALL);
+    measured.push({
+      label: 'MobileNetV2-style nested in a Sequential',
+      parity,
+      bytes: exported.bytes.length,
+      trained: 0,
+    });
+    net.dispose();
+  });
+});
+
 describe('the ONNX file', () => {
   it('records class names, preprocessing, input shape, model and version in metadata_props', async () => {
     const names = ['T-shirt/top', '衬衫', 'say "hi"'];
@@ -392,19 +658,19 @@ describe('what cannot be exported fails with one line naming it', () => {
   it('a layer class without a mapping', async () => {
     const model = tfl.sequential({
       layers: [
-        tfl.layers.zeroPadding2d({ inputShape: [8, 8, 1], padding: 1, name: 'my_pad' }),
+        tfl.layers.upSampling2d({ inputShape: [8, 8, 1], size: [2, 2], name: 'my_upsample' }),
         tfl.layers.flatten(),
         tfl.layers.dense({ units: 2 }),
       ],
     });
     const artifacts = await layersNet('custom', model).artifacts();
     expect(failure(() => convertToOnnx(artifacts, { model: 'custom', source: 'runs/x' }))).toBe(
-      "cannot export layer 'my_pad' (class ZeroPadding2D) of runs/x to ONNX: no ONNX mapping for ZeroPadding2D",
+      "cannot export layer 'my_upsample' (class UpSampling2D) of runs/x to ONNX: no ONNX mapping for UpSampling2D",
     );
     model.dispose();
   });
 
-  it('an activation without a mapping, a channels_first layer, a functional model, a mismatched class list', async () => {
+  it('an activation without a mapping, a channels_first layer, a model with two inputs, a mismatched class list, a dilated depthwise convolution', async () => {
     const gelu = tfl.sequential({
       layers: [
         tfl.layers.flatten({ inputShape: [4, 4, 1] }),
@@ -436,13 +702,112 @@ describe('what cannot be exported fails with one line naming it', () => {
       /names 3 classes but the model has 2 outputs/,
     );
 
-    const input = tfl.input({ shape: [4] });
+    const left = tfl.input({ shape: [4, 4, 1], name: 'left' });
+    const right = tfl.input({ shape: [4, 4, 1], name: 'right' });
+    const sum = tfl.layers.add({}).apply([left, right]) as tfl.SymbolicTensor;
+    const flat = tfl.layers.flatten().apply(sum) as tfl.SymbolicTensor;
     const functional = tfl.model({
-      inputs: input,
-      outputs: tfl.layers.dense({ units: 2 }).apply(input) as tfl.SymbolicTensor,
+      inputs: [left, right],
+      outputs: tfl.layers.dense({ units: 2, name: 'out' }).apply(flat) as tfl.SymbolicTensor,
     });
     const f = await layersNet('functional', functional).artifacts();
-    expect(failure(() => convertToOnnx(f, { model: 'functional' }))).toMatch(/only sequential layers models/);
-    [gelu, conv, functional].forEach((m) => m.dispose());
+    expect(failure(() => convertToOnnx(f, { model: 'functional' }))).toBe(
+      'cannot export the model to ONNX: it has 2 inputs (left, right) and 1 outputs (out); only models with one input and one output are supported',
+    );
+
+    // tfjs-layers ignores a depthwise dilation that Keras applies: refused rather than guessed.
+    const dw = tfl.sequential({
+      layers: [
+        tfl.layers.depthwiseConv2d({ inputShape: [6, 6, 2], kernelSize: 3, name: 'dw' }),
+        tfl.layers.flatten(),
+        tfl.layers.dense({ units: 2 }),
+      ],
+    });
+    const d = await layersNet('dw', dw).artifacts();
+    const dilated = JSON.parse(JSON.stringify(d.modelTopology));
+    dilated.config.layers[0].config.dilation_rate = [2, 2];
+    expect(failure(() => convertToOnnx({ ...d, modelTopology: dilated }, { model: 'dw' }))).toBe(
+      "cannot export layer 'dw' (class DepthwiseConv2D) of the model to ONNX: a dilation_rate other than 1 is not supported (tfjs ignores it, Keras does not)",
+    );
+    [gelu, conv, functional, dw].forEach((m) => m.dispose());
+  });
+
+  it('weights quantized in a way tfjs does not read', async () => {
+    const model = tfl.sequential({
+      layers: [tfl.layers.flatten({ inputShape: [2, 2, 1] }), tfl.layers.dense({ units: 2, name: 'd' })],
+    });
+    const a = await layersNet('q', model).artifacts();
+    const weightSpecs = a.weightSpecs.map((spec, i) =>
+      i === 0 ? { ...spec, quantization: { dtype: 'int8' } } : spec,
+    ) as typeof a.weightSpecs;
+    expect(failure(() => convertToOnnx({ ...a, weightSpecs }, { model: 'q' }))).toBe(
+      'cannot export the model to ONNX: weight d/kernel is quantized as int8; only float32 weights (plain, or quantized as uint8, uint16 or float16) are supported',
+    );
+    model.dispose();
+  });
+});
+
+describe('a layer class is made exportable by registering its converter', () => {
+  /** Cropping2D, which has no built-in converter, as ONNX's Slice of the H and W axes. */
+  const cropping2d: LayerConverter = (cx, { name, config }, v) => {
+    const [[top, bottom], [left, right]] = config.cropping as [number, number][];
+    // NCHW: a crop usually sits between convolutions, which want that layout anyway.
+    const x = cx.toNCHW(v, name);
+    const [h, w, c] = x.shape;
+    const int = (what: string, values: number[]) => cx.g.intConstant(`${name}/${what}`, values, [2]);
+    const slice = [
+      x.name,
+      int('starts', [top, left]),
+      int('ends', [h - bottom, w - right]),
+      int('axes', [2, 3]),
+    ];
+    return {
+      name: cx.g.node('Slice', slice, name),
+      shape: [h - top - bottom, w - left - right, c],
+      layout: 'NCHW',
+    };
+  };
+
+  it('Cropping2D -> Slice: exports once registered and matches tfjs within 1e-5; a class has one converter', async () => {
+    const shape: ImageShape = [9, 8, 2];
+    const model = tfl.sequential({
+      layers: [
+        // Uneven crops of the NHWC input, then symmetric ones between NCHW layers.
+        tfl.layers.cropping2D({
+          inputShape: shape,
+          cropping: [
+            [1, 2],
+            [0, 3],
+          ],
+          name: 'crop_in',
+        }),
+        tfl.layers.conv2d({ filters: 3, kernelSize: 2, activation: 'relu' }),
+        tfl.layers.cropping2D({ cropping: 1 }),
+        tfl.layers.maxPooling2d({ poolSize: 2 }),
+        tfl.layers.flatten(),
+        tfl.layers.dense({ units: 4 }),
+      ],
+    });
+    const net = layersNet('cropped', model);
+    const artifacts = await net.artifacts();
+    expect(() => convertToOnnx(artifacts, { model: 'cropped' })).toThrow(
+      "cannot export layer 'crop_in' (class Cropping2D) of the model to ONNX: no ONNX mapping for Cropping2D",
+    );
+
+    registerLayerConverter('Cropping2D', cropping2d);
+    const exported = convertToOnnx(artifacts, { model: 'cropped' });
+    expect(exported.ops.filter((op) => op === 'Slice')).toHaveLength(2);
+    const parity = await onnxParity(net, exported.bytes, randomImages(100, shape, 12, -1, 2), 100, shape);
+    expect(parity.maxAbsDiff).toBeLessThanOrEqual(1e-5);
+    expect(parity.argmaxAgree).toBe(100);
+    net.dispose();
+
+    expect(() => registerLayerConverter('Cropping2D', cropping2d)).toThrow(
+      'an ONNX converter for layer class Cropping2D is already registered',
+    );
+    expect(() => registerLayerConverter('Dense', cropping2d)).toThrow(/Dense is already registered/);
+    expect(() => registerModelExporter('softmax-scratch', () => ({}) as never)).toThrow(
+      "an ONNX exporter for model 'softmax-scratch' is already registered",
+    );
   });
 });

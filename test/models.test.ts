@@ -11,7 +11,6 @@ import { list, create } from '../src/core/models/index.js';
 import { loadModelFiles, saveModel } from '../src/node/run/rundir.js';
 import { trainEpoch } from '../src/core/train/loop.js';
 import { crossEntropy } from '../src/core/train/loss.js';
-import { memorize } from '../src/core/models/knn.js';
 import { optimizerFor, resolveConfig } from '../src/core/plan.js';
 import { tempDir } from './helpers.js';
 
@@ -60,7 +59,7 @@ describe('every registered model', () => {
       if (entry.memorizes) {
         // Learns by storing the training set, not by gradient steps.
         expect(net.trainableVariables).toHaveLength(0);
-        memorize(net, images, labels, n);
+        net.memorize!(images, labels, n);
       } else {
         const opt = optimizerFor(resolveConfig({ model: entry.name }));
         for (let i = 0; i < 8; i++)

@@ -8,6 +8,8 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { crc32, deflateRawSync } from 'node:zlib';
+import { Zip, type ZipInputFile, ZipPassThrough } from 'fflate';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
@@ -107,16 +109,16 @@ beforeAll(async () => {
 
 describe('the plan for your own classes is the CLI plan for a folder of them', () => {
   it.each(['cnn', 'mlp', 'softmax'])(
-    '%s: pagePlan = imgclf train --data data --image-size 32 ...',
+    '%s: pagePlan = imgclf train --data data --image-size 32 --hold-out 0.2 ...',
     (model) => {
       const images = ownImages(32);
       const page = pagePlan({ model, images });
       const cli = planFromFlags(
-        { model, data: 'data', imageSize: 32, channels: 3, resizeMode: 'fill', valSplit: OWN_HELD_OUT },
+        { model, data: 'data', imageSize: 32, channels: 3, resizeMode: 'fill', holdOut: OWN_HELD_OUT },
         'en',
       );
       expect(page).toEqual(cli);
-      expect(page).toMatchObject({ dataset: 'folder', imageSize: 32, channels: 3, valSplit: 0.2 });
+      expect(page).toMatchObject({ dataset: 'folder', imageSize: 32, channels: 3, holdOut: 0.2 });
       // Sized to the data as the CLI sizes it: ~300 steps, a batch of 8 for a few dozen images.
       for (const n of [20, 73, 500, 5000]) expect(ownPlan({ model }, images, n)).toEqual(sizeToData(cli, n));
       expect(ownPlan({ model }, images, 73).plan).toMatchObject({ batchSize: 8 });
@@ -225,6 +227,48 @@ describe('the run directory the page writes is the one imgclf reads', () => {
   });
 });
 
+/** A zip entry: stored bytes, or deflated bytes with the size and CRC its headers declare. */
+type ZipEntry =
+  { name: string; data: Uint8Array } | { name: string; deflated: Uint8Array; size: number; crc: number };
+
+/**
+ * A zip of `entries`, written with fflate's streaming Zip. Deflated entries come ready-made
+ * (from Node's zlib) so that an entry can declare any size: fflate's own deflate would take
+ * about 10 s for 500 MB on this machine, zlib takes 1 to 2 s.
+ */
+function zipOf(entries: ZipEntry[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  const zip = new Zip((err, chunk) => {
+    if (err) throw err;
+    parts.push(chunk);
+  });
+  for (const e of entries) {
+    if ('data' in e) {
+      const file = new ZipPassThrough(e.name);
+      zip.add(file);
+      file.push(e.data, true);
+    } else {
+      const file: ZipInputFile = { filename: e.name, size: e.size, crc: e.crc, compression: 8 };
+      zip.add(file);
+      file.ondata!(null, e.deflated as Uint8Array<ArrayBuffer>, true);
+    }
+  }
+  zip.end();
+  return Buffer.concat(parts);
+}
+
+/** 500 MiB of zeros, deflated at level 9 (about 500 KB), with its CRC; made once. */
+let zeros: { deflated: Uint8Array; size: number; crc: number } | undefined;
+function zeros500(): { deflated: Uint8Array; size: number; crc: number } {
+  if (zeros) return zeros;
+  const size = 500 * 2 ** 20;
+  const chunk = new Uint8Array(4 * 2 ** 20);
+  let crc = 0;
+  for (let done = 0; done < size; done += chunk.length) crc = crc32(chunk, crc);
+  zeros = { deflated: deflateRawSync(new Uint8Array(size), { level: 9 }), size, crc };
+  return zeros;
+}
+
 describe('the page reads run directories back', () => {
   it('from a zip (in a folder, images left out) or from the files themselves', async () => {
     const files = await runFiles(net, run, { encodePng });
@@ -248,6 +292,69 @@ describe('the page reads run directories back', () => {
     const n = run.data!.test.count;
     expect(predictProbabilities(back, x, n, SHAPE)).toEqual(predictProbabilities(net, x, n, SHAPE));
     back.dispose();
+  });
+
+  it('from a zip with a 500 MB junk entry, inflating only the files it uses', async () => {
+    const files = await runFiles(net, run, { encodePng });
+    const folder = 'imgclf-run';
+    const bomb = zeros500();
+    // Bytes that are no deflate stream at all: inflating them would throw, so a zip holding
+    // them reads only if they are never inflated.
+    const broken = { deflated: new Uint8Array(64).fill(0xff), size: 1000, crc: 0 };
+    const zip = zipOf([
+      ...[...files].map(([rel, data]) => ({ name: `${folder}/${rel}`, data })),
+      // Next to the run's files and deeper down under the names the page reads.
+      { name: `${folder}/junk.bin`, ...bomb },
+      { name: `${folder}/data/junk/weights.bin`, ...bomb },
+      { name: `${folder}/data/junk/model.json`, ...broken },
+      { name: 'junk/metadata.json', ...broken },
+    ]);
+    expect(zip.length).toBeLessThan(2 * 2 ** 20 + [...files.values()].reduce((s, b) => s + b.length, 0));
+    const before = process.memoryUsage().rss;
+    const start = performance.now();
+    const unzipped = unzipRun(zip);
+    const ms = performance.now() - start;
+    const rssMb = (process.memoryUsage().rss - before) / 2 ** 20;
+    console.log(
+      `zip of ${zip.length} bytes with 2 x 500 MiB of junk: read in ${ms.toFixed(0)} ms, RSS +${rssMb.toFixed(1)} MB`,
+    );
+    expect([...unzipped.keys()].sort()).toEqual([
+      'manifest.json',
+      'metadata.json',
+      'metrics.jsonl',
+      'model.json',
+      'weights.bin',
+    ]);
+    for (const [rel, bytes] of unzipped) expect(bytes).toEqual(files.get(rel));
+    expect(rssMb).toBeLessThan(100);
+    expect((await readRunFiles(unzipped)).manifest).toBe('checked');
+  });
+
+  it('refuses a zip whose used files declare more than 512 MB, or unpack to other sizes than declared', async () => {
+    const files = await runFiles(net, run);
+    const weights = files.get('weights.bin')!;
+    const rest = [...files].filter(([rel]) => rel !== 'weights.bin').map(([name, data]) => ({ name, data }));
+    const deflated = deflateRawSync(weights);
+    const crc = crc32(weights);
+    // Declared 600 MB: refused before anything is inflated.
+    const huge = zipOf([...rest, { name: 'weights.bin', deflated, size: 600 * 2 ** 20, crc }]);
+    expect(() => unzipRun(huge)).toThrow(
+      new RunFileError("the run's files in the zip unpack to more than 512 MB, more than the page reads"),
+    );
+    // Declared larger than it holds: comes out short and is refused.
+    const short = zipOf([...rest, { name: 'weights.bin', deflated, size: weights.length + 100, crc }]);
+    expect(() => unzipRun(short)).toThrow(
+      `weights.bin in the zip unpacks to ${weights.length} bytes, not the ${weights.length + 100} the zip declares: the zip is corrupt`,
+    );
+    // Declared smaller than it holds (500 MB of zeros said to be the weights' size): no more
+    // than the declared bytes come out, and they are not the weights.
+    const bomb = zeros500();
+    const lying = zipOf([...rest, { name: 'weights.bin', ...bomb, size: weights.length }]);
+    const before = process.memoryUsage().rss;
+    const unzipped = unzipRun(lying);
+    expect((process.memoryUsage().rss - before) / 2 ** 20).toBeLessThan(100);
+    expect(unzipped.get('weights.bin')!.length).toBe(weights.length);
+    await expect(readRunFiles(unzipped)).rejects.toThrow(/weights\.bin does not match manifest\.json/);
   });
 
   it('refuses what imgclf refuses', async () => {

@@ -67,9 +67,35 @@ describe('plan', () => {
     expect(dataSourceOf(resolveConfig({}))).toEqual({ kind: 'idx', dataset: 'fashion-mnist' });
   });
 
+  it('holdOut is the test fraction of data without a test split; --val-split still sets it there', () => {
+    // --val-split on a folder: as before, the held-out test fraction is the given one.
+    const viaValSplit = resolveConfig({ data: 'pets/', valSplit: 0.2 });
+    expect(viaValSplit).toMatchObject({ valSplit: 0.2, holdOut: 0.2 });
+    expect(dataSourceOf(viaValSplit)).toMatchObject({ kind: 'folder', valSplit: 0.2 });
+    const own = resolveConfig({ data: 'rows.csv', holdOut: 0.3 });
+    expect(own.valSplit).toBeUndefined();
+    expect(dataSourceOf(own)).toMatchObject({ kind: 'csv', valSplit: 0.3 });
+    // A plan recorded before holdOut existed resolves to the same data source.
+    const recorded: Record<string, unknown> = { dataset: 'folder', data: 'pets/', valSplit: 0.25, seed: 1 };
+    expect(dataSourceOf(resolveConfig(recorded))).toEqual(
+      dataSourceOf(resolveConfig({ data: 'pets/', holdOut: 0.25, seed: 1 })),
+    );
+    expect(dataSourceOf(resolveConfig({ data: 'pets/' }))).toMatchObject({ valSplit: 0.1 });
+    // A resolved plan resolves to itself.
+    expect(resolveConfig({ ...viaValSplit })).toEqual(viaValSplit);
+    expect(() => resolveConfig({ holdOut: 0.2 })).toThrow(
+      '--hold-out applies to your own data (--data PATH)',
+    );
+    expect(() => resolveConfig({ data: 'pets/', holdOut: 1 })).toThrow(
+      '--hold-out must be a fraction above 0 and at most 0.9 (got 1)',
+    );
+  });
+
   it('unknown keys and names fail with one clear line', () => {
     expect(() => resolveConfig({ learningRate: 0.1 })).toThrow(/unknown config key 'learningRate'/);
     expect(() => resolveConfig({ model: 'resnet' })).toThrow(/unknown model 'resnet'; choose one of/);
-    expect(() => resolveConfig({ optimizer: 'rmsprop' })).toThrow(/unknown optimizer 'rmsprop'/);
+    // The type allows only known optimizers; a plan read from JSON may hold any name.
+    const fromJson: Record<string, unknown> = { optimizer: 'rmsprop' };
+    expect(() => resolveConfig(fromJson)).toThrow(/unknown optimizer 'rmsprop'/);
   });
 });

@@ -16,7 +16,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/backend/index.js';
 import { create } from '../src/core/models/index.js';
-import { memorize } from '../src/core/models/knn.js';
 import { resolveConfig, type TrainConfig } from '../src/core/plan.js';
 import { evaluate, type EpochMetrics } from '../src/core/train/loop.js';
 import { loadBackbone } from '../src/node/backbone/backbone.js';
@@ -259,7 +258,7 @@ describe('knn', () => {
     const probe = tf.tensor4d([1, 0.1, 0, 1], [2, 1, 1, 2]);
     const uniform = tf.tidy(() => tf.softmax(net.apply(probe) as tf.Tensor2D).arraySync() as number[][]);
     expect(uniform[0].map((p) => p.toFixed(3))).toEqual(['0.333', '0.333', '0.333']);
-    memorize(net, Float32Array.from([2, 0, 0, 3, -1, -1]), Uint8Array.from([2, 0, 1]), 3);
+    net.memorize!(Float32Array.from([2, 0, 0, 3, -1, -1]), Uint8Array.from([2, 0, 1]), 3);
     const p = tf.tidy(() => tf.softmax(net.apply(probe) as tf.Tensor2D).arraySync() as number[][]);
     expect(p.map((row) => row.indexOf(Math.max(...row)))).toEqual([2, 0]);
     expect(p[0][2]).toBeGreaterThan(0.99);

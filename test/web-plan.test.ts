@@ -126,6 +126,30 @@ describe('pagePlan: the page trains as `imgclf train` does', () => {
     optimizer.dispose();
   });
 
+  it('model options go through the registry: a misspelt one is one line, as in the CLI and the library', async () => {
+    const misspelt =
+      "unknown option 'dropuot' for model cnn; it takes widths, convs, batchNorm, dropout; did you mean 'dropout'?";
+    expect(() => pagePlan({ model: 'cnn', options: { dropuot: 0.5 } })).toThrow(misspelt);
+    expect(pagePlan({ model: 'cnn', options: { dropout: 0.2 } }).modelOptions).toEqual({ dropout: 0.2 });
+    // trainInPage builds the model with core's create, which checks the options itself.
+    const plan = { ...pagePlan({ model: 'cnn' }), modelOptions: { dropuot: 0.5 } };
+    const empty = { images: new Float32Array(0), labels: new Uint8Array(0), count: 0 };
+    await expect(
+      trainInPage({
+        plan,
+        shape: SHAPE,
+        numClasses: 10,
+        train: empty,
+        test: empty,
+        probeEvery: 10,
+        onProgress: () => {},
+        onProbe: () => {},
+        onEpoch: () => {},
+        shouldStop: () => true,
+      }),
+    ).rejects.toThrow(misspelt);
+  });
+
   it('rejects what the CLI rejects', () => {
     expect(() => pagePlan({ model: 'no-such-model' })).toThrow(UserError);
     expect(() => pagePlan({ model: 'cnn', epochs: 0 })).toThrow(/--epochs/);

@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import type { BackendName } from '../core/backends.js';
 import { UserError } from '../core/errors.js';
+import { settingHelp } from '../core/settings.js';
 
 export interface RunOptions {
   run?: string;
@@ -19,7 +20,7 @@ export function withRunOptions(command: Command, dataDirHelp = 'folder with the 
   return command
     .option('--run <dir>', 'run directory written by `imgclf train`')
     .option('--model <dir>', 'same as --run (its older name)')
-    .option('--backend <name>', 'auto (default), wasm, cpu or tensorflow')
+    .option('--backend <name>', settingHelp('backend'))
     .option('--data-dir <dir>', dataDirHelp);
 }
 

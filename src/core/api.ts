@@ -20,17 +20,12 @@ import { checkPair, parseIdx } from './data/idx.js';
 import { stratifiedSplit } from './data/split.js';
 import { check, UserError } from './errors.js';
 import { create, list, type ModelDefaults, type Net } from './models/index.js';
-import {
-  fitOptionsFor,
-  modelDefaults,
-  optimizerFor,
-  resolveConfig,
-  sizeToData,
-  type TrainConfig,
-} from './plan.js';
+import { modelDefaults, resolveConfig, sizeToData, type TrainConfig } from './plan.js';
 import { predictProbabilities } from './predict.js';
-import { type EpochMetrics, evaluate as evaluatePass, fit as fitLoop, keptEpoch } from './train/loop.js';
-import { memorizeAndEvaluate, memorizes } from './train/memorize.js';
+import { TRAIN_CHOICE_NAMES, type TrainChoiceSetting } from './settings.js';
+import { type EpochMetrics, evaluate as evaluatePass, keptEpoch } from './train/loop.js';
+import { memorizes } from './train/memorize.js';
+import { trainRun } from './train/run.js';
 
 /** A model built by `createModel` or loaded from a run: a `Net` that knows what it takes. */
 export interface Model extends Net {
@@ -89,25 +84,14 @@ export interface ModelInfo {
 /** Every choice `resolvePlan` accepts: all optional, each falls back to the model's default. */
 export type PlanChoices = Partial<TrainConfig>;
 
-/** The training settings `fit` takes; each one left out gets the model's default. */
-export const TRAIN_CHOICES = [
-  'epochs',
-  'batchSize',
-  'lr',
-  'optimizer',
-  'seed',
-  'schedule',
-  'warmup',
-  'momentum',
-  'nesterov',
-  'weightDecay',
-  'labelSmoothing',
-  'augment',
-  'patience',
-] as const;
+/**
+ * The training settings `fit` takes (those core/settings.ts declares for the training loop and
+ * the optimizer); each one left out gets the model's default.
+ */
+export const TRAIN_CHOICES = TRAIN_CHOICE_NAMES;
 
-/** The settings of one training run (see `TrainConfig` for each one's meaning). */
-export type TrainChoices = Partial<Pick<TrainConfig, (typeof TRAIN_CHOICES)[number]>>;
+/** The settings of one training run (see core/settings.ts for each one's meaning). */
+export type TrainChoices = Partial<Pick<TrainConfig, TrainChoiceSetting>>;
 
 /** What `onEpoch` is told besides the epoch's metrics. */
 export interface EpochInfo {
@@ -316,36 +300,30 @@ export async function fit(
     // The plan records the validation fraction the caller chose by splitting.
     ...(val ? { valSplit: Math.min(0.9, val.count / (train.count + val.count)) } : {}),
   });
-  if (memorizes(model)) {
-    // A model that memorizes (knn) owns its "fit": one pass over the data, as one epoch.
-    const { history, state } = memorizeAndEvaluate(model, train, test, val, model.inputShape);
-    const plan = { ...requested, epochs: 1 };
-    model.lastFit = { plan, keptEpoch: keptEpoch(state).epoch };
-    await onEpoch?.(history[0], { epochs: 1, best: val !== undefined, plan });
-    return history;
-  }
-  const { plan } = sizeToData(requested, train.count);
+  // A model that memorizes (knn) takes one pass, whatever the epochs.
+  const { plan } = memorizes(model)
+    ? { plan: { ...requested, epochs: 1 } }
+    : sizeToData(requested, train.count);
   const summary: FitSummary = { plan, keptEpoch: 0 };
-  const optimizer = optimizerFor(plan);
-  try {
-    const history = await fitLoop(model, optimizer, train, test, {
-      ...fitOptionsFor(plan, model.inputShape),
-      val,
-      // The model ends with the epoch the run keeps (keptEpoch): the best one by validation.
-      restoreBest: true,
-      onBatch: options.onBatch,
-      shouldStop: options.shouldStop,
-      onEpoch: async (m, state, best) => {
-        summary.stoppedEarly = state.stoppedEarly;
-        summary.keptEpoch = keptEpoch(state).epoch;
-        await onEpoch?.(m, { epochs: plan.epochs, best, plan });
+  const run = await trainRun(
+    model,
+    plan,
+    { train, test, val, shape: model.inputShape },
+    [
+      { shouldStop: options.shouldStop, onBatch: options.onBatch },
+      {
+        onEpoch: async (m, state, best) => {
+          summary.stoppedEarly = state.stoppedEarly;
+          summary.keptEpoch = keptEpoch(state).epoch;
+          await onEpoch?.(m, { epochs: plan.epochs, best, plan });
+        },
       },
-    });
-    model.lastFit = summary;
-    return history;
-  } finally {
-    optimizer.dispose();
-  }
+    ],
+    // The model ends with the epoch the run keeps (keptEpoch): the best one by validation.
+    { restoreBest: true },
+  );
+  model.lastFit = summary;
+  return run.history;
 }
 
 /** Accuracy and mean loss of `model` on `split`, in evaluation mode (no dropout), in order. */

@@ -33,8 +33,10 @@ export { UserError } from './errors.js';
 export { DivergedError, type EpochMetrics } from './train/loop.js';
 export { VERSION } from './version.js';
 
-// The plan: every default, and what the data's size decides.
+// The plan: every default, and what the data's size decides; each setting's declaration
+// (type, default, range, help), as a form for the settings shows them.
 export { modelDefaults, sizeToData, type TrainConfig } from './plan.js';
+export { SETTING_DECLS, settingHelp, type SettingDecl, type SettingName } from './settings.js';
 
 // Data: splits from bytes, held-out and validation splits, pixels as bytes or floats.
 export { splitFromIdx, validationSplit } from './api.js';

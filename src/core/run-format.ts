@@ -105,7 +105,7 @@ export function metricsText(history: EpochMetrics[]): string {
  * A run directory's metadata.json: what evaluate, predict, report and serve need besides the
  * weights. Browser-safe, so the page writes the same format the CLI reads.
  */
-export interface RunMetadataBase {
+export interface RunMetadataBase<Backbone extends object = object> {
   format: string;
   /** Registered model name, e.g. "softmax". */
   model: string;
@@ -136,15 +136,11 @@ export interface RunMetadataBase {
    * Transfer learning: the frozen backbone the head (model.json) runs on (its record is
    * node/backbone's `BackboneRecord`). `inputShape` is the backbone's; the head takes its features.
    */
-  backbone?: object;
+  backbone?: Backbone;
 }
 
-/**
- * What a run is, as its metadata records it; `runMetadata` adds the format and versions, and
- * the date unless given (a session keeps its start date across its saves).
- */
-export type RunRecord = { created?: string } & Omit<
-  RunMetadataBase,
+/** The fields `runMetadata` fills in itself. */
+type Stamped =
   | 'format'
   | 'imgclfVersion'
   | 'tfjsVersion'
@@ -152,8 +148,15 @@ export type RunRecord = { created?: string } & Omit<
   | 'testAccuracy'
   | 'bestEpoch'
   | 'finalTestAccuracy'
-  | 'stoppedEarly'
->;
+  | 'stoppedEarly';
+
+/**
+ * What a run is, as its metadata records it; `runMetadata` adds the format and versions, and
+ * the date unless given (a session keeps its start date across its saves).
+ */
+export type RunRecord<Backbone extends object = object> = Omit<RunMetadataBase<Backbone>, Stamped> & {
+  created?: string;
+};
 
 /** How the training went, for the accuracy a run reports. */
 export interface RunOutcome {
@@ -169,10 +172,10 @@ export interface RunOutcome {
  * metadata.json of a run: the one builder the session, the library's `saveRun` and the page
  * use, so the three write the same fields and report the kept epoch's test accuracy.
  */
-export function runMetadata<R extends RunRecord>(
-  record: R,
+export function runMetadata<Backbone extends object = object>(
+  record: RunRecord<Backbone>,
   outcome?: RunOutcome,
-): Omit<RunMetadataBase, keyof R | 'backbone'> & R {
+): RunMetadataBase<Backbone> {
   const kept = outcome?.kept;
   return {
     ...record,

@@ -11,8 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { readFile, rm } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { type BackendName, selectBackend } from '../backend/index.js';
 import {
   asModel,
@@ -45,6 +44,7 @@ import {
   type TrainConfig,
 } from '../core/plan.js';
 import { predictProbabilities, topK } from '../core/predict.js';
+import { DATA_SETTING_NAMES } from '../core/settings.js';
 import type { EpochMetrics } from '../core/train/loop.js';
 import { runMetadata } from '../core/run-format.js';
 import { loadDataset as loadSource } from './data/load.js';
@@ -57,10 +57,11 @@ import {
   METRICS_FILE,
   metricsText,
   modelFiles,
-  REPORT_FILES,
   type RunMetadata,
+  saveRunFiles,
 } from './run/rundir.js';
-import { commitSave, holdsRun } from './run/save.js';
+import { lockRun } from './run/lock.js';
+import { holdsRun } from './run/save.js';
 // Types only: the session (and the report's vega under it) loads when `train` is first called.
 import type { Progress, ResumeOverrides, SessionResult } from './session.js';
 
@@ -174,19 +175,8 @@ export interface DatasetOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-const DATA_CHOICES = [
-  'dataset',
-  'data',
-  'testData',
-  'imageSize',
-  'channels',
-  'resizeMode',
-  'valSplit',
-  'seed',
-  'resize',
-  'dataDir',
-  'strict',
-] as const;
+/** The settings `loadDataset` takes: those core/settings.ts declares for the data. */
+const DATA_CHOICES = DATA_SETTING_NAMES;
 const DATA_HOOKS = ['download', 'log', 'onProgress'] as const;
 
 /** A dataset and where it came from. */
@@ -405,15 +395,19 @@ export async function saveRun(dir: string, options: SaveRunOptions): Promise<Run
           : undefined,
     },
   );
-  const replace = holdsRun(dir);
-  if (replace && !options.force)
-    throw new UserError(`${dir} already holds a run; pass force: true to replace it, or another directory`);
-  const files = await modelFiles(model);
-  files.set(METADATA_FILE, metadataText(metadata));
-  files.set(METRICS_FILE, metricsText(history));
-  await commitSave(dir, files, { epoch: history.at(-1)?.epoch ?? 0, replace });
-  // The replaced run's report describes another model.
-  if (replace) for (const name of REPORT_FILES) await rm(path.join(dir, name), { force: true });
+  // One writer per run directory (node/run/lock.ts), as `train` takes it.
+  const lock = await lockRun(dir);
+  try {
+    const replace = holdsRun(dir);
+    if (replace && !options.force)
+      throw new UserError(`${dir} already holds a run; pass force: true to replace it, or another directory`);
+    const files = await modelFiles(model);
+    files.set(METADATA_FILE, metadataText(metadata));
+    files.set(METRICS_FILE, metricsText(history));
+    await saveRunFiles(dir, files, { epoch: history.at(-1)?.epoch ?? 0, replace });
+  } finally {
+    await lock.release();
+  }
   return { dir, model, metadata, history };
 }
 

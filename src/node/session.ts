@@ -15,7 +15,6 @@
  * The training loop itself is `fit` in src/core/train/loop.ts; this module is the policy
  * around it: what is saved where and when.
  */
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { selectBackend } from '../backend/index.js';
 import { chooseWorkers, type WorkerChoice } from '../backend/workers/choose.js';
@@ -25,18 +24,19 @@ import { type DataSource as Source, preprocessingFor } from '../core/data/source
 import { stratifiedSplit } from '../core/data/split.js';
 import { UserError } from '../core/errors.js';
 import { create, type Net } from '../core/models/index.js';
+import { dataSourceOf, resolveConfig, sizeToData, type TrainConfig } from '../core/plan.js';
+import { RESUMABLE, type ResumableSetting } from '../core/settings.js';
 import {
-  dataSourceOf,
-  fitOptionsFor,
-  optimizerFor,
-  resolveConfig,
-  sizeToData,
-  type TrainConfig,
-} from '../core/plan.js';
-import { DivergedError, type EpochMetrics, fit, type FitState, keptEpoch } from '../core/train/loop.js';
-import { memorizeAndEvaluate, memorizes } from '../core/train/memorize.js';
-import { runMetadata } from '../core/run-format.js';
-import { type Backbone, backboneNet, loadBackbone } from './backbone/backbone.js';
+  DivergedError,
+  type EpochMetrics,
+  type FitState,
+  type KeptEpoch,
+  keptEpoch,
+} from '../core/train/loop.js';
+import { memorizes } from '../core/train/memorize.js';
+import { type RunCallback, type RunOptions, type RunResult, trainRun } from '../core/train/run.js';
+import { type RunRecord, runMetadata } from '../core/run-format.js';
+import { type Backbone, backboneNet, type BackboneRecord, loadBackbone } from './backbone/backbone.js';
 import { featureDataset } from './backbone/features.js';
 import { type DataSource, type LoadedDataset, loadDataset } from './data/load.js';
 import { writeReport } from './report/report.js';
@@ -44,6 +44,7 @@ import {
   asRunFolder,
   CHECKPOINT_DIR,
   checkpointFiles,
+  type CheckpointIdentity,
   FINAL_DIR,
   type LoadedCheckpoint,
   loadCheckpoint,
@@ -54,11 +55,11 @@ import {
   metricsText,
   modelFiles,
   readMetadata,
-  REPORT_FILES,
   type RunMetadata,
+  saveRunFiles,
 } from './run/rundir.js';
 import { lockRun } from './run/lock.js';
-import { commitSave, holdsRun, type SaveFiles } from './run/save.js';
+import { holdsRun, type SaveFiles } from './run/save.js';
 
 /** A progress display for a counted task; `update` may hand back a promise the loop awaits. */
 export interface Progress {
@@ -118,9 +119,12 @@ function defaultOut(): string {
   return path.join('runs', stamp);
 }
 
-/** What a resume may change in a run's recorded plan; everything else is kept. */
-export const RESUME_OVERRIDES = ['epochs', 'backend', 'dataDir'] as const;
-export type ResumeOverrides = Partial<Pick<TrainConfig, (typeof RESUME_OVERRIDES)[number]>>;
+/**
+ * What a resume may change in a run's recorded plan (the settings declared `resumable` in
+ * core/settings.ts); everything else is kept.
+ */
+export const RESUME_OVERRIDES = RESUMABLE;
+export type ResumeOverrides = Partial<Pick<TrainConfig, ResumableSetting>>;
 
 /**
  * The plan a run directory was trained with, for --resume, with the few settings a resume
@@ -291,6 +295,169 @@ async function checkSameBackbone(dir: string, backbone: Backbone | undefined): P
   );
 }
 
+/** The data a session trains on, loaded and split. */
+interface SessionData {
+  loaded: LoadedDataset;
+  /** The images as loaded; `dataset` is what the model trains on (the features, with a backbone). */
+  images: Dataset;
+  dataset: Dataset;
+  featureCache?: DataSummary['featureCache'];
+  train: Split;
+  val?: Split;
+}
+
+/**
+ * Loads the plan's data, turns it into backbone features when there is a backbone, and splits
+ * off the validation data.
+ */
+async function sessionData(
+  requested: TrainConfig,
+  backbone: Backbone | undefined,
+  hooks: SessionHooks,
+): Promise<SessionData> {
+  const loaded = await loadPlanData(requested, hooks, backbone?.record.inputShape);
+  const images = loaded.dataset;
+  let dataset = images;
+  let featureCache: DataSummary['featureCache'];
+  if (backbone) {
+    let bar: Progress | undefined;
+    const f = await featureDataset(backbone, images, loaded.source, {
+      log: hooks.log,
+      progress: (total) => (bar = hooks.progress?.(total, 'features', 'images')),
+    });
+    bar?.stop();
+    dataset = f.dataset;
+    featureCache = f.cache;
+  }
+  // A validation split only where the data has a test split of its own; otherwise --val-split
+  // already chose the held-out test split (node/data/load.ts), and selecting the best epoch on
+  // it would report an optimistic test accuracy.
+  if (requested.valSplit && !loaded.heldOut) {
+    const { train, val } = stratifiedSplit(
+      dataset.train,
+      dataset.shape,
+      dataset.classNames.length,
+      requested.valSplit,
+      requested.seed,
+    );
+    return { loaded, images, dataset, featureCache, train, val };
+  }
+  if (requested.patience) {
+    throw new UserError(
+      `--patience needs a validation split, but ${dataset.name} has no test split of its own, so --val-split held out its test split; give the data train/ and test/ folders (or a --test-data CSV)`,
+    );
+  }
+  return { loaded, images, dataset, featureCache, train: dataset.train };
+}
+
+/** The checkpoint of `dir`, checked against the plan and the data, for trainRun's `resume`. */
+async function resumeFrom(
+  dir: string,
+  plan: TrainConfig,
+  dataset: Dataset,
+  log: (m: string) => void,
+): Promise<{ model: Net; resume: NonNullable<RunOptions['resume']> }> {
+  const ck = await loadCheckpoint(dir, plan.model);
+  checkResumable(dir, ck, plan, dataset);
+  const f = ck.fit;
+  log(`resuming ${dir} after epoch ${f.epoch}${f.batch ? ` and ${f.batch} batches of the next` : ''}`);
+  return {
+    model: ck.net,
+    resume: { state: f, optimizer: { name: ck.optimizerName, state: ck.optimizerState } },
+  };
+}
+
+/** A progress bar per epoch, from the shell's `progress` hook. */
+function progressBars(hooks: SessionHooks, epochs: number): RunCallback {
+  let bar: Progress | undefined;
+  const stop = (): void => {
+    bar?.stop();
+    bar = undefined;
+  };
+  return {
+    onBatch: (epoch, done, total) => {
+      bar ??= hooks.progress?.(total, `epoch ${epoch}/${epochs}`);
+      const pending = bar?.update(done);
+      if (done === total) stop();
+      return pending;
+    },
+    onStop: stop,
+  };
+}
+
+interface SaverSetup {
+  dir: string;
+  record: RunRecord<BackboneRecord>;
+  plan: TrainConfig;
+  /** With a validation split the top level holds the best epoch and final/ the last. */
+  hasVal: boolean;
+  /** The first save replaces the run that `dir` holds (train --force). */
+  replacing: boolean;
+  identity: CheckpointIdentity;
+}
+
+/**
+ * Saves the run after every epoch, as one unit (node/run/save.ts): the model at the top (with
+ * a validation split only when the epoch is the best so far, and the last epoch in final/), the
+ * metrics, the checkpoint and the metadata; on an interrupt, a checkpoint to resume from.
+ * `saved()` is the last epoch saved.
+ */
+function runSaver(setup: SaverSetup): RunCallback & { saved(): number | undefined } {
+  const { dir, record, plan, hasVal, identity } = setup;
+  let replacing = setup.replacing;
+  let saved: number | undefined;
+  const commit = async (files: SaveFiles, epoch: number): Promise<void> => {
+    await saveRunFiles(dir, files, { epoch, replace: replacing });
+    replacing = false;
+    saved = epoch;
+  };
+  return {
+    saved: () => saved,
+    onEpoch: async (m, s, best, run) => {
+      const files: SaveFiles = new Map();
+      const add = (more: SaveFiles) => more.forEach((data, rel) => files.set(rel, data));
+      const current = await modelFiles(run.model);
+      if (!hasVal || best) add(current);
+      if (hasVal) {
+        // final/ is a complete run directory too: evaluate and predict accept it.
+        const last = new Map(current);
+        last.set(METADATA_FILE, metadataText(runMetadata(record, { kept: lastEpoch(m) })));
+        add(asRunFolder(FINAL_DIR, last, s.epoch));
+      }
+      files.set(METRICS_FILE, metricsText(s.history));
+      // A memorizing model has nothing to resume: it gets no checkpoint.
+      if (run.optimizer) add(await checkpointFiles(run.model, run.optimizer, s, identity, current));
+      files.set(METADATA_FILE, metadataText(topMetadata(record, plan, s, m)));
+      await commit(files, s.epoch);
+    },
+    onStop: async (s, run) => {
+      if (run.optimizer) await commit(await checkpointFiles(run.model, run.optimizer, s, identity), s.epoch);
+    },
+  };
+}
+
+/** The metadata of the model at the top level: the kept epoch's (keptEpoch). */
+function topMetadata(
+  record: RunRecord<BackboneRecord>,
+  plan: TrainConfig,
+  state: FitState,
+  last: EpochMetrics,
+): RunMetadata {
+  return runMetadata(record, {
+    kept: keptEpoch(state),
+    finalTestAccuracy: last.test_accuracy,
+    stoppedEarly:
+      state.stoppedEarly !== undefined ? { epoch: state.stoppedEarly, patience: plan.patience! } : undefined,
+  });
+}
+
+/** An epoch as the one a run keeps (final/ keeps the last one). */
+const lastEpoch = (m: EpochMetrics): KeptEpoch => ({
+  epoch: m.epoch,
+  testAccuracy: m.test_accuracy,
+  byValidation: false,
+});
+
 /** The session after the backbone (if any) is loaded. */
 async function trainWith(
   requested: TrainConfig,
@@ -304,48 +471,13 @@ async function trainWith(
   const log = (m: string) => hooks.log?.(m);
   const resumeDir = opts.resume;
   if (resumeDir) await checkSameBackbone(resumeDir, backbone);
-  const loaded = await loadPlanData(requested, hooks, backbone?.record.inputShape);
-  const { located, seconds } = loaded;
-  /** The images as loaded; `dataset` is what the model trains on (the features, with a backbone). */
-  const images = loaded.dataset;
-  let dataset = images;
-  let featureCache: DataSummary['featureCache'];
-  if (backbone) {
-    let bar: Progress | undefined;
-    const f = await featureDataset(backbone, images, loaded.source, {
-      log,
-      progress: (total) => (bar = hooks.progress?.(total, 'features', 'images')),
-    });
-    bar?.stop();
-    dataset = f.dataset;
-    featureCache = f.cache;
-  }
-  const [h, w, c] = images.shape;
-  const numClasses = dataset.classNames.length;
-  // A validation split only where the data has a test split of its own; otherwise --val-split
-  // already chose the held-out test split (node/data/load.ts), and selecting the best epoch on
-  // it would report an optimistic test accuracy.
-  let trainSplit: Split = dataset.train;
-  let val: Split | undefined;
-  if (requested.valSplit && !loaded.heldOut) {
-    ({ train: trainSplit, val } = stratifiedSplit(
-      dataset.train,
-      dataset.shape,
-      numClasses,
-      requested.valSplit,
-      requested.seed,
-    ));
-  }
-  if (requested.patience && !val) {
-    throw new UserError(
-      `--patience needs a validation split, but ${dataset.name} has no test split of its own, so --val-split held out its test split; give the data train/ and test/ folders (or a --test-data CSV)`,
-    );
-  }
+  const data = await sessionData(requested, backbone, hooks);
+  const { loaded, images, dataset, val } = data;
   const fresh = resumeDir
     ? undefined
     : create(requested.model, {
         inputShape: dataset.shape,
-        numClasses,
+        numClasses: dataset.classNames.length,
         seed: requested.seed,
         options: requested.modelOptions,
       });
@@ -354,10 +486,7 @@ async function trainWith(
   // Batch size and epochs the user left to defaults fit the data's size (core/plan.ts).
   const { plan, note: sizing } = gradientFree
     ? { plan: { ...requested, epochs: 1, defaulted: [] }, note: undefined }
-    : sizeToData(requested, trainSplit.count);
-  const what = backbone
-    ? `a ${plan.model} head on ${backbone.record.features} backbone features of`
-    : `${plan.model} on`;
+    : sizeToData(requested, data.train.count);
   // Threads: as asked, as recorded (a resume repeats its run's number; runs from before
   // workers trained on one), or chosen from the cores and the model's cost.
   const threads: WorkerChoice =
@@ -369,31 +498,16 @@ async function trainWith(
   if (plan.workers !== undefined && threads.workers !== plan.workers)
     log(`--workers ${plan.workers} ignored: ${threads.reason}`);
   plan.workers = threads.workers;
+  const what = backbone
+    ? `a ${plan.model} head on ${backbone.record.features} backbone features of`
+    : `${plan.model} on`;
+  const [h, w, c] = images.shape;
   log(
-    `training ${what} ${dataset.name} (${trainSplit.count} train${val ? ` / ${val.count} val` : ''} / ${dataset.test.count} test, ${h}x${w}x${c}) ` +
-      `from ${located.dir}, backend ${backend}, ${threads.workers} worker${threads.workers === 1 ? '' : 's'} (${threads.reason}), data loaded in ${seconds.toFixed(2)}s` +
+    `training ${what} ${dataset.name} (${data.train.count} train${val ? ` / ${val.count} val` : ''} / ${dataset.test.count} test, ${h}x${w}x${c}) ` +
+      `from ${loaded.located.dir}, backend ${backend}, ${threads.workers} worker${threads.workers === 1 ? '' : 's'} (${threads.reason}), data loaded in ${loaded.seconds.toFixed(2)}s` +
       (sizing ? `; ${sizing}` : ''),
   );
-
-  const optimizer = optimizerFor(plan);
-  let model: Net;
-  let resume: FitState | undefined;
-  if (resumeDir) {
-    const ck = await loadCheckpoint(resumeDir, plan.model);
-    checkResumable(resumeDir, ck, plan, dataset);
-    if (ck.optimizerName !== optimizer.name)
-      throw new UserError(
-        `${resumeDir}: checkpoint optimizer '${ck.optimizerName}' differs from '${optimizer.name}'`,
-      );
-    model = ck.net;
-    optimizer.setState(ck.optimizerState);
-    resume = ck.fit;
-    log(
-      `resuming ${resumeDir} after epoch ${resume.epoch}${resume.batch ? ` and ${resume.batch} batches of the next` : ''}`,
-    );
-  } else {
-    model = fresh!;
-  }
+  const { model, resume } = resumeDir ? await resumeFrom(resumeDir, plan, dataset, log) : { model: fresh! };
 
   const record = {
     model: plan.model,
@@ -411,60 +525,8 @@ async function trainWith(
     workers: threads.workers,
     created: new Date().toISOString(),
   };
-  /** The metadata of the model at the top level: the kept epoch's (keptEpoch). */
-  const topMetadata = (state: FitState, last: EpochMetrics): RunMetadata =>
-    runMetadata(record, {
-      kept: keptEpoch(state),
-      finalTestAccuracy: last.test_accuracy,
-      stoppedEarly:
-        state.stoppedEarly !== undefined
-          ? { epoch: state.stoppedEarly, patience: plan.patience! }
-          : undefined,
-    });
-  /** The metadata of final/: the last epoch's. */
-  const lastMetadata = (m: EpochMetrics): RunMetadata =>
-    runMetadata(record, { kept: { epoch: m.epoch, testAccuracy: m.test_accuracy, byValidation: false } });
-
   const identity = { model: plan.model, classNames: dataset.classNames, inputShape: dataset.shape };
-  /** Commits one save; the first one of a --force run replaces the run that was there. */
-  const commit = async (files: SaveFiles, epoch: number): Promise<void> => {
-    await commitSave(dir, files, { epoch, replace: replacing });
-    if (replacing) {
-      // The old run's report describes another model.
-      for (const name of REPORT_FILES) await rm(path.join(dir, name), { force: true });
-      replacing = false;
-    }
-  };
-
-  /**
-   * One epoch's save, as one unit (node/run/save.ts): the model at the top (with a validation
-   * split only when the epoch is the best so far, and the last epoch in final/), the metrics,
-   * the checkpoint and the metadata.
-   */
-  const saveEpoch = async (m: EpochMetrics, s: FitState, best: boolean): Promise<void> => {
-    const files: SaveFiles = new Map();
-    const add = (more: SaveFiles) => more.forEach((data, rel) => files.set(rel, data));
-    const current = await modelFiles(model);
-    // A memorizing model has nothing to resume: it gets no checkpoint.
-    const checkpoint = gradientFree
-      ? new Map()
-      : await checkpointFiles(model, optimizer, s, identity, current);
-    if (!val || best) add(current);
-    if (val) {
-      // final/ is a complete run directory too: evaluate and predict accept it.
-      const last = new Map(current);
-      last.set(METADATA_FILE, metadataText(lastMetadata(m)));
-      add(asRunFolder(FINAL_DIR, last, s.epoch));
-    }
-    files.set(METRICS_FILE, metricsText(s.history));
-    add(checkpoint);
-    files.set(METADATA_FILE, metadataText(topMetadata(s, m)));
-    await commit(files, s.epoch);
-  };
-
-  let bar: Progress | undefined;
-  let state: FitState | undefined = resume;
-  let history: EpochMetrics[];
+  const saver = runSaver({ dir, record, plan, hasVal: val !== undefined, replacing, identity });
   const pool =
     threads.workers > 1
       ? await startPool(model, {
@@ -475,85 +537,63 @@ async function trainWith(
           batchSize: plan.batchSize,
         })
       : undefined;
+  let run: RunResult;
   try {
-    if (gradientFree) {
-      ({ history, state } = memorizeAndEvaluate(model, trainSplit, dataset.test, val, dataset.shape));
-      hooks.onEpoch?.(history[0], plan.epochs);
-      await saveEpoch(history[0], state, val !== undefined);
-    } else {
-      history = await fit(model, optimizer, trainSplit, dataset.test, {
-        ...fitOptionsFor(plan, dataset.shape),
-        val,
-        resume,
-        runner: pool,
-        shouldStop: hooks.shouldStop,
-        onBatch: (epoch, done, total) => {
-          bar ??= hooks.progress?.(total, `epoch ${epoch}/${plan.epochs}`);
-          const pending = bar?.update(done);
-          if (done === total) {
-            bar?.stop();
-            bar = undefined;
-          }
-          return pending;
-        },
-        onStop: async (s) => {
-          bar?.stop();
-          bar = undefined;
-          state = s;
-          await commit(await checkpointFiles(model, optimizer, s, identity), s.epoch);
-        },
-        onEpoch: async (m, s, best) => {
-          state = s;
-          hooks.onEpoch?.(m, plan.epochs);
-          await saveEpoch(m, s, best);
-        },
-      });
-    }
+    run = await trainRun(
+      model,
+      plan,
+      { train: data.train, test: dataset.test, val, shape: dataset.shape },
+      [
+        { shouldStop: hooks.shouldStop },
+        progressBars(hooks, plan.epochs),
+        { onEpoch: (m) => hooks.onEpoch?.(m, plan.epochs) },
+        saver,
+      ],
+      { resume, runner: pool },
+    );
   } catch (err) {
     if (err instanceof DivergedError) {
-      const kept = state ? `${dir} keeps its last good save (epoch ${state.epoch})` : 'nothing was saved';
+      const epoch = saver.saved();
+      const kept =
+        epoch !== undefined ? `${dir} keeps its last good save (epoch ${epoch})` : 'nothing was saved';
       throw new UserError(`training stopped: ${err.message}; ${kept}; try a lower --lr (now ${plan.lr})`);
     }
     throw err;
   } finally {
-    optimizer.dispose();
     await pool?.close();
   }
 
-  const data: DataSummary = {
+  const summary: DataSummary = {
     source: loaded.source.kind,
     name: dataset.name,
     classes: dataset.classNames,
     shape: images.shape,
-    train: trainSplit.count,
+    train: data.train.count,
     test: dataset.test.count,
     skipped: loaded.skipped.map((s) => s.path),
     cache: loaded.cache ?? null,
-    ...(featureCache ? { featureCache } : {}),
-    seconds,
+    ...(data.featureCache ? { featureCache: data.featureCache } : {}),
+    seconds: loaded.seconds,
   };
-  const result = { history, dir, backend, workers: threads.workers, data };
-  if (
-    hooks.shouldStop?.() &&
-    state?.stoppedEarly === undefined &&
-    (state?.batch !== 0 || history.length < plan.epochs)
-  ) {
+  const { history, state } = run;
+  const result = { history, dir, backend, workers: threads.workers, data: summary };
+  if (run.interrupted) {
     log(`checkpoint saved in ${path.join(dir, CHECKPOINT_DIR)}; continue with: imgclf train --resume ${dir}`);
     return { ...result, interrupted: true };
   }
   const last = history.at(-1);
   if (!state || !last)
     throw new UserError(`${dir}: nothing left to train (the run has ${plan.epochs} epochs)`);
-  const top = topMetadata(state, last);
+  const top = topMetadata(record, plan, state, last);
   if (state.stoppedEarly !== undefined) {
     log(
       `early stop after epoch ${state.stoppedEarly}: no better validation accuracy for ${plan.patience} epochs`,
     );
   }
   if (val) {
-    const best = history.find((m) => m.epoch === state!.bestEpoch);
+    const best = history.find((m) => m.epoch === run.kept.epoch);
     log(
-      `best epoch by validation accuracy: ${state.bestEpoch} (val ${best?.val_accuracy?.toFixed(4)}, test ${state.bestTestAccuracy?.toFixed(4)}), kept in ${dir}; last epoch in ${path.join(dir, FINAL_DIR)}`,
+      `best epoch by validation accuracy: ${run.kept.epoch} (val ${best?.val_accuracy?.toFixed(4)}, test ${run.kept.testAccuracy?.toFixed(4)}), kept in ${dir}; last epoch in ${path.join(dir, FINAL_DIR)}`,
     );
   }
   log(`saved ${dir}`);
@@ -575,7 +615,7 @@ async function trainWith(
   return {
     ...result,
     interrupted: false,
-    bestEpoch: val ? state.bestEpoch : undefined,
+    bestEpoch: val ? run.kept.epoch : undefined,
     testAccuracy: top.testAccuracy,
   };
 }

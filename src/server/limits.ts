@@ -205,7 +205,11 @@ export interface DecodeBudget {
    * maxPixels / maxAvifPixels times as many, its relative cost.
    */
   maxRequestPixels: number;
-  /** Whole seconds one image's decode may take before it is stopped (sharp's timeout). */
+  /**
+   * Whole seconds one image's decode may take before it is stopped (sharp's timeout, checked
+   * as libvips works through the image; libheif decodes an AVIF in one call, which the timeout
+   * ends only once it returns, so AVIF is held by its pixels).
+   */
   imageSeconds: number;
   /** Seconds all of one request's decoding may take; the images left after that are refused. */
   requestSeconds: number;

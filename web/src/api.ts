@@ -29,11 +29,13 @@ function readToken(): string | null {
   }
 }
 
-// Node's tests import the page's DOM-free modules, which import this one: there is no address there.
-const token = typeof location === 'undefined' ? null : readToken();
+// Read at the first request, not at import: the page's modules are also imported in Node
+// (tests, the library), where there is no address to read.
+let token: string | null | undefined;
 
 /** fetch() for the API, with the token when the page was given one. */
 export function apiFetch(input: string, init: RequestInit = {}): Promise<Response> {
+  token ??= typeof location === 'undefined' ? null : readToken();
   if (!token) return fetch(input, init);
   const headers = new Headers(init.headers);
   headers.set('authorization', `Bearer ${token}`);

@@ -5,7 +5,7 @@
  * run metadata a model trained here carries.
  *
  * Images are taken as `imgclf train --data DIR --image-size 32 --channels 3 --resize-mode fill
- * --val-split 0.2` would take a folder of them: RGB, stretched to 32x32 (or 64x64), scaled to
+ * --hold-out 0.2` would take a folder of them: RGB, stretched to 32x32 (or 64x64), scaled to
  * [0, 1], with a stratified fifth held out as the test split.
  */
 import {

@@ -17,7 +17,7 @@
  * Node's tests import it too.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { strFromU8, strToU8, unzipSync, zipSync, type Zippable } from 'fflate';
+import { strFromU8, strToU8, type UnzipFileInfo, unzipSync, zipSync, type Zippable } from 'fflate';
 import {
   type EpochMetrics,
   type ImageShape,
@@ -157,34 +157,61 @@ export function runFolderName(name: string): string {
 
 /**
  * The run-directory files inside a zip: those next to its (least deep) metadata.json, images
- * left out (the page does not need them to classify).
+ * and anything else left out (the page does not need them to classify), and only those are
+ * inflated. A first pass reads the zip's directory alone (names and declared sizes; fflate's
+ * `filter` sees each entry before inflating it, and this one takes none), then the entries
+ * used are inflated, refused beforehand when their declared sizes add up to more than
+ * MAX_UNZIPPED_BYTES. So a zip of a run plus a bomb (an entry of 500 MB of zeros is 500 KB
+ * compressed) costs the run's files, not the bomb.
+ *
+ * A declared size can lie. fflate's one-shot inflate writes into a buffer of exactly the
+ * declared size and never grows it, so an entry holding more than it declares gives no more
+ * than its declared bytes (memory stays within the cap; the extra is decoded and dropped, work
+ * bounded by the zip's own size), and one holding less comes out short, which is refused here.
  */
 export function unzipRun(zip: Uint8Array): RunFiles {
-  let total = 0;
-  let entries: Record<string, Uint8Array>;
-  try {
-    entries = unzipSync(zip, {
-      filter: (f) => {
-        const base = f.name.split('/').pop() ?? '';
-        if (!READ_FILES.includes(base)) return false;
-        total += f.originalSize;
-        if (total > MAX_UNZIPPED_BYTES) throw new RunFileError('the zip unpacks to more than 512 MB');
-        return true;
-      },
-    });
-  } catch (err) {
-    if (err instanceof RunFileError) throw err;
-    throw new RunFileError(`not a readable zip file (${(err as Error).message})`);
-  }
-  const metas = Object.keys(entries)
+  const unzip = (filter: (file: UnzipFileInfo) => boolean) => {
+    try {
+      return unzipSync(zip, { filter });
+    } catch (err) {
+      if (err instanceof RunFileError) throw err;
+      throw new RunFileError(`not a readable zip file (${(err as Error).message})`);
+    }
+  };
+  const declared = new Map<string, number>();
+  unzip((f) => {
+    declared.set(f.name, f.originalSize);
+    return false;
+  });
+  const metas = [...declared.keys()]
     .filter((p) => p === METADATA_FILE || p.endsWith(`/${METADATA_FILE}`))
     .sort((a, b) => a.split('/').length - b.split('/').length);
   if (metas.length === 0) throw new RunFileError(`the zip holds no ${METADATA_FILE}: not a run directory`);
   const prefix = metas[0].slice(0, metas[0].length - METADATA_FILE.length);
+  const used = new Set(READ_FILES.map((f) => prefix + f).filter((p) => declared.has(p)));
+  let total = 0;
+  const tooBig = () =>
+    new RunFileError(
+      `the run's files in the zip unpack to more than ${MAX_UNZIPPED_BYTES / 2 ** 20} MB, more than the page reads`,
+    );
+  for (const p of used) total += declared.get(p)!;
+  if (total > MAX_UNZIPPED_BYTES) throw tooBig();
+  // Counted again as they are inflated: a zip may list one name twice.
+  total = 0;
+  const entries = unzip((f) => {
+    if (!used.has(f.name)) return false;
+    total += f.originalSize;
+    if (total > MAX_UNZIPPED_BYTES) throw tooBig();
+    return true;
+  });
   const files: RunFiles = new Map();
   for (const [p, bytes] of Object.entries(entries)) {
-    if (p.startsWith(prefix) && !p.slice(prefix.length).includes('/'))
-      files.set(p.slice(prefix.length), bytes);
+    const rel = p.slice(prefix.length);
+    if (bytes.length !== declared.get(p))
+      throw new RunFileError(
+        `${rel} in the zip unpacks to ${bytes.length} bytes, not the ${declared.get(p)} the zip declares: the zip is corrupt`,
+      );
+    files.set(rel, bytes);
   }
   return files;
 }

@@ -4,7 +4,7 @@
  * page with live curves, then classify with the result.
  */
 import { apiFetch } from './api.js';
-import { listModels as list, modelDefaults } from 'imgclf/core';
+import { listModels as list, modelDefaults, SETTING_DECLS, settingHelp } from 'imgclf/core';
 import { Chart } from './charts.js';
 import type { Classifier } from './classify.js';
 import { $ } from './dom.js';
@@ -44,12 +44,32 @@ function fillModelPicker(): void {
   select.value = registered.has(chosen) ? chosen : FIRST_MODEL;
 }
 
+/** The form's number fields and the settings (core/settings.ts) they set. */
+const FIELDS = [
+  ['train-epochs', 'epochs'],
+  ['train-lr', 'lr'],
+  ['train-batch', 'batchSize'],
+] as const;
+
+/**
+ * Gives each number field its setting's help as a tooltip, and its declared lower bound and
+ * step (whole numbers step by 1), so the browser flags what the plan would reject. The upper
+ * bounds in index.html are the page's own: a browser tab trains at most that much.
+ */
+function describeFields(): void {
+  for (const [id, name] of FIELDS) {
+    const input = $<HTMLInputElement>(id);
+    const decl = SETTING_DECLS[name];
+    input.title = settingHelp(name);
+    input.step = decl.type === 'int' ? '1' : 'any';
+    if (decl.min !== undefined && !decl.minExclusive) input.min = String(decl.min);
+  }
+}
+
 /** Shows `model`'s own training defaults in the form, as `imgclf train` would use them. */
 function showDefaults(model: string): void {
   const d = modelDefaults(model);
-  $<HTMLInputElement>('train-epochs').value = String(d.epochs);
-  $<HTMLInputElement>('train-lr').value = String(d.lr);
-  $<HTMLInputElement>('train-batch').value = String(d.batchSize);
+  for (const [id, name] of FIELDS) $<HTMLInputElement>(id).value = String(d[name]);
 }
 
 /** A number field's value; empty means "not chosen" (the model's default). */
@@ -182,6 +202,7 @@ export function setUpTrainPanel({ info, classifier, backend }: TrainPanelDeps): 
   }
 
   fillModelPicker();
+  describeFields();
   const select = $<HTMLSelectElement>('train-model');
   showDefaults(select.value);
   select.addEventListener('change', () => showDefaults(select.value));

@@ -32,13 +32,18 @@ export interface PageChoice {
   lr?: number;
   batchSize?: number;
   seed?: number;
+  /**
+   * Model options (hidden sizes, dropout, ...), as the model declares them; an unknown one or
+   * a value out of range fails with one line, as `createModel` and the CLI do.
+   */
+  options?: Record<string, unknown>;
   /** Training on images collected in the page (your own classes) rather than the server's data. */
   images?: PageImages;
 }
 
 /**
  * Images collected in the page, as an image folder would be read: the plan is that of
- * `imgclf train --data data --image-size N --channels C --resize-mode M --val-split F`, and a
+ * `imgclf train --data data --image-size N --channels C --resize-mode M --hold-out F`, and a
  * downloaded run keeps the images in `data/` (PAGE_DATA_DIR) of its run directory.
  */
 export interface PageImages {
@@ -62,13 +67,14 @@ export function pagePlan(choice: PageChoice): TrainConfig {
     batchSize: choice.batchSize,
     seed: choice.seed,
     backend: 'auto',
+    modelOptions: choice.options,
     ...(images
       ? {
           data: PAGE_DATA_DIR,
           imageSize: images.imageSize,
           channels: images.channels,
           resizeMode: images.resizeMode,
-          valSplit: images.heldOut,
+          holdOut: images.heldOut,
         }
       : {}),
   });

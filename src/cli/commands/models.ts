@@ -1,7 +1,7 @@
 /** `imgclf models`: the registered models with parameter counts. */
 import type { Command } from 'commander';
 import { selectBackend } from '../../backend/index.js';
-import { list } from '../../core/models/index.js';
+import { describeOptions, list } from '../../core/models/index.js';
 import { modelDefaults } from '../../core/plan.js';
 import { type GlobalOptions, Output, table } from '../output.js';
 
@@ -22,6 +22,7 @@ export function registerModels(program: Command, globals: () => GlobalOptions): 
           description: e.description,
           memorizes: e.memorizes ?? false,
           defaults: modelDefaults(e.name),
+          options: describeOptions(e.name),
         };
       });
       out.line(
@@ -37,6 +38,10 @@ export function registerModels(program: Command, globals: () => GlobalOptions): 
           ['model', 'params (28x28x1, 10 classes)', 'defaults', 'description'],
         ),
       );
+      // What `--model-option name=value` (and `createModel`'s options) each model takes.
+      for (const r of rows) {
+        if (r.options.length) out.line(`\n${r.name} options:\n${r.options.map((o) => `  ${o}`).join('\n')}`);
+      }
       out.json({ models: rows });
     });
 }

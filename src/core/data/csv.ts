@@ -1,9 +1,34 @@
 /**
  * Kaggle-style image CSV: one image per row, `label,pixel1,...,pixelN`, an optional header row,
- * pixels 0..255 row-major (HWC order for colour, so N = H*W or H*W*3 with square images). Pure:
- * text in, typed arrays out, so it runs in the browser too. The text can come whole
- * (`parseImageCsv`) or in pieces (`ImageCsvParser`, which the Node reader streams a file into).
+ * pixels whole numbers 0..255 row-major (HWC order for colour, so N = H*W or H*W*3 with square
+ * images). Pure: text in, typed arrays out, so it runs in the browser too. The text can come
+ * whole (`parseImageCsv`) or in pieces (`ImageCsvParser`, which the Node reader streams a file
+ * into).
+ *
+ * Fields may be quoted as RFC 4180 says (`"cat"`, `"a ""b"""`, a quoted field spanning lines):
+ * a record holding a quote is split by d3-dsv, a small browser-safe CSV parser. Records without
+ * one, nearly every record of a real file, take the fast path below, which reads the pixels
+ * straight out of the line. Measured on a 60000 x 785 CSV (Fashion-MNIST's size, 94 MB), Node
+ * 20 on a shared 2-core machine (seconds; memory is the process's RSS after parsing):
+ *
+ *   | parser, on the whole file                        | unquoted file   |
+ *   | this fast path (labels + pixels as bytes)        | 1.15 s, 220 MB  |
+ *   | csv-parse/sync (fields as strings only)          | 6.96 s, 685 MB  |
+ *   | papaparse (fields as strings only)               | 1.32 s, 574 MB  |
+ *   | d3-dsv csvParseRows (fields as strings only)     | 1.41 s, 595 MB  |
+ *
+ *   | one call per record, as quoted records are split | 60000 lines     | 6000 all-quoted lines |
+ *   | csv-parse/sync                                   | 36 s            | 5.5 s                 |
+ *   | papaparse                                        | 1.65 s          | 2.9 s                 |
+ *   | d3-dsv csvParseRows                              | 1.19 s          | 0.28 s                |
+ *
+ * So a library for every line would cost more time and 2.5x the memory (every field a string)
+ * before a pixel is converted, and quoted records, which are rare, go to d3-dsv, 10 to 20 times
+ * faster per record than csv-parse or papaparse. This parser on the same images with every
+ * field quoted (188 MB): 12.3 s, against 2.2 to 2.9 s unquoted, both with the machine under
+ * load (the old parser took the same 2.2 to 2.9 s there).
  */
+import { csvParseRows } from 'd3-dsv';
 import { UserError } from '../errors.js';
 import type { ImageShape } from './dataset.js';
 
@@ -29,6 +54,40 @@ export function csvShape(n: number, name: string): ImageShape {
 
 function isNumber(s: string): boolean {
   return s.trim() !== '' && Number.isFinite(Number(s));
+}
+
+/**
+ * A pixel field as a byte: digits only (spaces around them allowed), 0..255. Decimals, signs,
+ * exponents and hex (`1.7`, `-1`, `1e2`, `0x10`) are refused rather than rounded or read as
+ * Number() would: a file holding them is not 8-bit pixels (scaled to [0, 1] already, or another
+ * format), and guessing would train on the wrong values.
+ */
+function pixelValue(field: string, name: string, lineNo: number, column: number): number {
+  const digits = field.trim();
+  if (/^\d{1,15}$/.test(digits)) {
+    const v = Number(digits);
+    if (v <= 255) return v;
+  }
+  if (/^(\d{1,15}|-0*[1-9]\d{0,14})$/.test(digits)) {
+    throw new UserError(
+      `${name}: line ${lineNo}, column ${column}: pixel value ${Number(digits)} is outside 0..255`,
+    );
+  }
+  throw new UserError(
+    `${name}: line ${lineNo}, column ${column}: '${field}' is not a pixel value (a whole number 0..255)`,
+  );
+}
+
+/** How many '"' a line holds: an odd count leaves a quoted field open at its end. */
+function quotes(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('"'); i >= 0; i = text.indexOf('"', i + 1)) n++;
+  return n;
+}
+
+/** The fields of a record holding quotes, unquoted as RFC 4180 says (d3-dsv). */
+function fields(text: string): string[] {
+  return csvParseRows(text)[0] ?? [''];
 }
 
 /** Whether a line holds nothing but white space (the test `line.trim() === ''`, done cheaply). */
@@ -65,6 +124,8 @@ export class ImageCsvParser {
   private count = 0;
   /** The unfinished last line (the text after the last '\n' seen). */
   private rest = '';
+  /** A record whose quoted field goes on past the end of its line, and where it started. */
+  private open: { text: string; lineNo: number; quotes: number } | undefined;
   private done = false;
 
   constructor(readonly name: string) {}
@@ -105,6 +166,10 @@ export class ImageCsvParser {
     this.line(this.rest);
     this.rest = '';
     const { name } = this;
+    if (this.open)
+      throw new UserError(
+        `${name}: line ${this.open.lineNo} opens a quoted field that is never closed; check its quotes`,
+      );
     if (this.columns === 0) throw new UserError(`${name}: the CSV file is empty`);
     if (this.count === 0) throw new UserError(`${name}: the CSV file has a header but no rows`);
     const used = this.count * (this.columns - 1);
@@ -124,62 +189,104 @@ export class ImageCsvParser {
 
   private line(text: string): void {
     this.lineNo++;
-    if (isBlank(text)) return;
-    if (this.columns === 0) {
-      const head = text.split(',');
-      // A header names its columns; a data row has numbers in every pixel column.
-      const hasHeader = head.slice(1).some((f) => !isNumber(f));
-      if (head.length < 2)
-        throw new UserError(`${this.name}: line ${this.lineNo} has one column; expected label,pixel1,...`);
-      this.shape = csvShape(head.length - 1, this.name);
-      this.columns = head.length;
-      if (hasHeader) return;
+    if (this.open) {
+      // The line goes on with a quoted field (and its record) that an earlier line opened.
+      const open = this.open;
+      if (open.text.length + text.length + 1 > MAX_CSV_LINE) {
+        throw new UserError(
+          `${this.name}: the record from line ${open.lineNo} is longer than ${MAX_CSV_LINE} characters; a quoted field may be missing its closing quote`,
+        );
+      }
+      open.text += '\n' + text;
+      open.quotes += quotes(text);
+      if (open.quotes % 2 === 0) {
+        this.open = undefined;
+        this.record(open.text, open.lineNo);
+      }
+      return;
     }
-    this.row(text);
+    if (isBlank(text)) return;
+    if (text.indexOf('"') >= 0) {
+      const n = quotes(text);
+      if (n % 2 === 1) {
+        this.open = { text, lineNo: this.lineNo, quotes: n };
+        return;
+      }
+    }
+    this.record(text, this.lineNo);
   }
 
-  private row(text: string): void {
-    const { name, lineNo, columns } = this;
-    let fields = 1;
-    for (let i = text.indexOf(','); i >= 0; i = text.indexOf(',', i + 1)) fields++;
-    if (fields !== columns) {
-      throw new UserError(
-        `${name}: line ${lineNo} has ${fields} values but the first row has ${columns} (ragged row)`,
-      );
+  /** One record (a line, or more when a quoted field holds line breaks) starting at `lineNo`. */
+  private record(text: string, lineNo: number): void {
+    const quoted = text.indexOf('"') >= 0;
+    if (this.columns === 0) {
+      const head = quoted ? fields(text) : text.split(',');
+      if (head.length < 2)
+        throw new UserError(`${this.name}: line ${lineNo} has one column; expected label,pixel1,...`);
+      this.shape = csvShape(head.length - 1, this.name);
+      this.columns = head.length;
+      // A header names its columns; a data row has numbers in every pixel column.
+      if (head.slice(1).some((f) => !isNumber(f))) return;
     }
-    const comma = text.indexOf(',');
-    const label = text.slice(0, comma).trim();
-    if (label === '') throw new UserError(`${name}: line ${lineNo} has an empty label`);
-    const n = columns - 1;
+    if (quoted) this.quotedRow(fields(text), lineNo);
+    else this.row(text, lineNo);
+  }
+
+  private ragged(fields: number, lineNo: number): UserError {
+    return new UserError(
+      `${this.name}: line ${lineNo} has ${fields} values but the first row has ${this.columns} (ragged row)`,
+    );
+  }
+
+  /** Adds a row's label and returns the offset of its pixels. */
+  private addRow(label: string, lineNo: number): number {
+    if (label === '') throw new UserError(`${this.name}: line ${lineNo} has an empty label`);
+    const n = this.columns - 1;
     if (this.count === this.capacity) this.grow(n);
+    this.labels.push(label);
+    return this.count++ * n;
+  }
+
+  /** A record with quotes, split into its fields. */
+  private quotedRow(values: string[], lineNo: number): void {
+    if (values.length !== this.columns) throw this.ragged(values.length, lineNo);
+    const base = this.addRow(values[0].trim(), lineNo);
+    for (let c = 1; c < values.length; c++) {
+      const field = values[c];
+      // As in the fast path: one to three plain digits are read here, pixelValue judges the rest.
+      let v = field.length > 0 && field.length <= 3 ? 0 : -1;
+      for (let k = 0; v >= 0 && k < field.length; k++) {
+        const d = field.charCodeAt(k) - 48;
+        v = d >= 0 && d <= 9 ? v * 10 + d : -1;
+      }
+      if (v < 0 || v > 255) v = pixelValue(field, this.name, lineNo, c + 1);
+      this.pixels[base + c - 1] = v;
+    }
+  }
+
+  /** The fast path: a line without quotes, its pixels read in place. */
+  private row(text: string, lineNo: number): void {
+    const { name, columns } = this;
+    let count = 1;
+    for (let i = text.indexOf(','); i >= 0; i = text.indexOf(',', i + 1)) count++;
+    if (count !== columns) throw this.ragged(count, lineNo);
+    const comma = text.indexOf(',');
+    const n = columns - 1;
+    const base = this.addRow(text.slice(0, comma).trim(), lineNo);
     const pixels = this.pixels;
-    const base = this.count * n;
     let start = comma + 1;
     for (let c = 1; c < columns; c++) {
       const end = c === n ? text.length : text.indexOf(',', start);
-      // Fast path: plain digits, which Number() reads as the same decimal integer.
-      let v = end - start > 0 && end - start <= 15 ? 0 : -1;
+      // One to three plain digits, the usual field, are read here; pixelValue judges the rest.
+      let v = end - start > 0 && end - start <= 3 ? 0 : -1;
       for (let k = start; v >= 0 && k < end; k++) {
         const d = text.charCodeAt(k) - 48;
         v = d >= 0 && d <= 9 ? v * 10 + d : -1;
       }
-      if (v < 0 || v > 255) {
-        // Everything else (spaces, signs, decimals, exponents, junk) as Number() reads it.
-        const field = text.slice(start, end);
-        const x = Number(field);
-        if (field.trim() === '' || !Number.isFinite(x)) {
-          throw new UserError(`${name}: line ${lineNo}, column ${c + 1}: '${field}' is not a number`);
-        }
-        if (x < 0 || x > 255) {
-          throw new UserError(`${name}: line ${lineNo}, column ${c + 1}: pixel value ${x} is outside 0..255`);
-        }
-        v = Math.round(x);
-      }
+      if (v < 0 || v > 255) v = pixelValue(text.slice(start, end), name, lineNo, c + 1);
       pixels[base + c - 1] = v;
       start = end + 1;
     }
-    this.labels.push(label);
-    this.count++;
   }
 
   /** Doubles the room for rows (amortised: each byte is copied about once). */

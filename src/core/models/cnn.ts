@@ -14,27 +14,46 @@
  */
 import * as tfl from '@tensorflow/tfjs-layers';
 import { layersNet, type Net } from './net.js';
-import { layerSeed, register, type ModelSpec } from './registry.js';
+import { layerSeed, type OptionDecls, optionValues, register, type ModelSpec } from './registry.js';
 import { dense } from './dense.js';
 import { batchNormalization } from './batch-norm.js';
 import { dropout as dropoutLayer } from './dropout.js';
 
-export interface CnnOptions {
-  /** Filters of the blocks at full, 1/2 and 1/4 resolution. */
-  widths?: number[];
-  /** Convolutions per resolution. */
-  convs?: number;
-  batchNorm?: boolean;
-  dropout?: number;
-}
+/** The options `create('cnn', ...)` takes. */
+export const CNN_OPTIONS = {
+  widths: {
+    type: 'list',
+    min: 1,
+    max: 4096,
+    default: [32, 64],
+    example: 'filter counts like 16,32',
+    flag: '--widths <filters>',
+    help: 'filters of the block at each resolution (full, 1/2, 1/4, ...: each block halves the size)',
+  },
+  convs: { type: 'int', min: 1, max: 8, default: 1, help: '3x3 convolutions per resolution' },
+  batchNorm: {
+    type: 'boolean',
+    default: false,
+    flag: '--batch-norm',
+    help: 'batch normalization after every convolution',
+  },
+  dropout: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    maxExclusive: true,
+    default: 0.1,
+    flag: '--dropout <p>',
+    help: 'dropout rate before and after the dense layer',
+  },
+} as const satisfies OptionDecls;
 
 export function cnn(spec: ModelSpec): Net {
-  const opts = (spec.options ?? {}) as CnnOptions;
-  const widths = opts.widths ?? [32, 64];
-  const dropout = opts.dropout ?? 0.1;
+  const opts = optionValues('cnn', CNN_OPTIONS, spec.options);
+  const { widths, dropout } = opts;
   let seedIndex = 0;
   const layers: tfl.layers.Layer[] = [];
-  const bn = opts.batchNorm ?? false;
+  const bn = opts.batchNorm;
   const convBnRelu = (filters: number, first: boolean) => {
     layers.push(
       tfl.layers.conv2d({
@@ -50,7 +69,7 @@ export function cnn(spec: ModelSpec): Net {
     if (bn) layers.push(batchNormalization({ momentum: 0.9 }), tfl.layers.reLU());
   };
   widths.forEach((w, i) => {
-    for (let j = 0; j < (opts.convs ?? 1); j++) convBnRelu(w, i === 0 && j === 0);
+    for (let j = 0; j < opts.convs; j++) convBnRelu(w, i === 0 && j === 0);
     layers.push(tfl.layers.maxPooling2d({ poolSize: 2, strides: 2 }));
   });
   layers.push(
@@ -74,6 +93,7 @@ register({
   name: 'cnn',
   description: 'CNN: conv32-pool-conv64-pool (3x3, ReLU), dropout, dense 128; augmentation on',
   create: cnn,
+  options: CNN_OPTIONS,
   defaults: {
     epochs: 20,
     lr: 0.003,

@@ -7,7 +7,12 @@ import './cnn.js';
 import './knn.js';
 
 export {
+  checkOptions,
   create,
+  describeOptions,
+  optionDecl,
+  optionHelp,
+  optionValues,
   getEntry,
   list,
   loadNet,
@@ -15,5 +20,8 @@ export {
   type ModelDefaults,
   type ModelEntry,
   type ModelSpec,
+  type OptionDecl,
+  type OptionDecls,
+  type OptionValues,
 } from './registry.js';
 export { layersNet, type Net, type NetArtifacts } from './net.js';

@@ -16,7 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Net, NetArtifacts } from './net.js';
-import { register, type ModelSpec } from './registry.js';
+import { type OptionDecls, optionValues, register, type ModelSpec } from './registry.js';
 
 export const KNN_DEFAULT_K = 5;
 /** Similarities are divided by this before exponentiating: nearer neighbours weigh much more. */
@@ -26,15 +26,21 @@ const FLOOR = 1e-3;
 /** Similarity matrices are computed at most this many entries (rows x memory) at a time. */
 const CHUNK_ENTRIES = 1 << 23;
 
-export interface KnnOptions {
-  k?: number;
-}
+/** The options `create('knn', ...)` takes. */
+export const KNN_OPTIONS = {
+  k: {
+    type: 'int',
+    min: 1,
+    max: 1000,
+    default: KNN_DEFAULT_K,
+    flag: '--knn-k <k>',
+    help: 'neighbours that vote (fewer when fewer examples are memorized)',
+  },
+} as const satisfies OptionDecls;
 
-function checkK(k: unknown): number {
-  if (k === undefined) return KNN_DEFAULT_K;
-  if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > 1000)
-    throw new Error(`knn: k must be a whole number from 1 to 1000 (got ${String(k)})`);
-  return k;
+/** k, checked against its declaration (a saved model's too). */
+function kOf(options: Record<string, unknown>): number {
+  return optionValues('knn', KNN_OPTIONS, options).k;
 }
 
 /** Rows divided by their L2 norm (zero rows stay zero). */
@@ -158,21 +164,7 @@ export class KnnNet implements Net {
 }
 
 export function knn(spec: ModelSpec): Net {
-  return new KnnNet(spec, checkK((spec.options as KnnOptions | undefined)?.k));
-}
-
-/**
- * Stores the training examples in a knn net: its only "training". `inputs` holds `count` rows
- * of the net's input size.
- */
-export function memorize(
-  net: Net,
-  inputs: Float32Array | Uint8Array,
-  labels: Uint8Array,
-  count: number,
-): void {
-  if (!(net instanceof KnnNet)) throw new Error(`${net.name} does not memorize examples`);
-  net.memorize(inputs, labels, count);
+  return new KnnNet(spec, kOf(spec.options ?? {}));
 }
 
 async function load(a: NetArtifacts): Promise<Net> {
@@ -183,7 +175,7 @@ async function load(a: NetArtifacts): Promise<Net> {
     k?: number;
   };
   if (topo.imgclf !== 'knn' || !topo.inputShape || !topo.numClasses) throw new Error('not a knn model');
-  const net = new KnnNet({ inputShape: topo.inputShape, numClasses: topo.numClasses }, checkK(topo.k));
+  const net = new KnnNet({ inputShape: topo.inputShape, numClasses: topo.numClasses }, kOf({ k: topo.k }));
   const named = tf.io.decodeWeights(a.weightData, a.weightSpecs);
   if (!named.memory || !named.labels) throw new Error('knn weights need memory and labels');
   try {
@@ -200,6 +192,7 @@ register({
   description:
     "k nearest neighbours by cosine similarity, no training (few-shot; best on a --backbone's features); --knn-k",
   create: knn,
+  options: KNN_OPTIONS,
   load,
   memorizes: true,
   // Nothing is trained: the session memorizes the training split and evaluates once.

@@ -5,17 +5,30 @@
  */
 import * as tfl from '@tensorflow/tfjs-layers';
 import { layersNet, type Net } from './net.js';
-import { layerSeed, register, type ModelSpec } from './registry.js';
+import { layerSeed, type OptionDecls, optionValues, register, type ModelSpec } from './registry.js';
 import { dense } from './dense.js';
 
-export interface LenetOptions {
-  activation?: 'relu' | 'sigmoid';
-  pool?: 'max' | 'avg';
-}
+/** The options `create('lenet', ...)` takes; sigmoid and avg give the original LeNet. */
+export const LENET_OPTIONS = {
+  activation: {
+    type: 'enum',
+    choices: ['relu', 'sigmoid'],
+    default: 'relu',
+    flag: '--activation <name>',
+    help: 'activation of every layer but the last',
+  },
+  pool: {
+    type: 'enum',
+    choices: ['max', 'avg'],
+    default: 'max',
+    flag: '--pool <name>',
+    help: 'pooling after each convolution',
+  },
+} as const satisfies OptionDecls;
 
 export function lenet(spec: ModelSpec): Net {
-  const opts = (spec.options ?? {}) as LenetOptions;
-  const activation = opts.activation ?? 'relu';
+  const opts = optionValues('lenet', LENET_OPTIONS, spec.options);
+  const activation = opts.activation;
   const pool = () =>
     opts.pool === 'avg'
       ? tfl.layers.averagePooling2d({ poolSize: 2, strides: 2 })
@@ -61,6 +74,7 @@ register({
   name: 'lenet',
   description: 'LeNet-5 (d2l 6.6): conv6@5x5, pool, conv16@5x5, pool, 120-84; --activation, --pool',
   create: lenet,
+  options: LENET_OPTIONS,
   defaults: {
     epochs: 8,
     lr: 0.002,

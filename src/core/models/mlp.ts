@@ -5,26 +5,48 @@
  */
 import * as tfl from '@tensorflow/tfjs-layers';
 import { layersNet, type Net } from './net.js';
-import { layerSeed, register, type ModelSpec } from './registry.js';
+import { layerSeed, type OptionDecls, optionValues, register, type ModelSpec } from './registry.js';
 import { dense } from './dense.js';
 import { dropout as dropoutLayer } from './dropout.js';
 
-export interface MlpOptions {
-  hidden?: number[];
-  dropout?: number;
-  activation?: 'relu' | 'sigmoid' | 'tanh';
-}
+/** The options `create('mlp', ...)` takes. */
+export const MLP_OPTIONS = {
+  hidden: {
+    type: 'list',
+    min: 1,
+    max: 65536,
+    default: [256],
+    example: 'sizes like 256 or 256,128',
+    flag: '--hidden <sizes>',
+    help: 'units of each hidden layer',
+  },
+  dropout: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    maxExclusive: true,
+    default: 0,
+    flag: '--dropout <p>',
+    help: 'dropout rate after each hidden layer',
+  },
+  activation: {
+    type: 'enum',
+    choices: ['relu', 'sigmoid'],
+    default: 'relu',
+    flag: '--activation <name>',
+    help: 'activation of the hidden layers',
+  },
+} as const satisfies OptionDecls;
 
 export function mlp(spec: ModelSpec): Net {
-  const opts = (spec.options ?? {}) as MlpOptions;
-  const hidden = opts.hidden ?? [256];
-  const dropout = opts.dropout ?? 0;
+  const opts = optionValues('mlp', MLP_OPTIONS, spec.options);
+  const { hidden, dropout } = opts;
   const layers: tfl.layers.Layer[] = [tfl.layers.flatten({ inputShape: spec.inputShape })];
   hidden.forEach((units, i) => {
     layers.push(
       dense({
         units,
-        activation: opts.activation ?? 'relu',
+        activation: opts.activation,
         kernelInitializer: tfl.initializers.heNormal({ seed: layerSeed(spec.seed, i) }),
       }),
     );
@@ -43,6 +65,7 @@ register({
   name: 'mlp',
   description: 'multilayer perceptron (d2l 4.3): 784-256-10 with ReLU; --hidden, --dropout',
   create: mlp,
+  options: MLP_OPTIONS,
   defaults: {
     epochs: 20,
     lr: 0.001,

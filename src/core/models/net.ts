@@ -40,6 +40,11 @@ export interface Net {
    * from-scratch chapter does); otherwise the loop uses core/train/loss.ts crossEntropy.
    */
   loss?(logits: tf.Tensor2D, labels: tf.Tensor1D, labelSmoothing: number): tf.Tensor1D;
+  /**
+   * A model that learns by storing its examples (knn) has no trainable variables and brings
+   * its own "fit": it takes `count` rows of inputs in [0, 1] and their labels, in one pass.
+   */
+  memorize?(inputs: Float32Array, labels: Uint8Array, count: number): void;
 }
 
 /** Wraps a tfjs layers model. */

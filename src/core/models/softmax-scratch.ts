@@ -148,6 +148,7 @@ register({
   name: 'softmax-scratch',
   description: "the seed's from-scratch softmax regression: raw variables, own softmax, loss and SGD",
   create: softmaxScratch,
+  options: {},
   load,
   ownOptimizer: scratchUpdater,
   defaults: { optimizer: 'own' },

@@ -30,6 +30,7 @@ register({
   name: 'softmax',
   description: "softmax regression, the seed's model: flatten, then one linear layer",
   create: softmaxRegression,
+  options: {},
   // The seed's settings (5 epochs of SGD at lr 0.1, batch 256) are the plan's global defaults.
   defaults: {},
 });

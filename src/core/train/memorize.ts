@@ -7,26 +7,25 @@
 import { type ImageShape, pixelsAsFloat, type Split } from '../data/dataset.js';
 import { subset } from '../data/split.js';
 import type { Net } from '../models/net.js';
-import { memorize } from '../models/knn.js';
 import { type EpochMetrics, evaluate, type FitState } from './loop.js';
 
 /** Training examples a memorizing model is scored on (evenly spaced): its train metrics. */
 const MEMORY_SAMPLE = 2000;
 
-/** Whether `net` has nothing to train and memorizes its data instead (knn). */
-export function memorizes(net: Net): boolean {
-  return net.trainableVariables.length === 0;
+/** Whether `net` memorizes its data (knn: Net.memorize) instead of training. */
+export function memorizes(net: Net): net is Net & Required<Pick<Net, 'memorize'>> {
+  return typeof net.memorize === 'function';
 }
 
 export function memorizeAndEvaluate(
-  model: Net,
+  model: Net & Required<Pick<Net, 'memorize'>>,
   train: Split,
   test: Split,
   val: Split | undefined,
   shape: ImageShape,
 ): { history: EpochMetrics[]; state: FitState } {
   const start = performance.now();
-  memorize(model, pixelsAsFloat(train.images), train.labels, train.count);
+  model.memorize(pixelsAsFloat(train.images), train.labels, train.count);
   const seconds = (performance.now() - start) / 1000;
   const every = Math.ceil(train.count / MEMORY_SAMPLE);
   const sample =

@@ -22,7 +22,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../core/errors.js';
 import { readBackboneCache, writeBackboneCache } from '../cache.js';

@@ -1,7 +1,8 @@
 /**
- * A small builder for ONNX graphs over onnx-proto's protobufjs classes: float initializers,
- * nodes with typed attributes, unique value names, and the model wrapper (IR version, opset,
- * metadata_props). It knows nothing of TensorFlow.js; onnx.ts maps layers onto it.
+ * A small builder for ONNX graphs over onnx-proto's protobufjs classes: float initializers (and
+ * int64 ones for the ops that take integer tensors), nodes with typed attributes, unique value
+ * names, and the model wrapper (IR version, opset, metadata_props). It knows nothing of
+ * TensorFlow.js; layers.ts and models.ts map models onto it.
  */
 import onnxProto from 'onnx-proto';
 
@@ -83,6 +84,18 @@ export class GraphBuilder {
     const bytes = new Uint8Array(data.byteLength);
     bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     this.initializers.push(onnx.TensorProto.create({ name, dims, dataType: DataType.FLOAT, rawData: bytes }));
+    return name;
+  }
+
+  /** An int64 initializer, for the ops that take integers as a tensor (Pad's pads, Reshape's shape). */
+  intConstant(base: string, values: number[], dims: number[]): string {
+    const size = dims.reduce((a, b) => a * b, 1);
+    if (values.length !== size)
+      throw new Error(`initializer ${base}: ${values.length} values for dims ${dims}`);
+    const name = this.unique(base);
+    const data = BigInt64Array.from(values, (v) => BigInt(v));
+    const rawData = new Uint8Array(data.buffer);
+    this.initializers.push(onnx.TensorProto.create({ name, dims, dataType: DataType.INT64, rawData }));
     return name;
   }
 

@@ -15,10 +15,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, unlinkSync } from 'node:fs';
-import { link, mkdir, open, readFile, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../../core/errors.js';
+import { readRunFile } from './paths.js';
 
 export const LOCK_FILE = '.lock';
 
@@ -40,6 +41,14 @@ const held = new Map<string, string>();
 
 /** A lock file just created holds nothing until its first write: how long that may take. */
 const EMPTY_LOCK_GRACE_MS = 5000;
+
+/**
+ * The text of `dir`'s lock, or undefined when there is none. Read as any run file is (a
+ * regular file, a few KB at most): a FIFO planted as the lock must not hang a training.
+ */
+async function lockText(dir: string): Promise<string | undefined> {
+  return (await readRunFile(dir, LOCK_FILE, 4096, 'a lock file'))?.toString('utf8');
+}
 
 function parse(text: string): LockHolder | undefined {
   try {
@@ -71,7 +80,7 @@ function busy(dir: string, h: LockHolder | undefined): UserError {
   return new UserError(
     h
       ? `${dir} is being written by pid ${h.pid} on ${h.host} since ${h.started}; wait for it or stop it (if no such process is running, remove ${file})`
-      : `${dir} is being written by another process (its lock ${file} is still being created); wait for it or stop it`,
+      : `${dir} is locked by ${file}, which names no process; if no training writes there, remove it`,
   );
 }
 
@@ -80,7 +89,8 @@ function busy(dir: string, h: LockHolder | undefined): UserError {
  * finish an interrupted save: while a writer is at work, its staging folder is its own.
  */
 export async function writerOf(dir: string): Promise<LockHolder | undefined> {
-  const text = await readFile(path.join(dir, LOCK_FILE), 'utf8').catch(() => undefined);
+  // A lock that cannot be read was not made by a writer: the reader goes on as without one.
+  const text = await lockText(dir).catch(() => undefined);
   if (text === undefined) return undefined;
   const h = parse(text);
   if (!h) return { pid: 0, host: '?', started: '?' }; // Being created: assume a writer.
@@ -99,7 +109,9 @@ async function breakStale(file: string, text: string): Promise<void> {
   } catch {
     return; // Another process broke it first, or it was released.
   }
-  const moved = await readFile(aside, 'utf8').catch(() => undefined);
+  const moved = (
+    await readRunFile(path.dirname(aside), path.basename(aside), 4096, 'a lock file').catch(() => undefined)
+  )?.toString('utf8');
   if (moved !== undefined && moved !== text) await link(aside, file).catch(() => {});
   await rm(aside, { force: true });
 }
@@ -118,7 +130,7 @@ export async function lockRun(
   const created = opts.create === false ? undefined : await mkdir(dir, { recursive: true });
   const me: LockHolder = { pid: process.pid, host: os.hostname(), started: new Date().toISOString() };
   const text = JSON.stringify(me) + '\n';
-  for (let attempt = 0; attempt < 5; attempt++) {
+  for (let broken = 0; ;) {
     let handle;
     try {
       handle = await open(file, 'wx');
@@ -134,13 +146,18 @@ export async function lockRun(
       try {
         await handle.writeFile(text);
         await handle.sync();
-      } finally {
+      } catch (err) {
+        // A full disk: an empty lock left behind would hold off the next training for a while.
         await handle.close();
+        await unlink(file).catch(() => {});
+        if (created) await rmdir(dir).catch(() => {});
+        throw err;
       }
+      await handle.close();
       held.set(key, text);
       return heldLock(dir, key, file, text, created);
     }
-    const current = await readFile(file, 'utf8').catch(() => undefined);
+    const current = await lockText(dir);
     if (current === undefined) continue; // Released meanwhile: try again.
     const holder = parse(current);
     if (!holder) {
@@ -148,10 +165,16 @@ export async function lockRun(
         (s) => Date.now() - s.mtimeMs,
         () => 0,
       );
-      if (age < EMPTY_LOCK_GRACE_MS) throw busy(dir, undefined);
+      // Created a moment ago by a writer that has yet to write into it: ask again shortly.
+      if (age < EMPTY_LOCK_GRACE_MS) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
     } else if (alive(holder, key)) {
       throw busy(dir, holder);
     }
+    // Two processes may break the same stale lock; a third attempt means something else is wrong.
+    if (++broken > 3) throw busy(dir, holder);
     opts.log?.(
       holder
         ? `${dir}: taking over the lock of pid ${holder.pid} (started ${holder.started}), which is no longer running`
@@ -159,7 +182,6 @@ export async function lockRun(
     );
     await breakStale(file, current);
   }
-  throw busy(dir, parse(await readFile(file, 'utf8').catch(() => '')));
 }
 
 function heldLock(dir: string, key: string, file: string, text: string, created?: string): RunLock {
@@ -179,7 +201,7 @@ function heldLock(dir: string, key: string, file: string, text: string, created?
       held.delete(key);
       process.off('exit', onExit);
       // Only our own lock is removed: a lock taken over as stale belongs to its new holder.
-      if ((await readFile(file, 'utf8').catch(() => undefined)) === text) await unlink(file).catch(() => {});
+      if ((await lockText(dir).catch(() => undefined)) === text) await unlink(file).catch(() => {});
       // A run that saved nothing leaves no empty folder behind.
       if (created) await rmdir(dir).catch(() => {});
     },

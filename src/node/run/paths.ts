@@ -142,7 +142,7 @@ export async function readRunFile(
   const { handle, size } = opened;
   const tooLarge = (n: number) =>
     new UserError(
-      `${path.join(dir, rel)} is too large for ${what} (${sizeText(n)}, at most ${sizeText(limit)}); it is not a file imgclf wrote: restore the run directory or retrain`,
+      `${path.join(dir, rel)} is too large (${sizeText(n)}, more than the ${sizeText(limit)} ${what} may take); it is not a file imgclf wrote: restore the run directory or retrain`,
     );
   try {
     checkSize?.(size);

@@ -19,6 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { ImageShape } from '../../core/data/dataset.js';
 import type { Preprocessing } from '../../core/data/source.js';
@@ -40,7 +41,18 @@ import {
 import { backboneNet, type BackboneRecord, loadRecordedBackbone } from '../backbone/backbone.js';
 import { writerOf } from './lock.js';
 import { LIMITS, readRunFile, runPath } from './paths.js';
-import { commitSave, manifestOf, MANIFEST_FILE, recoverRun, type SaveFiles, verifyRun } from './save.js';
+import {
+  checkListed,
+  checkListedSize,
+  commitSave,
+  type Manifest,
+  manifestOf,
+  MANIFEST_FILE,
+  MixedSaveError,
+  recoverRun,
+  type SaveFiles,
+  verifyRun,
+} from './save.js';
 import { checkTopology, MAX_ACTIVATION_VALUES } from './topology.js';
 
 export type { Preprocessing };
@@ -48,14 +60,11 @@ export type { Preprocessing };
 // The format is the core's (core/run-format.ts), which the page writes and reads too.
 export { METADATA_FILE, metadataText, METRICS_FILE, metricsText, MODEL_FILE, RUN_FORMAT, WEIGHTS_FILE };
 
-/** metadata.json, with the backbone record typed (core/run-format.ts has the rest). */
-export interface RunMetadata extends RunMetadataBase {
-  /**
-   * Transfer learning: the frozen backbone the head (model.json) runs on. `inputShape` is the
-   * backbone's; the head takes its features.
-   */
-  backbone?: BackboneRecord;
-}
+/**
+ * metadata.json, with the backbone record typed (core/run-format.ts has the rest). With a
+ * backbone (transfer learning) `inputShape` is the backbone's; the head takes its features.
+ */
+export type RunMetadata = RunMetadataBase<BackboneRecord>;
 
 export const FINAL_DIR = 'final';
 export const CHECKPOINT_DIR = 'checkpoint';
@@ -145,6 +154,20 @@ export function asRunFolder(folder: string, files: SaveFiles, epoch: number): Sa
 // ---------------------------------------------------------------------------------------------
 // Saving: each call below is one all-or-nothing save.
 
+/**
+ * Commits one save of a run; `replace` makes it replace the run `dir` holds as a whole (train
+ * --force, saveRun with force): the previous run's files and its report, which describes
+ * another model, are removed once the save is committed.
+ */
+export async function saveRunFiles(
+  dir: string,
+  files: SaveFiles,
+  opts: { epoch: number; replace: boolean },
+): Promise<void> {
+  await commitSave(dir, files, opts);
+  if (opts.replace) for (const name of REPORT_FILES) await rm(path.join(dir, name), { force: true });
+}
+
 /** Saves the model (model.json + weights.bin) into `dir`. */
 export async function saveModel(model: Net, dir: string): Promise<void> {
   await commitSave(dir, await modelFiles(model));
@@ -183,10 +206,17 @@ export interface LoadedRun {
  * Reads and parses the JSON file `rel` of run directory `dir`: a regular file of at most
  * `limit` bytes (node/run/paths.ts), so a huge or looped file is refused as such, unread.
  */
-async function readJson<T>(dir: string, rel: string, what: string, limit: number): Promise<T> {
+async function readJson<T>(
+  dir: string,
+  rel: string,
+  what: string,
+  limit: number,
+  listed?: Manifest,
+): Promise<T> {
   const file = path.join(dir, rel);
-  const bytes = await readRunFile(dir, rel, limit, `${what} (${path.basename(rel)})`);
+  const bytes = await readRunFile(dir, rel, limit, `a ${what} file`);
   if (!bytes) throw new UserError(`${file} is missing; is this a run directory written by 'imgclf train'?`);
+  checkListed(dir, rel, bytes, listed);
   try {
     return JSON.parse(bytes.toString('utf8')) as T;
   } catch {
@@ -200,9 +230,9 @@ async function readJson<T>(dir: string, rel: string, what: string, limit: number
  * The metadata.json of run directory `dir`, parsed (size-capped and regular files only, as
  * every run file is read); `missing` is the line for a run without one.
  */
-export async function readMetadata(dir: string, missing?: string): Promise<RunMetadata> {
+export async function readMetadata(dir: string, missing?: string, listed?: Manifest): Promise<RunMetadata> {
   if (missing && !existsSync(path.join(dir, METADATA_FILE))) throw new UserError(missing);
-  return readJson<RunMetadata>(dir, METADATA_FILE, 'metadata', LIMITS.metadata);
+  return readJson<RunMetadata>(dir, METADATA_FILE, 'metadata', LIMITS.metadata, listed);
 }
 
 /**
@@ -210,20 +240,25 @@ export async function readMetadata(dir: string, missing?: string): Promise<RunMe
  * process trains into the run (it holds the lock, node/run/lock.ts), its staging folder is its
  * own: the reader checks the last committed save and leaves the rest to the writer.
  */
-async function openRun(dir: string, under = '', log?: (message: string) => void): Promise<void> {
+async function openRun(
+  dir: string,
+  under = '',
+  log?: (message: string) => void,
+): Promise<Manifest | undefined> {
   if (!existsSync(dir))
     throw new UserError(`run directory ${dir} does not exist; train one with 'imgclf train --out ${dir}'`);
   if (!(await writerOf(dir))) {
     const recovered = await recoverRun(dir);
     if (recovered) log?.(recovered);
   }
-  await verifyRun(dir, under);
+  return verifyRun(dir, under);
 }
 
-async function readMetrics(dir: string): Promise<EpochMetrics[]> {
+async function readMetrics(dir: string, listed?: Manifest): Promise<EpochMetrics[]> {
   const file = path.join(dir, METRICS_FILE);
   const bytes = await readRunFile(dir, METRICS_FILE, LIMITS.metrics, 'the metrics');
   if (!bytes) return [];
+  checkListed(dir, METRICS_FILE, bytes, listed);
   const lines = bytes.toString('utf8').split('\n');
   const out: EpochMetrics[] = [];
   for (const [i, line] of lines.entries()) {
@@ -259,10 +294,32 @@ function checkModelFits(model: Net, meta: RunMetadata, dir: string): void {
   }
 }
 
-/** Loads a run directory written by `imgclf train`, validating each part. */
+/** How often a reader tries again when a training commits a save while it loads. */
+const LOAD_ATTEMPTS = 20;
+
+/**
+ * Loads a run directory written by `imgclf train`, validating each part. A reader takes no
+ * lock: while a training writes into the run, a save may be committed between two reads, and
+ * then the load, which only uses bytes the manifest lists, starts again (a commit takes
+ * milliseconds).
+ */
 export async function loadRun(dir: string, log?: (message: string) => void): Promise<LoadedRun> {
-  await openRun(dir, '', log);
-  const metadata = await readMetadata(dir);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await loadRunOnce(dir, log);
+    } catch (err) {
+      // Once in any case (the writer may have finished its last save just now), then while a
+      // writer is at work.
+      if (!(err instanceof MixedSaveError) || attempt >= LOAD_ATTEMPTS) throw err;
+      if (attempt > 1 && !(await writerOf(dir))) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50 * Math.min(attempt, 4)));
+    }
+  }
+}
+
+async function loadRunOnce(dir: string, log?: (message: string) => void): Promise<LoadedRun> {
+  const listed = await openRun(dir, '', log);
+  const metadata = await readMetadata(dir, undefined, listed);
   if (
     metadata.format !== RUN_FORMAT ||
     !Array.isArray(metadata.classNames) ||
@@ -279,7 +336,7 @@ export async function loadRun(dir: string, log?: (message: string) => void): Pro
     throw new UserError(
       `${path.join(dir, METADATA_FILE)}: the input shape ${JSON.stringify(shape)} is not an image shape imgclf trains on; restore the run directory or retrain`,
     );
-  let model = await loadModelFiles(dir, metadata.model);
+  let model = await loadModelFiles(dir, metadata.model, '', listed);
   if (metadata.backbone) {
     try {
       model = backboneNet(await loadRecordedBackbone(metadata.backbone, log), model);
@@ -294,7 +351,13 @@ export async function loadRun(dir: string, log?: (message: string) => void): Pro
     model.dispose();
     throw err;
   }
-  const metrics = await readMetrics(dir);
+  let metrics: EpochMetrics[];
+  try {
+    metrics = await readMetrics(dir, listed);
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
   return { dir, model, metadata, metrics };
 }
 
@@ -354,7 +417,13 @@ function weightSpecsOf(
  * weights.bin (read no further than that), the layers against the specs (node/run/topology.ts),
  * and the weights for NaN or infinite values (a diverged training).
  */
-export async function loadModelFiles(dir: string, name: string, folder = ''): Promise<Net> {
+export async function loadModelFiles(
+  dir: string,
+  name: string,
+  folder = '',
+  /** The manifest the files must match as they are read (loadRun). */
+  listed?: Manifest,
+): Promise<Net> {
   const rel = (file: string) => (folder ? `${folder}/${file}` : file);
   const modelFile = path.join(dir, rel(MODEL_FILE));
   const modelJson = await readJson<{ format?: string; modelTopology: object; weightsManifest?: unknown }>(
@@ -362,16 +431,19 @@ export async function loadModelFiles(dir: string, name: string, folder = ''): Pr
     rel(MODEL_FILE),
     'model',
     LIMITS.model,
+    listed,
   );
   const { specs, values, bytes: expectedBytes } = weightSpecsOf(dir, modelJson, modelFile);
   const weightsPath = path.join(dir, rel(WEIGHTS_FILE));
   const weights = await readRunFile(dir, rel(WEIGHTS_FILE), LIMITS.weights, 'the weights', (size) => {
+    checkListedSize(dir, rel(WEIGHTS_FILE), size, listed);
     if (size !== expectedBytes)
       throw new UserError(
         `${weightsPath}: ${size} bytes but model.json needs ${expectedBytes}; the weights are corrupt or truncated`,
       );
   });
   if (!weights) throw new UserError(`${weightsPath} is missing; the run directory is incomplete`);
+  checkListed(dir, rel(WEIGHTS_FILE), weights, listed);
   // Models outside tfjs-layers (softmax-scratch, knn) build from the specs alone, which now
   // match the file; a layers model builds its topology first, so that is checked against them.
   if (!('imgclf' in (modelJson.modelTopology ?? {})))
@@ -437,7 +509,7 @@ export async function loadCheckpoint(dir: string, name: string): Promise<LoadedC
     dir,
     `${CHECKPOINT_DIR}/${OPTIMIZER_FILE}`,
     LIMITS.weights,
-    'optimizer state',
+    'the optimizer state',
     (size) => {
       if (size !== need * 4)
         throw new UserError(`${optimizerPath}: ${size} bytes but state.json needs ${need * 4}`);

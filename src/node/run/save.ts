@@ -268,6 +268,35 @@ export async function recoverRun(dir: string): Promise<string | undefined> {
 }
 
 /**
+ * A file that does not match the manifest: the run was changed, or a reader met a save being
+ * committed (its files are renamed into place before its manifest), which a reader retries.
+ */
+export class MixedSaveError extends UserError {}
+
+function mixed(dir: string, rel: string, manifest: Manifest): MixedSaveError {
+  return new MixedSaveError(
+    `${path.join(dir, rel)} does not match ${path.join(dir, MANIFEST_FILE)} (epoch ${manifest.epoch}): the run directory mixes two saves or was changed; restore it or retrain`,
+  );
+}
+
+/**
+ * Checks bytes read from `dir/rel` against `manifest` (when it lists the file): a load uses
+ * exactly the bytes the manifest vouches for, even if a save is committed while it reads.
+ */
+export function checkListed(dir: string, rel: string, bytes: Uint8Array, manifest?: Manifest): void {
+  const want = manifest?.files[rel];
+  if (!want) return;
+  const got = entryOf(bytes);
+  if (got.size !== want.size || got.sha256 !== want.sha256) throw mixed(dir, rel, manifest!);
+}
+
+/** Checks a listed file's size before it is read (see checkListed). */
+export function checkListedSize(dir: string, rel: string, size: number, manifest?: Manifest): void {
+  const want = manifest?.files[rel];
+  if (want && want.size !== size) throw mixed(dir, rel, manifest!);
+}
+
+/**
  * Checks every file the manifest lists against its size and SHA-256. A run written before
  * manifests has none and passes. `under` limits the check to files in that subfolder. Each
  * file is read in chunks and never past the size the manifest lists (paths.ts hashRunFile).
@@ -280,15 +309,12 @@ export async function verifyRun(dir: string, under = ''): Promise<Manifest | und
     const file = path.join(dir, rel);
     const got = await hashRunFile(dir, rel, want.size);
     if (!got) {
-      throw new UserError(
+      // Also what a reader meets when a replacing save removes the old run's files.
+      throw new MixedSaveError(
         `${file} is missing but ${path.join(dir, MANIFEST_FILE)} lists it; the run directory is incomplete`,
       );
     }
-    if (got.size !== want.size || got.sha256 !== want.sha256) {
-      throw new UserError(
-        `${file} does not match ${path.join(dir, MANIFEST_FILE)} (epoch ${manifest.epoch}): the run directory mixes two saves or was changed; restore it or retrain`,
-      );
-    }
+    if (got.size !== want.size || got.sha256 !== want.sha256) throw mixed(dir, rel, manifest);
   }
   return manifest;
 }
