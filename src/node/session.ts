@@ -394,6 +394,8 @@ interface SaverSetup {
   /** The first save replaces the run that `dir` holds (train --force). */
   replacing: boolean;
   identity: CheckpointIdentity;
+  /** The epoch the run directory holds already (a resume's checkpoint), if any. */
+  saved?: number;
 }
 
 /**
@@ -405,7 +407,7 @@ interface SaverSetup {
 function runSaver(setup: SaverSetup): RunCallback & { saved(): number | undefined } {
   const { dir, record, plan, hasVal, identity } = setup;
   let replacing = setup.replacing;
-  let saved: number | undefined;
+  let saved = setup.saved;
   const commit = async (files: SaveFiles, epoch: number): Promise<void> => {
     await saveRunFiles(dir, files, { epoch, replace: replacing });
     replacing = false;
@@ -526,7 +528,15 @@ async function trainWith(
     created: new Date().toISOString(),
   };
   const identity = { model: plan.model, classNames: dataset.classNames, inputShape: dataset.shape };
-  const saver = runSaver({ dir, record, plan, hasVal: val !== undefined, replacing, identity });
+  const saver = runSaver({
+    dir,
+    record,
+    plan,
+    hasVal: val !== undefined,
+    replacing,
+    identity,
+    saved: resume?.state.epoch,
+  });
   const pool =
     threads.workers > 1
       ? await startPool(model, {
