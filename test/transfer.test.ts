@@ -269,7 +269,7 @@ describe('knn', () => {
       tf.tidy(() => net.apply(probe).arraySync()),
     );
     expect(() => create('knn', { inputShape: [1, 1, 2], numClasses: 3, seed: 0, options: { k: 0 } })).toThrow(
-      /k must be/,
+      /knn option 'k' must be/,
     );
     probe.dispose();
     net.dispose();

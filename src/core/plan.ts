@@ -12,7 +12,7 @@ import { IDX_DATASET_NAMES } from './data/classes.js';
 import { checkValue, didYouMean } from './declare.js';
 import { check, UserError } from './errors.js';
 import type { ImageShape } from './data/dataset.js';
-import { type DataSource, idxSource } from './data/source.js';
+import { type DataSource, idxSource, type OwnData } from './data/source.js';
 import { checkOptions, getEntry } from './models/index.js';
 import { createOptimizer, type Optimizer } from './optim/optimizers.js';
 import {
@@ -97,6 +97,19 @@ function isHead(name: string): name is Head {
   return (HEADS as readonly string[]).includes(name);
 }
 
+/** The plan's names of a dataset that are no kind of your own data: the built-in sets. */
+const BUILT_IN_KINDS: readonly string[] = [...IDX_DATASET_NAMES, 'folder', 'csv'];
+
+/**
+ * The kind of `--data PATH`: a CSV or an image folder by its name, or a kind a Node module
+ * registered (node/data/sources.ts), which the plan names as `dataset`. A kind nobody
+ * registered fails when the data is loaded, where the registry is known.
+ */
+function ownDataKind(data: string, dataset: string | undefined): string {
+  if (dataset !== undefined && !BUILT_IN_KINDS.includes(dataset)) return dataset;
+  return /\.csv$/i.test(data) ? 'csv' : 'folder';
+}
+
 /**
  * Fills defaults (the model's own first) and validates every field: each against its
  * declaration (core/settings.ts), then the rules between fields, then the model options
@@ -119,6 +132,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
       ['backboneLayer', '--backbone-layer'],
       ['backboneSize', '--backbone-size'],
       ['backboneRange', '--backbone-range'],
+      ['offline', '--offline'],
     ] as const)
       check(input[key] === undefined, `${flag} goes with --backbone`);
   } else {
@@ -145,7 +159,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
   }
   const model = head ?? input.model ?? SETTINGS.model.default;
   const entry = getEntry(model);
-  const dataKind = input.data === undefined ? undefined : /\.csv$/i.test(input.data) ? 'csv' : 'folder';
+  const dataKind = input.data === undefined ? undefined : ownDataKind(input.data, input.dataset);
   // A resolved plan names both (dataset 'folder' or 'csv' with its data): --resume re-resolves it.
   if (input.data !== undefined && input.dataset !== undefined && input.dataset !== dataKind)
     throw new UserError('--data and --dataset exclude each other: train on your own data or a built-in set');
@@ -204,6 +218,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     plan.backboneLayer = input.backboneLayer;
     plan.backboneSize = input.backboneSize;
     plan.backboneRange = input.backboneRange;
+    plan.offline = input.offline;
     check(input.backboneLayer !== '', '--backbone-layer needs a layer or node name');
   }
   for (const key of Object.keys(plan)) if (plan[key] === undefined) delete plan[key];
@@ -258,7 +273,16 @@ export function dataSourceOf(plan: TrainConfig): DataSource {
       resize: plan.resize,
     };
   }
-  return idxSource(plan.dataset, plan.dataDir, plan.resize);
+  if (plan.data === undefined) return idxSource(plan.dataset, plan.dataDir, plan.resize);
+  // A registered kind: its module's source type extends OwnData (core/data/source.ts).
+  const own: OwnData & { kind: string } = {
+    kind: plan.dataset,
+    path: plan.data,
+    valSplit: plan.holdOut ?? HELD_OUT_TEST_SPLIT,
+    seed: plan.seed,
+    resize: plan.resize,
+  };
+  return own as DataSource;
 }
 
 /** The optimizer a plan asks for, fresh (no state). */

@@ -32,22 +32,16 @@ import {
   type DataSource,
   folderPreprocessing,
   type Preprocessing,
-  preprocessingFor,
+  preprocessingByBorder,
   type ResizeMode,
 } from '../core/data/source.js';
 import { check, UserError } from '../core/errors.js';
-import {
-  dataSourceOf,
-  HELD_OUT_TEST_SPLIT,
-  resolveConfig,
-  sizeToData,
-  type TrainConfig,
-} from '../core/plan.js';
+import { dataSourceOf, resolveConfig, sizeToData, type TrainConfig } from '../core/plan.js';
 import { predictProbabilities, topK } from '../core/predict.js';
 import { DATA_SETTING_NAMES } from '../core/settings.js';
 import type { EpochMetrics } from '../core/train/loop.js';
 import { runMetadata } from '../core/run-format.js';
-import { loadDataset as loadSource } from './data/load.js';
+import { loadDataset as loadSource, sourceEntry } from './data/load.js';
 import { prepareImage } from './image.js';
 import { loadRunData as loadDataOfRun, runDataSource } from './run/data.js';
 import {
@@ -305,20 +299,7 @@ export interface SaveRunOptions {
 
 /** The plan choices that describe a data source, so a run's plan names its data. */
 function sourceChoices(source: DataSource | undefined): PlanChoices {
-  if (!source) return {};
-  if (source.kind === 'idx')
-    return { dataset: source.dataset, dataDir: source.dataDir, resize: source.resize };
-  if (source.kind === 'folder') {
-    const { path: data, imageSize, channels, resizeMode, valSplit, seed } = source;
-    return { data, imageSize, channels, resizeMode, valSplit, seed };
-  }
-  return {
-    data: source.path,
-    testData: source.testPath,
-    valSplit: source.valSplit,
-    seed: source.seed,
-    resize: source.resize,
-  };
+  return source ? sourceEntry(source.kind).planChoices(source) : {};
 }
 
 /**
@@ -345,14 +326,12 @@ export async function saveRun(dir: string, options: SaveRunOptions): Promise<Run
   const source = data?.source;
   const preprocessing =
     options.preprocessing ??
-    (data
-      ? // Arrays of unknown origin are judged by their background, as a CSV is.
-        preprocessingFor(
-          source ?? { kind: 'csv', path: data.name, valSplit: HELD_OUT_TEST_SPLIT, seed: 0 },
-          data.train,
-          shape,
-        )
-      : folderPreprocessing('fill'));
+    (data && source
+      ? sourceEntry(source.kind).preprocessing(source, data.train, shape)
+      : data
+        ? // Arrays of unknown origin are judged by their background, as a CSV is.
+          preprocessingByBorder(data.train, shape)
+        : folderPreprocessing('fill'));
   const last = options.plan === undefined ? model.lastFit : undefined;
   const trained: PlanChoices = options.plan ?? last?.plan ?? {};
   const choices: PlanChoices = trainChoicesOf(trained);

@@ -20,7 +20,7 @@ import { selectBackend } from '../backend/index.js';
 import { chooseWorkers, type WorkerChoice } from '../backend/workers/choose.js';
 import { startPool } from '../backend/workers/pool.js';
 import { type Dataset, type ImageShape, type Split } from '../core/data/dataset.js';
-import { type DataSource as Source, preprocessingFor } from '../core/data/source.js';
+import type { DataSource as Source } from '../core/data/source.js';
 import { stratifiedSplit } from '../core/data/split.js';
 import { UserError } from '../core/errors.js';
 import { create, type Net } from '../core/models/index.js';
@@ -38,7 +38,7 @@ import { type RunCallback, type RunOptions, type RunResult, trainRun } from '../
 import { type RunRecord, runMetadata } from '../core/run-format.js';
 import { type Backbone, backboneNet, type BackboneRecord, loadBackbone } from './backbone/backbone.js';
 import { featureDataset } from './backbone/features.js';
-import { type DataSource, type LoadedDataset, loadDataset } from './data/load.js';
+import { type DataSource, type LoadedDataset, loadDataset, sourceEntry } from './data/load.js';
 import { writeReport } from './report/report.js';
 import {
   asRunFolder,
@@ -147,15 +147,7 @@ export async function planOfRun(dir: string, overrides: ResumeOverrides = {}): P
  */
 function sourceFor(plan: TrainConfig, input?: ImageShape): Source {
   const source = dataSourceOf(plan);
-  if (!input) return source;
-  const [size, , channels] = input;
-  if (source.kind === 'folder') return { ...source, imageSize: size, channels: channels as 1 | 3 };
-  if (channels !== 1) {
-    throw new UserError(
-      `the backbone takes ${input.join('x')} images but ${source.kind === 'idx' ? source.dataset : source.path} is gray; train on an image folder (--data PATH) to give it RGB pictures`,
-    );
-  }
-  return size === 28 && source.kind === 'idx' ? source : { ...source, resize: size };
+  return input ? sourceEntry(source.kind).atInput(source, input) : source;
 }
 
 /** Loads the data a plan names, with a decoding progress bar for image folders. */
@@ -175,13 +167,7 @@ async function loadPlanData(
       if (done === total) decoding?.stop();
     },
   });
-  const { dataset, located } = loaded;
-  if (loaded.source.kind === 'folder') {
-    const counts = `${dataset.train.count + dataset.test.count} images in ${dataset.classNames.length} classes`;
-    const skipped = loaded.skipped.length ? `, ${loaded.skipped.length} unreadable skipped` : '';
-    const held = loaded.heldOut ? `, ${dataset.test.count} held out for testing` : '';
-    hooks.log?.(`image folder ${located.dir}: ${counts}${skipped}${held} (cache ${loaded.cache})`);
-  }
+  if (loaded.summary) hooks.log?.(loaded.summary);
   return loaded;
 }
 
@@ -517,7 +503,7 @@ async function trainWith(
     classNames: dataset.classNames,
     // With a backbone: the backbone's input shape, so predict and serve prepare pictures for it.
     inputShape: images.shape,
-    preprocessing: preprocessingFor(loaded.source, images.train, images.shape),
+    preprocessing: sourceEntry(loaded.source.kind).preprocessing(loaded.source, images.train, images.shape),
     data: loaded.source,
     // The backbone as found (an absolute path or the URL), so a resume finds it from anywhere.
     config: { ...plan, ...(backbone ? { backbone: backbone.record.source } : {}), out: dir },

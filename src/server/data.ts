@@ -10,6 +10,7 @@
 import { IDX_DATASET_NAMES } from '../core/data/classes.js';
 import { imageSize, type ImageShape, type Pixels, type Split } from '../core/data/dataset.js';
 import { UserError } from '../core/errors.js';
+import { sourceEntry, sourceKinds } from '../node/data/load.js';
 import { loadRunData } from '../node/run/data.js';
 import type { RunMetadata } from '../node/run/rundir.js';
 import { HttpError } from './errors.js';
@@ -77,14 +78,15 @@ function rawSplit(s: Split, shape: ImageShape): RawSplit {
 
 /** Why the metadata names no data source that can be loaded; undefined when it names one. */
 function unusableSource(meta: RunMetadata): string | undefined {
-  const data = meta.data as { kind?: unknown; path?: unknown; dataset?: unknown } | undefined;
+  const data = meta.data as Record<string, unknown> | undefined;
   if (data === undefined) {
     // Runs from before sources were recorded were trained on a built-in set, named by `dataset`.
     if ((IDX_DATASET_NAMES as readonly string[]).includes(meta.dataset)) return undefined;
     return `its metadata.json records no data source, and '${meta.dataset}' is no built-in dataset`;
   }
-  if (data.kind === 'idx' && typeof data.dataset === 'string') return undefined;
-  if ((data.kind === 'folder' || data.kind === 'csv') && typeof data.path === 'string') return undefined;
+  const kind = data.kind;
+  if (typeof kind === 'string' && sourceKinds().includes(kind) && sourceEntry(kind).isRecorded(data))
+    return undefined;
   return `its metadata.json has an unusable data source (${JSON.stringify(data)})`;
 }
 

@@ -26,6 +26,7 @@ import {
   writeFeatureCache,
 } from '../cache.js';
 import type { Backbone } from './backbone.js';
+import { sourceEntry } from '../data/load.js';
 
 /** An image's key: a truncated SHA-256 of its pixels as bytes (the same for either storage). */
 function imageKey(images: Pixels, from: number, to: number): Uint8Array {
@@ -40,9 +41,7 @@ function imageKey(images: Pixels, from: number, to: number): Uint8Array {
 
 /** What the data is, for the cache entry's label: a folder, a CSV, a built-in set. */
 function dataIdentity(source: DataSource): object {
-  if (source.kind === 'idx') return { kind: 'idx', dataset: source.dataset, resize: source.resize ?? null };
-  if (source.kind === 'csv') return { kind: 'csv', path: source.path, test: source.testPath ?? null };
-  return { kind: 'folder', path: source.path, resizeMode: source.resizeMode };
+  return sourceEntry(source.kind).cacheIdentity(source);
 }
 
 export interface FeatureOptions {

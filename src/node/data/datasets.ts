@@ -1,45 +1,32 @@
 /**
- * Where IDX datasets come from (Node only). A dataset is looked for in this order:
+ * The built-in IDX datasets (Node only): their files, checksums and mirrors, and where one is
+ * looked for, in this order:
  *   1. --data-dir   2. $IMGCLF_DATA_DIR   3. the user cache   4. a system package's folder
  *      (Debian's dataset-fashion-mnist)
  * and, when none has it, downloaded into the cache from the mirrors below, one after another.
  * Every file is checked against the checksum its spec knows (the decompressed SHA-256, or the
- * MD5 of the published `.gz`); downloads are written atomically.
+ * MD5 of the published `.gz`); downloads are written atomically. Reading the files (the
+ * bounded gunzip, parsing, the decoded cache) is node/data/idx-files.ts.
  *
  * Nothing here trusts a size it has not checked: a download is streamed to disk under a byte
- * cap, connect/idle timeouts and same-host redirects (node/download.ts), a `.gz` MD5 is checked before anything is decompressed, and
- * every gunzip (downloaded or local) stops as soon as its output outgrows the size the IDX
- * header declares (itself capped at MAX_IDX_BYTES), so a gzip bomb or an endless response fails
- * early instead of filling memory or disk.
+ * cap, connect/idle timeouts and same-host redirects (node/download.ts), and a `.gz` MD5 is
+ * checked before anything is decompressed.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { UserError } from '../../core/errors.js';
 import { withAtomicFile } from '../fs.js';
 import { DEFAULT_TIMEOUTS, type DownloadLimits, downloadToFile } from '../download.js';
 import { FASHION_MNIST_CLASSES, KMNIST_CLASSES, MNIST_CLASSES } from '../../core/data/classes.js';
-import { type Dataset, type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
-import { cacheRoot, decodedCachePath, readDecoded, writeDecoded } from '../cache.js';
-import { type FileReport, sha256, verifyDigests } from '../checksum.js';
-import { checkPair, parseIdx } from '../../core/data/idx.js';
+import type { Dataset } from '../../core/data/dataset.js';
+import { cacheRoot } from '../cache.js';
+import type { FileReport } from '../checksum.js';
+import { gunzipIdx, type IdxFileSpec, readIdxPair } from './idx-files.js';
 
-/**
- * One file of an IDX dataset and the checksum it is verified against: at least one of
- * `sha256` (of the decompressed bytes, which survives re-compression, as Debian does) or
- * `gzMd5` (of the `.gz` as published, the only value torchvision lists for MNIST and KMNIST).
- */
-export interface IdxFileSpec {
-  /** File name without `.gz`, e.g. "train-images-idx3-ubyte". */
-  name: string;
-  /** SHA-256 of the decompressed bytes. */
-  sha256?: string;
-  /** MD5 of the published `.gz` file. */
-  gzMd5?: string;
-}
+// Moved to idx-files.ts; still exported here, where callers import them from.
+export { type IdxFileSpec, MAX_IDX_BYTES, readMaybeGzip } from './idx-files.js';
 
 export interface IdxDatasetSpec {
   name: string;
@@ -153,12 +140,6 @@ export interface SourceOptions {
  */
 export const MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024;
 
-/**
- * Largest decompressed IDX file accepted, whatever its header declares. The largest real one is
- * 47 MB (60000 images of 28x28); a header declaring more than this is broken or hostile.
- */
-export const MAX_IDX_BYTES = 512 * 1024 * 1024;
-
 export function specFiles(spec: IdxDatasetSpec): IdxFileSpec[] {
   return [spec.trainImages, spec.trainLabels, spec.testImages, spec.testLabels];
 }
@@ -192,157 +173,6 @@ export function findFile(dir: string, file: IdxFileSpec): string | undefined {
 
 function hasAll(dir: string, spec: IdxDatasetSpec): boolean {
   return specFiles(spec).every((f) => findFile(dir, f) !== undefined);
-}
-
-/**
- * Reads an IDX file and gunzips it when it is gzip (by magic bytes, not by name), never to more
- * than the size its IDX header declares.
- */
-export async function readMaybeGzip(file: string): Promise<Uint8Array> {
-  return (await readIdxFile(file)).raw;
-}
-
-/** An IDX file's bytes, decompressed, and the MD5 of the `.gz` when it was one. */
-async function readIdxFile(file: string): Promise<{ raw: Uint8Array; gzMd5?: string }> {
-  if (!(await isGzip(file))) return { raw: new Uint8Array(await readFile(file)) };
-  const md5 = createHash('md5');
-  const raw = await gunzipIdxToMemory(
-    hashed(createReadStream(file), md5),
-    file,
-    '; delete it and fetch again',
-  );
-  return { raw, gzMd5: md5.digest('hex') };
-}
-
-async function isGzip(file: string): Promise<boolean> {
-  const handle = await open(file);
-  try {
-    const magic = new Uint8Array(2);
-    const { bytesRead } = await handle.read(magic, 0, 2, 0);
-    return bytesRead === 2 && magic[0] === 0x1f && magic[1] === 0x8b;
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Passes chunks through, feeding each to `hash` on the way. */
-async function* hashed(source: AsyncIterable<Uint8Array>, hash: Hash): AsyncGenerator<Uint8Array> {
-  for await (const chunk of source) {
-    hash.update(chunk);
-    yield chunk;
-  }
-}
-
-/**
- * Gunzips an IDX file, handing the output to `sink` piece by piece, and fails as soon as the
- * output outgrows the size its header declares (header + product of dims, one byte a value), or
- * when it ends short of it. zlib's own `maxOutputLength` only exists for the one-shot functions,
- * which need the whole input in memory and know no limit until the header is read, so this
- * streams and counts. zlib's stream waits for its reader, so a bomb is never expanded further
- * than the chunk that went over. `name` starts every message and `hint` ends it.
- */
-async function gunzipIdx(
-  source: AsyncIterable<Uint8Array>,
-  name: string,
-  hint: string,
-  sink: (chunk: Uint8Array, declared: number) => void,
-): Promise<void> {
-  let head: Uint8Array = new Uint8Array(0);
-  let declared = -1;
-  let total = 0;
-  // pipeline() may reject with its own AbortError when the last stage throws, so the stage's
-  // own failure is kept here and preferred.
-  let failure: unknown;
-  try {
-    await pipeline(source, createGunzip(), async (output: AsyncIterable<Buffer>) => {
-      try {
-        for await (const chunk of output) {
-          let piece: Uint8Array = chunk;
-          if (declared < 0) {
-            head = head.length ? concat(head, chunk) : chunk;
-            declared = declaredIdxSize(head, name, hint);
-            if (declared < 0) continue;
-            piece = head;
-          }
-          total += piece.length;
-          if (total > declared) {
-            throw new UserError(
-              `${name} decompresses to more than the ${declared} bytes its IDX header declares${hint}`,
-            );
-          }
-          sink(piece, declared);
-        }
-      } catch (err) {
-        failure = err;
-        throw err;
-      }
-    });
-  } catch (err) {
-    // Node 20 rejects pipeline() with gunzip's error; Node 22 and later also hand it to the last
-    // stage's loop, where it is kept as `failure`: map it either way.
-    const cause = failure ?? err;
-    if (/^Z_/.test((cause as { code?: string }).code ?? '')) {
-      throw new UserError(`${name}: corrupt gzip data (${(cause as Error).message})${hint}`);
-    }
-    throw cause;
-  }
-  if (declared < 0) {
-    parseIdx(head, name); // throws: too short for an IDX header
-    throw new UserError(`${name}: not an IDX file${hint}`);
-  }
-  if (total < declared) {
-    throw new UserError(
-      `${name} decompresses to only ${total} bytes, fewer than the ${declared} its IDX header declares${hint}`,
-    );
-  }
-}
-
-/**
- * The total size (header included) an IDX header declares, or -1 while `head` is too short to
- * tell. A header that is no IDX header fails with parseIdx's message; one declaring more than
- * MAX_IDX_BYTES fails here.
- */
-function declaredIdxSize(head: Uint8Array, name: string, hint: string): number {
-  if (head.length < 4) return -1;
-  const rank = head[3];
-  if (head[0] !== 0 || head[1] !== 0 || head[2] !== 0x08 || rank < 1 || rank > 4) {
-    parseIdx(head, name); // throws: bad magic, data type or rank
-    throw new UserError(`${name}: not an IDX file${hint}`);
-  }
-  const headerLength = 4 + 4 * rank;
-  if (head.length < headerLength) return -1;
-  const view = new DataView(head.buffer, head.byteOffset, headerLength);
-  const dims = Array.from({ length: rank }, (_, i) => view.getUint32(4 + 4 * i, false));
-  const declared = headerLength + dims.reduce((a, b) => a * b, 1);
-  if (declared > MAX_IDX_BYTES) {
-    throw new UserError(
-      `${name}: its IDX header declares [${dims.join('x')}], ${declared} bytes, more than the ${MAX_IDX_BYTES} accepted for one file${hint}`,
-    );
-  }
-  return declared;
-}
-
-/** gunzipIdx into one buffer of exactly the declared size (allocated once the header is known). */
-async function gunzipIdxToMemory(
-  source: AsyncIterable<Uint8Array>,
-  name: string,
-  hint: string,
-): Promise<Uint8Array> {
-  let out: Uint8Array | undefined;
-  let offset = 0;
-  await gunzipIdx(source, name, hint, (chunk, declared) => {
-    out ??= new Uint8Array(declared);
-    out.set(chunk, offset);
-    offset += chunk.length;
-  });
-  return out!; // gunzipIdx returns only after exactly `declared` (> 0) bytes
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 export interface LocatedDataset {
@@ -458,45 +288,15 @@ export interface LoadedIdx {
 /** Locates (or downloads), reads, verifies and parses an IDX dataset into memory. */
 export async function loadIdxDataset(spec: IdxDatasetSpec, opts: SourceOptions = {}): Promise<LoadedIdx> {
   const located = await locate(spec, opts);
-  const files: FileReport[] = [];
-  const n = spec.classNames.length;
-  const pathOf = (file: IdxFileSpec) => findFile(located.dir, file)!;
-  const read = async (file: IdxFileSpec, rank: number) => {
-    const p = pathOf(file);
-    const { raw, gzMd5 } = await readIdxFile(p);
-    const v = verifyDigests(file, sha256(raw), gzMd5);
-    files.push({ name: file.name, path: p, verified: v.verified, method: v.method, sha256: v.sha256 });
-    return parseIdx(raw, p, rank);
+  const found = (file: IdxFileSpec) => ({ spec: file, path: findFile(located.dir, file)! });
+  const pair = {
+    name: spec.name,
+    numClasses: spec.classNames.length,
+    decodedCache: opts.decodedCache,
+    log: opts.log,
   };
-  const decode = async (
-    images: IdxFileSpec,
-    labels: IdxFileSpec,
-  ): Promise<{ split: Split; shape: ImageShape }> => {
-    const cacheFile = opts.decodedCache
-      ? await decodedCachePath(spec.name + '-' + images.name, [pathOf(images), pathOf(labels)])
-      : undefined;
-    const cached = cacheFile ? await readDecoded(cacheFile, opts.log) : undefined;
-    if (cached) {
-      files.push(...cached.header.sources);
-      return { split: cached.split, shape: cached.header.shape };
-    }
-    const before = files.length;
-    const [img, lab] = await Promise.all([read(images, 3), read(labels, 1)]);
-    checkPair(img, lab, images.name, labels.name);
-    const shape: ImageShape = [img.dims[1], img.dims[2], 1];
-    const split = splitFromBytes(img.data, lab.data, n, labels.name);
-    if (cacheFile) {
-      await writeDecoded(
-        cacheFile,
-        split,
-        { count: split.count, shape, sources: files.slice(before) },
-        opts.log,
-      );
-    }
-    return { split, shape };
-  };
-  const train = await decode(spec.trainImages, spec.trainLabels);
-  const test = await decode(spec.testImages, spec.testLabels);
+  const train = await readIdxPair(found(spec.trainImages), found(spec.trainLabels), pair);
+  const test = await readIdxPair(found(spec.testImages), found(spec.testLabels), pair);
   if (train.shape[0] !== test.shape[0] || train.shape[1] !== test.shape[1]) {
     throw new UserError(
       `train images are ${train.shape.slice(0, 2).join('x')} but test images are ${test.shape.slice(0, 2).join('x')}`,
@@ -509,5 +309,5 @@ export async function loadIdxDataset(spec: IdxDatasetSpec, opts: SourceOptions =
     train: train.split,
     test: test.split,
   };
-  return { dataset, located, files };
+  return { dataset, located, files: [...train.files, ...test.files] };
 }

@@ -16,8 +16,8 @@
 import { existsSync, type Stats, statSync } from 'node:fs';
 import { open, readdir, readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { ImageShape } from '../../core/data/dataset.js';
-import { folderPreprocessing, type ResizeMode } from '../../core/data/source.js';
+import { type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
+import { type FolderSource, folderPreprocessing, type ResizeMode } from '../../core/data/source.js';
 import { UserError } from '../../core/errors.js';
 import {
   type BytePart,
@@ -27,8 +27,9 @@ import {
   writeFolderCache,
 } from '../cache.js';
 import { ImageTooLargeError, MAX_IMAGE_FILE_BYTES, prepareImage } from '../image.js';
+import { holdOut, registerSource, type SkippedFile } from './sources.js';
 
-export type { ResizeMode };
+export type { ResizeMode, SkippedFile };
 
 export interface FolderOptions {
   /** Images are resized to imageSize x imageSize. */
@@ -68,11 +69,6 @@ export interface FolderScan {
 }
 
 export type FolderPart = BytePart;
-
-export interface SkippedFile {
-  path: string;
-  reason: string;
-}
 
 export interface LoadedFolder {
   scan: FolderScan;
@@ -464,3 +460,72 @@ export async function loadImageFolder(folder: string, opts: FolderOptions): Prom
   const skipped = [...scan.skipped, ...unreadable];
   return { scan, shape, train, test, skipped, cache: 'miss', cachePath };
 }
+
+// An image folder as a data source (kind 'folder'), registered with node/data/sources.ts.
+
+registerSource<FolderSource>('folder', {
+  async load(source, opts) {
+    const folder = await loadImageFolder(source.path, {
+      imageSize: source.imageSize,
+      channels: source.channels,
+      resizeMode: source.resizeMode,
+      strict: opts.strict,
+      log: opts.log,
+      onProgress: opts.onProgress,
+    });
+    const { scan, shape } = folder;
+    const n = scan.classNames.length;
+    // Each example keeps its file's absolute path, so reports can name and link their mistakes.
+    const withFiles = (part: FolderPart): Split => {
+      const s = splitFromBytes(part.pixels, part.labels, n, scan.root);
+      if (part.files) s.files = part.files.map((rel) => path.join(scan.root, ...rel.split('/')));
+      return s;
+    };
+    const train = withFiles(folder.train);
+    const split =
+      scan.layout === 'split'
+        ? { train, test: withFiles(folder.test) }
+        : holdOut(train, shape, n, source.valSplit, source.seed, scan.root);
+    const heldOut = scan.layout === 'flat';
+    const counts = `${split.train.count + split.test.count} images in ${n} classes`;
+    const skipped = folder.skipped.length ? `, ${folder.skipped.length} unreadable skipped` : '';
+    const held = heldOut ? `, ${split.test.count} held out for testing` : '';
+    return {
+      dataset: { name: path.basename(scan.root), classNames: scan.classNames, shape, ...split },
+      source: { ...source, path: scan.root },
+      located: {
+        dir: scan.root,
+        origin: `image folder, ${scan.layout === 'split' ? 'train/ and test/' : 'class folders'}`,
+      },
+      files: [],
+      skipped: folder.skipped,
+      cache: folder.cache,
+      heldOut,
+      summary: `image folder ${scan.root}: ${counts}${skipped}${held} (cache ${folder.cache})`,
+    };
+  },
+
+  where: (source) => source.path,
+
+  preprocessing: (source) => folderPreprocessing(source.resizeMode),
+
+  // A run downloaded from the page keeps its images in data/ inside it.
+  fromRun: (source, { runDir }) =>
+    runDir && !path.isAbsolute(source.path) ? { ...source, path: path.join(runDir, source.path) } : source,
+
+  // Decoded at the backbone's size and channels: photos give it colour.
+  atInput: (source, [size, , channels]) => ({ ...source, imageSize: size, channels: channels as 1 | 3 }),
+
+  cacheIdentity: (source) => ({ kind: 'folder', path: source.path, resizeMode: source.resizeMode }),
+
+  planChoices: ({ path: data, imageSize, channels, resizeMode, valSplit, seed }) => ({
+    data,
+    imageSize,
+    channels,
+    resizeMode,
+    valSplit,
+    seed,
+  }),
+
+  isRecorded: (data) => typeof data.path === 'string',
+});

@@ -17,7 +17,7 @@ export { loadOnnxRuntime, onnxParity, PARITY_TOLERANCE, parityOk, type Parity } 
 export { decodeModel, IR_VERSION, OPSET } from './graph.js';
 // What a converter for another layer class, or another model outside tfjs-layers, is written against.
 export { ExportContext, Unsupported, type ModelExporter, type ModelGraph, type Value } from './context.js';
-export { registerLayerConverter, type Layer, type LayerConverter } from './layers.js';
+export { registerLayerConverter, type ConverterOptions, type Layer, type LayerConverter } from './layers.js';
 export { registerModelExporter } from './models.js';
 
 /** Where `imgclf export` writes by default: DIR/model.onnx. */

@@ -3,11 +3,10 @@
  * image folder, a CSV, or a built-in set; runs from before sources were recorded name a
  * built-in set), checked against the run's class names and input shape.
  */
-import path from 'node:path';
 import { UserError } from '../../core/errors.js';
 import type { Dataset } from '../../core/data/dataset.js';
 import { type DataSource, idxSource } from '../../core/data/source.js';
-import { loadDataset } from '../data/load.js';
+import { loadDataset, sourceEntry } from '../data/load.js';
 import { type LoadedRun, loadRun, type RunMetadata } from './rundir.js';
 
 /**
@@ -17,13 +16,8 @@ import { type LoadedRun, loadRun, type RunMetadata } from './rundir.js';
  */
 export function runDataSource(metadata: RunMetadata, dataDir?: string, runDir?: string): DataSource {
   const cfg = metadata.config as { dataDir?: string; resize?: number };
-  let source = metadata.data ?? idxSource(metadata.dataset, cfg.dataDir, cfg.resize);
-  if (runDir && source.kind !== 'idx' && !path.isAbsolute(source.path)) {
-    source = { ...source, path: path.join(runDir, source.path) };
-    if (source.kind === 'csv' && source.testPath && !path.isAbsolute(source.testPath))
-      source.testPath = path.join(runDir, source.testPath);
-  }
-  return dataDir && source.kind === 'idx' ? { ...source, dataDir } : source;
+  const source = metadata.data ?? idxSource(metadata.dataset, cfg.dataDir, cfg.resize);
+  return sourceEntry(source.kind).fromRun(source, { runDir, dataDir });
 }
 
 /**
@@ -40,7 +34,7 @@ export async function loadRunData(
   const names = metadata.classNames;
   if (dataset.classNames.join('\n') !== names.join('\n')) {
     throw new UserError(
-      `the data at ${source.kind === 'idx' ? source.dataset : source.path} now has classes ` +
+      `the data at ${sourceEntry(source.kind).where(source)} now has classes ` +
         `${dataset.classNames.join(', ')} but the run was trained on ${names.join(', ')}`,
     );
   }
