@@ -328,7 +328,7 @@ export const SETTINGS = {
     use: ['backbone'],
     cli: 'train',
     arg: 'model',
-    help: 'transfer learning: a TensorFlow.js layers or graph model (a model.json, a folder holding one such as an imgclf run directory or a Teachable Machine export, or a URL); a head trains on its cached features (docs/own-images.md)',
+    help: 'transfer learning: a TensorFlow.js model (a model.json, a folder holding one such as an imgclf run directory or a Teachable Machine export), an ONNX model (an .onnx file, a Hugging Face folder with onnx/model.onnx, or hf:OWNER/NAME[@REVISION]) or a URL to one; a head trains on its cached features (docs/own-images.md)',
   },
   head: {
     type: 'enum',
@@ -346,7 +346,7 @@ export const SETTINGS = {
     use: ['backbone'],
     cli: 'train',
     arg: 'name',
-    help: 'feature layer (layers models; default the input of the last Dense layer) or node (graph models; default the output)',
+    help: 'feature layer (layers models; default the input of the last Dense layer), node (graph models; default the output) or output (ONNX; default pooler_output or a 2-D output)',
   },
   backboneSize: {
     type: 'int',
@@ -366,6 +366,13 @@ export const SETTINGS = {
     cli: 'train',
     arg: 'range',
     help: "the input range it expects (default: its family's: -1,1 for Teachable Machine, else 0,1)",
+  },
+  offline: {
+    type: 'boolean',
+    when: 'with --backbone',
+    use: ['backbone'],
+    cli: 'train',
+    help: 'use only cached downloads of the backbone (as HF_HUB_OFFLINE=1 does); say what is missing otherwise',
   },
   out: {
     type: 'string',

@@ -464,3 +464,48 @@ export function readBackboneCache(
     log,
   );
 }
+
+/**
+ * The cached entry of the backbone at `url`, whatever its hash (a write keeps one entry per
+ * URL): for a source named by URL and revision, whose hash is known only once downloaded.
+ * `verify` gives the files' SHA-256, which must be the one the entry was written with.
+ */
+export async function findBackboneCache(
+  url: string,
+  verify: (files: { name: string; data: Uint8Array }[]) => string,
+  log?: (message: string) => void,
+): Promise<{ sha256: string; files: { name: string; data: Uint8Array }[] } | undefined> {
+  const probe = backboneCachePath(url, '');
+  const dir = path.dirname(probe);
+  const prefix = path.basename(probe).replace(/[0-9a-f]+\.bin$/, '');
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter(
+      (n) => n.startsWith(prefix) && /^[0-9a-f]+\.bin$/.test(n.slice(prefix.length)),
+    );
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    const found = await readEntry<
+      BackboneCacheHeader,
+      { sha256: string; files: { name: string; data: Uint8Array }[] }
+    >(
+      path.join(dir, name),
+      (h, parts) => {
+        if (
+          h.format !== BACKBONE_FORMAT ||
+          h.url !== url ||
+          !Array.isArray(h.names) ||
+          h.names.length !== parts.length
+        )
+          return undefined;
+        const files = parts.map((data, i) => ({ name: h.names[i], data }));
+        return verify(files) === h.sha256 ? { sha256: h.sha256, files } : undefined;
+      },
+      log,
+    );
+    if (found) return found;
+  }
+  return undefined;
+}

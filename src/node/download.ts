@@ -23,6 +23,11 @@ export interface DownloadLimits {
   idleTimeoutMs: number;
   /** Largest body accepted. */
   maxBytes: number;
+  /**
+   * Other hosts a redirect may lead to, besides the same host (a model hub's own CDN); the
+   * https -> http rule still holds.
+   */
+  alsoRedirectTo?: (to: URL) => boolean;
 }
 
 /** The timers most downloads use: a minute for a whole file, 30 s of silence at most. */
@@ -91,7 +96,13 @@ async function download(
   const overall = setTimeout(() => stop(`took longer than ${seconds(limits.timeoutMs)}`), limits.timeoutMs);
   let idle: NodeJS.Timeout | undefined;
   try {
-    const response = await requestSameHost(new URL(url), controller.signal, limits.connectTimeoutMs, stop);
+    const response = await requestSameHost(
+      new URL(url),
+      controller.signal,
+      limits.connectTimeoutMs,
+      stop,
+      limits.alsoRedirectTo,
+    );
     const length = Number(response.headers.get('content-length') ?? NaN);
     if (length > limits.maxBytes) {
       throw new Error(`is ${length} bytes, more than the ${limits.maxBytes} allowed for one download`);
@@ -136,6 +147,7 @@ async function requestSameHost(
   signal: AbortSignal,
   connectTimeoutMs: number,
   stop: (message: string) => void,
+  alsoRedirectTo?: (to: URL) => boolean,
 ): Promise<Response> {
   if (!/^https?:$/.test(url.protocol)) throw new Error(`${url.protocol} is not http: or https:`);
   for (let hop = 0; ; hop++) {
@@ -151,7 +163,8 @@ async function requestSameHost(
     await response.body?.cancel();
     const next = new URL(location, url);
     // Same host name, any port: 127.0.0.1 -> localhost is refused, /a -> /b and :80 -> :8080 are not.
-    if (next.hostname !== url.hostname || !/^https?:$/.test(next.protocol)) {
+    const allowed = next.hostname === url.hostname || alsoRedirectTo?.(next) === true;
+    if (!allowed || !/^https?:$/.test(next.protocol)) {
       throw new Error(
         `redirected to ${next.host || next.href}; not followed (only same-host redirects are: use the address it redirects to if you trust it)`,
       );

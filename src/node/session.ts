@@ -253,6 +253,7 @@ export async function trainSession(
           layer: requested.backboneLayer,
           size: requested.backboneSize,
           range: requested.backboneRange,
+          offline: requested.offline,
         },
         log,
       );

@@ -21,6 +21,10 @@
  * input of the last Dense layer (the penultimate output; the model's output when it has no
  * Dense layer); for graph models, the node --backbone-layer names, by default the model's
  * output. Features are flattened to one vector per image.
+ *
+ * An ONNX graph (an .onnx file, a Hugging Face folder or repo: `hf:OWNER/NAME`) is run by ONNX
+ * Runtime instead (onnx.ts, its files from onnx-files.ts), with its own preprocessing; it
+ * gives the same `Backbone`, so the session, the feature cache and loaded runs treat both alike.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfconv from '@tensorflow/tfjs-converter';
@@ -30,16 +34,19 @@ import { UserError } from '../../core/errors.js';
 import type { Net } from '../../core/models/index.js';
 import type { BackboneRange } from '../../core/plan.js';
 import { artifactsOf, type BackboneFiles, backboneFiles, recordedBackboneFiles, shortHash } from './files.js';
+import { buildOnnxBackbone, type OnnxPreprocessing } from './onnx.js';
+import { isOnnxSource, type OnnxFiles, onnxFiles, recordedOnnxFiles } from './onnx-files.js';
+import { ortThreads } from './ort.js';
 
-export type BackboneFamily = 'imgclf-run' | 'teachable-machine' | 'layers' | 'graph';
+export type BackboneFamily = 'imgclf-run' | 'teachable-machine' | 'layers' | 'graph' | 'huggingface' | 'onnx';
 
 /** What a run records about its backbone (metadata.json, field `backbone`). */
 export interface BackboneRecord {
-  /** An absolute path (a model.json or a folder holding one) or a URL. */
+  /** An absolute path (a model.json, an .onnx file or a folder holding one), a URL or hf:OWNER/NAME@REVISION. */
   source: string;
-  format: 'layers-model' | 'graph-model';
+  format: 'layers-model' | 'graph-model' | 'onnx';
   family: BackboneFamily;
-  /** SHA-256 of model.json's bytes and the weight files' bytes. */
+  /** SHA-256 of model.json's bytes and the weight files' bytes; of an ONNX graph, its file's bytes. */
   sha256: string;
   /** The images the backbone takes: the run's input shape. */
   inputShape: ImageShape;
@@ -48,6 +55,13 @@ export interface BackboneRecord {
   layer: string;
   /** Features per image. */
   features: number;
+  /** ONNX: the folder URL the files were downloaded from (a hub repo at its revision). */
+  url?: string;
+  /** ONNX: the graph's input layout and name. */
+  layout?: 'NCHW' | 'NHWC';
+  input?: string;
+  /** ONNX: how pixels become its input (`layer` is the output taken), applied the same everywhere. */
+  preprocessing?: OnnxPreprocessing;
 }
 
 /** What the user asks for (core/plan.ts: --backbone and its flags). */
@@ -56,6 +70,8 @@ export interface BackboneOptions {
   layer?: string;
   size?: number;
   range?: BackboneRange;
+  /** Only the cache for downloads (ONNX sources; also HF_HUB_OFFLINE=1). */
+  offline?: boolean;
 }
 
 export interface Backbone {
@@ -64,6 +80,11 @@ export interface Backbone {
   origin: BackboneFiles['origin'];
   /** Feature vectors [n, features] of images [n, H, W, C] in [0, 1], a few images at a time. */
   features(x: tf.Tensor): tf.Tensor2D;
+  /**
+   * The same from packed NHWC values, without tensors, where the backbone is not tfjs (ONNX):
+   * the feature cache computes with it.
+   */
+  extract?(images: Float32Array, n: number): Float32Array;
   /** Images per backbone call (bounded by input size). */
   readonly chunk: number;
   dispose(): void;
@@ -328,8 +349,61 @@ async function build(files: BackboneFiles, opts: Omit<BackboneOptions, 'source'>
   };
 }
 
+/** An ONNX backbone as a `Backbone`: ONNX Runtime computes, tfjs only holds the result. */
+async function buildOnnx(
+  files: OnnxFiles,
+  opts: Omit<BackboneOptions, 'source'> & { preprocessing?: OnnxPreprocessing },
+): Promise<Backbone> {
+  const o = await buildOnnxBackbone(files, opts);
+  const dim = o.features;
+  return {
+    record: {
+      source: files.source,
+      format: 'onnx',
+      family: files.family,
+      sha256: files.sha256,
+      inputShape: o.inputShape,
+      range: opts.range ?? '0,1',
+      layer: o.output,
+      features: dim,
+      ...(files.url ? { url: files.url } : {}),
+      layout: o.layout,
+      input: o.input,
+      preprocessing: o.preprocessing,
+    },
+    origin: files.origin,
+    // Synchronous, as tfjs nets are (ort.ts says why): evaluate, predict and serve call it as one.
+    features: (x) => {
+      const n = x.shape[0];
+      return tf.tensor2d(o.extract(x.dataSync() as Float32Array, n), [n, dim]);
+    },
+    extract: (images, n) => o.extract(images, n),
+    chunk: o.chunk,
+    dispose: () => o.dispose(),
+  };
+}
+
+function describePreprocessing(p: OnnxPreprocessing): string {
+  const r = +(1 / p.rescale).toFixed(3);
+  const list = (v: number[]) => v.map((x) => +x.toFixed(4)).join(',');
+  const resize = [p.resize ? `resize ${p.resize}` : '', p.crop ? `crop ${p.crop}` : '']
+    .filter(Boolean)
+    .join(', ');
+  return `${resize ? `${resize}, ` : ''}pixels / ${r}, mean ${list(p.mean)}, std ${list(p.std)} (from ${p.from})`;
+}
+
 /** Loads the backbone a training run asks for (reading or downloading it now). */
 export async function loadBackbone(opts: BackboneOptions, log?: (m: string) => void): Promise<Backbone> {
+  if (await isOnnxSource(opts.source, { offline: opts.offline })) {
+    const backbone = await buildOnnx(await onnxFiles(opts.source, { log, offline: opts.offline }), opts);
+    const r = backbone.record;
+    log?.(
+      `backbone ${r.source}: onnx (${r.family}), sha256 ${shortHash(r.sha256)}, input ${r.inputShape.join('x')} ` +
+        `as ${r.layout} '${r.input}', ${describePreprocessing(r.preprocessing!)}; ${r.features} features from output ${r.layer}` +
+        ` (ONNX Runtime, ${ortThreads()} threads)`,
+    );
+    return backbone;
+  }
   const files = await backboneFiles(opts.source, { log });
   const backbone = await build(files, opts);
   const r = backbone.record;
@@ -350,12 +424,14 @@ export async function loadRecordedBackbone(
 ): Promise<Backbone> {
   if (!record || typeof record.source !== 'string' || typeof record.sha256 !== 'string')
     throw new UserError('the run records a backbone without its source and hash; retrain it');
-  const files = await recordedBackboneFiles(record.source, record.sha256, { log });
-  const backbone = await build(files, {
-    layer: record.layer,
-    size: record.inputShape[0],
-    range: record.range,
-  });
+  const options = { layer: record.layer, size: record.inputShape[0], range: record.range };
+  const backbone =
+    record.format === 'onnx'
+      ? await buildOnnx(await recordedOnnxFiles(record.source, record.url, record.sha256, { log }), {
+          ...options,
+          preprocessing: record.preprocessing,
+        })
+      : await build(await recordedBackboneFiles(record.source, record.sha256, { log }), options);
   const r = backbone.record;
   if (r.inputShape.join('x') !== record.inputShape.join('x') || r.features !== record.features) {
     backbone.dispose();

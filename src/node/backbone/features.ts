@@ -76,9 +76,16 @@ async function compute(
     const n = Math.min(batch, rows.length - b);
     // The same floats a batch of evaluate or a prepared picture gives the backbone.
     for (let i = 0; i < n; i++) copyPixels(images, rows[b + i] * row, row, input, i * row);
-    const f = tf.tidy(() => backbone.features(tf.tensor4d(input.subarray(0, n * row), [n, ...shape])));
-    const values = (await f.data()) as Float32Array;
-    f.dispose();
+    let values: Float32Array;
+    if (backbone.extract) {
+      // ONNX Runtime computes while this thread waits; the progress bar redraws between batches.
+      values = backbone.extract(input.subarray(0, n * row), n);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    } else {
+      const f = tf.tidy(() => backbone.features(tf.tensor4d(input.subarray(0, n * row), [n, ...shape])));
+      values = (await f.data()) as Float32Array;
+      f.dispose();
+    }
     for (let i = 0; i < n; i++) out.set(values.subarray(i * dim, (i + 1) * dim), rows[b + i] * dim);
     await onDone(b + n);
   }
@@ -113,7 +120,13 @@ export async function featureDataset(
   const r = backbone.record;
   const label = {
     backbone: r.sha256,
-    spec: { format: r.format, layer: r.layer, inputShape: r.inputShape, range: r.range },
+    spec: {
+      format: r.format,
+      layer: r.layer,
+      inputShape: r.inputShape,
+      range: r.range,
+      ...(r.preprocessing ? { preprocessing: r.preprocessing } : {}),
+    },
     data: dataIdentity(source),
   };
   const file = featureCachePath(label, keys);
@@ -186,7 +199,7 @@ export async function featureDataset(
     );
   else
     opts.log?.(
-      `features: computed for ${count} images in ${seconds.toFixed(2)}s (${perImage}); cached in ${file}`,
+      `features: computed for ${count} images in ${seconds.toFixed(2)}s (${(count / seconds).toFixed(1)} images/s, ${perImage}); cached in ${file}`,
     );
   // The splits, as features: the same labels, files and order.
   let offset = 0;

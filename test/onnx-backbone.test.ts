@@ -1,0 +1,455 @@
+/**
+ * ONNX backbones (--backbone with an .onnx file, a Hugging Face folder or hf:OWNER/NAME), run by
+ * ONNX Runtime, without the internet: a tiny convolutional graph written here with the
+ * exporter's GraphBuilder, in the transformers.js layout (onnx/model.onnx, config.json,
+ * preprocessor_config.json), served by a stand-in hub on 127.0.0.1 that answers
+ * /OWNER/NAME/resolve/REVISION/FILE (in a process of its own). Two layouts: NCHW with a pooled output (the hub repo), NHWC
+ * with only a feature map (a bare .onnx file). Train through the CLI, the cache on a second
+ * run, --offline with the hub stopped, evaluate, predict, serve, and the one-line errors.
+ */
+import type { FastifyInstance } from 'fastify';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../src/backend/index.js';
+import { SHAPE_CLASSES, writeShapesFolder } from '../src/node/data/shapes.js';
+import { floatValueInfo, GraphBuilder, IR_VERSION, onnx, OPSET } from '../src/node/export/graph.js';
+import { loadRun } from '../src/node/run/rundir.js';
+import { buildServer } from '../src/server/app.js';
+import { cli, type CliResult, expectCleanError, tempDir } from './helpers.js';
+
+/** Deterministic weights in [-0.5, 0.5). */
+function weights(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    out[i] = s / 2 ** 31 - 0.5;
+  }
+  return out;
+}
+
+/**
+ * A two-convolution graph. NCHW: input pixel_values [batch, 3, height, width] (size left free),
+ * outputs last_hidden_state [batch, 16, h/2, w/2], pooler_output [batch, 64] (its 2x2 grid of averages) and
+ * tokens [batch, 16, h*w/4] (neither a vector nor a map). NHWC: input [batch, 16, 16, 3], one
+ * output feature_map [batch, 8, 8, 16].
+ */
+function tinyGraph(layout: 'NCHW' | 'NHWC'): Uint8Array {
+  const g = new GraphBuilder();
+  const input = g.reserve(layout === 'NCHW' ? 'pixel_values' : 'images');
+  let x = layout === 'NCHW' ? input : g.node('Transpose', [input], 'in', { perm: { ints: [0, 3, 1, 2] } });
+  const conv = (from: string, cin: number, cout: number, stride: number, seed: number) =>
+    g.node(
+      'Relu',
+      [
+        g.node(
+          'Conv',
+          [
+            from,
+            g.constant('w', weights(cout * cin * 9, seed), [cout, cin, 3, 3]),
+            g.constant('b', weights(cout, seed + 1), [cout]),
+          ],
+          `conv${seed}`,
+          {
+            kernel_shape: { ints: [3, 3] },
+            pads: { ints: [1, 1, 1, 1] },
+            strides: { ints: [stride, stride] },
+          },
+        ),
+      ],
+      `relu${seed}`,
+    );
+  x = conv(conv(x, 3, 8, 1, 7), 8, 16, 2, 11);
+  const outputs: ReturnType<typeof floatValueInfo>[] = [];
+  if (layout === 'NCHW') {
+    const hidden = g.node('Identity', [x], 'hidden', {}, 'last_hidden_state');
+    // Averages over a 2x2 grid (of a 16x16 input), so the features keep where things are.
+    const pooled = g.node('AveragePool', [hidden], 'pool', {
+      kernel_shape: { ints: [4, 4] },
+      strides: { ints: [4, 4] },
+    });
+    g.node('Flatten', [pooled], 'flat', { axis: { int: 1 } }, 'pooler_output');
+    g.node('Reshape', [hidden, g.intConstant('shape', [0, 16, -1], [3])], 'tokens', {}, 'tokens');
+    outputs.push(
+      floatValueInfo('last_hidden_state', ['batch', 16, 'h', 'w']),
+      floatValueInfo('pooler_output', ['batch', 64]),
+      floatValueInfo('tokens', ['batch', 16, 'n']),
+    );
+  } else {
+    g.node('Transpose', [x], 'out', { perm: { ints: [0, 2, 3, 1] } }, 'feature_map');
+    outputs.push(floatValueInfo('feature_map', ['batch', 8, 8, 16]));
+  }
+  const model = onnx.ModelProto.create({
+    irVersion: IR_VERSION,
+    opsetImport: [{ domain: '', version: OPSET }],
+    producerName: 'imgclf-test',
+    graph: onnx.GraphProto.create({
+      name: 'tiny',
+      node: g.nodes,
+      initializer: g.initializers,
+      input: [
+        floatValueInfo(input, layout === 'NCHW' ? ['batch', 3, 'height', 'width'] : ['batch', 16, 16, 3]),
+      ],
+      output: outputs,
+    }),
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+const PREPROCESSOR = {
+  do_resize: true,
+  size: { shortest_edge: 18 },
+  do_center_crop: true,
+  crop_size: { height: 16, width: 16 },
+  do_rescale: true,
+  rescale_factor: 1 / 255,
+  do_normalize: true,
+  image_mean: [0.5, 0.5, 0.5],
+  image_std: [0.5, 0.5, 0.5],
+  image_processor_type: 'ViTImageProcessor',
+};
+
+let work = '';
+let repo = '';
+let nhwcFile = '';
+let shapes = '';
+let cache = '';
+let hub: Hub;
+let endpoint = '';
+let hubLog = '';
+/** The paths the hub was asked for, in order. */
+const requests = (): string[] =>
+  existsSync(hubLog) ? readFileSync(hubLog, 'utf8').split('\n').filter(Boolean) : [];
+const savedCache = process.env.XDG_CACHE_HOME;
+
+/** The CLI with the test's cache and hub. */
+const run = (args: string[], env: Record<string, string> = {}): CliResult =>
+  cli(args, { XDG_CACHE_HOME: cache, HF_ENDPOINT: endpoint, ...env });
+
+/** A port nothing listens on: one the OS gave and took back. */
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
+
+interface Hub {
+  endpoint: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The stand-in hub, in a process of its own (the CLI runs under spawnSync, which blocks this
+ * one): /test/tiny/resolve/main/FILE is `dir`/FILE, anything else 404; each path asked for is
+ * appended to `log`.
+ */
+async function startHub(dir: string, log: string): Promise<Hub> {
+  const script = `
+    const http = require('node:http'), fs = require('node:fs'), path = require('node:path');
+    const [dir, log] = process.argv.slice(1);
+    const server = http.createServer((req, res) => {
+      const url = new URL(req.url, 'http://localhost').pathname;
+      fs.appendFileSync(log, url + '\\n');
+      const m = /^\\/test\\/tiny\\/resolve\\/main\\/(.+)$/.exec(url);
+      let body;
+      try { if (m && !m[1].includes('..')) body = fs.readFileSync(path.join(dir, m[1])); } catch {}
+      res.statusCode = body ? 200 : 404;
+      res.end(body ?? 'Entry not found');
+    });
+    server.listen(0, '127.0.0.1', () => console.log(server.address().port));`;
+  const child = spawn(process.execPath, ['-e', script, dir, log], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+    child.once('exit', (code) => reject(new Error(`the hub exited (${code})`)));
+  });
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill();
+      }),
+  };
+}
+
+beforeAll(async () => {
+  await selectBackend('wasm');
+  work = tempDir('imgclf-onnx-backbone-');
+  hubLog = path.join(work, 'hub.log');
+  cache = path.join(work, 'cache');
+  process.env.XDG_CACHE_HOME = cache; // loadRun in this process reads the same cache
+  repo = path.join(work, 'tiny');
+  mkdirSync(path.join(repo, 'onnx'), { recursive: true });
+  writeFileSync(path.join(repo, 'onnx', 'model.onnx'), tinyGraph('NCHW'));
+  writeFileSync(path.join(repo, 'config.json'), JSON.stringify({ model_type: 'tiny', hidden_size: 16 }));
+  writeFileSync(path.join(repo, 'preprocessor_config.json'), JSON.stringify(PREPROCESSOR));
+  nhwcFile = path.join(work, 'nhwc.onnx');
+  writeFileSync(nhwcFile, tinyGraph('NHWC'));
+  shapes = path.join(work, 'shapes');
+  await writeShapesFolder(shapes, { perClass: 20, seed: 5 });
+  hub = await startHub(repo, hubLog);
+  endpoint = hub.endpoint;
+});
+
+afterAll(async () => {
+  await hub.stop();
+  if (savedCache === undefined) delete process.env.XDG_CACHE_HOME;
+  else process.env.XDG_CACHE_HOME = savedCache;
+});
+
+describe('an ONNX backbone from a Hugging Face repo (hf:test/tiny)', () => {
+  const out = () => path.join(work, 'hf-run');
+  let accuracy = 0;
+
+  it('trains a head on its features: NCHW input, pooler_output, preprocessing from preprocessor_config.json', () => {
+    const r = run([
+      'train',
+      '--backbone',
+      'hf:test/tiny',
+      '--data',
+      shapes,
+      '--val-split',
+      '0.25',
+      '--out',
+      out(),
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(requests()).toEqual(
+      expect.arrayContaining([
+        '/test/tiny/resolve/main/config.json',
+        '/test/tiny/resolve/main/preprocessor_config.json',
+        '/test/tiny/resolve/main/onnx/model.onnx',
+      ]),
+    );
+    expect(r.stderr).toMatch(
+      /backbone hf:test\/tiny@main: onnx \(huggingface\).*input 16x16x3 as NCHW 'pixel_values'.*64 features from output pooler_output/,
+    );
+    expect(r.stderr).toMatch(/features: computed for 80 images .* images\/s/);
+    const meta = JSON.parse(readFileSync(path.join(out(), 'metadata.json'), 'utf8'));
+    const sha = createHash('sha256')
+      .update(readFileSync(path.join(repo, 'onnx', 'model.onnx')))
+      .digest('hex');
+    expect(meta.backbone).toMatchObject({
+      source: 'hf:test/tiny@main',
+      url: `${endpoint}/test/tiny/resolve/main/`,
+      format: 'onnx',
+      family: 'huggingface',
+      sha256: sha,
+      inputShape: [16, 16, 3],
+      layout: 'NCHW',
+      layer: 'pooler_output',
+      features: 64,
+      preprocessing: {
+        from: 'preprocessor_config.json',
+        resize: 'shortest_edge 18',
+        crop: 16,
+        mean: [0.5, 0.5, 0.5],
+        std: [0.5, 0.5, 0.5],
+      },
+    });
+    expect(meta.inputShape).toEqual([16, 16, 3]);
+    accuracy = r.json?.test_accuracy as number;
+    expect(accuracy).toBeGreaterThanOrEqual(0.6); // random convolutions; 4 classes
+    expect((r.json?.data as { featureCache: string }).featureCache).toBe('miss');
+  });
+
+  it('a second run finds the files and the features in the cache, without the hub', () => {
+    const before = requests().length;
+    const r = run([
+      'train',
+      '--backbone',
+      'hf:test/tiny',
+      '--data',
+      shapes,
+      '--val-split',
+      '0.25',
+      '--out',
+      path.join(work, 'hf-run-2'),
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(requests().length).toBe(before);
+    expect(r.stderr).toMatch(/from the cache/);
+    expect((r.json?.data as { featureCache: string }).featureCache).toBe('hit');
+    expect(r.json?.test_accuracy).toBe(accuracy);
+  });
+
+  it('--offline (and HF_HUB_OFFLINE=1) trains from the cache with the hub stopped; evaluate, predict and serve work', async () => {
+    await hub.stop();
+    const dead = `http://127.0.0.1:${await closedPort()}`;
+    const off = run(
+      [
+        'train',
+        '--backbone',
+        'hf:test/tiny',
+        '--offline',
+        '--data',
+        shapes,
+        '--val-split',
+        '0.25',
+        '--out',
+        path.join(work, 'hf-off'),
+        '--json',
+      ],
+      { HF_ENDPOINT: endpoint },
+    );
+    expect(off.code, off.stderr).toBe(0);
+    expect(off.json?.test_accuracy).toBe(accuracy);
+    const env = run(
+      [
+        'train',
+        '--backbone',
+        'hf:test/tiny',
+        '--data',
+        shapes,
+        '--val-split',
+        '0.25',
+        '--out',
+        path.join(work, 'hf-off-2'),
+        '--json',
+      ],
+      { HF_HUB_OFFLINE: '1' },
+    );
+    expect(env.code, env.stderr).toBe(0);
+
+    // The run names the URL it downloaded from: HF_ENDPOINT pointing elsewhere does not matter.
+    const ev = run(['evaluate', '--run', out(), '--json'], { HF_ENDPOINT: dead });
+    expect(ev.code, ev.stderr).toBe(0);
+    expect(ev.json?.test_accuracy).toBe(accuracy);
+
+    const fresh = await writeShapesFolder(path.join(work, 'fresh'), { perClass: 2, seed: 99 });
+    const p = run(['predict', '--run', out(), ...fresh, '--json']);
+    expect(p.code, p.stderr).toBe(0);
+    const predictions = (p.json as { predictions: { file: string; label: string }[] }).predictions;
+    expect(predictions).toHaveLength(fresh.length);
+
+    const app: FastifyInstance = await buildServer({
+      run: await loadRun(out()),
+      maxUploadBytes: 1 << 20,
+      webRoot: null,
+    });
+    try {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/predict',
+        payload: readFileSync(fresh[0]),
+        headers: { 'content-type': fresh[0].endsWith('.png') ? 'image/png' : 'application/octet-stream' },
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      const body = JSON.parse(res.body) as { label: string; probabilities: number[] };
+      expect(body.probabilities).toHaveLength(SHAPE_CLASSES.length);
+      expect(body.label).toBe(predictions[0].label);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('an .onnx file on disk (NHWC, a feature map only)', () => {
+  it('trains on the average-pooled feature map, with size and layout from the graph', () => {
+    const out = path.join(work, 'file-run');
+    const r = run([
+      'train',
+      '--backbone',
+      nhwcFile,
+      '--data',
+      shapes,
+      '--val-split',
+      '0.25',
+      '--out',
+      out,
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      /onnx \(onnx\).*input 16x16x3 as NHWC 'images'.*16 features from output feature_map/,
+    );
+    const meta = JSON.parse(readFileSync(path.join(out, 'metadata.json'), 'utf8'));
+    expect(meta.backbone).toMatchObject({ source: nhwcFile, format: 'onnx', layout: 'NHWC', features: 16 });
+    const ev = run(['evaluate', '--run', out, '--json']);
+    expect(ev.code, ev.stderr).toBe(0);
+    expect(ev.json?.test_accuracy).toBe(r.json?.test_accuracy);
+  });
+
+  it('the Hugging Face folder itself works as --backbone', () => {
+    const r = run([
+      'train',
+      '--backbone',
+      repo,
+      '--data',
+      shapes,
+      '--val-split',
+      '0.25',
+      '--out',
+      path.join(work, 'folder-run'),
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/onnx \(huggingface\).*pooler_output/);
+  });
+});
+
+describe('errors: one line, exit 2', () => {
+  const train = (backbone: string, extra: string[] = [], env: Record<string, string> = {}) =>
+    run(['train', '--backbone', backbone, '--data', shapes, '--out', path.join(work, 'err'), ...extra], env);
+
+  it('a size the graph does not take', () => {
+    expectCleanError(
+      train(nhwcFile, ['--backbone-size', '20']),
+      /takes 16x16 images but --backbone-size gives 20x20/,
+    );
+  });
+
+  it('an output that is not a feature vector or map', () => {
+    expectCleanError(
+      train(repo, ['--backbone-layer', 'tokens']),
+      /output 'tokens' has shape \[1, 16, 64\], not a feature vector/,
+    );
+    expectCleanError(
+      train(repo, ['--backbone-layer', 'nope']),
+      /has no output 'nope'; its outputs: last_hidden_state/,
+    );
+  });
+
+  it('a repo without onnx/model.onnx, and a folder without it', async () => {
+    // A hub whose test/tiny holds config.json only.
+    const empty = path.join(work, 'empty-repo');
+    mkdirSync(empty, { recursive: true });
+    writeFileSync(path.join(empty, 'config.json'), '{}');
+    const other = await startHub(empty, path.join(work, 'empty-hub.log'));
+    try {
+      const r = train('hf:test/tiny@main', [], {
+        HF_ENDPOINT: other.endpoint,
+        XDG_CACHE_HOME: path.join(work, 'cache-empty'),
+      });
+      expectCleanError(r, /hf:test\/tiny@main has no onnx\/model\.onnx \(.*HTTP 404\)/);
+    } finally {
+      await other.stop();
+    }
+    const folder = path.join(work, 'no-graph');
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(path.join(folder, 'config.json'), '{}');
+    expectCleanError(train(folder), /has no onnx\/model\.onnx/);
+  });
+
+  it('an unreachable hub, and --offline with nothing cached', async () => {
+    const dead = `http://127.0.0.1:${await closedPort()}`;
+    expectCleanError(
+      train('hf:test/other', [], { HF_ENDPOINT: dead }),
+      /cannot reach http:\/\/127\.0\.0\.1:\d+ for backbone hf:test\/other@main \(ECONNREFUSED\)/,
+    );
+    expectCleanError(
+      train('hf:test/other', ['--offline']),
+      /hf:test\/other@main is not in the cache .* --offline or HF_HUB_OFFLINE=1/,
+    );
+  });
+});
