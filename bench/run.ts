@@ -14,12 +14,15 @@
  * worker threads, beside ../shared/reference/cnn_reference.py (the same network and recipe in
  * PyTorch, data in memory) on 2 threads and 1: ms per step, epoch seconds, ratios, peak RSS.
  *
+ * Then the backbone section (bench/backbone.ts): feature extraction through `--backbone` with
+ * MobileNetV2 exported to ONNX by PyTorch, beside raw onnxruntime-node on the same graph.
+ *
  * Reports median epoch seconds, images/s, peak RSS, final test accuracy, time to first batch and
  * evaluation seconds, with ratios; writes bench/results/softmax-<date>.json and
  * bench/results/latest.json, and refreshes the tables in BENCHMARKS.md.
  *
  * Options: --quick (fewer epochs), --epochs N (imgclf wasm), --only a,b (subject keys),
- * --no-cnn (skip the CNN section), --cnn-only.
+ * --no-cnn (skip the CNN section), --cnn-only, --no-backbone, --backbone-only.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -28,6 +31,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFileAtomic } from '../src/node/fs.js';
+import { type BackboneResult, benchBackbone } from './backbone.js';
 import type { WorkerResult } from './worker.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -39,8 +43,10 @@ const flag = (name: string) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const only = flag('--only')?.split(',');
-const cnnSection = !args.includes('--no-cnn');
-const softmaxSection = !args.includes('--cnn-only');
+const backboneOnly = args.includes('--backbone-only');
+const cnnSection = !args.includes('--no-cnn') && !backboneOnly;
+const softmaxSection = !args.includes('--cnn-only') && !backboneOnly;
+const backboneSection = !args.includes('--no-backbone') && !args.includes('--cnn-only');
 const CNN_SCRIPT = path.resolve(ROOT, '..', 'shared', 'reference', 'cnn_reference.py');
 const fastEpochs = Number(flag('--epochs') ?? (quick ? 3 : 5));
 const slowEpochs = quick ? 1 : 3;
@@ -269,6 +275,17 @@ for (const [key, run, into] of runs) {
   }
 }
 
+// The backbone section: images/s of feature extraction, side by side.
+let backbone: BackboneResult | undefined;
+if (backboneSection && !only) {
+  log('bench: backbone (MobileNetV2 as ONNX) ...');
+  backbone = await benchBackbone();
+  for (const s of backbone.skipped) {
+    skipped.push(s);
+    log(`bench: ${s.key} skipped: ${s.reason}`);
+  }
+}
+
 const seed = rows.find((r) => r.subject === 'seed-pytorch');
 const naive = rows.find((r) => r.key === 'naive-tfjs/wasm');
 const inMemory = rows.find((r) => r.subject === 'pytorch-inmemory');
@@ -332,6 +349,28 @@ const cnnMarkdown = [
   '- PyTorch: `/usr/bin/python3 ../shared/reference/cnn_reference.py 1 --threads N` (the same network and recipe, data in memory); ms/step from its `--steps 30` probe.',
   "- Peak RSS is the whole process (imgclf's worker threads share it).",
 ].join('\n');
+const backboneTable = [
+  '| subject | images | images/s | decode s | features s | features images/s | peak RSS MB | how |',
+  '|' + ' --- |'.repeat(8),
+  ...(backbone?.rows ?? []).map(
+    (r) =>
+      `| ${r.subject} | ${r.images} | ${fmt(r.images_per_second, 1)} | ${fmt(r.decode_seconds)} | ${fmt(
+        r.feature_seconds,
+      )} | ${fmt(r.feature_images_per_second, 1)} | ${fmt(r.peak_rss_mb, 0)} | ${r.note} |`,
+  ),
+].join('\n');
+const backboneMarkdown = [
+  `Measured ${when} on ${machine}.`,
+  '',
+  `Command: \`${command}\``,
+  '',
+  backboneTable,
+  '',
+  ...skipped.filter((s) => s.key.startsWith('backbone')).map((s) => `- skipped ${s.key}: ${s.reason}`),
+  ...(backbone?.notes ?? []).map((n) => `- ${n}`),
+  '- MobileNetV2 (torchvision, random weights) at 224 px exported by `torch.onnx.export` as `pooler_output` [N, 1280], with ImageNet mean/std in preprocessor_config.json.',
+].join('\n');
+if (backbone) process.stdout.write('\n' + backboneTable + '\n\n');
 if (softmaxSection) process.stdout.write('\n' + table + '\n\n');
 if (cnnSection) process.stdout.write('\n' + cnnTable + '\n\n');
 for (const s of skipped) process.stdout.write(`skipped ${s.key}: ${s.reason}\n`);
@@ -339,7 +378,7 @@ for (const s of skipped) process.stdout.write(`skipped ${s.key}: ${s.reason}\n`)
 // A run of one section keeps the other section's last figures in latest.json.
 const latestFile = path.join(ROOT, 'bench', 'results', 'latest.json');
 const previous = existsSync(latestFile)
-  ? (JSON.parse(readFileSync(latestFile, 'utf8')) as { rows?: Row[]; cnn?: Row[] })
+  ? (JSON.parse(readFileSync(latestFile, 'utf8')) as { rows?: Row[]; cnn?: Row[]; backbone?: BackboneResult })
   : {};
 const result = {
   when,
@@ -347,6 +386,7 @@ const result = {
   command,
   rows: softmaxSection ? rows : (previous.rows ?? []),
   cnn: cnnSection ? cnnRows : (previous.cnn ?? []),
+  ...(backbone ? { backbone } : previous.backbone ? { backbone: previous.backbone } : {}),
   skipped,
 };
 const stamp = when.replace(/[:.]/g, '-').slice(0, 19);
@@ -369,5 +409,6 @@ const refresh = (name: string, title: string, markdown: string): void => {
 };
 if (softmaxSection) refresh('softmax', "Training speed: the seed's model", softmaxMarkdown);
 if (cnnSection) refresh('cnn', 'Training speed: the cnn against PyTorch', cnnMarkdown);
+if (backbone) refresh('backbone', 'Feature extraction: an ONNX backbone (MobileNetV2)', backboneMarkdown);
 await writeFileAtomic(benchFile, doc);
 log('bench: wrote bench/results/latest.json and BENCHMARKS.md');

@@ -16,6 +16,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
+import { loadRun as loadRunApi, predictImage } from '../src/node/api.js';
 import { SHAPE_CLASSES, writeShapesFolder } from '../src/node/data/shapes.js';
 import { floatValueInfo, GraphBuilder, IR_VERSION, onnx, OPSET } from '../src/node/export/graph.js';
 import { loadRun } from '../src/node/run/rundir.js';
@@ -283,7 +284,7 @@ describe('an ONNX backbone from a Hugging Face repo (hf:test/tiny)', () => {
     expect(r.json?.test_accuracy).toBe(accuracy);
   });
 
-  it('--offline (and HF_HUB_OFFLINE=1) trains from the cache with the hub stopped; evaluate, predict and serve work', async () => {
+  it('--offline (and HF_HUB_OFFLINE=1) trains from the cache with the hub stopped; evaluate, predict, serve and the library work', async () => {
     await hub.stop();
     const dead = `http://127.0.0.1:${await closedPort()}`;
     const off = run(
@@ -351,6 +352,11 @@ describe('an ONNX backbone from a Hugging Face repo (hf:test/tiny)', () => {
     } finally {
       await app.close();
     }
+
+    // The library: loadRun gives backbone + head as one model, predictImage runs both.
+    const lib = await loadRunApi(out());
+    const one = await predictImage(lib, fresh[0]);
+    expect(one.labelName).toBe(predictions[0].label);
   });
 });
 
