@@ -136,7 +136,7 @@ function resolvePreprocessing(
 ): { side: number; pre: OnnxPreprocessing } {
   const where = files.source;
   let side: number | undefined;
-  let said = '';
+  let said: string;
   let pre: OnnxPreprocessing;
   const p = files.preprocessor;
   if (p && opts.range === undefined) {
