@@ -44,7 +44,8 @@ export class Output {
     if (!process.stderr.isTTY || this.opts.json || process.env.CI) return { update() {}, stop() {} };
     const bar = new cliProgress.SingleBar(
       {
-        format: `${label} [{bar}] {value}/{total} ${unit}`,
+        // Images also show their rate (decoding, backbone features): what a user waits on.
+        format: `${label} [{bar}] {value}/{total} ${unit}${unit === 'images' ? ' {rate}' : ''}`,
         stream: process.stderr,
         clearOnComplete: true,
         hideCursor: true,
@@ -53,11 +54,13 @@ export class Output {
       },
       cliProgress.Presets.shades_classic,
     );
-    bar.start(total, 0);
-    let lastYield = performance.now();
+    const started = performance.now();
+    bar.start(total, 0, { rate: '' });
+    let lastYield = started;
     return {
       update: (d) => {
-        bar.update(d);
+        const seconds = (performance.now() - started) / 1000;
+        bar.update(d, { rate: seconds > 0 ? `(${(d / seconds).toFixed(1)} ${unit}/s)` : '' });
         if (performance.now() - lastYield < 100) return;
         lastYield = performance.now();
         return new Promise<void>((resolve) => setImmediate(resolve));

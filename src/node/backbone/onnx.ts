@@ -173,7 +173,7 @@ function resolvePreprocessing(
   }
   if (side !== undefined && graphSide !== undefined && side !== graphSide)
     throw new UserError(
-      `backbone ${where} takes ${graphSide}x${graphSide} images but ${said} ${side}x${side}; remove --backbone-size or fix the preprocessor_config.json`,
+      `backbone ${where} takes ${graphSide}x${graphSide} images but ${said} ${side}x${side}; ${said.startsWith('--') ? 'remove --backbone-size' : 'fix its preprocessor_config.json'}`,
     );
   return { side: side ?? graphSide ?? DEFAULT_SIZE, pre };
 }
