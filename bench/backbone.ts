@@ -15,7 +15,9 @@
  *                       measurement outside this bench)
  *
  * Without /usr/bin/python3 and torch + torchvision, the section is skipped with the reason.
- * Prints one JSON object: { rows, skipped, notes }.
+ * `tsx bench/backbone.ts --model DIR` measures a graph you have instead (a folder in the Hugging
+ * Face layout whose input is pixel_values [N, 3, 224, 224]). Prints one JSON object:
+ * { rows, skipped, notes }.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -178,16 +180,16 @@ async function rawRow(model: string): Promise<BackboneRow> {
   };
 }
 
-export async function benchBackbone(): Promise<BackboneResult> {
+export async function benchBackbone(given?: string): Promise<BackboneResult> {
   const notes = [
     "imgclf's tfjs path: not measured here; the bench builds no Keras-style MobileNetV2 tfjs model.",
   ];
-  const missing = torchMissing();
+  const missing = given ? undefined : torchMissing();
   if (missing) return { rows: [], skipped: [{ key: 'backbone', reason: missing }], notes };
   const work = mkdtempSync(path.join(os.tmpdir(), 'imgclf-bench-backbone-'));
   try {
-    const model = path.join(work, 'mobilenet_v2');
-    const failed = exportMobileNet(model);
+    const model = given ? path.resolve(given) : path.join(work, 'mobilenet_v2');
+    const failed = given ? undefined : exportMobileNet(model);
     if (failed) return { rows: [], skipped: [{ key: 'backbone', reason: failed }], notes };
     const folder = path.join(work, 'jpegs');
     await writeJpegs(folder);
@@ -204,5 +206,6 @@ export async function benchBackbone(): Promise<BackboneResult> {
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  process.stdout.write(JSON.stringify(await benchBackbone()) + '\n');
+  const i = process.argv.indexOf('--model');
+  process.stdout.write(JSON.stringify(await benchBackbone(i > 0 ? process.argv[i + 1] : undefined)) + '\n');
 }
