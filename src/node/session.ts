@@ -447,6 +447,93 @@ const lastEpoch = (m: EpochMetrics): KeptEpoch => ({
   byValidation: false,
 });
 
+/**
+ * Training threads: as asked, as recorded (a resume repeats its run's number; runs from before
+ * workers trained on one), or chosen from the cores and the model's cost.
+ */
+function chooseThreads(
+  plan: TrainConfig,
+  fresh: Net | undefined,
+  backend: string,
+  resuming: boolean,
+): WorkerChoice {
+  if (fresh && memorizes(fresh)) return { workers: 1, reason: 'nothing to train' };
+  if (backend !== 'wasm') return { workers: 1, reason: `backend ${backend}` };
+  if (resuming && plan.workers === undefined) return { workers: 1, reason: 'as the run was trained' };
+  return chooseWorkers(fresh!, plan.batchSize, plan.workers);
+}
+
+/** What `train --json` reports about the data. */
+function dataSummary(data: SessionData): DataSummary {
+  const { loaded, images, dataset } = data;
+  return {
+    source: loaded.source.kind,
+    name: dataset.name,
+    classes: dataset.classNames,
+    shape: images.shape,
+    train: data.train.count,
+    test: dataset.test.count,
+    skipped: loaded.skipped.map((s) => s.path),
+    cache: loaded.cache ?? null,
+    ...(data.featureCache ? { featureCache: data.featureCache } : {}),
+    seconds: loaded.seconds,
+  };
+}
+
+/**
+ * After the last epoch: says which epoch the run keeps, and draws the report from the finished
+ * run, never inside the loop. With a validation split the run's model is the best epoch's, so
+ * the report evaluates the model saved at the top; with a backbone it runs backbone and head
+ * on the test pictures, as predict does. Returns the top level's metadata.
+ */
+async function finishRun(a: {
+  dir: string;
+  run: RunResult;
+  record: RunRecord<BackboneRecord>;
+  plan: TrainConfig;
+  data: SessionData;
+  model: Net;
+  backbone?: Backbone;
+  hooks: SessionHooks;
+}): Promise<RunMetadata> {
+  const { dir, run, plan, data, hooks } = a;
+  const log = (m: string) => hooks.log?.(m);
+  const { history, state } = run;
+  const last = history.at(-1);
+  if (!state || !last)
+    throw new UserError(`${dir}: nothing left to train (the run has ${plan.epochs} epochs)`);
+  const top = topMetadata(a.record, plan, state, last);
+  if (state.stoppedEarly !== undefined) {
+    log(
+      `early stop after epoch ${state.stoppedEarly}: no better validation accuracy for ${plan.patience} epochs`,
+    );
+  }
+  if (data.val) {
+    const best = history.find((m) => m.epoch === run.kept.epoch);
+    log(
+      `best epoch by validation accuracy: ${run.kept.epoch} (val ${best?.val_accuracy?.toFixed(4)}, test ${run.kept.testAccuracy?.toFixed(4)}), kept in ${dir}; last epoch in ${path.join(dir, FINAL_DIR)}`,
+    );
+  }
+  log(`saved ${dir}`);
+  const reported = data.val
+    ? (await loadRun(dir)).model
+    : a.backbone
+      ? backboneNet(a.backbone, a.model, false)
+      : a.model;
+  await writeReport({
+    dir,
+    model: reported,
+    test: data.images.test,
+    metadata: top,
+    history,
+    lang: hooks.lang ?? 'en',
+    log,
+  });
+  if (data.val) reported.dispose();
+  log(`report ${path.join(dir, 'report.html')}`);
+  return top;
+}
+
 /** The session after the backbone (if any) is loaded. */
 async function trainWith(
   requested: TrainConfig,
@@ -476,14 +563,7 @@ async function trainWith(
   const { plan, note: sizing } = gradientFree
     ? { plan: { ...requested, epochs: 1, defaulted: [] }, note: undefined }
     : sizeToData(requested, data.train.count);
-  // Threads: as asked, as recorded (a resume repeats its run's number; runs from before
-  // workers trained on one), or chosen from the cores and the model's cost.
-  const threads: WorkerChoice =
-    gradientFree || backend !== 'wasm'
-      ? { workers: 1, reason: gradientFree ? 'nothing to train' : `backend ${backend}` }
-      : resumeDir && plan.workers === undefined
-        ? { workers: 1, reason: 'as the run was trained' }
-        : chooseWorkers(fresh!, plan.batchSize, plan.workers);
+  const threads = chooseThreads(plan, fresh, backend, resumeDir !== undefined);
   if (plan.workers !== undefined && threads.workers !== plan.workers)
     log(`--workers ${plan.workers} ignored: ${threads.reason}`);
   plan.workers = threads.workers;
@@ -560,55 +640,12 @@ async function trainWith(
     await pool?.close();
   }
 
-  const summary: DataSummary = {
-    source: loaded.source.kind,
-    name: dataset.name,
-    classes: dataset.classNames,
-    shape: images.shape,
-    train: data.train.count,
-    test: dataset.test.count,
-    skipped: loaded.skipped.map((s) => s.path),
-    cache: loaded.cache ?? null,
-    ...(data.featureCache ? { featureCache: data.featureCache } : {}),
-    seconds: loaded.seconds,
-  };
-  const { history, state } = run;
-  const result = { history, dir, backend, workers: threads.workers, data: summary };
+  const result = { history: run.history, dir, backend, workers: threads.workers, data: dataSummary(data) };
   if (run.interrupted) {
     log(`checkpoint saved in ${path.join(dir, CHECKPOINT_DIR)}; continue with: imgclf train --resume ${dir}`);
     return { ...result, interrupted: true };
   }
-  const last = history.at(-1);
-  if (!state || !last)
-    throw new UserError(`${dir}: nothing left to train (the run has ${plan.epochs} epochs)`);
-  const top = topMetadata(record, plan, state, last);
-  if (state.stoppedEarly !== undefined) {
-    log(
-      `early stop after epoch ${state.stoppedEarly}: no better validation accuracy for ${plan.patience} epochs`,
-    );
-  }
-  if (val) {
-    const best = history.find((m) => m.epoch === run.kept.epoch);
-    log(
-      `best epoch by validation accuracy: ${run.kept.epoch} (val ${best?.val_accuracy?.toFixed(4)}, test ${run.kept.testAccuracy?.toFixed(4)}), kept in ${dir}; last epoch in ${path.join(dir, FINAL_DIR)}`,
-    );
-  }
-  log(`saved ${dir}`);
-  // Pictures are drawn from the finished run, never inside the loop. With a validation split
-  // the run's model is the best epoch's, so the report evaluates the model saved at the top.
-  // With a backbone the report runs backbone and head on the test pictures, as predict does.
-  const reported = val ? (await loadRun(dir)).model : backbone ? backboneNet(backbone, model, false) : model;
-  await writeReport({
-    dir,
-    model: reported,
-    test: images.test,
-    metadata: top,
-    history,
-    lang: hooks.lang ?? 'en',
-    log,
-  });
-  if (val) reported.dispose();
-  log(`report ${path.join(dir, 'report.html')}`);
+  const top = await finishRun({ dir, run, record, plan, data, model, backbone, hooks });
   return {
     ...result,
     interrupted: false,
