@@ -69,6 +69,7 @@ export interface DecodeOptions {
 /** What an image's header declares, read without decoding any pixel. */
 export interface ImageHeader {
   format: ImageFormat;
+  /** The size as the picture is seen, after its EXIF orientation (5..8 swap the stored sides). */
   width: number;
   height: number;
   /** Pages or frames in the file; only the first is ever decoded. */
@@ -144,7 +145,9 @@ export async function readImageHeader(
   }
   if (meta.format !== SHARP_FORMAT[format] || (format === 'avif' && meta.compression !== 'av1'))
     throw new NotAnImageError(`${name}: not an image imgclf can read (${expected(allowSvg)})`);
-  const { width, height } = meta;
+  // A photo taken sideways stores its pixels rotated and says so in EXIF Orientation; the
+  // size that counts is the one prepareImage decodes to, upright.
+  const { width, height } = meta.autoOrient ?? meta;
   if (!width || !height) throw new UserError(`${name}: image has no size`);
   const max =
     format === 'avif' ? (opts.maxAvifPixels ?? opts.maxPixels ?? MAX_PIXELS) : (opts.maxPixels ?? MAX_PIXELS);
@@ -172,7 +175,8 @@ function checkSvg(bytes: Uint8Array, name: string): void {
  * Decodes, converts and resizes `bytes` to the model's input. `name` is used in errors.
  *
  * The header is checked first (readImageHeader; or pass the `header` already read). The file is
- * then decoded once, its first page only, into raw pixels no larger than needed, within
+ * then decoded once, its first page only and upright (its EXIF orientation applied), into raw
+ * pixels no larger than needed, within
  * `timeoutSeconds`; the background probe and the final resize both start from those pixels.
  * All of it runs on libuv's threads (sharp): only the model-sized copy is made here.
  */
@@ -190,10 +194,14 @@ export async function prepareImage(
     // The working copy (core/data/prepare.ts): libvips then decodes a large JPEG at a fraction
     // of its size (shrink-on-load) instead of in full.
     const side = workingSide(shape);
+    // autoOrient: a photo taken sideways (EXIF Orientation 2..8) is turned upright before
+    // anything else sees it, as every viewer shows it; training, predict and serve all come
+    // through here, so they all read it the same way.
     const decoded = await sharp(bytes, {
       limitInputPixels: Math.max(1, header.width * header.height),
       pages: 1,
       page: 0,
+      autoOrient: true,
     })
       .timeout({ seconds })
       .flatten({ background: '#ffffff' })
