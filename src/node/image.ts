@@ -4,7 +4,7 @@
  * centred, light object on a dark background. Photos usually have a light background, so
  * those are inverted; the border pixels decide which case an image is.
  */
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { UserError } from '../core/errors.js';
 import type { ImageShape } from '../core/data/dataset.js';
 import { BORDER_PROBE_SIDE, inputFromBytes, lightBackground, workingSide } from '../core/data/prepare.js';
@@ -172,6 +172,17 @@ function checkSvg(bytes: Uint8Array, name: string): void {
 }
 
 /**
+ * A sharp pipeline on the first page of an image file, upright: a photo taken sideways (EXIF
+ * Orientation 2..8) is turned before anything else sees it, as every viewer shows it. Every
+ * decode of a user's picture starts here (prepareImage for training, predict and serve; the
+ * pictures of `predict --out`), so they all read it the same way. `maxPixels` is sharp's limit
+ * while decoding.
+ */
+export function uprightImage(bytes: Uint8Array, maxPixels: number): Sharp {
+  return sharp(bytes, { limitInputPixels: maxPixels, pages: 1, page: 0, autoOrient: true });
+}
+
+/**
  * Decodes, converts and resizes `bytes` to the model's input. `name` is used in errors.
  *
  * The header is checked first (readImageHeader; or pass the `header` already read). The file is
@@ -194,15 +205,7 @@ export async function prepareImage(
     // The working copy (core/data/prepare.ts): libvips then decodes a large JPEG at a fraction
     // of its size (shrink-on-load) instead of in full.
     const side = workingSide(shape);
-    // autoOrient: a photo taken sideways (EXIF Orientation 2..8) is turned upright before
-    // anything else sees it, as every viewer shows it; training, predict and serve all come
-    // through here, so they all read it the same way.
-    const decoded = await sharp(bytes, {
-      limitInputPixels: Math.max(1, header.width * header.height),
-      pages: 1,
-      page: 0,
-      autoOrient: true,
-    })
+    const decoded = await uprightImage(bytes, Math.max(1, header.width * header.height))
       .timeout({ seconds })
       .flatten({ background: '#ffffff' })
       .resize(side, side, { fit: 'inside', withoutEnlargement: true })
