@@ -230,7 +230,8 @@ export function readDecoded(
 // ---------------------------------------------------------------------------------------------
 // Decoded image folders: the train and test parts as bytes, plus the files that were skipped.
 
-const FOLDER_FORMAT = 'imgclf-folder-cache/4';
+// 5: photos are decoded upright (EXIF orientation); a folder decoded before is decoded again.
+const FOLDER_FORMAT = 'imgclf-folder-cache/5';
 
 /** One decoded part of a folder: N images of H*W*C bytes and their labels. */
 export interface BytePart {

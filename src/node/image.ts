@@ -4,7 +4,7 @@
  * centred, light object on a dark background. Photos usually have a light background, so
  * those are inverted; the border pixels decide which case an image is.
  */
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { UserError } from '../core/errors.js';
 import type { ImageShape } from '../core/data/dataset.js';
 import { BORDER_PROBE_SIDE, inputFromBytes, lightBackground, workingSide } from '../core/data/prepare.js';
@@ -69,6 +69,7 @@ export interface DecodeOptions {
 /** What an image's header declares, read without decoding any pixel. */
 export interface ImageHeader {
   format: ImageFormat;
+  /** The size as the picture is seen, after its EXIF orientation (5..8 swap the stored sides). */
   width: number;
   height: number;
   /** Pages or frames in the file; only the first is ever decoded. */
@@ -144,7 +145,9 @@ export async function readImageHeader(
   }
   if (meta.format !== SHARP_FORMAT[format] || (format === 'avif' && meta.compression !== 'av1'))
     throw new NotAnImageError(`${name}: not an image imgclf can read (${expected(allowSvg)})`);
-  const { width, height } = meta;
+  // A photo taken sideways stores its pixels rotated and says so in EXIF Orientation; the
+  // size that counts is the one prepareImage decodes to, upright.
+  const { width, height } = meta.autoOrient ?? meta;
   if (!width || !height) throw new UserError(`${name}: image has no size`);
   const max =
     format === 'avif' ? (opts.maxAvifPixels ?? opts.maxPixels ?? MAX_PIXELS) : (opts.maxPixels ?? MAX_PIXELS);
@@ -169,10 +172,22 @@ function checkSvg(bytes: Uint8Array, name: string): void {
 }
 
 /**
+ * A sharp pipeline on the first page of an image file, upright: a photo taken sideways (EXIF
+ * Orientation 2..8) is turned before anything else sees it, as every viewer shows it. Every
+ * decode of a user's picture starts here (prepareImage for training, predict and serve; the
+ * pictures of `predict --out`), so they all read it the same way. `maxPixels` is sharp's limit
+ * while decoding.
+ */
+export function uprightImage(bytes: Uint8Array, maxPixels: number): Sharp {
+  return sharp(bytes, { limitInputPixels: maxPixels, pages: 1, page: 0, autoOrient: true });
+}
+
+/**
  * Decodes, converts and resizes `bytes` to the model's input. `name` is used in errors.
  *
  * The header is checked first (readImageHeader; or pass the `header` already read). The file is
- * then decoded once, its first page only, into raw pixels no larger than needed, within
+ * then decoded once, its first page only and upright (its EXIF orientation applied), into raw
+ * pixels no larger than needed, within
  * `timeoutSeconds`; the background probe and the final resize both start from those pixels.
  * All of it runs on libuv's threads (sharp): only the model-sized copy is made here.
  */
@@ -190,11 +205,7 @@ export async function prepareImage(
     // The working copy (core/data/prepare.ts): libvips then decodes a large JPEG at a fraction
     // of its size (shrink-on-load) instead of in full.
     const side = workingSide(shape);
-    const decoded = await sharp(bytes, {
-      limitInputPixels: Math.max(1, header.width * header.height),
-      pages: 1,
-      page: 0,
-    })
+    const decoded = await uprightImage(bytes, Math.max(1, header.width * header.height))
       .timeout({ seconds })
       .flatten({ background: '#ffffff' })
       .resize(side, side, { fit: 'inside', withoutEnlargement: true })

@@ -35,10 +35,16 @@ function canvas(w: number, h: number): [HTMLCanvasElement, CanvasRenderingContex
   return [c, ctx];
 }
 
-/** Decodes an image file (PNG, JPEG, WebP, GIF, ...). */
+/**
+ * Decodes an image file (PNG, JPEG, WebP, GIF, ...), upright: a photo taken sideways stores
+ * its pixels rotated and says so in EXIF Orientation, which 'from-image' applies, as `imgclf
+ * predict` and training do (src/node/image.ts). Said explicitly, since older browsers'
+ * createImageBitmap ignored the orientation by default. Every picture the page reads from a
+ * file comes through here.
+ */
 export async function decode(blob: Blob): Promise<ImageBitmap> {
   try {
-    return await createImageBitmap(blob);
+    return await createImageBitmap(blob, { imageOrientation: 'from-image' });
   } catch {
     throw new Error('not an image this browser can read');
   }

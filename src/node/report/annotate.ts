@@ -9,6 +9,7 @@ import type { Lang } from '../../core/data/classes.js';
 import type { ImageShape } from '../../core/data/dataset.js';
 import { UserError } from '../../core/errors.js';
 import { writeFileAtomic } from '../fs.js';
+import { MAX_PIXELS, uprightImage } from '../image.js';
 import { probabilitySpec } from './charts.js';
 import { CAPTION_SIZE, fitText, gridScale, type GridItem, imageGrid, textLayer, tilePng } from './grid.js';
 import { FONT_FAMILY, renderVegaLite, svgToPng } from './render.js';
@@ -35,8 +36,9 @@ export interface AnnotateInput {
 
 export async function annotatedPrediction(a: AnnotateInput): Promise<Buffer> {
   const t = strings(a.lang);
-  const source = sharp(a.bytes, { limitInputPixels: 50_000_000 });
-  const meta = await source.metadata();
+  const source = uprightImage(a.bytes, MAX_PIXELS);
+  // The size as the picture is shown (a sideways photo's stored sides are swapped).
+  const meta = (await source.metadata()).autoOrient;
   const original = await source
     .flatten({ background: '#ffffff' })
     .resize(ORIGINAL_SIZE, ORIGINAL_SIZE, { fit: 'inside' })
