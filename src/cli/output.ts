@@ -68,6 +68,31 @@ export class Output {
       stop: () => bar.stop(),
     };
   }
+  /**
+   * A progress bar for work counted in items, with their rate and the time left: on a TTY
+   * stderr only, as `progress`. Without a total (paths read from stdin) it shows the count and
+   * the rate. `update` takes the items done and the rate to show.
+   */
+  rateProgress(
+    total: number | undefined,
+    label: string,
+    unit: string,
+  ): { update(done: number, perSecond: number): void; stop(): void } {
+    if (!process.stderr.isTTY || this.opts.json || process.env.CI) return { update() {}, stop() {} };
+    const format =
+      total === undefined
+        ? `${label} {value} ${unit} | {rate} ${unit}/s`
+        : `${label} [{bar}] {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted}`;
+    const bar = new cliProgress.SingleBar(
+      { format, stream: process.stderr, clearOnComplete: true, hideCursor: true, fps: 5, etaBuffer: 50 },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(total ?? 0, 0, { rate: '0' });
+    return {
+      update: (done, perSecond) => bar.update(done, { rate: perSecond.toFixed(1) }),
+      stop: () => bar.stop(),
+    };
+  }
 }
 
 /** Parses a number flag, with a one-line error naming the flag. */

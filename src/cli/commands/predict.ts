@@ -1,4 +1,8 @@
-/** `imgclf predict`: classify test images (as the seed's prediction step) or image files. */
+/**
+ * `imgclf predict`: classify test images (as the seed's prediction step) or image files, printed
+ * to the terminal; with --results-file, any number of images into a CSV or JSONL file
+ * (predict-batch.ts).
+ */
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { selectBackend } from '../../backend/index.js';
@@ -6,12 +10,22 @@ import { displayName } from '../../core/data/classes.js';
 import { imageSize, pixelsAsFloat } from '../../core/data/dataset.js';
 import { UserError } from '../../core/errors.js';
 import { predictProbabilities, topK } from '../../core/predict.js';
+import { createEngine } from '../../node/export/engine.js';
 import { prepareImage } from '../../node/image.js';
+import { DEFAULT_BATCH_SIZE } from '../../node/predict/batch.js';
+import { expandPaths } from '../../node/predict/paths.js';
 import { type ShownTestImage, writeFilePicture, writeTestGrid } from '../../node/report/annotate.js';
 import { loadRunWithData } from '../../node/run/data.js';
 import { loadRun } from '../../node/run/rundir.js';
 import { type GlobalOptions, numberArg, Output } from '../output.js';
 import { runDirOf, type RunOptions, withRunOptions } from '../run-options.js';
+import { type BatchFlags, engineName, predictToFile, RESULTS_TOP_K } from './predict-batch.js';
+
+/** Classes shown per file on the terminal unless --top-k says otherwise. */
+const TERMINAL_TOP_K = 3;
+
+type PredictOptions = RunOptions &
+  Partial<BatchFlags> & { batchSize: number; engine: string; count: number; out?: string };
 
 export interface Prediction {
   file: string | null;
@@ -40,18 +54,58 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
   withRunOptions(
     program
       .command('predict')
-      .description('classify image files, or show the first test images with true and predicted labels')
-      .argument('[files...]', 'PNG or JPEG files (any size, colour or gray)'),
+      .description(
+        'classify image files, folders or lists (into a CSV/JSONL file with --results-file), or show the first test images with true and predicted labels',
+      )
+      .argument(
+        '[paths...]',
+        'image files, folders (walked for images), quoted globs, @list.txt (a path per line) or - (paths on stdin)',
+      ),
   )
-    .option('--top-k <k>', 'how many classes to show per image', numberArg('--top-k', true), 3)
+    .option(
+      '--top-k <k>',
+      `how many classes to give per image (default ${TERMINAL_TOP_K} on the terminal, ${RESULTS_TOP_K} in a results file)`,
+      numberArg('--top-k', true),
+    )
     .option('-n, --count <n>', 'test images to show when no files are given', numberArg('--count', true), 6)
     .option('--out <dir>', 'also write an annotated picture per image (a grid for test images) here')
-    .action(async (files: string[], opts: RunOptions & { topK: number; count: number; out?: string }) => {
+    .option(
+      '--results-file <file>',
+      'write one row per image to this .csv or .jsonl file; a rerun resumes it, skipping the images already there',
+    )
+    .option(
+      '--batch-size <n>',
+      'images per batch with --results-file',
+      numberArg('--batch-size', true),
+      DEFAULT_BATCH_SIZE,
+    )
+    .option('--shard <K/N>', 'with --results-file: only every image at position K mod N (K from 0)')
+    .option(
+      '--shards <N>',
+      'as --shard, with K from JOB_COMPLETION_INDEX (Kubernetes) or SLURM_ARRAY_TASK_ID (Slurm)',
+      numberArg('--shards', true),
+    )
+    .option(
+      '--engine <name>',
+      'what runs the model: tfjs (the run itself) or onnx (its ONNX export on ONNX Runtime)',
+      'tfjs',
+    )
+    .action(async (files: string[], opts: PredictOptions) => {
       const out = new Output(globals());
       const lang = out.lang;
-      if (opts.topK < 1) throw new UserError(`--top-k must be at least 1 (got ${opts.topK})`);
+      if (opts.topK !== undefined && opts.topK < 1)
+        throw new UserError(`--top-k must be at least 1 (got ${opts.topK})`);
       const dir = runDirOf(opts);
+      engineName(opts.engine);
       await selectBackend(opts.backend);
+      if (opts.resultsFile !== undefined) {
+        if (opts.out !== undefined)
+          throw new UserError('--out draws a picture per image; it does not go with --results-file');
+        const batch = { ...opts, resultsFile: opts.resultsFile };
+        return predictToFile(await loadRun(dir), files, batch, out);
+      }
+      if (opts.shard !== undefined || opts.shards !== undefined)
+        throw new UserError('--shard and --shards split the work of a --results-file; give one');
       const predictions: Prediction[] = [];
       const pictures: string[] = [];
       if (files.length === 0) {
@@ -94,8 +148,10 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
         const run = await loadRun(dir);
         const shape = run.metadata.inputShape;
         const names = run.metadata.classNames;
+        const engine = await createEngine(engineName(opts.engine), run);
         const taken = new Set<string>();
-        for (const file of files) {
+        // Folders, globs and lists are expanded as for a results file, one line per image.
+        for await (const file of expandPaths(files)) {
           let bytes: Buffer;
           try {
             bytes = await readFile(file);
@@ -103,8 +159,8 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
             throw new UserError(`${file}: cannot read the file (does it exist?)`);
           }
           const { input, inverted } = await prepareImage(bytes, shape, run.metadata.preprocessing, file);
-          const [p] = predictProbabilities(run.model, input, 1, shape);
-          const top = topK(p, Math.min(opts.topK, names.length));
+          const [p] = await engine.probabilities(input, 1);
+          const top = topK(p, Math.min(opts.topK ?? TERMINAL_TOP_K, names.length));
           predictions.push({
             file,
             index: null,
@@ -122,6 +178,7 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
             pictures.push(await writeFilePicture(opts.out, taken, a));
           }
         }
+        await engine.dispose();
       }
       for (const f of pictures) out.line(`wrote ${f}`);
       out.json(opts.out ? { predictions, pictures } : { predictions });

@@ -17,7 +17,12 @@ import { existsSync, type Stats, statSync } from 'node:fs';
 import { open, readdir, readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
-import { type FolderSource, folderPreprocessing, type ResizeMode } from '../../core/data/source.js';
+import {
+  type FolderSource,
+  folderPreprocessing,
+  type Preprocessing,
+  type ResizeMode,
+} from '../../core/data/source.js';
 import { UserError } from '../../core/errors.js';
 import {
   type BytePart,
@@ -37,6 +42,11 @@ export interface FolderOptions {
   channels: 1 | 3;
   /** fill: stretch; contain: letterbox; cover: crop the centre. */
   resizeMode: ResizeMode;
+  /**
+   * How a picture becomes an input; default folderPreprocessing(resizeMode), as for training.
+   * Scoring a folder with a run trained on other data (evaluate --data) passes the run's own.
+   */
+  preprocessing?: Preprocessing;
   /** Fail on the first unreadable file instead of skipping it. */
   strict?: boolean;
   /** Where decoded folders are cached; default $XDG_CACHE_HOME/imgclf/folders. */
@@ -338,7 +348,7 @@ function fileList(scan: FolderScan): string {
  * open file before anything is read, so a huge file (or one that grew since the scan) is
  * skipped unread instead of being read whole and refused by its pixel count afterwards.
  */
-async function readImageFile(file: string): Promise<Buffer> {
+export async function readImageFile(file: string): Promise<Buffer> {
   const handle = await open(file, 'r');
   try {
     const { size } = await handle.stat();
@@ -365,7 +375,7 @@ async function decodePart(
   // out at the end): no second copy of the folder in memory, which at 224 px is 150 KB an image.
   const all = new Uint8Array(entries.length * row);
   const ok = new Uint8Array(entries.length);
-  const pre = folderPreprocessing(opts.resizeMode);
+  const pre = opts.preprocessing ?? folderPreprocessing(opts.resizeMode);
   let next = 0;
   const worker = async () => {
     while (next < entries.length) {
@@ -427,6 +437,8 @@ export async function loadImageFolder(folder: string, opts: FolderOptions): Prom
         imageSize: opts.imageSize,
         channels: opts.channels,
         resizeMode: opts.resizeMode,
+        // Only when given, so the keys of folders decoded for training stay as they were.
+        ...(opts.preprocessing ? { preprocessing: opts.preprocessing } : {}),
       },
     },
     fileList(scan),

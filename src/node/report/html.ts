@@ -42,6 +42,8 @@ export interface PageInput {
     confidence: number;
   }[];
   version: string;
+  /** The data scored, when not the run's own test split (evaluate --data). */
+  dataName?: string;
 }
 
 export function escapeHtml(s: string): string {
@@ -99,14 +101,15 @@ export function reportHtml(p: PageInput): string {
   const cfg = meta.config ?? {};
   const trainSeconds = history.reduce((a, m) => a + m.seconds, 0);
   const evalSeconds = history.reduce((a, m) => a + (m.eval_seconds ?? 0), 0);
-  const title = `${t.reportTitle}: ${meta.model} · ${meta.dataset}`;
+  const data = p.dataName ?? meta.dataset;
+  const title = `${t.reportTitle}: ${meta.model} · ${data}`;
   const summary = tableHtml(
     [t.setting, t.valueCol],
     [
       [t.testAccuracy, f4(p.accuracy)],
       [t.testLoss, f4(p.loss)],
       [t.model, meta.model],
-      [t.dataset, `${meta.dataset} (${p.testCount} ${t.images}, ${meta.inputShape.join('×')})`],
+      [t.dataset, `${data} (${p.testCount} ${t.images}, ${meta.inputShape.join('×')})`],
       [t.epochs, String(history.length)],
       ...(meta.bestEpoch !== undefined ? [[t.bestEpoch, String(meta.bestEpoch)]] : []),
       ...(meta.stoppedEarly

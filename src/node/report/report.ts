@@ -14,7 +14,7 @@ import path from 'node:path';
 import { displayName, type Lang } from '../../core/data/classes.js';
 import { imageSize, pixelsAsFloat, type Split } from '../../core/data/dataset.js';
 import type { RunMetadata } from '../run/rundir.js';
-import { type EpochMetrics, evaluate } from '../../core/train/loop.js';
+import { type EpochMetrics, type EvalResult, evaluate } from '../../core/train/loop.js';
 import { confusionMatrix, perClassMetrics } from '../../core/train/metrics.js';
 import { writeFileAtomic } from '../fs.js';
 import { VERSION } from '../../core/version.js';
@@ -47,6 +47,10 @@ export interface ReportInput {
   history: EpochMetrics[];
   lang: Lang;
   log?: (message: string) => void;
+  /** The pass over `test` when the caller made it already (with probabilities): not run twice. */
+  evaluation?: EvalResult & { probabilities?: Float32Array };
+  /** What `test` is when it is not the run's own test split (evaluate --data): the report says so. */
+  dataName?: string;
 }
 
 export interface ReportResult {
@@ -138,7 +142,8 @@ export async function writeReport(input: ReportInput): Promise<ReportResult> {
   if (lang === 'zh' && !hasCjkFont())
     input.log?.('warning: no CJK font found; Chinese labels may not render (apt-get install fonts-noto-cjk)');
 
-  const ev = evaluate(input.model, test, { shape, withProbabilities: true });
+  const given = input.evaluation?.probabilities ? input.evaluation : undefined;
+  const ev = given ?? evaluate(input.model, test, { shape, withProbabilities: true });
   const probabilities = ev.probabilities!;
   const confusion = confusionMatrix(ev.predicted, test.labels, k);
   const perClass = perClassMetrics(confusion);
@@ -178,6 +183,7 @@ export async function writeReport(input: ReportInput): Promise<ReportResult> {
     };
   });
   const html = reportHtml({
+    dataName: input.dataName,
     confusedPairs: confusedPairs(confusion, labels, CONFUSED_PAIRS),
     mistakeRows,
     lang,
