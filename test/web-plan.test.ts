@@ -170,7 +170,7 @@ describe('trainInPage: the page trains through the library', () => {
       const labels = Uint8Array.from({ length: count }, (_, i) => i % 3);
       const train = { images: pixels, labels, count };
       // epochs chosen, batch size left to the data's size (8 for 24 images), as the page does.
-      const { plan } = ownPlan({ model, epochs: 1 }, images, count);
+      const { plan } = ownPlan({ model, epochs: 2 }, images, count);
       expect(plan.batchSize).toBe(8);
       let probes = 0;
       const { model: net, history } = await trainInPage({
@@ -188,6 +188,9 @@ describe('trainInPage: the page trains through the library', () => {
       expect(history).toHaveLength(plan.epochs);
       expect(probes).toBeGreaterThan(0);
       expect(training(net.lastFit!.plan)).toEqual(training(plan));
+      // The kept epoch by the one rule (keptEpoch): no validation split, so the last, as
+      // `imgclf train --data DIR --hold-out 0.2` keeps it.
+      expect(net.lastFit!.keptEpoch).toBe(2);
       net.dispose();
     },
   );
