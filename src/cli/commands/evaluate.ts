@@ -5,7 +5,7 @@ import { displayName } from '../../core/data/classes.js';
 import { loadRunWithData } from '../../node/run/data.js';
 import { evaluate } from '../../core/train/loop.js';
 import { confusionMatrix, perClassMetrics } from '../../core/train/metrics.js';
-import { type GlobalOptions, Output, table } from '../output.js';
+import { type GlobalOptions, withRunLog, Output, table } from '../output.js';
 import { runDirOf, type RunOptions, withRunOptions } from '../run-options.js';
 
 export function registerEvaluate(program: Command, globals: () => GlobalOptions): void {
@@ -13,7 +13,7 @@ export function registerEvaluate(program: Command, globals: () => GlobalOptions)
     async (opts: RunOptions) => {
       const out = new Output(globals());
       await selectBackend(opts.backend);
-      const { run, dataset } = await loadRunWithData(runDirOf(opts), opts.dataDir);
+      const { run, dataset } = await withRunLog((log) => loadRunWithData(runDirOf(opts), opts.dataDir, log));
       const names = run.metadata.classNames;
       const r = evaluate(run.model, dataset.test, { shape: run.metadata.inputShape });
       const confusion = confusionMatrix(r.predicted, dataset.test.labels, names.length);

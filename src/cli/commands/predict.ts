@@ -10,7 +10,7 @@ import { prepareImage } from '../../node/image.js';
 import { type ShownTestImage, writeFilePicture, writeTestGrid } from '../../node/report/annotate.js';
 import { loadRunWithData } from '../../node/run/data.js';
 import { loadRun } from '../../node/run/rundir.js';
-import { type GlobalOptions, numberArg, Output } from '../output.js';
+import { type GlobalOptions, withRunLog, numberArg, Output } from '../output.js';
 import { runDirOf, type RunOptions, withRunOptions } from '../run-options.js';
 
 export interface Prediction {
@@ -55,7 +55,7 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
       const predictions: Prediction[] = [];
       const pictures: string[] = [];
       if (files.length === 0) {
-        const { run, dataset } = await loadRunWithData(dir, opts.dataDir);
+        const { run, dataset } = await withRunLog((log) => loadRunWithData(dir, opts.dataDir, log));
         const shape = run.metadata.inputShape;
         const n = Math.min(opts.count, dataset.test.count);
         const row = imageSize(shape);
@@ -91,7 +91,7 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
         }
         if (opts.out) pictures.push(await writeTestGrid(opts.out, shown, shape, lang));
       } else {
-        const run = await loadRun(dir);
+        const run = await withRunLog((log) => loadRun(dir, log));
         const shape = run.metadata.inputShape;
         const names = run.metadata.classNames;
         const taken = new Set<string>();
