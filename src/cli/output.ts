@@ -96,6 +96,18 @@ export class Output {
 }
 
 /** Parses a number flag, with a one-line error naming the flag. */
+/**
+ * Loads a run with its messages (which engine runs its backbone, a re-download) printed on
+ * stderr once it has loaded: the command's output on stdout stays as it was, and a load that
+ * fails prints only its one-line error.
+ */
+export async function withRunLog<T>(load: (log: (message: string) => void) => Promise<T>): Promise<T> {
+  const lines: string[] = [];
+  const result = await load((m) => lines.push(m));
+  for (const line of lines) process.stderr.write(`${line}\n`);
+  return result;
+}
+
 export function numberArg(flag: string, integer = false): (value: string) => number {
   return (value: string) => {
     const n = Number(value);

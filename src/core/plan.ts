@@ -132,6 +132,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
       ['backboneLayer', '--backbone-layer'],
       ['backboneSize', '--backbone-size'],
       ['backboneRange', '--backbone-range'],
+      ['backboneEngine', '--backbone-engine'],
       ['offline', '--offline'],
     ] as const)
       check(input[key] === undefined, `${flag} goes with --backbone`);
@@ -218,6 +219,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     plan.backboneLayer = input.backboneLayer;
     plan.backboneSize = input.backboneSize;
     plan.backboneRange = input.backboneRange;
+    plan.backboneEngine = input.backboneEngine;
     plan.offline = input.offline;
     check(input.backboneLayer !== '', '--backbone-layer needs a layer or node name');
   }

@@ -60,6 +60,13 @@ export type Head = (typeof HEADS)[number];
 export const BACKBONE_RANGES = ['0,1', '-1,1'] as const;
 export type BackboneRange = (typeof BACKBONE_RANGES)[number];
 
+/**
+ * What computes a TensorFlow.js layers backbone's features: ONNX Runtime on its conversion
+ * where imgclf's exporter converts it (auto; onnx fails when it does not), or tfjs.
+ */
+export const BACKBONE_ENGINES = ['auto', 'onnx', 'tfjs'] as const;
+export type BackboneEngine = (typeof BACKBONE_ENGINES)[number];
+
 export const SETTINGS = {
   model: {
     type: 'string',
@@ -366,6 +373,15 @@ export const SETTINGS = {
     cli: 'train',
     arg: 'range',
     help: "the input range it expects (default: its family's: -1,1 for Teachable Machine, else 0,1)",
+  },
+  backboneEngine: {
+    type: 'enum',
+    choices: BACKBONE_ENGINES,
+    when: 'with --backbone',
+    use: ['backbone'],
+    cli: 'train',
+    arg: 'engine',
+    help: 'what computes a TensorFlow.js layers backbone: auto (ONNX Runtime on its conversion to ONNX where it converts, else tfjs), onnx or tfjs (default: auto, or IMGCLF_BACKBONE_ENGINE, which evaluate, predict and serve read too)',
   },
   offline: {
     type: 'boolean',

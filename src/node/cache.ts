@@ -9,6 +9,8 @@
  *                              computed once, then a head trains in seconds
  *   backbones/<label>-<key>.bin a backbone downloaded from a URL (model.json and weight files),
  *                              so evaluate, predict and serve do not fetch it again
+ *   converted/<label>-<key>.bin a TensorFlow.js backbone converted to ONNX (node/backbone/
+ *                              convert.ts), by its SHA-256, feature layer and input size
  *
  * One policy for every entry:
  *   - The key hashes what the entry was made from (files' paths, sizes, modification times and
@@ -509,4 +511,55 @@ export async function findBackboneCache(
     if (found) return found;
   }
   return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TensorFlow.js backbones converted to ONNX: one graph per backbone, feature layer and size.
+
+const CONVERTED_FORMAT = 'imgclf-converted-backbone/1';
+
+export interface ConvertedCacheHeader {
+  format: string;
+  sha256: string;
+  layer: string;
+  inputShape: ImageShape;
+  /** The imgclf that converted it: another version's exporter may map a layer differently. */
+  version: string;
+}
+
+/**
+ * The entry of the backbone `sha256` converted at `layer` for `inputShape` by imgclf `version`.
+ * The label is the backbone and layer, so a newer conversion replaces an older one.
+ */
+export function convertedCachePath(h: Omit<ConvertedCacheHeader, 'format'>): string {
+  const label = `c${h.sha256.slice(0, 12)}-${safeLabel(h.layer).slice(0, 40)}`;
+  return entryPath(path.join(cacheRoot(), 'converted'), label, [CONVERTED_FORMAT, h]);
+}
+
+export function writeConvertedCache(
+  h: Omit<ConvertedCacheHeader, 'format'>,
+  bytes: Uint8Array,
+  log?: (message: string) => void,
+): Promise<void> {
+  return writeEntry(convertedCachePath(h), { format: CONVERTED_FORMAT, ...h }, [bytes], log);
+}
+
+/** The cached ONNX bytes of a conversion, or undefined. */
+export function readConvertedCache(
+  h: Omit<ConvertedCacheHeader, 'format'>,
+  log?: (message: string) => void,
+): Promise<Uint8Array | undefined> {
+  return readEntry<ConvertedCacheHeader, Uint8Array>(
+    convertedCachePath(h),
+    (got, parts) =>
+      got.format === CONVERTED_FORMAT &&
+      got.sha256 === h.sha256 &&
+      got.layer === h.layer &&
+      got.version === h.version &&
+      JSON.stringify(got.inputShape) === JSON.stringify(h.inputShape) &&
+      parts.length === 1
+        ? parts[0]
+        : undefined,
+    log,
+  );
 }

@@ -253,6 +253,7 @@ export async function trainSession(
           layer: requested.backboneLayer,
           size: requested.backboneSize,
           range: requested.backboneRange,
+          engine: requested.backboneEngine,
           offline: requested.offline,
         },
         log,

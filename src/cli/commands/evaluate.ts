@@ -15,7 +15,7 @@ import { confusionMatrix, perClassMetrics } from '../../core/train/metrics.js';
 import { confidentMistakes, writeReport } from '../../node/report/report.js';
 import { loadLabelledData, loadRunWithData } from '../../node/run/data.js';
 import { type LoadedRun, loadRun } from '../../node/run/rundir.js';
-import { type GlobalOptions, Output, table } from '../output.js';
+import { type GlobalOptions, Output, table, withRunLog } from '../output.js';
 import { runDirOf, type RunOptions, withRunOptions } from '../run-options.js';
 
 /** Mistakes listed on the terminal (report.html draws its own). */
@@ -46,12 +46,12 @@ export function registerEvaluate(program: Command, globals: () => GlobalOptions)
       let test: Split;
       let dataName: string | undefined;
       if (opts.data !== undefined) {
-        run = await loadRun(dir);
+        run = await withRunLog((log) => loadRun(dir, log));
         const data = await loadLabelledData(run.metadata, opts.data, (m) => out.line(m));
         test = data.split;
         dataName = data.where;
       } else {
-        const loaded = await loadRunWithData(dir, opts.dataDir);
+        const loaded = await withRunLog((log) => loadRunWithData(dir, opts.dataDir, log));
         run = loaded.run;
         test = loaded.dataset.test;
       }

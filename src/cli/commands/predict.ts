@@ -17,7 +17,7 @@ import { expandPaths } from '../../node/predict/paths.js';
 import { type ShownTestImage, writeFilePicture, writeTestGrid } from '../../node/report/annotate.js';
 import { loadRunWithData } from '../../node/run/data.js';
 import { loadRun } from '../../node/run/rundir.js';
-import { type GlobalOptions, numberArg, Output } from '../output.js';
+import { type GlobalOptions, withRunLog, numberArg, Output } from '../output.js';
 import { runDirOf, type RunOptions, withRunOptions } from '../run-options.js';
 import { type BatchFlags, engineName, predictToFile, RESULTS_TOP_K } from './predict-batch.js';
 
@@ -102,14 +102,14 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
         if (opts.out !== undefined)
           throw new UserError('--out draws a picture per image; it does not go with --results-file');
         const batch = { ...opts, resultsFile: opts.resultsFile };
-        return predictToFile(await loadRun(dir), files, batch, out);
+        return predictToFile(await withRunLog((log) => loadRun(dir, log)), files, batch, out);
       }
       if (opts.shard !== undefined || opts.shards !== undefined)
         throw new UserError('--shard and --shards split the work of a --results-file; give one');
       const predictions: Prediction[] = [];
       const pictures: string[] = [];
       if (files.length === 0) {
-        const { run, dataset } = await loadRunWithData(dir, opts.dataDir);
+        const { run, dataset } = await withRunLog((log) => loadRunWithData(dir, opts.dataDir, log));
         const shape = run.metadata.inputShape;
         const n = Math.min(opts.count, dataset.test.count);
         const row = imageSize(shape);
@@ -145,7 +145,7 @@ export function registerPredict(program: Command, globals: () => GlobalOptions):
         }
         if (opts.out) pictures.push(await writeTestGrid(opts.out, shown, shape, lang));
       } else {
-        const run = await loadRun(dir);
+        const run = await withRunLog((log) => loadRun(dir, log));
         const shape = run.metadata.inputShape;
         const names = run.metadata.classNames;
         const engine = await createEngine(engineName(opts.engine), run);

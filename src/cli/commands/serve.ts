@@ -9,7 +9,7 @@ import { createEngine, ENGINES, type EngineName } from '../../node/export/engine
 import { buildServer } from '../../server/app.js';
 import { DEFAULT_MAX_QUEUE } from '../../server/limits.js';
 import { isLoopbackAddress } from '../../server/security.js';
-import { type GlobalOptions, numberArg, Output } from '../output.js';
+import { type GlobalOptions, withRunLog, numberArg, Output } from '../output.js';
 import { runDirOf, type RunOptions, withRunOptions } from '../run-options.js';
 
 /** web/dist of this package: dist/src/cli/commands -> repository root (or src/cli/commands under tsx). */
@@ -95,7 +95,7 @@ export function registerServe(program: Command, globals: () => GlobalOptions): v
           '--token (or IMGCLF_TOKEN) must be printable ASCII without spaces, and not empty',
         );
       const backend = await selectBackend(opts.backend);
-      const run = await loadRun(runDirOf(opts));
+      const run = await withRunLog((log) => loadRun(runDirOf(opts), log));
       const engine = await createEngine(opts.engine as EngineName, run);
       const app = await buildServer({
         run,

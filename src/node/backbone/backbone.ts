@@ -25,6 +25,14 @@
  * An ONNX graph (an .onnx file, a Hugging Face folder or repo: `hf:OWNER/NAME`) is run by ONNX
  * Runtime instead (onnx.ts, its files from onnx-files.ts), with its own preprocessing; it
  * gives the same `Backbone`, so the session, the feature cache and loaded runs treat both alike.
+ *
+ * The engine of a layers model: where imgclf's exporter converts it (convert.ts), ONNX Runtime
+ * runs the conversion exactly as it runs an ONNX backbone (faster than tfjs, on all cores);
+ * otherwise tfjs runs it, and the log says why. --backbone-engine (train) or
+ * IMGCLF_BACKBONE_ENGINE (every command) chooses: auto (that rule), onnx (fail where it does
+ * not convert) or tfjs. Graph models always run on tfjs: the exporter reads layers models only.
+ * The run records the backbone, not the engine; either engine gives the same features within
+ * 1e-4 (test/backbone-export.test.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfconv from '@tensorflow/tfjs-converter';
@@ -33,8 +41,11 @@ import type { ImageShape } from '../../core/data/dataset.js';
 import { UserError } from '../../core/errors.js';
 import type { Net } from '../../core/models/index.js';
 import type { BackboneRange } from '../../core/plan.js';
+import { BACKBONE_ENGINES, type BackboneEngine } from '../../core/settings.js';
+import type { BackboneGraph } from '../export/backbone.js';
+import { convertedBackbone } from './convert.js';
 import { artifactsOf, type BackboneFiles, backboneFiles, recordedBackboneFiles, shortHash } from './files.js';
-import { buildOnnxBackbone, type OnnxPreprocessing } from './onnx.js';
+import { affineOf, buildOnnxBackbone, type OnnxBackbone, type OnnxPreprocessing } from './onnx.js';
 import { isOnnxSource, type OnnxFiles, onnxFiles, recordedOnnxFiles } from './onnx-files.js';
 import { ortThreads } from './ort.js';
 
@@ -70,6 +81,8 @@ export interface BackboneOptions {
   layer?: string;
   size?: number;
   range?: BackboneRange;
+  /** What runs a layers model (default IMGCLF_BACKBONE_ENGINE, else auto). */
+  engine?: BackboneEngine;
   /** Only the cache for downloads (ONNX sources; also HF_HUB_OFFLINE=1). */
   offline?: boolean;
 }
@@ -87,6 +100,12 @@ export interface Backbone {
   extract?(images: Float32Array, n: number): Float32Array;
   /** Images per backbone call (bounded by input size). */
   readonly chunk: number;
+  /** What computes the features, and why, for the log: "ONNX Runtime (converted from tfjs layers, 2 threads)". */
+  engine: string;
+  /** A layers model run by ONNX Runtime on its conversion: the feature cache keeps its rows apart. */
+  converted?: boolean;
+  /** The backbone as an ONNX graph, for `imgclf export`; a one-line error where it has none. */
+  onnxGraph(): Promise<BackboneGraph>;
   dispose(): void;
 }
 
@@ -252,8 +271,75 @@ function inputShapeOf(
   return [side, side, channels];
 }
 
+/** The engine asked for: the option, else IMGCLF_BACKBONE_ENGINE, else auto; and who asked. */
+function engineChoice(option: BackboneEngine | undefined): { engine: BackboneEngine; said: string } {
+  if (option !== undefined) return { engine: option, said: `--backbone-engine ${option}` };
+  const env = process.env.IMGCLF_BACKBONE_ENGINE?.trim();
+  if (!env) return { engine: 'auto', said: 'auto' };
+  if (!(BACKBONE_ENGINES as readonly string[]).includes(env))
+    throw new UserError(
+      `IMGCLF_BACKBONE_ENGINE is '${env}'; it must be one of ${BACKBONE_ENGINES.join(', ')}`,
+    );
+  return { engine: env as BackboneEngine, said: `IMGCLF_BACKBONE_ENGINE=${env}` };
+}
+
+/** The pixel scaling of a tfjs backbone's range as ONNX preprocessing (x, or x * 2 - 1). */
+function rangePreprocessing(range: BackboneRange): OnnxPreprocessing {
+  return range === '-1,1'
+    ? { from: 'flags', rescale: 1 / 127.5, mean: [1, 1, 1], std: [1, 1, 1] }
+    : { from: 'flags', rescale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] };
+}
+
+/** The description of an ONNX graph a Backbone runs (or exports). */
+function graphOf(
+  source: string,
+  model: Uint8Array,
+  o: Pick<
+    OnnxBackbone,
+    'input' | 'layout' | 'output' | 'pooled' | 'features' | 'inputShape' | 'preprocessing'
+  >,
+): BackboneGraph {
+  return {
+    source,
+    model,
+    input: o.input,
+    layout: o.layout,
+    output: o.output,
+    pooled: o.pooled,
+    features: o.features,
+    inputShape: o.inputShape,
+    ...affineOf(o.preprocessing, o.inputShape[2]),
+  };
+}
+
+/**
+ * The exporter's reason a model does not convert, without the sentence around it:
+ * "layer 'sep' (class SeparableConv2D): no ONNX mapping for SeparableConv2D".
+ */
+function notConvertible(err: unknown): string {
+  const message = ((err as Error)?.message ?? String(err)).split('\n')[0];
+  const layer = /^cannot export (layer .*) of .* to ONNX: (.*)$/.exec(message);
+  if (layer) return `${layer[1]}: ${layer[2]}`;
+  return /^cannot export .* to ONNX: (.*)$/.exec(message)?.[1] ?? message;
+}
+
+/** The names of the layers on `path`, outermost first (convert.ts cuts the topology by them). */
+function namesOn(model: tfl.LayersModel, path: number[]): string[] {
+  const names: string[] = [];
+  let m: tfl.LayersModel = model;
+  for (const i of path) {
+    const layer = m.layers[i];
+    names.push(layer.name);
+    if (isModel(layer)) m = layer;
+  }
+  return names;
+}
+
 /** Builds the backbone from its files under the given options. */
-async function build(files: BackboneFiles, opts: Omit<BackboneOptions, 'source'>): Promise<Backbone> {
+async function build(
+  files: BackboneFiles,
+  opts: Omit<BackboneOptions, 'source'> & { log?: (m: string) => void },
+): Promise<Backbone> {
   const source = files.source;
   const format = formatOf(files);
   const family = familyOf(files, format);
@@ -267,6 +353,8 @@ async function build(files: BackboneFiles, opts: Omit<BackboneOptions, 'source'>
   let layer: string;
   let declared: (number | undefined)[];
   let release: () => void;
+  /** Layers models: the names down to the feature layer (none: the model's output). */
+  let cutPath: string[] | undefined;
   if (format === 'graph-model') {
     let model: tfconv.GraphModel;
     try {
@@ -293,6 +381,7 @@ async function build(files: BackboneFiles, opts: Omit<BackboneOptions, 'source'>
     const picked = featureLayer(model, opts.layer, source);
     if (picked) {
       layer = picked.layer.name;
+      cutPath = namesOn(model, picked.path);
       run = upTo(model, picked.path, layer);
     } else {
       layer = model.outputNames[0] ?? model.layers.at(-1)!.name;
@@ -308,6 +397,60 @@ async function build(files: BackboneFiles, opts: Omit<BackboneOptions, 'source'>
     throw err;
   }
   const range: BackboneRange = opts.range ?? (family === 'teachable-machine' ? '-1,1' : '0,1');
+  const base = { source, format, family, sha256: files.sha256, inputShape, range, layer };
+
+  // The layers model as ONNX (from the cache when converted before), run by ONNX Runtime.
+  const convert = async (log?: (m: string) => void) => {
+    const converted = await convertedBackbone(files, cutPath, layer, inputShape, log);
+    const o = await buildOnnxBackbone(
+      { source, model: converted.bytes, sha256: files.sha256, family: 'onnx', origin: files.origin },
+      { size: inputShape[0], layout: 'NHWC', preprocessing: rangePreprocessing(range) },
+    );
+    return { o, bytes: converted.bytes };
+  };
+  const { engine, said } = engineChoice(opts.engine);
+  let why: string;
+  if (format === 'graph-model') {
+    if (engine === 'onnx') {
+      release();
+      throw new UserError(
+        `backbone ${source} is a TensorFlow.js graph model, which imgclf does not convert to ONNX (${said}); use --backbone-engine auto or tfjs`,
+      );
+    }
+    why = 'graph models are not converted to ONNX';
+  } else if (engine === 'tfjs') {
+    why = said;
+  } else {
+    try {
+      const { o, bytes } = await convert(opts.log);
+      // ONNX Runtime computes from here on: the tfjs model is not needed.
+      release();
+      return {
+        record: { ...base, features: o.features },
+        origin: files.origin,
+        features: (x) => {
+          const n = x.shape[0];
+          return tf.tensor2d(o.extract(x.dataSync() as Float32Array, n), [n, o.features]);
+        },
+        extract: (images, n) => o.extract(images, n),
+        chunk: o.chunk,
+        engine: `ONNX Runtime (converted from tfjs layers, ${ortThreads()} threads)`,
+        converted: true,
+        onnxGraph: async () => graphOf(source, bytes, o),
+        dispose: () => o.dispose(),
+      };
+    } catch (err) {
+      if (engine === 'onnx') {
+        release();
+        if (err instanceof UserError)
+          throw new UserError(
+            `backbone ${source} does not run on ONNX Runtime (${said}): ${notConvertible(err)}`,
+          );
+        throw err;
+      }
+      why = `not convertible: ${notConvertible(err)}`;
+    }
+  }
   const rowValues = inputShape[0] * inputShape[1] * inputShape[2];
   const chunk = Math.max(1, Math.min(256, Math.floor(CHUNK_VALUES / rowValues)));
   const once = (x: tf.Tensor): tf.Tensor2D =>
@@ -341,10 +484,25 @@ async function build(files: BackboneFiles, opts: Omit<BackboneOptions, 'source'>
     );
   }
   return {
-    record: { source, format, family, sha256: files.sha256, inputShape, range, layer, features: dim },
+    record: { ...base, features: dim },
     origin: files.origin,
     features,
     chunk,
+    engine: `tfjs ${tf.getBackend()} (${why})`,
+    onnxGraph: async () => {
+      if (format === 'graph-model')
+        throw new UserError(
+          `cannot export the backbone ${source} to ONNX: it is a TensorFlow.js graph model, which imgclf does not convert`,
+        );
+      let converted: Awaited<ReturnType<typeof convert>>;
+      try {
+        converted = await convert();
+      } catch (err) {
+        throw new UserError(`cannot export the backbone ${source} to ONNX: ${notConvertible(err)}`);
+      }
+      converted.o.dispose();
+      return graphOf(source, converted.bytes, converted.o);
+    },
     dispose: release,
   };
 }
@@ -379,6 +537,8 @@ async function buildOnnx(
     },
     extract: (images, n) => o.extract(images, n),
     chunk: o.chunk,
+    engine: `ONNX Runtime (${ortThreads()} threads)`,
+    onnxGraph: async () => graphOf(files.source, files.model, o),
     dispose: () => o.dispose(),
   };
 }
@@ -405,10 +565,10 @@ export async function loadBackbone(opts: BackboneOptions, log?: (m: string) => v
     return backbone;
   }
   const files = await backboneFiles(opts.source, { log });
-  const backbone = await build(files, opts);
+  const backbone = await build(files, { ...opts, log });
   const r = backbone.record;
   log?.(
-    `backbone ${r.source}: ${r.format} (${r.family}), sha256 ${shortHash(r.sha256)}, ` +
+    `backbone ${r.source}: ${backbone.engine}; ${r.format} (${r.family}), sha256 ${shortHash(r.sha256)}, ` +
       `input ${r.inputShape.join('x')} in [${r.range}], ${r.features} features from ${r.format === 'graph-model' ? 'node' : 'layer'} ${r.layer}`,
   );
   return backbone;
@@ -431,7 +591,7 @@ export async function loadRecordedBackbone(
           ...options,
           preprocessing: record.preprocessing,
         })
-      : await build(await recordedBackboneFiles(record.source, record.sha256, { log }), options);
+      : await build(await recordedBackboneFiles(record.source, record.sha256, { log }), { ...options, log });
   const r = backbone.record;
   if (r.inputShape.join('x') !== record.inputShape.join('x') || r.features !== record.features) {
     backbone.dispose();
@@ -439,6 +599,7 @@ export async function loadRecordedBackbone(
       `backbone ${record.source} now gives ${r.features} features for ${r.inputShape.join('x')} images, but the run was trained on ${record.features} for ${record.inputShape.join('x')}`,
     );
   }
+  log?.(`backbone ${record.source}: ${backbone.engine}`);
   return backbone;
 }
 

@@ -126,6 +126,9 @@ export async function featureDataset(
       inputShape: r.inputShape,
       range: r.range,
       ...(r.preprocessing ? { preprocessing: r.preprocessing } : {}),
+      // A converted layers model's rows differ from tfjs' in the last digits: kept apart, so
+      // forcing one engine computes with it.
+      ...(backbone.converted ? { engine: 'onnx' } : {}),
     },
     data: dataIdentity(source),
   };

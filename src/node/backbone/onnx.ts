@@ -46,6 +46,8 @@ export interface OnnxOptions {
   range?: BackboneRange;
   /** A recorded run's preprocessing: used as it is, not resolved again. */
   preprocessing?: OnnxPreprocessing;
+  /** The input layout when it is known (a converted tfjs backbone is NHWC at any size). */
+  layout?: 'NCHW' | 'NHWC';
 }
 
 export interface OnnxBackbone {
@@ -98,6 +100,17 @@ function imageInput(session: OrtSession, source: string): { info: ValueInfo; lay
   if (c >= 0 && !isChannels(c))
     throw new UserError(`backbone ${source} takes ${c}-channel images; imgclf gives 1 (gray) or 3 (RGB)`);
   return { info, layout };
+}
+
+/**
+ * The preprocessing as one multiply-add per channel of a value x in [0, 1] (pixels / 255):
+ * ((x * 255) * rescale - mean[c]) / std[c] = x * scale[c] + shift[c].
+ */
+export function affineOf(pre: OnnxPreprocessing, channels: number): { scale: number[]; shift: number[] } {
+  return {
+    scale: pre.std.slice(0, channels).map((sd) => (255 * pre.rescale) / sd),
+    shift: pre.mean.slice(0, channels).map((m, c) => -m / pre.std[c]),
+  };
 }
 
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
@@ -200,7 +213,9 @@ export async function buildOnnxBackbone(files: OnnxFiles, opts: OnnxOptions): Pr
   const source = files.source;
   const session = await createOrtSession(files.model, source);
   try {
-    const { info, layout } = imageInput(session, source);
+    const found = imageInput(session, source);
+    const info = found.info;
+    const layout = opts.layout ?? found.layout;
     const s = info.shape;
     const [gh, gw, gc] = layout === 'NCHW' ? [s[2], s[3], s[1]] : [s[1], s[2], s[3]];
     if (gh >= 0 && gw >= 0 && gh !== gw)
@@ -213,9 +228,7 @@ export async function buildOnnxBackbone(files: OnnxFiles, opts: OnnxOptions): Pr
     const channels = gc === 1 ? 1 : 3;
     const inputShape: ImageShape = [side, side, channels];
     const out = featureOutput(session, opts.layer, source);
-    // Each value in [0, 1] becomes ((x * 255) * rescale - mean[c]) / std[c]: one multiply-add.
-    const scale = pre.std.slice(0, channels).map((sd) => (255 * pre.rescale) / sd);
-    const shift = pre.mean.slice(0, channels).map((m, c) => -m / pre.std[c]);
+    const { scale, shift } = affineOf(pre, channels);
     const plane = side * side;
     const row = plane * channels;
     const feed = new Float32Array(ONNX_BATCH * row);

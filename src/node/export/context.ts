@@ -92,6 +92,11 @@ function decodeWeights(a: NetArtifacts, source: string): Map<string, Weight> {
 
 export class ExportContext {
   readonly g = new GraphBuilder();
+  /**
+   * The value the model reads: the graph input, or (a head on a backbone) the backbone's
+   * features, which onnx.ts puts in front of the model before its exporter runs.
+   */
+  input = INPUT_NAME;
   private readonly weights: Map<string, Weight>;
 
   constructor(

@@ -132,13 +132,19 @@ export interface ModelInfo {
   input: ValueInfoProto;
   output: ValueInfoProto;
   metadata: Record<string, string>;
+  /**
+   * The opsets the nodes are written against, when not OPSET alone: a graph merged in (an ONNX
+   * backbone) keeps its own (export/backbone.ts says which).
+   */
+  opsetImports?: { domain: string; version: number }[];
+  irVersion?: number;
 }
 
 /** Serializes the graph as an ONNX model file. */
 export function encodeModel(g: GraphBuilder, info: ModelInfo): Uint8Array {
   const model = onnx.ModelProto.create({
-    irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET }],
+    irVersion: info.irVersion ?? IR_VERSION,
+    opsetImport: info.opsetImports ?? [{ domain: '', version: OPSET }],
     producerName: 'imgclf',
     producerVersion: info.producerVersion,
     modelVersion: 1,

@@ -33,13 +33,20 @@ export function defaultOnnxPath(runDir: string): string {
 export async function runToOnnx(run: LoadedRun): Promise<OnnxExport> {
   const m = run.metadata;
   const weights = await readFile(path.join(run.dir, WEIGHTS_FILE));
+  // A head on a backbone: the backbone's graph goes in front of it (backbone.ts).
+  const backbone = run.backbone ? await run.backbone.onnxGraph() : undefined;
+  const recorded = m.backbone;
   return convertToOnnx(await run.model.artifacts(), {
     model: m.model,
     classNames: m.classNames,
     inputShape: m.inputShape,
     preprocessing: m.preprocessing,
     source: run.dir,
-    extraMetadata: { weights_sha256: createHash('sha256').update(weights).digest('hex') },
+    extraMetadata: {
+      weights_sha256: createHash('sha256').update(weights).digest('hex'),
+      ...(recorded ? { backbone: recorded.source, backbone_sha256: recorded.sha256 } : {}),
+    },
+    ...(backbone ? { backbone } : {}),
   });
 }
 

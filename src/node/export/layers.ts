@@ -31,7 +31,7 @@
  * the export with one line naming the layer. A model has one input and one output.
  */
 import { UserError } from '../../core/errors.js';
-import { type ExportContext, INPUT_NAME, type ModelExporter, Unsupported, type Value } from './context.js';
+import { type ExportContext, type ModelExporter, Unsupported, type Value } from './context.js';
 import type { AttrValue } from './graph.js';
 
 /** One layer as model.json describes it. */
@@ -672,10 +672,12 @@ export const exportLayersModel: ModelExporter = (cx, topology, recordedShape) =>
     throw new UserError(
       `cannot export ${cx.source} to ONNX: its input shape is not known (got ${JSON.stringify(inputShape)})`,
     );
-  if (fromTopology && fromTopology.join('x') !== inputShape.join('x'))
+  // A size the topology leaves free (null: a MobileNet takes any size) fits any recorded one.
+  const fits = (d: number | null, i: number) => d === null || d === undefined || d === inputShape[i];
+  if (fromTopology && (fromTopology.length !== inputShape.length || !fromTopology.every(fits)))
     throw new UserError(
       `cannot export ${cx.source} to ONNX: the model takes ${fromTopology.join('x')} inputs but the run records ${inputShape.join('x')}`,
     );
-  const input: Value = { name: INPUT_NAME, shape: [...inputShape], layout: 'NHWC' };
+  const input: Value = { name: cx.input, shape: [...inputShape], layout: 'NHWC' };
   return { inputShape, logits: walkModel(cx, m, input) };
 };

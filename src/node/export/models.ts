@@ -7,7 +7,7 @@
  * graph of standard ops) stops the export with one line.
  */
 import { UserError } from '../../core/errors.js';
-import { type ExportContext, INPUT_NAME, type ModelExporter } from './context.js';
+import { type ExportContext, type ModelExporter } from './context.js';
 
 const exporters = new Map<string, ModelExporter>();
 
@@ -43,7 +43,7 @@ const softmaxScratch: ModelExporter = (cx: ExportContext, topology, recordedShap
   const W = param('W', [n, k]);
   const b = param('b', [k]);
   const g = cx.g;
-  const flat = g.node('Flatten', [INPUT_NAME], scope, { axis: { int: 1 } });
+  const flat = g.node('Flatten', [cx.input], scope, { axis: { int: 1 } });
   const mm = g.node('MatMul', [flat, g.constant(`${scope}/W`, W.values, [n, k])], scope);
   const logits = g.node('Add', [mm, g.constant(`${scope}/b`, b.values, [k])], scope);
   return { inputShape, logits: { name: logits, shape: [k], layout: 'NHWC' } };

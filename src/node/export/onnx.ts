@@ -8,6 +8,11 @@
  * scores; this file adds the final Softmax, so the ONNX output is the class probabilities, and
  * writes the file with its metadata. Anything without a mapping stops with one line (a
  * UserError) naming it.
+ *
+ * A head trained on a backbone's features is exported with the backbone in front of it
+ * (backbone.ts), so the file still takes the images; and a TensorFlow.js layers backbone alone
+ * becomes a graph from images to features (`convertFeatureGraph`), which node/backbone runs
+ * with ONNX Runtime.
  */
 import type { ImageShape } from '../../core/data/dataset.js';
 import type { Preprocessing } from '../../core/data/source.js';
@@ -15,6 +20,7 @@ import { UserError } from '../../core/errors.js';
 import type { NetArtifacts } from '../../core/models/net.js';
 import { VERSION } from '../../core/version.js';
 import { ExportContext, INPUT_NAME, type ModelExporter, OUTPUT_NAME, type Value } from './context.js';
+import { type BackboneGraph, type MergedBackbone, prependBackbone } from './backbone.js';
 import { encodeModel, floatValueInfo, OPSET } from './graph.js';
 import { exportLayersModel } from './layers.js';
 import { modelExporter } from './models.js';
@@ -33,6 +39,8 @@ export interface ExportInfo {
   source?: string;
   /** More metadata_props entries (e.g. the run's weights checksum). */
   extraMetadata?: Record<string, string>;
+  /** The backbone the model is a head on: put in front of it, so the file takes images. */
+  backbone?: BackboneGraph;
 }
 
 export interface OnnxExport {
@@ -89,7 +97,16 @@ export function convertToOnnx(artifacts: NetArtifacts, info: ExportInfo): OnnxEx
   const cx = new ExportContext(artifacts, source);
   const g = cx.g;
   g.reserve(INPUT_NAME);
-  const { inputShape, logits } = exporterFor(topology, source)(cx, topology, info.inputShape);
+  let merged: MergedBackbone | undefined;
+  let headShape = info.inputShape;
+  if (info.backbone) {
+    merged = prependBackbone(g, info.backbone, INPUT_NAME);
+    cx.input = merged.features;
+    headShape = [1, 1, info.backbone.features];
+  }
+  const graph = exporterFor(topology, source)(cx, topology, headShape);
+  const { logits } = graph;
+  const inputShape = info.backbone ? info.backbone.inputShape : graph.inputShape;
   checkShapes(inputShape, logits, info, source);
   const numClasses = logits.shape[0];
   // The models output logits; the file outputs probabilities.
@@ -108,6 +125,40 @@ export function convertToOnnx(artifacts: NetArtifacts, info: ExportInfo): OnnxEx
     input: floatValueInfo(INPUT_NAME, ['N', ...shape]),
     output: floatValueInfo(OUTPUT_NAME, ['N', numClasses]),
     metadata,
+    ...(merged ? { opsetImports: merged.opsetImports, irVersion: merged.irVersion } : {}),
   });
-  return { bytes, opset: OPSET, inputShape: shape, numClasses, ops: g.nodes.map((n) => n.opType), metadata };
+  const opset = merged?.opsetImports[0].version ?? OPSET;
+  return { bytes, opset, inputShape: shape, numClasses, ops: g.nodes.map((n) => n.opType), metadata };
+}
+
+/** The output of a backbone's feature graph. */
+export const FEATURES_NAME = 'features';
+
+/**
+ * A TensorFlow.js layers model (cut at its feature layer) as an ONNX graph from NHWC images
+ * [N, H, W, C], fed as the model takes them, to its features flattened as tfjs flattens them
+ * (row-major NHWC): FEATURES_NAME [N, D]. Throws the exporter's one-line UserError for what
+ * it cannot map.
+ */
+export function convertFeatureGraph(
+  artifacts: NetArtifacts,
+  opts: { inputShape: ImageShape; source: string },
+): { bytes: Uint8Array; features: number } {
+  const topology = artifacts.modelTopology as Record<string, unknown>;
+  const cx = new ExportContext(artifacts, opts.source);
+  const g = cx.g;
+  g.reserve(INPUT_NAME);
+  const { logits: out } = exporterFor(topology, opts.source)(cx, topology, opts.inputShape);
+  const x = cx.toNHWC(out, FEATURES_NAME);
+  const features = x.shape.reduce((a, b) => a * b, 1);
+  g.node('Flatten', [x.name], FEATURES_NAME, { axis: { int: 1 } }, FEATURES_NAME);
+  const bytes = encodeModel(g, {
+    graphName: 'backbone',
+    producerVersion: VERSION,
+    docString: `A TensorFlow.js backbone (${opts.source}) converted by imgclf: images in, features out.`,
+    input: floatValueInfo(INPUT_NAME, ['N', ...opts.inputShape]),
+    output: floatValueInfo(FEATURES_NAME, ['N', features]),
+    metadata: { imgclf_version: VERSION },
+  });
+  return { bytes, features };
 }

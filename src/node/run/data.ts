@@ -54,8 +54,9 @@ export async function loadRunData(
 export async function loadRunWithData(
   dir: string,
   dataDir?: string,
+  log?: (message: string) => void,
 ): Promise<{ run: LoadedRun; dataset: Dataset }> {
-  const run = await loadRun(dir);
+  const run = await loadRun(dir, log);
   return { run, dataset: await loadRunData(run.metadata, dataDir, { runDir: dir }) };
 }
 

@@ -38,7 +38,12 @@ import {
   type RunMetadataBase,
   WEIGHTS_FILE,
 } from '../../core/run-format.js';
-import { backboneNet, type BackboneRecord, loadRecordedBackbone } from '../backbone/backbone.js';
+import {
+  type Backbone,
+  backboneNet,
+  type BackboneRecord,
+  loadRecordedBackbone,
+} from '../backbone/backbone.js';
 import { writerOf } from './lock.js';
 import { LIMITS, readRunFile, runPath } from './paths.js';
 import {
@@ -197,9 +202,12 @@ export async function saveCheckpoint(
 
 export interface LoadedRun {
   dir: string;
+  /** The model; with a backbone, backbone then head as one net. */
   model: Net;
   metadata: RunMetadata;
   metrics: EpochMetrics[];
+  /** The loaded backbone, when the run was trained on one (`model` owns it). */
+  backbone?: Backbone;
 }
 
 /**
@@ -337,9 +345,11 @@ async function loadRunOnce(dir: string, log?: (message: string) => void): Promis
       `${path.join(dir, METADATA_FILE)}: the input shape ${JSON.stringify(shape)} is not an image shape imgclf trains on; restore the run directory or retrain`,
     );
   let model = await loadModelFiles(dir, metadata.model, '', listed);
+  let backbone: Backbone | undefined;
   if (metadata.backbone) {
     try {
-      model = backboneNet(await loadRecordedBackbone(metadata.backbone, log), model);
+      backbone = await loadRecordedBackbone(metadata.backbone, log);
+      model = backboneNet(backbone, model);
     } catch (err) {
       model.dispose();
       throw err;
@@ -358,7 +368,7 @@ async function loadRunOnce(dir: string, log?: (message: string) => void): Promis
     model.dispose();
     throw err;
   }
-  return { dir, model, metadata, metrics };
+  return { dir, model, metadata, metrics, ...(backbone ? { backbone } : {}) };
 }
 
 /** The bytes a weight spec takes in weights.bin: imgclf writes 4-byte values only. */
