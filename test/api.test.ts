@@ -273,7 +273,7 @@ describe('imgclf API', () => {
       invertLightBackground: false,
       resize: 'fill',
     });
-    expect(saved.metadata.config).toMatchObject({ dataset: 'folder', data: folder, imageSize: 28 });
+    expect(saved.metadata.config).toMatchObject({ dataKind: 'folder', data: folder, imageSize: 28 });
     model.dispose();
   });
 

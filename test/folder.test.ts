@@ -237,6 +237,15 @@ describe('bad image folders: one line, exit 2', () => {
       cli(['train', '--data', path.join(work, 'nowhere')], env),
       /nowhere does not exist; --data takes a folder of class folders or a \.csv file/,
     );
+    // A file that is no CSV: another kind of data is named with --data-kind.
+    expectCleanError(
+      cli(['train', '--data', path.join(flat, 'a.png')], env),
+      /a\.png is neither a folder of class folders nor a \.csv file; --data-kind KIND names another kind of data/,
+    );
+    expectCleanError(
+      cli(['train', '--data-kind', 'csv'], env),
+      /--data-kind names the kind of your own data: give --data PATH too/,
+    );
     const dir = path.join(work, 'unreadable-class');
     await writeShapesFolder(dir, { perClass: 2, classes: ['circle', 'square'] });
     rmSync(path.join(dir, 'square'), { recursive: true });

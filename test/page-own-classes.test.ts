@@ -391,7 +391,7 @@ describe.skipIf(!existsSync(CHROMIUM))('your own classes in the page', () => {
       inputShape: [32, 32, 3],
       preprocessing: { scale: 255, invertLightBackground: false, resize: 'fill' },
       data: { kind: 'folder', path: 'data', imageSize: 32, channels: 3, resizeMode: 'fill' },
-      config: { model: 'cnn', batchSize: 8, dataset: 'folder', imageSize: 32, holdOut: 0.2 },
+      config: { model: 'cnn', batchSize: 8, dataKind: 'folder', imageSize: 32, holdOut: 0.2 },
     });
     const manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
     expect(Object.keys(manifest.files)).toEqual(

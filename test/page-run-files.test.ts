@@ -118,7 +118,8 @@ describe('the plan for your own classes is the CLI plan for a folder of them', (
         'en',
       );
       expect(page).toEqual(cli);
-      expect(page).toMatchObject({ dataset: 'folder', imageSize: 32, channels: 3, holdOut: 0.2 });
+      expect(page).toMatchObject({ dataKind: 'folder', imageSize: 32, channels: 3, holdOut: 0.2 });
+      expect(page.dataset).toBeUndefined();
       // Sized to the data as the CLI sizes it: ~300 steps, a batch of 8 for a few dozen images.
       for (const n of [20, 73, 500, 5000]) expect(ownPlan({ model }, images, n)).toEqual(sizeToData(cli, n));
       expect(ownPlan({ model }, images, 73).plan).toMatchObject({ batchSize: 8 });
@@ -172,7 +173,7 @@ describe('the run directory the page writes is the one imgclf reads', () => {
       inputShape: SHAPE,
       preprocessing: { scale: 255, invertLightBackground: false, resize: 'fill' },
       data: { kind: 'folder', path: 'data', imageSize: 8, channels: 3, resizeMode: 'fill', valSplit: 0.2 },
-      config: { model: 'mlp', dataset: 'folder', data: 'data', imageSize: 8, batchSize: 8 },
+      config: { model: 'mlp', dataKind: 'folder', data: 'data', imageSize: 8, batchSize: 8 },
       testAccuracy: 0.5,
     });
     expect(loaded.metrics).toEqual(run.metrics);

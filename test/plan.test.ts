@@ -62,7 +62,8 @@ describe('plan', () => {
 
   it('folder defaults live in the plan and reach the data source', () => {
     const plan = resolveConfig({ data: 'pets/' });
-    expect(plan).toMatchObject({ dataset: 'folder', imageSize: 28, channels: 3, resizeMode: 'fill' });
+    expect(plan).toMatchObject({ dataKind: 'folder', imageSize: 28, channels: 3, resizeMode: 'fill' });
+    expect(plan.dataset).toBeUndefined();
     expect(dataSourceOf(plan)).toMatchObject({ kind: 'folder', path: 'pets/', imageSize: 28, valSplit: 0.1 });
     expect(dataSourceOf(resolveConfig({}))).toEqual({ kind: 'idx', dataset: 'fashion-mnist' });
   });
@@ -89,6 +90,58 @@ describe('plan', () => {
     expect(() => resolveConfig({ data: 'pets/', holdOut: 1 })).toThrow(
       '--hold-out must be a fraction above 0 and at most 0.9 (got 1)',
     );
+  });
+
+  it('dataset names a built-in set only; dataKind names the kind of --data', () => {
+    expect(resolveConfig({})).toMatchObject({ dataset: 'fashion-mnist' });
+    expect(resolveConfig({}).dataKind).toBeUndefined();
+    const csv = resolveConfig({ data: 'rows.csv' });
+    expect(csv).toMatchObject({ dataKind: 'csv', data: 'rows.csv' });
+    expect(csv.dataset).toBeUndefined();
+    // Given, the kind wins over the path's name; a registered kind builds its own source.
+    expect(dataSourceOf(resolveConfig({ data: 'shots.csv', dataKind: 'folder' }))).toMatchObject({
+      kind: 'folder',
+      path: 'shots.csv',
+    });
+    expect(dataSourceOf(resolveConfig({ data: 'x.parquet', dataKind: 'parquet', seed: 2 }))).toEqual({
+      kind: 'parquet',
+      path: 'x.parquet',
+      valSplit: 0.1,
+      seed: 2,
+    });
+    expect(() => resolveConfig({ dataKind: 'csv' })).toThrow(
+      '--data-kind names the kind of your own data: give --data PATH too',
+    );
+    for (const both of [
+      { data: 'pets/', dataset: 'mnist' },
+      { data: 'pets/', dataset: 'mnist', dataKind: 'folder' },
+      { data: 'x.parquet', dataset: 'parquet', dataKind: 'csv' },
+    ])
+      expect(() => resolveConfig(both)).toThrow(
+        '--data and --dataset exclude each other: train on your own data or a built-in set',
+      );
+  });
+
+  it('a plan recorded with the kind of its data as dataset resolves to the same plan', () => {
+    // metadata.json `config` of runs saved before dataKind: dataset 'folder', 'csv' or a
+    // registered kind beside data. --resume, evaluate and predict resolve it again.
+    const old: Record<string, unknown>[] = [
+      { model: 'mlp', dataset: 'folder', data: '/runs/pets', imageSize: 32, channels: 3, holdOut: 0.2 },
+      { model: 'softmax', dataset: 'csv', data: 'rows.csv', testData: 'test.csv', holdOut: 0.1 },
+      { model: 'softmax', dataset: 'synthetic', data: 'bars', holdOut: 0.1, seed: 4 },
+    ];
+    const kinds = ['folder', 'csv', 'synthetic'];
+    old.forEach((config, i) => {
+      const plan = resolveConfig(config);
+      const { dataset, ...now } = config;
+      expect(dataset).toBe(kinds[i]);
+      expect(plan).toEqual(resolveConfig({ ...now, dataKind: kinds[i] }));
+      expect(plan.dataset).toBeUndefined();
+      expect(plan.dataKind).toBe(kinds[i]);
+      expect(dataSourceOf(plan).kind).toBe(kinds[i]);
+      // Resolved again (a resume of a resume), it stays the same plan.
+      expect(resolveConfig({ ...plan })).toEqual(plan);
+    });
   });
 
   it('unknown keys and names fail with one clear line', () => {

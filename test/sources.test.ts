@@ -5,6 +5,8 @@
  * resumes it, loads the run back and evaluates it, and saves it again from code: nothing
  * outside this file knows the kind. A kind nobody registered fails with one line.
  */
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { splitFromBytes } from '../src/core/data/dataset.js';
@@ -70,7 +72,7 @@ const synthetic: SourceEntry<SyntheticSource> = {
   fromRun: (source) => source,
   atInput: (source, input) => ({ ...source, resize: checkGrayInput(input, source.path) }),
   cacheIdentity: (source) => ({ kind: 'synthetic', path: source.path }),
-  planChoices: (source) => ({ dataset: 'synthetic', data: source.path, holdOut: source.valSplit }),
+  planChoices: (source) => ({ dataKind: 'synthetic', data: source.path, holdOut: source.valSplit }),
   isRecorded: (data) => typeof data.path === 'string',
 };
 
@@ -89,7 +91,7 @@ describe('a data source registered outside the library', () => {
   it('trains through train(), resumes, and loads back with its data for evaluate', async () => {
     const out = path.join(work, 'run');
     const quiet = () => {};
-    const result = await train({ dataset: 'synthetic', data: 'bars', epochs: 2, out, log: quiet });
+    const result = await train({ dataKind: 'synthetic', data: 'bars', epochs: 2, out, log: quiet });
     expect(result.data).toMatchObject({ source: 'synthetic', name: 'bars', train: 144, test: 16 });
     expect(result.history.at(-1)!.test_accuracy).toBeGreaterThan(0.8);
 
@@ -107,9 +109,39 @@ describe('a data source registered outside the library', () => {
 
     // saveRun records a plan that names the data again (the entry's planChoices).
     const copy = await saveRun(path.join(work, 'copy'), { model: run.model, data, history: run.history });
-    expect(copy.metadata.config).toMatchObject({ dataset: 'synthetic', data: 'bars', holdOut: 0.1 });
+    expect(copy.metadata.config).toMatchObject({ dataKind: 'synthetic', data: 'bars', holdOut: 0.1 });
     const again = await loadRunData(await loadRun(copy.dir));
     expect((await evaluate(run.model, again.test)).accuracy).toBe(accuracy);
+    run.model.dispose();
+  });
+
+  it('a run recorded with its kind as dataset (before dataKind) resumes and evaluates', async () => {
+    const out = path.join(work, 'recorded');
+    const quiet = () => {};
+    await train({ dataKind: 'synthetic', data: 'bars', epochs: 1, out, log: quiet });
+    // metadata.json as runs saved before dataKind recorded it, manifest updated to match.
+    const metaFile = path.join(out, 'metadata.json');
+    const meta = JSON.parse(readFileSync(metaFile, 'utf8'));
+    const { dataKind, ...config } = meta.config;
+    expect(dataKind).toBe('synthetic');
+    meta.config = { ...config, dataset: 'synthetic' };
+    const text = JSON.stringify(meta, null, 1);
+    writeFileSync(metaFile, text);
+    const manifestFile = path.join(out, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
+    manifest.files['metadata.json'] = {
+      size: Buffer.byteLength(text),
+      sha256: createHash('sha256').update(text).digest('hex'),
+    };
+    writeFileSync(manifestFile, JSON.stringify(manifest));
+
+    const resumed = await train({ resume: out, epochs: 2, log: quiet });
+    expect(resumed.history.map((m) => m.epoch)).toEqual([1, 2]);
+    const run = await loadRun(out);
+    expect(run.metadata.config).toMatchObject({ dataKind: 'synthetic', data: 'bars' });
+    expect(run.metadata.config.dataset).toBeUndefined();
+    const data = await loadRunData(run);
+    expect((await evaluate(run.model, data.test)).accuracy).toBe(resumed.testAccuracy);
     run.model.dispose();
   });
 
@@ -124,7 +156,7 @@ describe('a data source registered outside the library', () => {
     const source = { kind: 'parquet', path: 'x.parquet' } as unknown as SyntheticSource;
     await expect(loadDataset({ source })).rejects.toThrow(oneLine);
     const out = path.join(work, 'parquet');
-    await expect(train({ dataset: 'parquet', data: 'x.parquet', out, log: () => {} })).rejects.toThrow(
+    await expect(train({ dataKind: 'parquet', data: 'x.parquet', out, log: () => {} })).rejects.toThrow(
       oneLine,
     );
   });

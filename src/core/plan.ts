@@ -97,17 +97,34 @@ function isHead(name: string): name is Head {
   return (HEADS as readonly string[]).includes(name);
 }
 
-/** The plan's names of a dataset that are no kind of your own data: the built-in sets. */
-const BUILT_IN_KINDS: readonly string[] = [...IDX_DATASET_NAMES, 'folder', 'csv'];
+/** Whether `name` is a built-in IDX set's: the one thing a plan's `dataset` names. */
+function isBuiltIn(name: string): boolean {
+  return (IDX_DATASET_NAMES as readonly string[]).includes(name);
+}
 
 /**
- * The kind of `--data PATH`: a CSV or an image folder by its name, or a kind a Node module
- * registered (node/data/sources.ts), which the plan names as `dataset`. A kind nobody
- * registered fails when the data is loaded, where the registry is known.
+ * The kind of `--data PATH` (`dataKind`): as given, else a CSV by its name and anything else
+ * an image folder (the folder loader says when it is none). Core cannot look at the path, and
+ * a kind nobody registered fails when the data is loaded, where the registry is known.
  */
-function ownDataKind(data: string, dataset: string | undefined): string {
-  if (dataset !== undefined && !BUILT_IN_KINDS.includes(dataset)) return dataset;
-  return /\.csv$/i.test(data) ? 'csv' : 'folder';
+function ownDataKind(input: Partial<TrainConfig>): string | undefined {
+  const { data, dataset, dataKind } = input;
+  if (data === undefined) {
+    check(dataKind === undefined, '--data-kind names the kind of your own data: give --data PATH too');
+    return undefined;
+  }
+  check(dataKind !== '', '--data-kind needs a kind: folder, csv or a registered one');
+  // Plans recorded before dataKind existed name the kind as `dataset` beside `data` ('folder',
+  // 'csv' or a registered kind): read so, they resume, evaluate and predict as before.
+  const recorded = dataset === undefined || isBuiltIn(dataset) ? undefined : dataset;
+  if ((dataset !== undefined && recorded === undefined) || (recorded && dataKind && recorded !== dataKind))
+    throw new UserError('--data and --dataset exclude each other: train on your own data or a built-in set');
+  return dataKind ?? recorded ?? kindOfPath(data);
+}
+
+/** The kind of data at `path` when no kind is given: a `.csv` file, else an image folder. */
+function kindOfPath(path: string): string {
+  return /\.csv$/i.test(path) ? 'csv' : 'folder';
 }
 
 /**
@@ -160,10 +177,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
   }
   const model = head ?? input.model ?? SETTINGS.model.default;
   const entry = getEntry(model);
-  const dataKind = input.data === undefined ? undefined : ownDataKind(input.data, input.dataset);
-  // A resolved plan names both (dataset 'folder' or 'csv' with its data): --resume re-resolves it.
-  if (input.data !== undefined && input.dataset !== undefined && input.dataset !== dataKind)
-    throw new UserError('--data and --dataset exclude each other: train on your own data or a built-in set');
+  const dataKind = ownDataKind(input);
   const d = modelDefaults(model);
   const recipe = head !== undefined && head !== 'knn' ? withDefaults(d, HEAD_DEFAULTS[head]) : d;
   // Each setting as given, else the model's default, else the declared one. Settings that apply
@@ -175,7 +189,9 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     if (decl.when === undefined) plan[name] = input[name] ?? (decl.perModel ? own[name] : decl.default);
   }
   plan.model = model;
-  plan.dataset = dataKind ?? input.dataset ?? SETTINGS.dataset.default;
+  // `dataset` is a built-in set's name only: a plan of your own data has `data` and `dataKind`.
+  if (dataKind === undefined) plan.dataset = input.dataset ?? SETTINGS.dataset.default;
+  else plan.dataKind = dataKind;
   plan.modelOptions = input.modelOptions ?? {};
   // A resolved plan keeps its own list when resolved again (a recorded plan's is empty).
   plan.defaulted = (['batchSize', 'epochs'] as const).filter((k) =>
@@ -237,9 +253,9 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     !cfg.nesterov || (cfg.optimizer === 'sgd' && cfg.momentum > 0),
     '--nesterov needs --optimizer sgd with --momentum > 0',
   );
-  if (!dataKind) {
+  if (cfg.dataset !== undefined) {
     check(
-      (IDX_DATASET_NAMES as readonly string[]).includes(cfg.dataset),
+      isBuiltIn(cfg.dataset),
       `unknown dataset '${cfg.dataset}'; choose one of ${IDX_DATASET_NAMES.join(', ')}, or --data PATH for your own`,
     );
   }
@@ -254,10 +270,13 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
  * absolute source, which is what a run directory records.
  */
 export function dataSourceOf(plan: TrainConfig): DataSource {
-  if (plan.dataset === 'folder') {
+  if (plan.data === undefined)
+    return idxSource(plan.dataset ?? SETTINGS.dataset.default, plan.dataDir, plan.resize);
+  const kind = plan.dataKind ?? kindOfPath(plan.data);
+  if (kind === 'folder') {
     return {
       kind: 'folder',
-      path: plan.data!,
+      path: plan.data,
       imageSize: plan.imageSize ?? FOLDER_DEFAULTS.imageSize,
       channels: plan.channels ?? FOLDER_DEFAULTS.channels,
       resizeMode: plan.resizeMode ?? FOLDER_DEFAULTS.resizeMode,
@@ -265,20 +284,19 @@ export function dataSourceOf(plan: TrainConfig): DataSource {
       seed: plan.seed,
     };
   }
-  if (plan.dataset === 'csv') {
+  if (kind === 'csv') {
     return {
       kind: 'csv',
-      path: plan.data!,
+      path: plan.data,
       testPath: plan.testData,
       valSplit: plan.holdOut ?? HELD_OUT_TEST_SPLIT,
       seed: plan.seed,
       resize: plan.resize,
     };
   }
-  if (plan.data === undefined) return idxSource(plan.dataset, plan.dataDir, plan.resize);
   // A registered kind: its module's source type extends OwnData (core/data/source.ts).
   const own: OwnData & { kind: string } = {
-    kind: plan.dataset,
+    kind,
     path: plan.data,
     valSplit: plan.holdOut ?? HELD_OUT_TEST_SPLIT,
     seed: plan.seed,

@@ -255,10 +255,11 @@ export const SETTINGS = {
   dataset: {
     type: 'string',
     default: 'fashion-mnist',
+    when: 'without --data',
     use: ['data'],
     cli: 'plan',
     arg: 'name',
-    help: `built-in IDX dataset: ${orList(IDX_DATASET_NAMES)} (a plan of your own data records folder or csv here)`,
+    help: `the built-in IDX set, ${orList(IDX_DATASET_NAMES)}`,
   },
   dataDir: {
     type: 'string',
@@ -274,6 +275,14 @@ export const SETTINGS = {
     cli: 'plan',
     arg: 'path',
     help: 'your own data: a folder with one subfolder per class, or a .csv file',
+  },
+  dataKind: {
+    type: 'string',
+    when: 'your own data',
+    use: ['data'],
+    cli: 'plan',
+    arg: 'kind',
+    help: 'what kind of data --data is (folder, csv, or a kind a module registered, node/data/sources.ts); unset, a .csv file is csv and anything else an image folder',
   },
   testData: {
     type: 'string',

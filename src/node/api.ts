@@ -143,6 +143,11 @@ export interface DatasetOptions {
   dataset?: string;
   /** Your own data: a folder with one subfolder per class (or train/ and test/), or a .csv file. */
   data?: string;
+  /**
+   * The kind of `data`: 'folder', 'csv' or a registered kind (node/data/sources.ts); by
+   * default a .csv file is 'csv' and anything else 'folder'.
+   */
+  dataKind?: string;
   /** A test CSV for a CSV `data`; without one, `valSplit` of the rows is held out. */
   testData?: string;
   /** Image folders: images become imageSize x imageSize pixels (default 28). */

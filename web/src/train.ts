@@ -43,8 +43,9 @@ export interface PageChoice {
 
 /**
  * Images collected in the page, as an image folder would be read: the plan is that of
- * `imgclf train --data data --image-size N --channels C --resize-mode M --hold-out F`, and a
- * downloaded run keeps the images in `data/` (PAGE_DATA_DIR) of its run directory.
+ * `imgclf train --data data --data-kind folder --image-size N --channels C --resize-mode M
+ * --hold-out F`, and a downloaded run keeps the images in `data/` (PAGE_DATA_DIR) of its run
+ * directory.
  */
 export interface PageImages {
   imageSize: number;
@@ -71,6 +72,7 @@ export function pagePlan(choice: PageChoice): TrainConfig {
     ...(images
       ? {
           data: PAGE_DATA_DIR,
+          dataKind: 'folder',
           imageSize: images.imageSize,
           channels: images.channels,
           resizeMode: images.resizeMode,

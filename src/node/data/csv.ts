@@ -121,6 +121,7 @@ registerSource<CsvSource>('csv', {
   cacheIdentity: (source) => ({ kind: 'csv', path: source.path, test: source.testPath ?? null }),
 
   planChoices: (source) => ({
+    dataKind: 'csv',
     data: source.path,
     testData: source.testPath,
     valSplit: source.valSplit,

@@ -275,7 +275,9 @@ export async function scanImageFolder(folder: string, opts: ScanOptions = {}): P
   if (!existsSync(root))
     throw new UserError(`${folder} does not exist; --data takes a folder of class folders or a .csv file`);
   if (!statSync(root).isDirectory())
-    throw new UserError(`${folder} is neither a folder of class folders nor a .csv file`);
+    throw new UserError(
+      `${folder} is neither a folder of class folders nor a .csv file; --data-kind KIND names another kind of data`,
+    );
   const ctx: ScanContext = { strict: opts.strict ?? false, log: opts.log, skipped: [] };
   const rootReal = await realpath(root);
   const top = await listDir(root, rootReal);
@@ -530,7 +532,9 @@ registerSource<FolderSource>('folder', {
 
   cacheIdentity: (source) => ({ kind: 'folder', path: source.path, resizeMode: source.resizeMode }),
 
+  // The kind is named, not left to the path: a folder may end in .csv.
   planChoices: ({ path: data, imageSize, channels, resizeMode, valSplit, seed }) => ({
+    dataKind: 'folder',
     data,
     imageSize,
     channels,
