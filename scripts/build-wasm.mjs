@@ -23,6 +23,8 @@ try {
       '-msimd128',
       // Products are rounded before they are summed, as tfjs's kernels do (no contraction).
       '-ffp-contract=off',
+      // Zeroing loops stay vector stores instead of becoming calls to the byte-wise memset.
+      '-fno-builtin',
       '-nostdlib',
       '-Wl,--no-entry',
       '-Wl,--export-dynamic',

@@ -47,7 +47,12 @@ function relDiff(a: Float32Array[], b: Float32Array[]): number {
 }
 
 /** Twenty steps on one batch of `n` images of `shape`, unfused and fused; the weights' relative difference. */
-async function twentySteps(plan: TrainConfig, n: number, shape: ImageShape = SHAPE): Promise<number> {
+async function twentySteps(
+  plan: TrainConfig,
+  n: number,
+  shape: ImageShape = SHAPE,
+  path: 'floats' | 'bytes' = 'floats',
+): Promise<number> {
   const size = shape[0] * shape[1] * shape[2];
   const rng = new Rng(7);
   // Fashion-MNIST's first images at 28x28 (pure noise with random labels makes momentum steps
@@ -74,7 +79,12 @@ async function twentySteps(plan: TrainConfig, n: number, shape: ImageShape = SHA
   });
   expect(runner).toBeDefined();
   await runner!.load(fused, optFused);
-  for (let s = 0; s < 20; s++) await runner!.step(x, y, lr(s), s);
+  // The byte path reads the split's rows in place (what the loop does for a byte split).
+  const images = train.images as Uint8Array;
+  const rows = Uint32Array.from({ length: n }, (_, i) => i);
+  for (let s = 0; s < 20; s++)
+    if (path === 'bytes') await runner!.stepRows!(images, rows, y, lr(s), s);
+    else await runner!.step(x, y, lr(s), s);
   expect(await runner!.drain()).toHaveLength(20);
   await runner!.sync(fused, optFused);
   const d = Math.max(
@@ -115,9 +125,13 @@ describe('fused dense step', () => {
   for (const [name, choices] of plans) {
     it(`matches the unfused step within 1e-5 after 20 steps: ${name}`, async () => {
       const plan = resolveConfig({ model: 'softmax', ...choices });
-      // 256 rows (the default batch) and 99 (odd: the single-row path); 784 columns (a
-      // multiple of 8) and 27 (the 4-wide and scalar tails).
+      // 256 rows (the default batch) and 99 (odd: a short block and the single-row path);
+      // 784 columns (a multiple of 16) and 27 (the 4-wide and scalar tails); float rows
+      // copied in (step) and byte rows read in place (stepRows).
+      expect(train.images).toBeInstanceOf(Uint8Array);
       expect(await twentySteps(plan, 256)).toBeLessThan(1e-5);
+      expect(await twentySteps(plan, 256, SHAPE, 'bytes')).toBeLessThan(1e-5);
+      expect(await twentySteps(plan, 99, SHAPE, 'bytes')).toBeLessThan(1e-5);
       expect(await twentySteps(plan, 99, [3, 3, 3])).toBeLessThan(1e-5);
     });
   }

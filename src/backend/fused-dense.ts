@@ -2,13 +2,12 @@
  * A fused training step for softmax regression (flatten, then one dense layer) on the wasm
  * backend: forward pass, softmax cross-entropy with label smoothing, backward pass and the
  * optimizer update (SGD with momentum, Nesterov and weight decay; Adam; AdamW) in two calls
- * into a small SIMD wasm module of our own (wasm/fused-dense.c) and one JavaScript pass for
- * the loss.
+ * into a small SIMD wasm module of our own (wasm/fused-dense.c): one for the loss and the
+ * gradients, one for the update.
  *
  * Why: the unfused step runs about a dozen tfjs kernels on 256x10 and 784x10 tensors, and each
  * launch (engine bookkeeping, the gradient tape, allocation on the wasm heap) costs more than
- * its arithmetic: 2 M multiply-adds each way, well under a millisecond of SIMD work. Here a
- * step is one copy of the batch into the module's memory and three loops over it.
+ * its arithmetic: 2 M multiply-adds each way, a few hundred microseconds of SIMD work.
  *
  * How it plugs in: as a `StepRunner` (core/train/loop.ts), the hook the worker threads use,
  * registered with core/train/fused-step.ts. The weights and optimizer slots live in the
@@ -16,6 +15,11 @@
  * variables and the optimizer (`setState`) after every epoch and on an interrupt, so
  * evaluation, saving, checkpoints and resume see what they always see. Everything is float32,
  * so a checkpoint round trip is exact and a resumed run continues bit for bit.
+ *
+ * Two ways in: `stepRows` reads the rows of a byte split in place (the data set's bytes are
+ * copied into the module's memory once, 47 MB for Fashion-MNIST; the loop then gathers no
+ * pixels and `fit` keeps the split as bytes, not 188 MB of floats), and `step` takes a float
+ * batch (augmented batches, features from a backbone), copied in.
  *
  * The module is separate from tfjs-backend-wasm's (its own memory, instantiated per runner):
  * tfjs's heap is private to its Emscripten build, and the step needs none of its kernels.
@@ -26,24 +30,52 @@ import type { Optimizer, OptimizerConfig } from '../core/optim/optimizers.js';
 import { type FusedStepPlan, registerFusedStep } from '../core/train/fused-step.js';
 import type { StepRunner } from '../core/train/loop.js';
 import { FUSED_DENSE_WASM } from './fused-dense-wasm.js';
-import { softmaxXentRows } from './fused-xent.js';
 import { transpose2d } from './wasm-kernels.js';
 
 /** The module's exports (wasm/fused-dense.c); pointers are byte offsets into its memory. */
 interface Kernels {
   memory: WebAssembly.Memory;
   fd_alloc(bytes: number): number;
-  fd_forward(x: number, n: number, d: number, wt: number, b: number, k: number, z: number): void;
-  fd_backward(
+  /** Rows per block: the scratch buffers hold one block. */
+  fd_block(): number;
+  fd_step_floats(
     x: number,
+    labels: number,
     n: number,
     d: number,
-    dy: number,
     k: number,
+    wt: number,
+    b: number,
+    on: number,
+    off: number,
     scale: number,
     gw: number,
     gb: number,
-  ): void;
+    z: number,
+    dy: number,
+    dyw: number,
+    stats: number,
+  ): number;
+  fd_step_bytes(
+    images: number,
+    rows: number,
+    labels: number,
+    n: number,
+    d: number,
+    k: number,
+    wt: number,
+    b: number,
+    on: number,
+    off: number,
+    scale: number,
+    gw: number,
+    gb: number,
+    xb: number,
+    z: number,
+    dy: number,
+    dyw: number,
+    stats: number,
+  ): number;
   fd_sgd(
     p: number,
     grad: number,
@@ -133,12 +165,20 @@ class FusedDenseRunner implements StepRunner {
   private readonly grads: number;
   private readonly slots: number[];
   private readonly size: number;
+  /** Scratch of one block of rows (wasm/fused-dense.c BLOCK): logits, dy, dy / div, pixels. */
+  private readonly z: number;
+  private readonly dy: number;
+  private readonly dyw: number;
+  private readonly xb: number;
   /** Batch buffers, laid out for `capacity` rows on the first step (again for a larger batch). */
   private capacity = 0;
   private x = 0;
-  private z = 0;
-  private dy = 0;
-  private loss = new Float32Array(0);
+  private labels = 0;
+  private rows = 0;
+  private stats = 0;
+  /** The byte split read in place by stepRows, copied into the module's memory once. */
+  private images?: Uint8Array;
+  private imagesAt = 0;
   /** The optimizer's own step count (Adam's bias correction), from its state. */
   private optimizerStep = 0;
   private results: { loss: number; correct: number }[] = [];
@@ -155,6 +195,11 @@ class FusedDenseRunner implements StepRunner {
     this.params = this.alloc(this.size);
     this.grads = this.alloc(this.size);
     this.slots = Array.from({ length: perVar }, () => this.alloc(this.size));
+    const block = this.k.fd_block();
+    this.z = this.alloc(block * classes);
+    this.dy = this.alloc(block * classes);
+    this.dyw = this.alloc(block * classes);
+    this.xb = this.alloc(block * d);
   }
 
   private alloc(floats: number): number {
@@ -210,36 +255,92 @@ class FusedDenseRunner implements StepRunner {
     if (rows <= this.capacity) return;
     // The bump allocator does not free: the old, smaller buffers stay unused.
     this.x = this.alloc(rows * this.d);
-    this.z = this.alloc(rows * this.classes);
-    this.dy = this.alloc(rows * this.classes);
-    this.loss = new Float32Array(rows);
+    this.labels = this.alloc(rows);
+    this.rows = this.alloc(rows);
+    this.stats = this.alloc(rows * 3);
     this.capacity = rows;
   }
 
+  /** Targets with label smoothing eps: eps / k off the label, 1 - eps + eps / k on it. */
+  private targets(): { on: number; off: number } {
+    const off = this.plan.labelSmoothing / this.classes;
+    return { on: 1 - this.plan.labelSmoothing + off, off };
+  }
+
+  /** A step on n float rows (augmented batches, features): copied into the module's memory. */
   async step(x: Float32Array, y: Int32Array, lr: number): Promise<void> {
     const { d, classes } = this;
     const n = y.length;
     this.reserve(n);
-    const k = this.k;
     this.view(this.x, n * d).set(x.subarray(0, n * d));
-    const wt = this.params;
-    const b = this.params + d * classes * 4;
-    k.fd_forward(this.x, n, d, wt, b, classes, this.z);
-    // The loss and its gradient (softmax - target) with the code the unfused step's kernel
-    // runs (fused-xent.ts), so both paths compute them alike from the same logits.
-    const correct = softmaxXentRows(
-      this.view(this.z, n * classes),
-      y,
+    new Int32Array(this.k.memory.buffer, this.labels, n).set(y);
+    const { on, off } = this.targets();
+    const correct = this.k.fd_step_floats(
+      this.x,
+      this.labels,
       n,
+      d,
       classes,
-      this.plan.labelSmoothing,
-      this.loss,
-      this.view(this.dy, n * classes),
+      this.params,
+      this.params + d * classes * 4,
+      on,
+      off,
+      // The mean loss's gradient: tf.mean divides by n in float32.
+      1 / n,
+      this.grads,
+      this.grads + d * classes * 4,
+      this.z,
+      this.dy,
+      this.dyw,
+      this.stats,
     );
+    this.finish(n, correct, lr);
+  }
+
+  /** A step on rows `rows` of a byte split, read in place (see StepRunner.stepRows). */
+  async stepRows(images: Uint8Array, rows: Uint32Array, y: Int32Array, lr: number): Promise<void> {
+    const { d, classes } = this;
+    const n = y.length;
+    this.reserve(n);
+    if (this.images !== images) {
+      // Once per run: the split's bytes (47 MB for Fashion-MNIST) into the module's memory.
+      this.imagesAt = this.k.fd_alloc(images.length);
+      if (this.imagesAt === 0) throw new Error('the fused dense step ran out of WebAssembly memory');
+      new Uint8Array(this.k.memory.buffer, this.imagesAt, images.length).set(images);
+      this.images = images;
+    }
+    new Uint32Array(this.k.memory.buffer, this.rows, n).set(rows);
+    new Int32Array(this.k.memory.buffer, this.labels, n).set(y);
+    const { on, off } = this.targets();
+    const correct = this.k.fd_step_bytes(
+      this.imagesAt,
+      this.rows,
+      this.labels,
+      n,
+      d,
+      classes,
+      this.params,
+      this.params + d * classes * 4,
+      on,
+      off,
+      1 / n,
+      this.grads,
+      this.grads + d * classes * 4,
+      this.xb,
+      this.z,
+      this.dy,
+      this.dyw,
+      this.stats,
+    );
+    this.finish(n, correct, lr);
+  }
+
+  /** The step's summed loss from its rows' statistics, then the update. */
+  private finish(n: number, correct: number, lr: number): void {
+    // Per row: log(sum exp(z - max)) + max - sum_j t_j z_j, the cross-entropy, in double.
+    const stats = this.view(this.stats, n * 3);
     let loss = 0;
-    for (let i = 0; i < n; i++) loss += this.loss[i];
-    // The mean loss's gradient: tf.mean divides by n in float32.
-    k.fd_backward(this.x, n, d, this.dy, classes, 1 / n, this.grads, this.grads + d * classes * 4);
+    for (let i = 0; i < n; i++) loss += Math.log(stats[3 * i + 1]) + stats[3 * i] - stats[3 * i + 2];
     this.update(lr);
     this.results.push({ loss, correct });
   }

@@ -11,8 +11,8 @@
  *   backward  gw[j, d] = sum_i dy[i, j] * x[i, d]             (axpy along d, summed over rows)
  *             gb[j]    = sum_i dy[i, j]
  *
- * The softmax cross-entropy between them runs in JavaScript (fused-xent.ts's softmaxXentRows,
- * the same code the unfused path runs), so this file needs no libm.
+ * with the softmax cross-entropy between them, block by block of rows (BLOCK). There is no
+ * libm: exp is written out below, and the one log per row is taken by the caller.
  *
  * Only plain SIMD128: relaxed SIMD's fused multiply-add is not on by default in Node 20, and
  * where it is its rounding may differ by machine. Every product is rounded before its sum, as
@@ -61,11 +61,12 @@ static inline float hsum(v128_t v) {
  * Forward for rows [i, i + R) and classes [j0, j0 + G): R * G accumulators of 4 lanes each,
  * so each load of x is used G times and each load of wt R times. R and G are constants at
  * every call site; clang unrolls the loops and keeps the accumulators in registers.
+ * z = (x . wt) / div + b: div is 255 when x holds raw pixel bytes (see fd_step_bytes), else 1.
  */
 static inline __attribute__((always_inline)) void forward_block(const float *x, const float *wt,
                                                                 const float *b, float *z, int i,
-                                                                int j0, int d, int k, const int R,
-                                                                const int G) {
+                                                                int j0, int d, int k, float div,
+                                                                const int R, const int G) {
   v128_t acc[2][5];
   for (int r = 0; r < R; r++)
     for (int g = 0; g < G; g++) acc[r][g] = wasm_f32x4_splat(0.0f);
@@ -84,30 +85,29 @@ static inline __attribute__((always_inline)) void forward_block(const float *x, 
       const float *wr = wt + (int64_t)(j0 + g) * d;
       float tail = 0.0f;
       for (int c = d4; c < d; c++) tail += xr[c] * wr[c];
-      z[(int64_t)(i + r) * k + j0 + g] = (hsum(acc[r][g]) + tail) + b[j0 + g];
+      z[(int64_t)(i + r) * k + j0 + g] = (hsum(acc[r][g]) + tail) / div + b[j0 + g];
     }
 }
 
-/* z (n x k) = x (n x d) * wt^T + b. */
-__attribute__((export_name("fd_forward"))) void fd_forward(const float *x, int n, int d,
-                                                           const float *wt, const float *b, int k,
-                                                           float *z) {
+/* z (n x k) = (x (n x d) . wt^T) / div + b. */
+static void forward(const float *x, int n, int d, const float *wt, const float *b, int k, float div,
+                    float *z) {
   int i = 0;
   for (; i + 2 <= n; i += 2) {
     int j = 0;
-    for (; j + 5 <= k; j += 5) forward_block(x, wt, b, z, i, j, d, k, 2, 5);
-    for (; j < k; j++) forward_block(x, wt, b, z, i, j, d, k, 2, 1);
+    for (; j + 5 <= k; j += 5) forward_block(x, wt, b, z, i, j, d, k, div, 2, 5);
+    for (; j < k; j++) forward_block(x, wt, b, z, i, j, d, k, div, 2, 1);
   }
   for (; i < n; i++) {
     int j = 0;
-    for (; j + 5 <= k; j += 5) forward_block(x, wt, b, z, i, j, d, k, 1, 5);
-    for (; j < k; j++) forward_block(x, wt, b, z, i, j, d, k, 1, 1);
+    for (; j + 5 <= k; j += 5) forward_block(x, wt, b, z, i, j, d, k, div, 1, 5);
+    for (; j < k; j++) forward_block(x, wt, b, z, i, j, d, k, div, 1, 1);
   }
 }
 
 /*
- * Weight gradient for columns [c, c + 4 * V) and classes [j0, j0 + G): V * G accumulators,
- * summed over every row in order, then stored (no read-modify-write of gw).
+ * Weight gradient for columns [c, c + 4 * V) and classes [j0, j0 + G): V * G accumulators
+ * start from gw, take every row of the block in order, and are stored back.
  */
 static inline __attribute__((always_inline)) void backward_block(const float *x, int n, int d,
                                                                  const float *dy, int k, float *gw,
@@ -115,7 +115,7 @@ static inline __attribute__((always_inline)) void backward_block(const float *x,
                                                                  const int G) {
   v128_t acc[2][5];
   for (int v = 0; v < V; v++)
-    for (int g = 0; g < G; g++) acc[v][g] = wasm_f32x4_splat(0.0f);
+    for (int g = 0; g < G; g++) acc[v][g] = wasm_v128_load(gw + (int64_t)(j0 + g) * d + c + 4 * v);
   for (int i = 0; i < n; i++) {
     v128_t xv[2];
     for (int v = 0; v < V; v++) xv[v] = wasm_v128_load(x + (int64_t)i * d + c + 4 * v);
@@ -128,14 +128,8 @@ static inline __attribute__((always_inline)) void backward_block(const float *x,
     for (int g = 0; g < G; g++) wasm_v128_store(gw + (int64_t)(j0 + g) * d + c + 4 * v, acc[v][g]);
 }
 
-/*
- * dy (n x k) is scaled in place by `scale` first (1/n for a mean loss: the gradient tfjs
- * takes through tf.mean), then gw (k x d) = dy^T x and gb = column sums of dy.
- */
-__attribute__((export_name("fd_backward"))) void fd_backward(const float *x, int n, int d,
-                                                             float *dy, int k, float scale,
-                                                             float *gw, float *gb) {
-  for (int t = 0; t < n * k; t++) dy[t] = dy[t] * scale;
+/* gw (k x d) += dy^T x for the n rows of x (n x d). */
+static void backward(const float *x, int n, int d, const float *dy, int k, float *gw) {
   const int d4 = d & ~3;
   int c = 0;
   for (; c + 8 <= d4; c += 8) {
@@ -150,15 +144,197 @@ __attribute__((export_name("fd_backward"))) void fd_backward(const float *x, int
   }
   for (; c < d; c++)
     for (int j = 0; j < k; j++) {
-      float s = 0.0f;
+      float s = gw[(int64_t)j * d + c];
       for (int i = 0; i < n; i++) s += dy[i * k + j] * x[(int64_t)i * d + c];
       gw[(int64_t)j * d + c] = s;
     }
-  for (int j = 0; j < k; j++) {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++) s += dy[i * k + j];
-    gb[j] = s;
+}
+
+/*
+ * exp(x) for x <= 0 in float (Cephes' expf: x = m ln2 + r, |r| <= ln2 / 2, a degree-5
+ * polynomial for e^r, then 2^m through the exponent bits): within 2 ulp. Below -87.3 the
+ * result would be subnormal and is 0; NaN stays NaN, so a diverged run is still seen as one.
+ */
+static inline float exp_nonpositive(float x) {
+  if (!(x >= -87.3f)) return x != x ? x : 0.0f;
+  float m = __builtin_nearbyintf(x * 1.44269504088896341f);
+  float r = x - m * 0.693359375f;
+  r = r - m * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float e = (p * (r * r) + r) + 1.0f;
+  union {
+    uint32_t u;
+    float f;
+  } scale = {.u = (uint32_t)((int)m + 127) << 23};
+  return e * scale.f;
+}
+
+/*
+ * Softmax cross-entropy of r rows of logits z against targets t = `on` at the label and `off`
+ * elsewhere (label smoothing: on = 1 - eps + eps / k, off = eps / k). Writes
+ *   dy  = (softmax(z) - t) * scale          (the loss gradient; scale = 1/n for a mean loss)
+ *   dyw = dy / div                          (the weight gradient's factor, see fd_step_bytes)
+ *   stats[3i..3i+2] = max_j z, sum_j exp(z - max), sum_j t_j z_j
+ * from which the caller takes the loss, log(sum) + max - sum_j t_j z_j, in double. Returns how
+ * many rows' first arg-max is the label, as the unfused kernel counts them.
+ */
+static int xent_rows(const float *z, const int32_t *labels, int r, int k, float on, float off,
+                     float scale, float div, float *dy, float *dyw, float *stats) {
+  int correct = 0;
+  for (int i = 0; i < r; i++) {
+    const float *zr = z + i * k;
+    float *g = dy + i * k;
+    float max = -__builtin_inff();
+    int arg = 0;
+    for (int j = 0; j < k; j++)
+      if (zr[j] > max) {
+        max = zr[j];
+        arg = j;
+      }
+    float sum = 0.0f;
+    for (int j = 0; j < k; j++) {
+      float e = exp_nonpositive(zr[j] - max);
+      g[j] = e;
+      sum += e;
+    }
+    const int label = labels[i];
+    float tz = 0.0f;
+    for (int j = 0; j < k; j++) {
+      float t = j == label ? on : off;
+      tz += t * zr[j];
+      float grad = (g[j] / sum - t) * scale;
+      g[j] = grad;
+      dyw[i * k + j] = grad / div;
+    }
+    stats[3 * i] = max;
+    stats[3 * i + 1] = sum;
+    stats[3 * i + 2] = tz;
+    if (arg == label) correct++;
   }
+  return correct;
+}
+
+/*
+ * Pixel bytes to floats 0..255 (exact), 16 at a time: each byte is widened to a 32-bit lane
+ * and written into the low mantissa bits of 2^23 (bit pattern 0x4B000000 | b is the float
+ * 2^23 + b), then 2^23 is subtracted. Written as conversion instructions instead, clang
+ * turned them into sixteen scalar conversions per vector, which cost more than the products.
+ */
+static inline v128_t bytes_as_floats(v128_t lanes) {
+  return wasm_f32x4_sub(wasm_v128_or(lanes, wasm_i32x4_splat(0x4B000000)), wasm_f32x4_splat(8388608.0f));
+}
+
+static void bytes_to_floats(const uint8_t *src, float *dst, int d) {
+  int c = 0;
+  for (; c + 16 <= d; c += 16) {
+    v128_t v = wasm_v128_load(src + c);
+    v128_t lo = wasm_u16x8_extend_low_u8x16(v);
+    v128_t hi = wasm_u16x8_extend_high_u8x16(v);
+    wasm_v128_store(dst + c, bytes_as_floats(wasm_u32x4_extend_low_u16x8(lo)));
+    wasm_v128_store(dst + c + 4, bytes_as_floats(wasm_u32x4_extend_high_u16x8(lo)));
+    wasm_v128_store(dst + c + 8, bytes_as_floats(wasm_u32x4_extend_low_u16x8(hi)));
+    wasm_v128_store(dst + c + 12, bytes_as_floats(wasm_u32x4_extend_high_u16x8(hi)));
+  }
+  for (; c < d; c++) dst[c] = (float)src[c];
+}
+
+/*
+ * Rows per block. A step runs block by block (forward, loss, backward), so the block's 8
+ * rows of x (25 KB at 784 columns) are read by both products while they sit in the L1 cache,
+ * instead of the whole batch (800 KB) streaming through twice.
+ */
+#define BLOCK 8
+
+/* The caller sizes its per-block scratch (z, dy, dyw: BLOCK * k floats; xb: BLOCK * d) by it. */
+__attribute__((export_name("fd_block"))) int fd_block(void) { return BLOCK; }
+
+/* Zeroes the gradient [gw | gb] before a step accumulates into it. */
+static void zero(float *p, int len) {
+  for (int t = 0; t < len; t++) p[t] = 0.0f;
+}
+
+/* One block's loss and gradients from its rows `xb`; gb takes the column sums of dy. */
+static int block_step(const float *xb, int r, int d, const int32_t *labels, int k, const float *wt,
+                      const float *b, float div, float on, float off, float scale, float *gw,
+                      float *gb, float *z, float *dy, float *dyw, float *stats) {
+  forward(xb, r, d, wt, b, k, div, z);
+  int correct = xent_rows(z, labels, r, k, on, off, scale, div, dy, dyw, stats);
+  backward(xb, r, d, dyw, k, gw);
+  for (int i = 0; i < r; i++)
+    for (int j = 0; j < k; j++) gb[j] += dy[i * k + j];
+  return correct;
+}
+
+/*
+ * The loss and gradients of one batch of n float rows x (n x d): gw (k x d) = dy^T x,
+ * gb = column sums of dy, per-row loss statistics in stats (3 per row, see xent_rows).
+ * Returns the correct count. z, dy and dyw are scratch of BLOCK * k floats each.
+ */
+__attribute__((export_name("fd_step_floats"))) int fd_step_floats(
+    const float *x, const int32_t *labels, int n, int d, int k, const float *wt, const float *b,
+    float on, float off, float scale, float *gw, float *gb, float *z, float *dy, float *dyw,
+    float *stats) {
+  zero(gw, k * d);
+  zero(gb, k);
+  int correct = 0;
+  for (int i0 = 0; i0 < n; i0 += BLOCK) {
+    int r = n - i0 < BLOCK ? n - i0 : BLOCK;
+    correct += block_step(x + (int64_t)i0 * d, r, d, labels + i0, k, wt, b, 1.0f, on, off, scale,
+                          gw, gb, z, dy, dyw, stats + 3 * i0);
+  }
+  return correct;
+}
+
+/*
+ * The same for pixel bytes read in place: row rows[i] of `images` (N x d bytes) is the batch's
+ * row i. Each block's rows are widened to floats 0..255 in xb (BLOCK * d floats) and the
+ * scaling to [0, 1] is folded into the arithmetic: z = (x . wt) / 255 + b and
+ * gw += (dy / 255)^T x, which is the same mathematics as scaling every pixel first, with one
+ * division per logit and per gradient entry instead of one per pixel.
+ */
+/*
+ * Reads one byte of every cache line of rows [from, to): wasm has no prefetch instruction,
+ * and the rows are scattered over the whole data set, so each costs cache and TLB misses.
+ * Touched one block ahead, those misses overlap the current block's arithmetic instead of
+ * stalling the conversion of the next block.
+ */
+static uint32_t touch(const uint8_t *images, const uint32_t *rows, int from, int to, int d) {
+  uint32_t sum = 0;
+  for (int i = from; i < to; i++) {
+    const uint8_t *row = images + (int64_t)rows[i] * d;
+    for (int c = 0; c < d; c += 64) sum += row[c];
+    sum += row[d - 1];
+  }
+  return sum;
+}
+
+/* Where the touched bytes go, so the compiler keeps the loads. */
+static volatile uint32_t touched_sink;
+
+__attribute__((export_name("fd_step_bytes"))) int fd_step_bytes(
+    const uint8_t *images, const uint32_t *rows, const int32_t *labels, int n, int d, int k,
+    const float *wt, const float *b, float on, float off, float scale, float *gw, float *gb,
+    float *xb, float *z, float *dy, float *dyw, float *stats) {
+  zero(gw, k * d);
+  zero(gb, k);
+  int correct = 0;
+  uint32_t touched = touch(images, rows, 0, n < BLOCK ? n : BLOCK, d);
+  for (int i0 = 0; i0 < n; i0 += BLOCK) {
+    int r = n - i0 < BLOCK ? n - i0 : BLOCK;
+    int next = i0 + BLOCK + BLOCK < n ? i0 + BLOCK + BLOCK : n;
+    touched += touch(images, rows, i0 + BLOCK, next, d);
+    for (int i = 0; i < r; i++)
+      bytes_to_floats(images + (int64_t)rows[i0 + i] * d, xb + (int64_t)i * d, d);
+    correct += block_step(xb, r, d, labels + i0, k, wt, b, 255.0f, on, off, scale, gw, gb, z, dy,
+                          dyw, stats + 3 * i0);
+  }
+  touched_sink = touched;
+  return correct;
 }
 
 /*
