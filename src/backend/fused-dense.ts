@@ -110,14 +110,23 @@ interface Kernels {
 
 let compiled: WebAssembly.Module | null | undefined;
 
-/** The compiled module, or null where WebAssembly SIMD is not available. */
+/**
+ * The compiled module, or null where WebAssembly SIMD is not available (or not yet compiled).
+ * Node compiles it at once. A browser refuses to compile a module this size synchronously on
+ * its main thread: there it is compiled in the background, and steps before it is ready use
+ * the tfjs kernels.
+ */
 function wasmModule(): WebAssembly.Module | null {
   if (compiled !== undefined) return compiled;
+  const bytes = Uint8Array.from(atob(FUSED_DENSE_WASM), (c) => c.charCodeAt(0));
   try {
-    const bytes = Uint8Array.from(atob(FUSED_DENSE_WASM), (c) => c.charCodeAt(0));
     compiled = new WebAssembly.Module(bytes);
   } catch {
     compiled = null;
+    WebAssembly.compile(bytes).then(
+      (m) => (compiled = m),
+      () => undefined, // no WebAssembly SIMD: the tfjs step it is
+    );
   }
   return compiled;
 }
@@ -145,11 +154,17 @@ export function fusedDenseStep(net: Net, plan: FusedStepPlan): StepRunner | unde
   if (perVar === undefined) return undefined;
   const mod = wasmModule();
   if (!mod) return undefined;
-  return new FusedDenseRunner(mod, kernel.shape[0], kernel.shape[1], perVar, plan);
+  try {
+    return new FusedDenseRunner(mod, kernel.shape[0], kernel.shape[1], perVar, plan);
+  } catch {
+    // Instantiating can be refused too (a browser's main thread, no memory): the tfjs step.
+    return undefined;
+  }
 }
 
 /** Registers the fused dense step with the training loop (safe to call more than once). */
 export function registerFusedDense(): void {
+  wasmModule();
   registerFusedStep(fusedDenseStep);
 }
 
