@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <wasm_simd128.h>
 
-/* clang may turn a zeroing loop into a call to memset; without libc it is defined here. */
+/* clang may still emit a call to memset to zero an aggregate; without libc it is defined here. */
 __attribute__((no_builtin("memset"))) void *memset(void *dst, int value, unsigned long len) {
   unsigned char *p = dst;
   while (len--) *p++ = (unsigned char)value;
@@ -33,7 +33,10 @@ __attribute__((no_builtin("memset"))) void *memset(void *dst, int value, unsigne
 extern unsigned char __heap_base;
 static uintptr_t heap_top = 0;
 
-/* Bump allocator: 16-byte aligned blocks that live as long as the module. */
+/*
+ * Bump allocator: 16-byte aligned blocks that live as long as the instance (each runner has
+ * its own instance, and lays its buffers out once).
+ */
 __attribute__((export_name("fd_alloc"))) void *fd_alloc(uint32_t bytes) {
   if (heap_top == 0) heap_top = (uintptr_t)&__heap_base;
   heap_top = (heap_top + 15u) & ~(uintptr_t)15u;
@@ -47,9 +50,6 @@ __attribute__((export_name("fd_alloc"))) void *fd_alloc(uint32_t bytes) {
   heap_top = end;
   return (void *)start;
 }
-
-/* Frees everything fd_alloc handed out (a runner that reloads lays its buffers out again). */
-__attribute__((export_name("fd_reset"))) void fd_reset(void) { heap_top = 0; }
 
 static inline float hsum(v128_t v) {
   /* (l0 + l1) + (l2 + l3): a fixed order, so the result does not depend on the engine. */
