@@ -245,9 +245,9 @@ export const SETTINGS = {
     arg: 'n',
     help: 'training threads, each on 1/N of every batch (default: the cores, for models big enough to gain)',
   },
+  // Not resumable: a resumed run keeps the step it was trained with, so it continues bit for bit.
   fused: {
     type: 'boolean',
-    resumable: true,
     use: ['run'],
     cli: 'plan',
     negation:
