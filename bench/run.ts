@@ -8,7 +8,8 @@
  *                 note when torch/torchvision are missing)
  *   pytorch-inmemory: bench/torch_inmemory.py, the same model with the data held as one tensor
  *
- * imgclf's wasm row runs on 1 and on 2 worker threads (backend/workers).
+ * imgclf's wasm row runs on 1 and on 2 worker threads (backend/workers), and on 1 with the fused
+ * dense step turned off (imgclf-unfused, `--no-fused`; bench/fused-dense.ts is the quick A/B).
  *
  * Then the CNN section: the `cnn` model with its default plan for one full epoch, on 1 and 2
  * worker threads, beside ../shared/reference/cnn_reference.py (the same network and recipe in
@@ -170,6 +171,7 @@ function hasTfjsNode(): boolean {
 
 const plan: [string, () => Row | string][] = [
   ['imgclf/wasm', () => runWorker('imgclf', 'wasm', fastEpochs)],
+  ['imgclf-unfused/wasm', () => runWorker('imgclf-unfused', 'wasm', fastEpochs)],
   ['imgclf/wasm-2w', () => runWorker('imgclf', 'wasm', fastEpochs, 2)],
   ['imgclf/cpu', () => runWorker('imgclf', 'cpu', slowEpochs)],
   [

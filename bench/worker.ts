@@ -1,17 +1,18 @@
 /**
  * One benchmark subject in its own process, so peak RSS and start-up time are its own.
  * Trains the seed's model with the seed's settings and prints one JSON line:
- *   imgclf:      the seed's model through the library's own fit() (the code path of `imgclf train`)
+ *   imgclf:      the seed's model through trainRun (the code path of `imgclf train` and fit())
+ *   imgclf-unfused: the same with the fused step off (`--no-fused`)
  *   imgclf-cnn:  the cnn with its default plan, the same way
  *   naive-tfjs:  see naive-tfjs.ts
- * Usage: tsx bench/worker.ts <imgclf|imgclf-cnn|naive-tfjs> <backend> <epochs> [workers]
+ * Usage: tsx bench/worker.ts <imgclf|imgclf-unfused|imgclf-cnn|naive-tfjs> <backend> <epochs> [workers]
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, type BackendName } from '../src/backend/index.js';
 import { loadDataset } from '../src/node/data/load.js';
 import { create } from '../src/core/models/index.js';
-import { fit } from '../src/core/train/loop.js';
-import { fitOptionsFor, optimizerFor, resolveConfig } from '../src/core/plan.js';
+import { trainRun } from '../src/core/train/run.js';
+import { resolveConfig } from '../src/core/plan.js';
 import { startPool } from '../src/backend/workers/pool.js';
 import { naiveTfjs } from './naive-tfjs.js';
 
@@ -58,27 +59,40 @@ const onBatch = (): void => {
   if (lastStep) stepGaps.push(now - lastStep);
   lastStep = now;
 };
-if (subject === 'imgclf' || subject === 'imgclf-cnn') {
-  // The seed's model and settings, or the cnn with its default plan (what `imgclf train
-  // --model cnn` runs).
+if (subject === 'imgclf' || subject === 'imgclf-unfused' || subject === 'imgclf-cnn') {
+  // The seed's model and settings (imgclf-unfused: with the fused step turned off, as
+  // `--no-fused` does), or the cnn with its default plan (what `imgclf train --model cnn` runs).
   const plan =
-    subject === 'imgclf'
-      ? resolveConfig({ model: 'softmax', epochs, workers })
-      : resolveConfig({ model: 'cnn', epochs, workers });
+    subject === 'imgclf-cnn'
+      ? resolveConfig({ model: 'cnn', epochs, workers })
+      : resolveConfig({
+          model: 'softmax',
+          epochs,
+          workers,
+          ...(subject === 'imgclf-unfused' ? { fused: false } : {}),
+        });
   const model = create(plan.model, { inputShape: dataset.shape, numClasses: 10, seed: plan.seed });
   const pool =
     workers > 1
       ? await startPool(model, { workers, backend, plan, shape: dataset.shape, batchSize: plan.batchSize })
       : undefined;
   try {
-    const history = await fit(model, optimizerFor(plan), dataset.train, dataset.test, {
-      ...fitOptionsFor(plan, dataset.shape),
-      runner: pool,
-      onBatch: (_epoch, done) => {
-        if (done === 1) lastStep = 0; // the gap across an evaluation is not a step
-        onBatch();
-      },
-    });
+    // trainRun, as `imgclf train` and the library's fit() run it: it picks the fused step
+    // unless the plan turns it off.
+    const { history } = await trainRun(
+      model,
+      plan,
+      { train: dataset.train, test: dataset.test, shape: dataset.shape },
+      [
+        {
+          onBatch: (_epoch, done) => {
+            if (done === 1) lastStep = 0; // the gap across an evaluation is not a step
+            onBatch();
+          },
+        },
+      ],
+      { runner: pool },
+    );
     result = history.map((m) => ({
       seconds: m.seconds,
       test_accuracy: m.test_accuracy,

@@ -5,6 +5,7 @@
  * binaries are served from, which to choose) stays with the page.
  */
 import { registerConvKernels } from './conv-kernels.js';
+import { registerFusedDense } from './fused-dense.js';
 import { registerFusedXent } from './fused-xent.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 
@@ -17,10 +18,13 @@ import { registerWasmKernels } from './wasm-kernels.js';
  * - wasm: the convolution gradients (conv-kernels.ts); tfjs-backend-wasm has no
  *   Conv2DBackpropFilter, so without them a CNN cannot train on wasm at all;
  * - wasm and cpu: the fused softmax cross-entropy (fused-xent.ts). WebGL and WebGPU use the
- *   composed ops instead.
+ *   composed ops instead;
+ * - wasm: the fused training step of softmax regression (fused-dense.ts), which `fit` uses
+ *   unless the plan says `fused: false`.
  */
 export function registerBrowserKernels(): void {
   registerWasmKernels();
   registerConvKernels();
   registerFusedXent();
+  registerFusedDense();
 }

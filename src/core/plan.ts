@@ -14,7 +14,7 @@ import { check, UserError } from './errors.js';
 import type { ImageShape } from './data/dataset.js';
 import { type DataSource, idxSource, type OwnData } from './data/source.js';
 import { checkOptions, getEntry } from './models/index.js';
-import { createOptimizer, type Optimizer } from './optim/optimizers.js';
+import { createOptimizer, type Optimizer, type OptimizerConfig } from './optim/optimizers.js';
 import {
   type FitSetting,
   GLOBAL_DEFAULTS,
@@ -307,14 +307,19 @@ export function dataSourceOf(plan: TrainConfig): DataSource {
 
 /** The optimizer a plan asks for, fresh (no state). */
 export function optimizerFor(plan: TrainConfig): Optimizer {
-  return createOptimizer({
+  return createOptimizer(optimizerConfigFor(plan));
+}
+
+/** The optimizer's settings under a plan: what `optimizerFor` builds, and a fused step follows. */
+export function optimizerConfigFor(plan: TrainConfig): OptimizerConfig {
+  return {
     name: plan.optimizer,
     lr: plan.lr,
     momentum: plan.momentum,
     nesterov: plan.nesterov,
     weightDecay: plan.weightDecay,
     own: getEntry(plan.model).ownOptimizer,
-  });
+  };
 }
 
 /** Batch augmentation when a plan turns it on: a random crop with 2 px of padding, and flips. */

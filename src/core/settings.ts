@@ -252,6 +252,15 @@ export const SETTINGS = {
     arg: 'n',
     help: 'training threads, each on 1/N of every batch (default: the cores, for models big enough to gain)',
   },
+  // Not resumable: a resumed run keeps the step it was trained with, so it continues bit for bit.
+  fused: {
+    type: 'boolean',
+    use: ['run'],
+    cli: 'plan',
+    negation:
+      'train with the unfused tfjs step (a dozen kernels a step) instead of the fused one, e.g. to compare them',
+    help: 'fused training step where the backend has one (softmax on wasm: forward, loss, backward and update in one wasm call); on by default',
+  },
   dataset: {
     type: 'string',
     default: 'fashion-mnist',

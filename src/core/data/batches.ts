@@ -66,3 +66,30 @@ export function* batches(split: Split, opts: BatchOptions): Generator<Batch> {
     yield { x: x.subarray(0, size * rowSize), y: y.subarray(0, size), size, offset };
   }
 }
+
+/** A training batch given by its rows' indices in the split, without its pixels. */
+export interface RowBatch {
+  /** Indices into the split of this batch's examples (a view of the epoch's order). Read-only. */
+  rows: Uint32Array;
+  y: Int32Array;
+  size: number;
+  offset: number;
+}
+
+/**
+ * The batches of one shuffled epoch as row indices, in the order `batches` draws with the same
+ * generator, for a step that reads the rows where it computes (the fused dense step reads a
+ * byte split in place). Nothing is copied but the labels.
+ */
+export function* batchRows(split: Split, batchSize: number, rng: Rng): Generator<RowBatch> {
+  const order = permutation(split.count, rng);
+  const y = new Int32Array(batchSize);
+  const n = batchCount(split.count, batchSize);
+  for (let b = 0; b < n; b++) {
+    const offset = b * batchSize;
+    const size = Math.min(batchSize, split.count - offset);
+    const rows = order.subarray(offset, offset + size);
+    for (let i = 0; i < size; i++) y[i] = split.labels[rows[i]];
+    yield { rows, y: y.subarray(0, size), size, offset };
+  }
+}

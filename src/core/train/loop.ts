@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { augmentBatch, type AugmentOptions } from '../data/augment.js';
-import { batchCount, batches } from '../data/batches.js';
+import { batchCount, batches, batchRows } from '../data/batches.js';
 import { floatIfSmall, type ImageShape, imageSize, type Split } from '../data/dataset.js';
 import { Rng } from '../data/rng.js';
 import type { Net } from '../models/net.js';
@@ -66,6 +66,22 @@ export interface StepRunner {
   /** Waits for every started step; returns each one's summed loss and correct count, in order. */
   drain(): Promise<{ loss: number; correct: number }[]>;
   sync(net: Net, optimizer: Optimizer): Promise<void>;
+  /**
+   * A step on rows of the split itself, when its pixels are bytes and nothing augments them:
+   * the runner reads (and scales) rows `rows` of `images` where it computes, so the loop
+   * gathers no pixels and `fit` keeps the split as bytes, a quarter of the memory to read.
+   * Runners without it get every batch as floats through `step`.
+   */
+  stepRows?(images: Uint8Array, rows: Uint32Array, y: Int32Array, lr: number, step: number): Promise<void>;
+}
+
+/** Whether `runner` reads the split's rows itself in this epoch (see StepRunner.stepRows). */
+export function readsRows(
+  runner: StepRunner | undefined,
+  images: Split['images'],
+  augment: unknown,
+): boolean {
+  return runner?.stepRows !== undefined && images instanceof Uint8Array && !augment;
 }
 
 export interface TrainEpochOptions {
@@ -187,7 +203,13 @@ export async function trainEpoch(
   let step = opts.startStep ?? 0;
   let done = 0;
   let stopped = false;
-  for (const batch of batches(split, { batchSize: opts.batchSize, rowSize, rng: opts.rng })) {
+  // A runner that reads the rows itself gets indices; everyone else gets the pixels. Both
+  // draw the epoch's order alike from opts.rng.
+  const byRows = readsRows(opts.runner, split.images, opts.augment);
+  const epoch = byRows
+    ? batchRows(split, opts.batchSize, opts.rng)
+    : batches(split, { batchSize: opts.batchSize, rowSize, rng: opts.rng });
+  for (const batch of epoch) {
     if (done < (opts.startBatch ?? 0)) {
       done++;
       continue;
@@ -197,21 +219,25 @@ export async function trainEpoch(
       break;
     }
     const n = batch.size;
-    if (opts.augment) augmentBatch(batch.x, n, opts.shape, opts.augment.rng, opts.augment, scratch);
     const lr = opts.schedule ? opts.schedule(step) : optimizer.lr;
-    if (opts.runner) await opts.runner.step(batch.x, batch.y, lr, step);
-    else {
-      if (opts.seed !== undefined) seedDropout(opts.seed, step);
-      tf.tidy(() => {
-        const r = trainStep(net, optimizer, tf.tensor4d(batch.x, [n, h, w, c]), batch.y, lr, smoothing);
-        const newLoss = tf.add(lossSum, r.loss);
-        const newCorrect = tf.add(correctSum, r.correct);
-        r.correct.dispose(); // kept by trainStep past the gradient tape, so not tidied
-        lossSum.dispose();
-        correctSum.dispose();
-        lossSum = tf.keep(newLoss) as tf.Scalar;
-        correctSum = tf.keep(newCorrect) as tf.Scalar;
-      });
+    if ('rows' in batch) {
+      await opts.runner!.stepRows!(split.images as Uint8Array, batch.rows, batch.y, lr, step);
+    } else {
+      if (opts.augment) augmentBatch(batch.x, n, opts.shape, opts.augment.rng, opts.augment, scratch);
+      if (opts.runner) await opts.runner.step(batch.x, batch.y, lr, step);
+      else {
+        if (opts.seed !== undefined) seedDropout(opts.seed, step);
+        tf.tidy(() => {
+          const r = trainStep(net, optimizer, tf.tensor4d(batch.x, [n, h, w, c]), batch.y, lr, smoothing);
+          const newLoss = tf.add(lossSum, r.loss);
+          const newCorrect = tf.add(correctSum, r.correct);
+          r.correct.dispose(); // kept by trainStep past the gradient tape, so not tidied
+          lossSum.dispose();
+          correctSum.dispose();
+          lossSum = tf.keep(newLoss) as tf.Scalar;
+          correctSum = tf.keep(newCorrect) as tf.Scalar;
+        });
+      }
     }
     seen += n;
     step++;
@@ -411,8 +437,9 @@ export async function fit(
 ): Promise<EpochMetrics[]> {
   const rng = new Rng(opts.seed);
   const augmentRng = new Rng(opts.seed ^ 0xa5a5a5);
-  // Data that fits as floats is converted once here, not batch by batch.
-  train = floatIfSmall(train);
+  // Data that fits as floats is converted once here, not batch by batch; a runner that reads
+  // byte rows itself (the fused dense step) reads them as they are.
+  if (!readsRows(opts.runner, train.images, opts.augment)) train = floatIfSmall(train);
   test = floatIfSmall(test);
   const valSplit = opts.val && floatIfSmall(opts.val);
   const perEpoch = batchCount(train.count, opts.batchSize);

@@ -17,7 +17,8 @@ import type { ImageShape, Split } from '../data/dataset.js';
 import { UserError } from '../errors.js';
 import type { Net } from '../models/net.js';
 import type { Optimizer, OptimizerState } from '../optim/optimizers.js';
-import { fitOptionsFor, optimizerFor, type TrainConfig } from '../plan.js';
+import { fitOptionsFor, optimizerConfigFor, optimizerFor, type TrainConfig } from '../plan.js';
+import { fusedStepFor } from './fused-step.js';
 import { type EpochMetrics, fit, type FitState, type KeptEpoch, keptEpoch, type StepRunner } from './loop.js';
 import { memorizeAndEvaluate, memorizes } from './memorize.js';
 
@@ -103,11 +104,18 @@ export async function trainRun(
         );
       optimizer.setState(opts.resume.optimizer.state);
     }
+    // A fused step where the backend has one for this model, unless the plan turns it off or
+    // the steps already run elsewhere (worker threads).
+    const runner =
+      opts.runner ??
+      (plan.fused === false
+        ? undefined
+        : fusedStepFor(model, { optimizer: optimizerConfigFor(plan), labelSmoothing: plan.labelSmoothing }));
     const history = await fit(model, optimizer, data.train, data.test, {
       ...fitOptionsFor(plan, data.shape),
       val: data.val,
       resume: opts.resume?.state,
-      runner: opts.runner,
+      runner,
       restoreBest: opts.restoreBest,
       shouldStop: callbacks.some((c) => c.shouldStop) ? shouldStop : undefined,
       onBatch: async (epoch, done, total) => {
