@@ -18,16 +18,12 @@ import type { ImageShape } from '../src/core/data/dataset.js';
 import { Rng } from '../src/core/data/rng.js';
 import { loadBackbone } from '../src/node/backbone/backbone.js';
 import { SHAPE_CLASSES, writeShapesFolder } from '../src/node/data/shapes.js';
-import {
-  decodeModel,
-  floatValueInfo,
-  GraphBuilder,
-  IR_VERSION,
-  onnx,
-  OPSET,
-} from '../src/node/export/graph.js';
+import { decodeModel, floatValueInfo, GraphBuilder, OPSET } from '../src/node/export/graph.js';
 import { prepareImage } from '../src/node/image.js';
 import { loadRun } from '../src/node/run/rundir.js';
+import { trainArgs } from './fixtures/backbone-run.js';
+import { mobileNetLike } from './fixtures/mobilenet.js';
+import { encodeTiny, twoConvs } from './fixtures/onnx-backbone.js';
 import { cli, type CliResult, expectCleanError, tempDir } from './helpers.js';
 
 const SHAPE: ImageShape = [24, 24, 3];
@@ -67,55 +63,6 @@ function randomizeWeights(model: tfl.LayersModel, seed: number): void {
   fresh.forEach((t) => t.dispose());
 }
 
-/**
- * MobileNetV2 in small, functional: a stride-2 stem, an inverted residual block with
- * ZeroPadding2D and a stride-2 depthwise convolution, one with an Add skip, a Concatenate with
- * a depth-multiplier-2 branch, global average pooling and a Dense classifier (the features are
- * its input, 32 values). `odd` puts a SeparableConv2D (no ONNX mapping) in the stem.
- */
-function mobileNetLike(odd = false): tfl.LayersModel {
-  const input = tfl.input({ shape: SHAPE, name: 'image' });
-  const apply = (layer: tfl.layers.Layer, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) =>
-    layer.apply(x) as tfl.SymbolicTensor;
-  const bnRelu6 = (x: tfl.SymbolicTensor) =>
-    apply(tfl.layers.reLU({ maxValue: 6 }), apply(tfl.layers.batchNormalization({ epsilon: 1e-3 }), x));
-  const conv1x1 = (x: tfl.SymbolicTensor, filters: number) =>
-    apply(tfl.layers.conv2d({ filters, kernelSize: 1, useBias: false }), x);
-  const stemConv = odd
-    ? tfl.layers.separableConv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', name: 'odd_sep' })
-    : tfl.layers.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', useBias: false });
-  const stem = bnRelu6(apply(stemConv, input));
-  let x = bnRelu6(conv1x1(stem, 24));
-  x = apply(
-    tfl.layers.zeroPadding2d({
-      padding: [
-        [0, 1],
-        [0, 1],
-      ],
-    }),
-    x,
-  );
-  x = bnRelu6(
-    apply(tfl.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'valid', useBias: false }), x),
-  );
-  const block1 = apply(tfl.layers.batchNormalization({}), conv1x1(x, 12));
-  x = bnRelu6(conv1x1(block1, 36));
-  x = bnRelu6(apply(tfl.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', useBias: false }), x));
-  const block2 = apply(tfl.layers.add({}), [
-    block1,
-    apply(tfl.layers.batchNormalization({}), conv1x1(x, 12)),
-  ]);
-  const branch = apply(
-    tfl.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same' }),
-    block2,
-  );
-  const joined = apply(tfl.layers.concatenate({}), [block2, branch]);
-  const top = bnRelu6(conv1x1(joined, 32));
-  const pooled = apply(tfl.layers.globalAveragePooling2d({}), top);
-  const logits = apply(tfl.layers.dense({ units: 10 }), pooled);
-  return tfl.model({ inputs: input, outputs: logits, name: 'mobile' });
-}
-
 /** Saves a layers model as a model.json folder (model.json + weights.bin), as tfjs writes it. */
 async function saveFolder(model: tfl.LayersModel, dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
@@ -149,42 +96,14 @@ function weights(n: number, seed: number): Float32Array {
 function nchwGraph(): Uint8Array {
   const g = new GraphBuilder();
   const input = g.reserve('pixel_values');
-  const conv = (from: string, cin: number, cout: number, stride: number, seed: number) =>
-    g.node(
-      'Relu',
-      [
-        g.node(
-          'Conv',
-          [
-            from,
-            g.constant('w', weights(cout * cin * 9, seed), [cout, cin, 3, 3]),
-            g.constant('b', weights(cout, seed + 1), [cout]),
-          ],
-          `conv${seed}`,
-          {
-            kernel_shape: { ints: [3, 3] },
-            pads: { ints: [1, 1, 1, 1] },
-            strides: { ints: [stride, stride] },
-          },
-        ),
-      ],
-      `relu${seed}`,
-    );
-  const x = conv(conv(input, 3, 8, 1, 7), 8, 16, 2, 11);
+  const x = twoConvs(g, input, weights);
   g.node('Identity', [x], 'hidden', {}, 'last_hidden_state');
-  const model = onnx.ModelProto.create({
-    irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: 17 }],
-    producerName: 'imgclf-test',
-    graph: onnx.GraphProto.create({
-      name: 'tiny',
-      node: g.nodes,
-      initializer: g.initializers,
-      input: [floatValueInfo(input, ['batch', 3, 16, 16])],
-      output: [floatValueInfo('last_hidden_state', ['batch', 16, 8, 8])],
-    }),
-  });
-  return onnx.ModelProto.encode(model).finish();
+  return encodeTiny(
+    g,
+    [floatValueInfo(input, ['batch', 3, 16, 16])],
+    [floatValueInfo('last_hidden_state', ['batch', 16, 8, 8])],
+    17,
+  );
 }
 
 /** The exported file's probabilities for `pictures`, each prepared as `imgclf predict` does. */
@@ -248,12 +167,12 @@ beforeAll(async () => {
   shapes = path.join(work, 'shapes');
   await writeShapesFolder(shapes, { perClass: 20, seed: 5 });
   pictures = await writeShapesFolder(path.join(work, 'fresh'), { perClass: 2, seed: 99 });
-  const model = mobileNetLike();
+  const model = mobileNetLike(SHAPE, 10);
   randomizeWeights(model, 21);
   mobile = path.join(work, 'mobile');
   await saveFolder(model, mobile);
   model.dispose();
-  const odd = mobileNetLike(true);
+  const odd = mobileNetLike(SHAPE, 10, true);
   randomizeWeights(odd, 22);
   unconvertible = path.join(work, 'odd');
   await saveFolder(odd, unconvertible);
@@ -286,18 +205,7 @@ describe('a TensorFlow.js layers backbone on ONNX Runtime', () => {
   const out = () => path.join(work, 'mobile-run');
 
   it('train says ONNX Runtime (converted from tfjs layers) in its first line', () => {
-    const r = run([
-      'train',
-      '--backbone',
-      mobile,
-      '--data',
-      shapes,
-      '--val-split',
-      '0.25',
-      '--out',
-      out(),
-      '--json',
-    ]);
+    const r = run(trainArgs(mobile, shapes, out()));
     expect(r.code, r.stderr).toBe(0);
     const first = r.stderr.split('\n')[0];
     expect(first).toMatch(
@@ -338,20 +246,9 @@ describe('a TensorFlow.js layers backbone on ONNX Runtime', () => {
     onnxEngine.dispose();
     tfjsEngine.dispose();
     // Forcing tfjs in train computes the features again (the cache keeps engines apart).
-    const forced = run([
-      'train',
-      '--backbone',
-      mobile,
-      '--backbone-engine',
-      'tfjs',
-      '--data',
-      shapes,
-      '--val-split',
-      '0.25',
-      '--out',
-      path.join(work, 'mobile-tfjs'),
-      '--json',
-    ]);
+    const forced = run(
+      trainArgs(mobile, shapes, path.join(work, 'mobile-tfjs'), ['--backbone-engine', 'tfjs']),
+    );
     expect(forced.code, forced.stderr).toBe(0);
     expect(forced.stderr.split('\n')[0]).toMatch(/: tfjs wasm \(--backbone-engine tfjs\); layers-model/);
     expect((forced.json?.data as { featureCache: string }).featureCache).toBe('miss');
@@ -382,18 +279,7 @@ describe('a TensorFlow.js layers backbone on ONNX Runtime', () => {
 
 describe('a backbone the exporter cannot convert', () => {
   it('runs on tfjs, and the first line says why', () => {
-    const r = run([
-      'train',
-      '--backbone',
-      unconvertible,
-      '--data',
-      shapes,
-      '--val-split',
-      '0.25',
-      '--out',
-      path.join(work, 'odd-run'),
-      '--json',
-    ]);
+    const r = run(trainArgs(unconvertible, shapes, path.join(work, 'odd-run')));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr.split('\n')[0]).toMatch(
       /^backbone .*odd: tfjs wasm \(not convertible: layer 'odd_sep' \(class SeparableConv2D\): no ONNX mapping for SeparableConv2D\); layers-model/,
@@ -426,18 +312,7 @@ describe('a backbone the exporter cannot convert', () => {
 describe('a run on an ONNX backbone', () => {
   it('exports as one file (NCHW graph, feature map pooled, mean/std preprocessing) that matches predict', async () => {
     const out = path.join(work, 'onnx-run');
-    const r = run([
-      'train',
-      '--backbone',
-      onnxFile,
-      '--data',
-      shapes,
-      '--val-split',
-      '0.25',
-      '--out',
-      out,
-      '--json',
-    ]);
+    const r = run(trainArgs(onnxFile, shapes, out));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/as NCHW 'pixel_values'.*16 features from output last_hidden_state/);
     const diff = await exportAndCompare(out);

@@ -31,6 +31,7 @@ import {
   registerLayerConverter,
   registerModelExporter,
 } from '../src/node/export/index.js';
+import { mobileNetLike } from './fixtures/mobilenet.js';
 
 const TOLERANCE = 1e-4;
 const SHAPE: ImageShape = [28, 28, 1];
@@ -380,59 +381,6 @@ describe('functional models: MobileNet-style layers, merges, nesting, quantized 
     return out;
   }
 
-  /**
-   * MobileNetV2 in small: a stride-2 stem, an inverted residual block that halves the size
-   * (1x1 expand, ZeroPadding2D + 'valid' stride-2 depthwise as Keras pads it, 1x1 project), one
-   * that keeps it with an Add skip, a Concatenate with a depth-multiplier-2 depthwise branch,
-   * then global average pooling and a dense head.
-   */
-  function mobileNetLike(): tfl.LayersModel {
-    const input = tfl.input({ shape: SMALL, name: 'image' });
-    const apply = (layer: tfl.layers.Layer, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) =>
-      layer.apply(x) as tfl.SymbolicTensor;
-    const bnRelu6 = (x: tfl.SymbolicTensor) =>
-      apply(tfl.layers.reLU({ maxValue: 6 }), apply(tfl.layers.batchNormalization({ epsilon: 1e-3 }), x));
-    const conv1x1 = (x: tfl.SymbolicTensor, filters: number) =>
-      apply(tfl.layers.conv2d({ filters, kernelSize: 1, useBias: false }), x);
-    const stem = bnRelu6(
-      apply(
-        tfl.layers.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same', useBias: false }),
-        input,
-      ),
-    );
-    // 12x12x8 -> 6x6x12.
-    let x = bnRelu6(conv1x1(stem, 24));
-    x = apply(
-      tfl.layers.zeroPadding2d({
-        padding: [
-          [0, 1],
-          [0, 1],
-        ],
-      }),
-      x,
-    );
-    x = bnRelu6(
-      apply(tfl.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'valid', useBias: false }), x),
-    );
-    const block1 = apply(tfl.layers.batchNormalization({}), conv1x1(x, 12));
-    // 6x6x12 -> 6x6x12, added to its input.
-    x = bnRelu6(conv1x1(block1, 36));
-    x = bnRelu6(apply(tfl.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', useBias: false }), x));
-    const block2 = apply(tfl.layers.add({}), [
-      block1,
-      apply(tfl.layers.batchNormalization({}), conv1x1(x, 12)),
-    ]);
-    const branch = apply(
-      tfl.layers.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same' }),
-      block2,
-    );
-    const joined = apply(tfl.layers.concatenate({}), [block2, branch]);
-    const top = bnRelu6(conv1x1(joined, 32));
-    const pooled = apply(tfl.layers.globalAveragePooling2d({}), top);
-    const logits = apply(tfl.layers.dense({ units: 5 }), pooled);
-    return tfl.model({ inputs: input, outputs: logits, name: 'mobile' });
-  }
-
   /** The Conv nodes' group attribute, in graph order. */
   function convGroups(exported: OnnxExport): number[] {
     const nodes = decodeModel(exported.bytes).graph!.node!.filter((n) => n.opType === 'Conv');
@@ -440,7 +388,7 @@ describe('functional models: MobileNet-style layers, merges, nesting, quantized 
   }
 
   it('a small MobileNetV2-style model (depthwise, ZeroPadding2D, ReLU6, Add, Concatenate) matches tfjs within 1e-4', async () => {
-    const net = layersNet('mobile', mobileNetLike());
+    const net = layersNet('mobile', mobileNetLike(SMALL, 5));
     await randomizeWeights(net, 21);
     const exported = convertToOnnx(await net.artifacts(), { model: 'mobile' });
     const ops = exported.ops;
@@ -501,7 +449,7 @@ describe('functional models: MobileNet-style layers, merges, nesting, quantized 
   }
 
   it('quantized weights (uint8, uint16, float16) export as tfjs dequantizes them', async () => {
-    const net = layersNet('mobile', mobileNetLike());
+    const net = layersNet('mobile', mobileNetLike(SMALL, 5));
     await randomizeWeights(net, 23);
     const artifacts = await net.artifacts();
     const images = variedImages(100, SMALL, 24);
@@ -572,7 +520,7 @@ describe('functional models: MobileNet-style layers, merges, nesting, quantized 
   });
 
   it('a functional backbone nested in a Sequential with a dense head, as transfer models usually are', async () => {
-    const backbone = mobileNetLike();
+    const backbone = mobileNetLike(SMALL, 5);
     const model = tfl.sequential({
       layers: [backbone, tfl.layers.dense({ units: 3, activation: 'relu' }), tfl.layers.dense({ units: 2 })],
     });

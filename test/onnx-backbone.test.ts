@@ -7,7 +7,6 @@
  * with only a feature map (a bare .onnx file). Train through the CLI, the cache on a second
  * run, --offline with the hub stopped, evaluate, predict, serve, and the one-line errors.
  */
-import type { FastifyInstance } from 'fastify';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -17,10 +16,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
 import { loadRun as loadRunApi, predictImage } from '../src/node/api.js';
-import { SHAPE_CLASSES, writeShapesFolder } from '../src/node/data/shapes.js';
-import { floatValueInfo, GraphBuilder, IR_VERSION, onnx, OPSET } from '../src/node/export/graph.js';
-import { loadRun } from '../src/node/run/rundir.js';
-import { buildServer } from '../src/server/app.js';
+import { writeShapesFolder } from '../src/node/data/shapes.js';
+import { floatValueInfo, GraphBuilder } from '../src/node/export/graph.js';
+import { expectServedLabel, trainArgs } from './fixtures/backbone-run.js';
+import { encodeTiny, twoConvs } from './fixtures/onnx-backbone.js';
 import { cli, type CliResult, expectCleanError, tempDir } from './helpers.js';
 
 /** Deterministic weights in [-0.5, 0.5). */
@@ -44,28 +43,7 @@ function tinyGraph(layout: 'NCHW' | 'NHWC'): Uint8Array {
   const g = new GraphBuilder();
   const input = g.reserve(layout === 'NCHW' ? 'pixel_values' : 'images');
   let x = layout === 'NCHW' ? input : g.node('Transpose', [input], 'in', { perm: { ints: [0, 3, 1, 2] } });
-  const conv = (from: string, cin: number, cout: number, stride: number, seed: number) =>
-    g.node(
-      'Relu',
-      [
-        g.node(
-          'Conv',
-          [
-            from,
-            g.constant('w', weights(cout * cin * 9, seed), [cout, cin, 3, 3]),
-            g.constant('b', weights(cout, seed + 1), [cout]),
-          ],
-          `conv${seed}`,
-          {
-            kernel_shape: { ints: [3, 3] },
-            pads: { ints: [1, 1, 1, 1] },
-            strides: { ints: [stride, stride] },
-          },
-        ),
-      ],
-      `relu${seed}`,
-    );
-  x = conv(conv(x, 3, 8, 1, 7), 8, 16, 2, 11);
+  x = twoConvs(g, x, weights);
   const outputs: ReturnType<typeof floatValueInfo>[] = [];
   if (layout === 'NCHW') {
     const hidden = g.node('Identity', [x], 'hidden', {}, 'last_hidden_state');
@@ -85,21 +63,11 @@ function tinyGraph(layout: 'NCHW' | 'NHWC'): Uint8Array {
     g.node('Transpose', [x], 'out', { perm: { ints: [0, 2, 3, 1] } }, 'feature_map');
     outputs.push(floatValueInfo('feature_map', ['batch', 8, 8, 16]));
   }
-  const model = onnx.ModelProto.create({
-    irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET }],
-    producerName: 'imgclf-test',
-    graph: onnx.GraphProto.create({
-      name: 'tiny',
-      node: g.nodes,
-      initializer: g.initializers,
-      input: [
-        floatValueInfo(input, layout === 'NCHW' ? ['batch', 3, 'height', 'width'] : ['batch', 16, 16, 3]),
-      ],
-      output: outputs,
-    }),
-  });
-  return onnx.ModelProto.encode(model).finish();
+  return encodeTiny(
+    g,
+    [floatValueInfo(input, layout === 'NCHW' ? ['batch', 3, 'height', 'width'] : ['batch', 16, 16, 3])],
+    outputs,
+  );
 }
 
 const PREPROCESSOR = {
@@ -211,18 +179,7 @@ describe('an ONNX backbone from a Hugging Face repo (hf:test/tiny)', () => {
   let accuracy = 0;
 
   it('trains a head on its features: NCHW input, pooler_output, preprocessing from preprocessor_config.json', () => {
-    const r = run([
-      'train',
-      '--backbone',
-      'hf:test/tiny',
-      '--data',
-      shapes,
-      '--val-split',
-      '0.25',
-      '--out',
-      out(),
-      '--json',
-    ]);
+    const r = run(trainArgs('hf:test/tiny', shapes, out()));
     expect(r.code, r.stderr).toBe(0);
     expect(requests()).toEqual(
       expect.arrayContaining([
@@ -265,18 +222,7 @@ describe('an ONNX backbone from a Hugging Face repo (hf:test/tiny)', () => {
 
   it('a second run finds the files and the features in the cache, without the hub', () => {
     const before = requests().length;
-    const r = run([
-      'train',
-      '--backbone',
-      'hf:test/tiny',
-      '--data',
-      shapes,
-      '--val-split',
-      '0.25',
-      '--out',
-      path.join(work, 'hf-run-2'),
-      '--json',
-    ]);
+    const r = run(trainArgs('hf:test/tiny', shapes, path.join(work, 'hf-run-2')));
     expect(r.code, r.stderr).toBe(0);
     expect(requests().length).toBe(before);
     expect(r.stderr).toMatch(/from the cache/);
@@ -287,39 +233,12 @@ describe('an ONNX backbone from a Hugging Face repo (hf:test/tiny)', () => {
   it('--offline (and HF_HUB_OFFLINE=1) trains from the cache with the hub stopped; evaluate, predict, serve and the library work', async () => {
     await hub.stop();
     const dead = `http://127.0.0.1:${await closedPort()}`;
-    const off = run(
-      [
-        'train',
-        '--backbone',
-        'hf:test/tiny',
-        '--offline',
-        '--data',
-        shapes,
-        '--val-split',
-        '0.25',
-        '--out',
-        path.join(work, 'hf-off'),
-        '--json',
-      ],
-      { HF_ENDPOINT: endpoint },
-    );
+    const off = run(trainArgs('hf:test/tiny', shapes, path.join(work, 'hf-off'), ['--offline']), {
+      HF_ENDPOINT: endpoint,
+    });
     expect(off.code, off.stderr).toBe(0);
     expect(off.json?.test_accuracy).toBe(accuracy);
-    const env = run(
-      [
-        'train',
-        '--backbone',
-        'hf:test/tiny',
-        '--data',
-        shapes,
-        '--val-split',
-        '0.25',
-        '--out',
-        path.join(work, 'hf-off-2'),
-        '--json',
-      ],
-      { HF_HUB_OFFLINE: '1' },
-    );
+    const env = run(trainArgs('hf:test/tiny', shapes, path.join(work, 'hf-off-2')), { HF_HUB_OFFLINE: '1' });
     expect(env.code, env.stderr).toBe(0);
 
     // The run names the URL it downloaded from: HF_ENDPOINT pointing elsewhere does not matter.
@@ -333,25 +252,12 @@ describe('an ONNX backbone from a Hugging Face repo (hf:test/tiny)', () => {
     const predictions = (p.json as { predictions: { file: string; label: string }[] }).predictions;
     expect(predictions).toHaveLength(fresh.length);
 
-    const app: FastifyInstance = await buildServer({
-      run: await loadRun(out()),
-      maxUploadBytes: 1 << 20,
-      webRoot: null,
-    });
-    try {
-      const res = await app.inject({
-        method: 'POST',
-        url: '/api/predict',
-        payload: readFileSync(fresh[0]),
-        headers: { 'content-type': fresh[0].endsWith('.png') ? 'image/png' : 'application/octet-stream' },
-      });
-      expect(res.statusCode, res.body).toBe(200);
-      const body = JSON.parse(res.body) as { label: string; probabilities: number[] };
-      expect(body.probabilities).toHaveLength(SHAPE_CLASSES.length);
-      expect(body.label).toBe(predictions[0].label);
-    } finally {
-      await app.close();
-    }
+    await expectServedLabel(
+      out(),
+      fresh[0],
+      fresh[0].endsWith('.png') ? 'image/png' : 'application/octet-stream',
+      predictions[0].label,
+    );
 
     // The library: loadRun gives backbone + head as one model, predictImage runs both.
     const lib = await loadRunApi(out());
@@ -363,18 +269,7 @@ describe('an ONNX backbone from a Hugging Face repo (hf:test/tiny)', () => {
 describe('an .onnx file on disk (NHWC, a feature map only)', () => {
   it('trains on the average-pooled feature map, with size and layout from the graph', () => {
     const out = path.join(work, 'file-run');
-    const r = run([
-      'train',
-      '--backbone',
-      nhwcFile,
-      '--data',
-      shapes,
-      '--val-split',
-      '0.25',
-      '--out',
-      out,
-      '--json',
-    ]);
+    const r = run(trainArgs(nhwcFile, shapes, out));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(
       /onnx \(onnx\).*input 16x16x3 as NHWC 'images'.*16 features from output feature_map/,
@@ -387,18 +282,7 @@ describe('an .onnx file on disk (NHWC, a feature map only)', () => {
   });
 
   it('the Hugging Face folder itself works as --backbone', () => {
-    const r = run([
-      'train',
-      '--backbone',
-      repo,
-      '--data',
-      shapes,
-      '--val-split',
-      '0.25',
-      '--out',
-      path.join(work, 'folder-run'),
-      '--json',
-    ]);
+    const r = run(trainArgs(repo, shapes, path.join(work, 'folder-run')));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/onnx \(huggingface\).*pooler_output/);
   });

@@ -6,7 +6,6 @@
  * backbone that goes missing or changes is a one-line error. A hand-written graph model checks
  * the graph-model path.
  */
-import type { FastifyInstance } from 'fastify';
 import { appendFileSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,11 +18,11 @@ import { create } from '../src/core/models/index.js';
 import { resolveConfig, type TrainConfig } from '../src/core/plan.js';
 import { evaluate, type EpochMetrics } from '../src/core/train/loop.js';
 import { loadBackbone } from '../src/node/backbone/backbone.js';
-import { SHAPE_CLASSES, writeShapesFolder } from '../src/node/data/shapes.js';
+import { writeShapesFolder } from '../src/node/data/shapes.js';
 import { loadRunWithData } from '../src/node/run/data.js';
 import { loadModelFiles, loadRun, saveModel } from '../src/node/run/rundir.js';
 import { type SessionResult, trainSession } from '../src/node/session.js';
-import { buildServer } from '../src/server/app.js';
+import { expectServedLabel } from './fixtures/backbone-run.js';
 import { cli, expectCleanError, tempDir } from './helpers.js';
 
 let work = '';
@@ -135,25 +134,7 @@ describe('a head on an imgclf run as the backbone', () => {
     const right = predictions.filter((p) => path.basename(path.dirname(p.file)) === p.label).length;
     expect(right).toBeGreaterThanOrEqual(files.length - 3);
 
-    const app: FastifyInstance = await buildServer({
-      run: await loadRun(head()),
-      maxUploadBytes: 1 << 20,
-      webRoot: null,
-    });
-    try {
-      const res = await app.inject({
-        method: 'POST',
-        url: '/api/predict',
-        payload: readFileSync(files[0]),
-        headers: { 'content-type': 'image/png' },
-      });
-      expect(res.statusCode, res.body).toBe(200);
-      const body = JSON.parse(res.body) as { label: string; probabilities: number[] };
-      expect(body.probabilities).toHaveLength(SHAPE_CLASSES.length);
-      expect(body.label).toBe(predictions[0].label);
-    } finally {
-      await app.close();
-    }
+    await expectServedLabel(head(), files[0], 'image/png', predictions[0].label);
   });
 });
 
