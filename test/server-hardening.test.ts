@@ -15,18 +15,10 @@ import { pngDeclaring } from '../src/node/data/shapes.js';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import { FASHION_MNIST_CLASSES, MNIST_CLASSES } from '../src/core/data/classes.js';
-import { create } from '../src/core/models/index.js';
-import {
-  type LoadedRun,
-  loadRun,
-  RUN_FORMAT,
-  type RunMetadata,
-  saveMetadata,
-  saveMetrics,
-  saveModel,
-} from '../src/node/run/rundir.js';
-import { buildServer, type ServerOptions } from '../src/server/app.js';
+import { MNIST_CLASSES } from '../src/core/data/classes.js';
+import type { LoadedRun } from '../src/node/run/rundir.js';
+import type { ServerOptions } from '../src/server/app.js';
+import { listenPort, serverPool, squarePng, writeRun } from './fixtures/server.js';
 import { cli, expectCleanError, MULTIPART_BOUNDARY, multipartForm, tempDir } from './helpers.js';
 
 const MAX = 64 * 1024;
@@ -35,42 +27,8 @@ let run: LoadedRun;
 let png: Buffer;
 /** A 7000x7000 PNG (150 KB): decoding a dozen of them keeps an inference slot busy for a while. */
 let bigPng: Buffer;
-const open: FastifyInstance[] = [];
-
-/** A server over `run` (or `opts.run`), closed after the test. */
-async function server(opts: Partial<ServerOptions> = {}): Promise<FastifyInstance> {
-  const app = await buildServer({ run, maxUploadBytes: MAX, maxBatch: 4, webRoot: null, ...opts });
-  open.push(app);
-  return app;
-}
-
-/** `app` listening on 127.0.0.1; its port. */
-async function listen(app: FastifyInstance): Promise<number> {
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  return (app.server.address() as AddressInfo).port;
-}
-
-async function writeRun(dir: string, meta: Partial<RunMetadata> = {}): Promise<LoadedRun> {
-  const classNames = meta.classNames ?? FASHION_MNIST_CLASSES;
-  const model = create('softmax', { inputShape: [28, 28, 1], numClasses: classNames.length, seed: 1 });
-  await saveModel(model, dir);
-  await saveMetadata(dir, {
-    format: RUN_FORMAT,
-    model: 'softmax',
-    dataset: 'fashion-mnist',
-    classNames,
-    inputShape: [28, 28, 1],
-    preprocessing: { scale: 255, invertLightBackground: true, resize: 'contain' },
-    config: {},
-    backend: 'wasm',
-    imgclfVersion: 'test',
-    tfjsVersion: 'test',
-    created: new Date(0).toISOString(),
-    ...meta,
-  });
-  await saveMetrics(dir, []);
-  return loadRun(dir);
-}
+/** Servers over `run` (or `opts.run`), closed after the test. */
+const { server, closeAll } = serverPool(() => ({ run, maxUploadBytes: MAX, maxBatch: 4, webRoot: null }));
 
 const json = (r: { body: string }) => JSON.parse(r.body) as Record<string, unknown>;
 
@@ -180,26 +138,19 @@ beforeAll(async () => {
   await selectBackend('wasm');
   runDir = path.join(tempDir(), 'run');
   run = await writeRun(runDir);
-  png = await sharp({ create: { width: 40, height: 30, channels: 3, background: '#ffffff' } })
-    .composite([
-      { input: Buffer.from('<svg width="40" height="30"><rect x="10" y="5" width="20" height="20"/></svg>') },
-    ])
-    .png()
-    .toBuffer();
+  png = await squarePng();
   bigPng = await sharp({ create: { width: 7000, height: 7000, channels: 3, background: '#ffffff' } })
     .png({ compressionLevel: 9 })
     .toBuffer();
 });
 
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((a) => a.close()));
-});
+afterEach(closeAll);
 
 describe('timeouts', () => {
   const timeouts = { headersMs: 300, requestMs: 600, idleMs: 2000, keepAliveMs: 500 };
 
   it('a client that dribbles its headers, or its body, or sends nothing, is cut off in time', async () => {
-    const port = await listen(await server({ timeouts }));
+    const port = await listenPort(await server({ timeouts }));
     const header = 'GET /api/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ' + 'a'.repeat(40);
     const postHead = `POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\nContent-Length: ${png.length}\r\n\r\n`;
     const [slowHeaders, slowBody, silent] = await Promise.all([
@@ -217,7 +168,7 @@ describe('timeouts', () => {
   });
 
   it('an idle kept-alive connection is closed after keepAliveMs', async () => {
-    const port = await listen(await server({ timeouts }));
+    const port = await listenPort(await server({ timeouts }));
     const r = await rawExchange(port, ['GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n'], 0, 4000);
     expect(r.response).toMatch(/^HTTP\/1\.1 200/);
     expect(r.closedAfterMs).toBeDefined();
@@ -243,7 +194,7 @@ describe('request size', () => {
   });
 
   it('413 before the body is sent: by Content-Length, and while counting a chunked body', async () => {
-    const port = await listen(await server());
+    const port = await listenPort(await server());
     // Declares 10 MB and sends 1 KB: the answer comes at once.
     const declared = await rawExchange(
       port,
@@ -309,7 +260,7 @@ describe('inference limit', () => {
 
   it('a client that leaves while queued is dropped: its image is never decoded, its place is freed', async () => {
     const app = await server({ ...SLOW_OPTS, maxQueue: 1 });
-    const port = await listen(app);
+    const port = await listenPort(app);
     const first = app.inject({ method: 'POST', url: '/api/predict/batch', ...slowBatch() });
     await until(async () => (await health(app)).running === 1);
     const socket = net.connect(port, '127.0.0.1');
@@ -342,7 +293,7 @@ describe('inference limit', () => {
 
   it('a client that disconnects mid-upload or mid-batch does not hurt the server; its batch stops', async () => {
     const app = await server(SLOW_OPTS);
-    const port = await listen(app);
+    const port = await listenPort(app);
     const body = multipartForm([{ field: 'image', name: 'x.png', type: 'image/png', bytes: png }]);
     const connect = (head: string) => {
       const socket = net.connect(port, '127.0.0.1');
@@ -476,7 +427,7 @@ describe('security headers and Host', () => {
 
   it('bound to loopback, it answers only loopback Host names (DNS rebinding); else any Host', async () => {
     const app = await server({ host: '127.0.0.1' });
-    const port = await listen(app);
+    const port = await listenPort(app);
     for (const host of [
       `localhost:${port}`,
       `127.0.0.1:${port}`,

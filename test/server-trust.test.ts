@@ -15,23 +15,13 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import { FASHION_MNIST_CLASSES } from '../src/core/data/classes.js';
-import { create } from '../src/core/models/index.js';
 import { loadImageFolder } from '../src/node/data/folder.js';
 import { writeShapesFolder } from '../src/node/data/shapes.js';
 import { MAX_IMAGE_FILE_BYTES } from '../src/node/image.js';
-import {
-  type LoadedRun,
-  loadRun,
-  RUN_FORMAT,
-  type RunMetadata,
-  saveMetadata,
-  saveMetrics,
-  saveModel,
-} from '../src/node/run/rundir.js';
-import { buildServer, type ServerOptions } from '../src/server/app.js';
+import type { LoadedRun, RunMetadata } from '../src/node/run/rundir.js';
 import { DecodeAllowance, resolveDecodeBudget } from '../src/server/limits.js';
 import { idxParts, loadRawDataset } from '../src/server/data.js';
+import { listenPort, serverPool, writeRun } from './fixtures/server.js';
 import { launchChromium, multipartForm, ROOT, tempDir } from './helpers.js';
 
 const MAX = 1024 * 1024;
@@ -39,39 +29,10 @@ let run: LoadedRun;
 let png: Buffer;
 let svgBomb: Buffer;
 let avifBomb: Buffer;
-const open: FastifyInstance[] = [];
-
-async function server(opts: Partial<ServerOptions> = {}): Promise<FastifyInstance> {
-  const app = await buildServer({ run, maxUploadBytes: MAX, webRoot: null, ...opts });
-  open.push(app);
-  return app;
-}
+const { server, closeAll } = serverPool(() => ({ run, maxUploadBytes: MAX, webRoot: null }));
 
 async function listen(app: FastifyInstance): Promise<string> {
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-}
-
-async function writeRun(dir: string, meta: Partial<RunMetadata> = {}): Promise<LoadedRun> {
-  const classNames = meta.classNames ?? FASHION_MNIST_CLASSES;
-  const model = create('softmax', { inputShape: [28, 28, 1], numClasses: classNames.length, seed: 1 });
-  await saveModel(model, dir);
-  await saveMetadata(dir, {
-    format: RUN_FORMAT,
-    model: 'softmax',
-    dataset: 'fashion-mnist',
-    classNames,
-    inputShape: [28, 28, 1],
-    preprocessing: { scale: 255, invertLightBackground: true, resize: 'contain' },
-    config: {},
-    backend: 'wasm',
-    imgclfVersion: 'test',
-    tfjsVersion: 'test',
-    created: new Date(0).toISOString(),
-    ...meta,
-  });
-  await saveMetrics(dir, []);
-  return loadRun(dir);
+  return `http://127.0.0.1:${await listenPort(app)}`;
 }
 
 /** Ten levels of <g>, each with ten <use> of the level before: 10^9 rectangles from 2 KB. */
@@ -107,9 +68,7 @@ beforeAll(async () => {
     .toBuffer();
 });
 
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((a) => a.close()));
-});
+afterEach(closeAll);
 
 describe('decompression bombs', () => {
   it('an SVG of nested <use> is refused as no listed format (415) at once, alone or in a batch', async () => {

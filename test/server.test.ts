@@ -9,20 +9,13 @@ import { FASHION_MNIST_CLASSES } from '../src/core/data/classes.js';
 import { pixelsAsFloat } from '../src/core/data/dataset.js';
 import { parseIdx } from '../src/core/data/idx.js';
 import type { DataSource } from '../src/core/data/source.js';
-import { create } from '../src/core/models/index.js';
 import { resolveConfig } from '../src/core/plan.js';
 import { SHAPE_CLASSES, writeShapesFolder } from '../src/node/data/shapes.js';
 import { loadRunData } from '../src/node/run/data.js';
-import {
-  type LoadedRun,
-  loadRun,
-  RUN_FORMAT,
-  saveMetadata,
-  saveMetrics,
-  saveModel,
-} from '../src/node/run/rundir.js';
+import { type LoadedRun, loadRun } from '../src/node/run/rundir.js';
 import { trainSession } from '../src/node/session.js';
 import { buildServer } from '../src/server/app.js';
+import { squarePng, writeRun } from './fixtures/server.js';
 import { cli, expectCleanError, multipartForm, tempDir } from './helpers.js';
 
 const MAX = 64 * 1024;
@@ -33,22 +26,7 @@ beforeAll(async () => {
   await selectBackend('wasm');
   // An untrained softmax model is enough to check the API's shapes and errors.
   const dir = path.join(tempDir(), 'run');
-  const model = create('softmax', { inputShape: [28, 28, 1], numClasses: 10, seed: 1 });
-  await saveModel(model, dir);
-  await saveMetadata(dir, {
-    format: RUN_FORMAT,
-    model: 'softmax',
-    dataset: 'fashion-mnist',
-    classNames: FASHION_MNIST_CLASSES,
-    inputShape: [28, 28, 1],
-    preprocessing: { scale: 255, invertLightBackground: true, resize: 'contain' },
-    config: {},
-    backend: 'wasm',
-    imgclfVersion: 'test',
-    tfjsVersion: 'test',
-    created: new Date(0).toISOString(),
-  });
-  await saveMetrics(dir, [
+  const run = await writeRun(dir, {}, [
     {
       epoch: 1,
       train_loss: 0.8,
@@ -59,13 +37,8 @@ beforeAll(async () => {
       eval_seconds: 0.1,
     },
   ]);
-  app = await buildServer({ run: await loadRun(dir), maxUploadBytes: MAX, maxBatch: 4, webRoot: null });
-  png = await sharp({ create: { width: 40, height: 30, channels: 3, background: '#ffffff' } })
-    .composite([
-      { input: Buffer.from('<svg width="40" height="30"><rect x="10" y="5" width="20" height="20"/></svg>') },
-    ])
-    .png()
-    .toBuffer();
+  app = await buildServer({ run, maxUploadBytes: MAX, maxBatch: 4, webRoot: null });
+  png = await squarePng();
 });
 
 afterAll(async () => {
