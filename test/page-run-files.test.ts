@@ -270,20 +270,25 @@ function zeros500(): { deflated: Uint8Array; size: number; crc: number } {
   return zeros;
 }
 
+/** `unzipped` holds the run's five files and nothing else, each with the bytes `files` has. */
+function expectRunFilesOnly(unzipped: RunFiles, files: RunFiles): void {
+  expect([...unzipped.keys()].sort()).toEqual([
+    'manifest.json',
+    'metadata.json',
+    'metrics.jsonl',
+    'model.json',
+    'weights.bin',
+  ]);
+  for (const [rel, bytes] of unzipped) expect(bytes).toEqual(files.get(rel));
+}
+
 describe('the page reads run directories back', () => {
   it('from a zip (in a folder, images left out) or from the files themselves', async () => {
     const files = await runFiles(net, run, { encodePng });
     const folder = runFolderName('shapes and 相机!');
     expect(folder).toBe('imgclf-shapes-and-相机');
     const unzipped = unzipRun(zipRun(files, folder));
-    expect([...unzipped.keys()].sort()).toEqual([
-      'manifest.json',
-      'metadata.json',
-      'metrics.jsonl',
-      'model.json',
-      'weights.bin',
-    ]);
-    for (const [rel, bytes] of unzipped) expect(bytes).toEqual(files.get(rel));
+    expectRunFilesOnly(unzipped, files);
     const read = await readRunFiles(unzipped);
     expect(read.manifest).toBe('checked');
     expect(read.metadata.classNames).toEqual(CLASSES);
@@ -319,14 +324,7 @@ describe('the page reads run directories back', () => {
     console.log(
       `zip of ${zip.length} bytes with 2 x 500 MiB of junk: read in ${ms.toFixed(0)} ms, RSS +${rssMb.toFixed(1)} MB`,
     );
-    expect([...unzipped.keys()].sort()).toEqual([
-      'manifest.json',
-      'metadata.json',
-      'metrics.jsonl',
-      'model.json',
-      'weights.bin',
-    ]);
-    for (const [rel, bytes] of unzipped) expect(bytes).toEqual(files.get(rel));
+    expectRunFilesOnly(unzipped, files);
     expect(rssMb).toBeLessThan(100);
     expect((await readRunFiles(unzipped)).manifest).toBe('checked');
   });

@@ -4,7 +4,7 @@
  * checks, and run directories whose parts disagree.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -14,26 +14,18 @@ import { resolveConfig } from '../src/core/plan.js';
 import { loadCheckpoint, loadRun, saveCheckpoint, saveMetadata, saveModel } from '../src/node/run/rundir.js';
 import { commitSave } from '../src/node/run/save.js';
 import { planOfRun, trainSession } from '../src/node/session.js';
+import { trainedRun } from './fixtures/trained-run.js';
 import { BIN, cli, expectCleanError, ROOT, tempDir } from './helpers.js';
 
 let work = '';
-/** A finished 1-epoch softmax run, copied by the tests that change one. */
-let trained = '';
+/** A fresh copy of a finished 1-epoch softmax run in `work`/name, for the tests that change one. */
+let copyOf: (name: string) => string;
 
 beforeAll(async () => {
   await selectBackend('wasm');
   work = tempDir();
-  trained = path.join(work, 'trained');
-  const r = cli(['train', '--epochs', '1', '--out', trained]);
-  expect(r.code, r.stderr).toBe(0);
+  ({ copyOf } = trainedRun(work));
 });
-
-const copyOf = (name: string) => {
-  const dir = path.join(work, name);
-  rmSync(dir, { recursive: true, force: true });
-  cpSync(trained, dir, { recursive: true });
-  return dir;
-};
 
 /** Every file of a run directory with its SHA-256, to show nothing changed. */
 function fingerprint(dir: string): Record<string, string> {

@@ -29,26 +29,21 @@ import { runPath } from '../src/node/run/paths.js';
 import { loadRun } from '../src/node/run/rundir.js';
 import { recoverRun, verifyRun } from '../src/node/run/save.js';
 import { checkTopology } from '../src/node/run/topology.js';
+import { trainedRun } from './fixtures/trained-run.js';
 import { BIN, cli, type CliResult, expectCleanError, ROOT, tempDir } from './helpers.js';
 
 let work = '';
 /** A finished 1-epoch softmax run, copied by the tests that change one. */
 let trained = '';
 
+/** A fresh copy of `trained` in `work`/name. */
+let copyOf: (name: string) => string;
+
 beforeAll(async () => {
   await selectBackend('wasm');
   work = tempDir('imgclf-trust-');
-  trained = path.join(work, 'trained');
-  const r = cli(['train', '--epochs', '1', '--out', trained]);
-  expect(r.code, r.stderr).toBe(0);
+  ({ trained, copyOf } = trainedRun(work));
 });
-
-const copyOf = (name: string) => {
-  const dir = path.join(work, name);
-  rmSync(dir, { recursive: true, force: true });
-  cpSync(trained, dir, { recursive: true });
-  return dir;
-};
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 

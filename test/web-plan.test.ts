@@ -17,22 +17,12 @@ import {
 } from '../src/core/plan.js';
 import { ownImages, ownPlan, ownShape } from '../web/src/own-train.js';
 import { pagePlan, trainInPage } from '../web/src/train.js';
+import { LOOP_FIELDS } from './fixtures/plan-fields.js';
 
 /** Every field of a plan that changes how a model trains. */
 const TRAINING_FIELDS = [
   'model',
-  'epochs',
-  'batchSize',
-  'lr',
-  'optimizer',
-  'schedule',
-  'warmup',
-  'momentum',
-  'nesterov',
-  'weightDecay',
-  'labelSmoothing',
-  'augment',
-  'seed',
+  ...LOOP_FIELDS,
   'modelOptions',
 ] as const satisfies readonly (keyof TrainConfig)[];
 
