@@ -18,7 +18,7 @@ import { selectBackend } from '../src/backend/index.js';
 import { MNIST_CLASSES } from '../src/core/data/classes.js';
 import type { LoadedRun } from '../src/node/run/rundir.js';
 import type { ServerOptions } from '../src/server/app.js';
-import { listenPort, serverPool, squarePng, writeRun } from './fixtures/server.js';
+import { folderData, listenPort, serverPool, squarePng, writeRun } from './fixtures/server.js';
 import { cli, expectCleanError, MULTIPART_BOUNDARY, multipartForm, tempDir } from './helpers.js';
 
 const MAX = 64 * 1024;
@@ -478,15 +478,7 @@ describe('no paths, no downloads', () => {
     const photos = path.join(work, 'photos');
     const r = await writeRun(dir, {
       config: { out: dir, data: photos, dataDir: path.join(work, 'idx'), model: 'softmax' },
-      data: {
-        kind: 'folder',
-        path: photos,
-        imageSize: 28,
-        channels: 1,
-        resizeMode: 'contain',
-        valSplit: 0.1,
-        seed: 0,
-      },
+      data: folderData(photos),
     });
     const app = await server({ run: r });
     const model = await app.inject('/api/model');

@@ -21,7 +21,7 @@ import { MAX_IMAGE_FILE_BYTES } from '../src/node/image.js';
 import type { LoadedRun, RunMetadata } from '../src/node/run/rundir.js';
 import { DecodeAllowance, resolveDecodeBudget } from '../src/server/limits.js';
 import { idxParts, loadRawDataset } from '../src/server/data.js';
-import { listenPort, serverPool, writeRun } from './fixtures/server.js';
+import { folderData, listenPort, serverPool, writeRun } from './fixtures/server.js';
 import { launchChromium, multipartForm, ROOT, tempDir } from './helpers.js';
 
 const MAX = 1024 * 1024;
@@ -452,15 +452,7 @@ describe('the data downloads', () => {
     const work = tempDir();
     const photos = path.join(work, 'photos');
     const r = await writeRun(path.join(work, 'run'), {
-      data: {
-        kind: 'folder',
-        path: photos,
-        imageSize: 28,
-        channels: 1,
-        resizeMode: 'contain',
-        valSplit: 0.1,
-        seed: 0,
-      },
+      data: folderData(photos),
     } as Partial<RunMetadata>);
     const app = await server({ run: r });
     expect((await app.inject('/api/data')).statusCode).toBe(404);
