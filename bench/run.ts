@@ -18,12 +18,17 @@
  * Then the backbone section (bench/backbone.ts): feature extraction through `--backbone` with
  * MobileNetV2 exported to ONNX by PyTorch, beside raw onnxruntime-node on the same graph.
  *
+ * Then the prediction section (bench/predict.ts): `imgclf predict --results-file` over 10,000
+ * PNGs at 28 px and 2,000 JPEGs at 224 px on both engines, beside sharp decoding alone and a
+ * PyTorch DataLoader script (bench/predict_torch.py) doing the same job: images/s and peak RSS.
+ *
  * Reports median epoch seconds, images/s, peak RSS, final test accuracy, time to first batch and
  * evaluation seconds, with ratios; writes bench/results/softmax-<date>.json and
  * bench/results/latest.json, and refreshes the tables in BENCHMARKS.md.
  *
  * Options: --quick (fewer epochs), --epochs N (imgclf wasm), --only a,b (subject keys),
- * --no-cnn (skip the CNN section), --cnn-only, --no-backbone, --backbone-only.
+ * --no-cnn (skip the CNN section), --cnn-only, --no-backbone, --backbone-only, --no-predict,
+ * --predict-only (--no-predict-224 leaves out its 224 px set).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -33,6 +38,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFileAtomic } from '../src/node/fs.js';
 import { type BackboneResult, benchBackbone } from './backbone.js';
+import { benchPredict, type PredictResult } from './predict.js';
 import type { WorkerResult } from './worker.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -45,9 +51,11 @@ const flag = (name: string) => {
 };
 const only = flag('--only')?.split(',');
 const backboneOnly = args.includes('--backbone-only');
-const cnnSection = !args.includes('--no-cnn') && !backboneOnly;
-const softmaxSection = !args.includes('--cnn-only') && !backboneOnly;
-const backboneSection = !args.includes('--no-backbone') && !args.includes('--cnn-only');
+const predictOnly = args.includes('--predict-only');
+const cnnSection = !args.includes('--no-cnn') && !backboneOnly && !predictOnly;
+const softmaxSection = !args.includes('--cnn-only') && !backboneOnly && !predictOnly;
+const backboneSection = !args.includes('--no-backbone') && !args.includes('--cnn-only') && !predictOnly;
+const predictSection = !args.includes('--no-predict') && !args.includes('--cnn-only') && !backboneOnly;
 const CNN_SCRIPT = path.resolve(ROOT, '..', 'shared', 'reference', 'cnn_reference.py');
 const fastEpochs = Number(flag('--epochs') ?? (quick ? 3 : 5));
 const slowEpochs = quick ? 1 : 3;
@@ -288,6 +296,17 @@ if (backboneSection && !only) {
   }
 }
 
+// The prediction section: images/s and peak RSS of batch prediction, side by side.
+let prediction: PredictResult | undefined;
+if (predictSection && !only) {
+  log('bench: prediction (predict --results-file) ...');
+  prediction = await benchPredict({ repeats: quick ? 1 : 3, skip224: args.includes('--no-predict-224') });
+  for (const s of prediction.skipped) {
+    skipped.push(s);
+    log(`bench: ${s.key} skipped: ${s.reason}`);
+  }
+}
+
 const seed = rows.find((r) => r.subject === 'seed-pytorch');
 const naive = rows.find((r) => r.key === 'naive-tfjs/wasm');
 const inMemory = rows.find((r) => r.subject === 'pytorch-inmemory');
@@ -372,6 +391,42 @@ const backboneMarkdown = [
   ...(backbone?.notes ?? []).map((n) => `- ${n}`),
   '- MobileNetV2 (torchvision, random weights) at 224 px exported by `torch.onnx.export` as `pooler_output` [N, 1280], with ImageNet mean/std in preprocessor_config.json.',
 ].join('\n');
+// Ratios against the PyTorch script on the same set, in whole-process images/s.
+const predictRows = prediction?.rows ?? [];
+const predictTable = [
+  '| set | subject | images | runs | images/s (median) | loop images/s | x PyTorch | x decode only | peak RSS MB | rows |',
+  '|' + ' --- |'.repeat(10),
+  ...predictRows.map((r) => {
+    const torch = predictRows.find((t) => t.set === r.set && t.subject === 'pytorch');
+    const decode = predictRows.find((t) => t.set === r.set && t.subject === 'decode');
+    return `| ${r.set} | ${r.subject} | ${r.images} | ${r.runs} | ${fmt(r.images_per_second, 0)} | ${fmt(
+      r.loop_images_per_second,
+      0,
+    )} | ${torch ? fmt(r.images_per_second / torch.images_per_second, 2) : 'n/a'} | ${
+      decode ? fmt(r.images_per_second / decode.images_per_second, 2) : 'n/a'
+    } | ${fmt(r.peak_rss_mb, 0)} | ${r.rows_written ?? '-'} |`;
+  }),
+].join('\n');
+const predictMarkdown = [
+  `Measured ${when} on ${machine}; 1-minute load average ${fmt(prediction?.load.start)} at the start, ${fmt(
+    prediction?.load.end,
+  )} at the end.`,
+  '',
+  `Command: \`${command}\``,
+  '',
+  predictTable,
+  '',
+  ...skipped
+    .filter((s) => s.key.startsWith('fashion-28') || s.key.startsWith('shapes-224'))
+    .map((s) => `- skipped ${s.key}: ${s.reason}`),
+  ...(prediction?.notes ?? []).map((n) => `- ${n}`),
+  "- fashion-28: the 10,000 Fashion-MNIST test images as 28 px PNGs, the seed's softmax trained 1 epoch. shapes-224: 2,000 JPEGs at 224 px (shapes.ts drawings), a softmax at 224 px RGB trained 1 epoch on 400 others.",
+  "- images/s: images over the whole process's wall time (start-up, model load, the walk), median of the runs; loop images/s: the subject's own timing of its loop. x columns: ratios of images/s in this run (above 1: faster).",
+  '- decode only: sharp reads, decodes and resizes each file to the input, 8 at a time, and nothing else. imgclf also checks the header, reads the orientation and probes the border for a light background before the resize, and writes and fdatasyncs the rows after every batch.',
+  "- pytorch: `/usr/bin/python3 bench/predict_torch.py` (ImageFolder + DataLoader, num_workers 2, batch 64), an nn.Linear holding the run's own weights (read from model.json / weights.bin), writing the same CSV rows (flushed after every batch, not fdatasynced).",
+  "- peak RSS: the largest over the runs of /usr/bin/time -v's maximum resident set size, which is that of the largest single process: PyTorch's 2 DataLoader worker processes are not added to its main process.",
+].join('\n');
+if (prediction) process.stdout.write('\n' + predictTable + '\n\n');
 if (backbone) process.stdout.write('\n' + backboneTable + '\n\n');
 if (softmaxSection) process.stdout.write('\n' + table + '\n\n');
 if (cnnSection) process.stdout.write('\n' + cnnTable + '\n\n');
@@ -380,7 +435,12 @@ for (const s of skipped) process.stdout.write(`skipped ${s.key}: ${s.reason}\n`)
 // A run of one section keeps the other section's last figures in latest.json.
 const latestFile = path.join(ROOT, 'bench', 'results', 'latest.json');
 const previous = existsSync(latestFile)
-  ? (JSON.parse(readFileSync(latestFile, 'utf8')) as { rows?: Row[]; cnn?: Row[]; backbone?: BackboneResult })
+  ? (JSON.parse(readFileSync(latestFile, 'utf8')) as {
+      rows?: Row[];
+      cnn?: Row[];
+      backbone?: BackboneResult;
+      prediction?: PredictResult;
+    })
   : {};
 const result = {
   when,
@@ -389,6 +449,7 @@ const result = {
   rows: softmaxSection ? rows : (previous.rows ?? []),
   cnn: cnnSection ? cnnRows : (previous.cnn ?? []),
   ...(backbone ? { backbone } : previous.backbone ? { backbone: previous.backbone } : {}),
+  ...(prediction ? { prediction } : previous.prediction ? { prediction: previous.prediction } : {}),
   skipped,
 };
 const stamp = when.replace(/[:.]/g, '-').slice(0, 19);
@@ -412,5 +473,7 @@ const refresh = (name: string, title: string, markdown: string): void => {
 if (softmaxSection) refresh('softmax', "Training speed: the seed's model", softmaxMarkdown);
 if (cnnSection) refresh('cnn', 'Training speed: the cnn against PyTorch', cnnMarkdown);
 if (backbone) refresh('backbone', 'Feature extraction: an ONNX backbone (MobileNetV2)', backboneMarkdown);
+if (prediction)
+  refresh('predict', 'Batch prediction: predict --results-file against PyTorch', predictMarkdown);
 await writeFileAtomic(benchFile, doc);
 log('bench: wrote bench/results/latest.json and BENCHMARKS.md');

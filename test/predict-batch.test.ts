@@ -1,12 +1,20 @@
 /**
  * Batch prediction and scoring at scale, through the CLI as a user runs it: `predict
  * --results-file` over a folder (nested, with a corrupt file and a non-image) into CSV and
- * JSONL, a killed job resumed, shards, @list and stdin, the ONNX engine, bounded memory over
+ * JSONL, a killed job resumed, shards (N = 1, 2, 3 at once, merged), @list and stdin, the ONNX engine, bounded memory over
  * 2000 images; `evaluate --data` on a labelled folder with its report in --out.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { csvParseRows } from 'd3-dsv';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +39,28 @@ const rowsOf = (file: string): { path: string; label?: string; error?: string }[
         .map((l) => JSON.parse(l) as { path: string; label?: string; error?: string });
 
 const pathsOf = (file: string) => rowsOf(file).map((r) => r.path);
+
+/** Code-unit order, as `LC_ALL=C sort` orders lines. */
+const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * `imgclf predict --run RUN LIBRARY --results-file FILE ...extra` as its own process, not
+ * waited for, so that shards run side by side as a scheduler runs them; resolves with FILE.
+ */
+function cliAsync(extra: string[], file: string, extraEnv: Record<string, string> = {}): Promise<string> {
+  const child = spawn(
+    process.execPath,
+    [BIN, 'predict', '--run', run, library, '--results-file', file, ...extra],
+    { cwd: cliCwd(), env: { ...process.env, ...env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) =>
+    child.once('exit', (code) =>
+      code === 0 ? resolve(file) : reject(new Error(`${extra.join(' ')}: exit ${code}: ${stderr}`)),
+    ),
+  );
+}
 
 /** Every file of a folder with its SHA-256: the run directory must stay as it was. */
 function digest(dir: string): Record<string, string> {
@@ -147,40 +177,79 @@ describe('predict --results-file', () => {
     expect(paths).toEqual(pathsOf(path.join(work, 'all.csv')));
   });
 
-  it('shards 0/3, 1/3 and 2/3 are disjoint and together are the whole set', () => {
-    const all = new Set(pathsOf(path.join(work, 'all.csv')));
-    const shards = [0, 1, 2].map((k) => {
-      const file = path.join(work, `shard-${k}.jsonl`);
-      const r = cli(['predict', '--run', run, library, '--results-file', file, '--shard', `${k}/3`], env);
-      expect(r.code, r.stderr).toBe(0);
-      return pathsOf(file);
-    });
-    const union = shards.flat();
-    expect(union).toHaveLength(all.size);
-    expect(new Set(union)).toEqual(all);
-    // --shards N takes the index from the scheduler: a Kubernetes Indexed Job, a Slurm array.
-    const k8s = path.join(work, 'k8s-1.jsonl');
-    expect(
-      cli(['predict', '--run', run, library, '--results-file', k8s, '--shards', '3'], {
-        ...env,
-        JOB_COMPLETION_INDEX: '1',
-      }).code,
-    ).toBe(0);
-    expect(pathsOf(k8s)).toEqual(shards[1]);
-    const slurm = path.join(work, 'slurm-3.jsonl');
-    const s = cli(['predict', '--run', run, library, '--results-file', slurm, '--shards', '3'], {
-      ...env,
-      SLURM_ARRAY_TASK_ID: '3',
-      SLURM_ARRAY_TASK_MIN: '1',
-    });
-    expect(s.code, s.stderr).toBe(0);
-    expect(pathsOf(slurm)).toEqual(shards[2]);
+  it('--shard K/N for N = 1, 2, 3, run as N processes at once: disjoint, complete, merged equal to one run', async () => {
+    const whole = path.join(work, 'all.csv');
+    const all = new Set(pathsOf(whole));
+    expect(all.size).toBe(ROWS);
+    for (const n of [1, 2, 3]) {
+      const dir = path.join(work, `shards-${n}`);
+      mkdirSync(dir);
+      const ks = Array.from({ length: n }, (_, k) => k);
+      const byFlag = await Promise.all(
+        ks.map((k) => cliAsync(['--shard', `${k}/${n}`], path.join(dir, `part-${k}.csv`))),
+      );
+      const shards = byFlag.map((file) => pathsOf(file));
+      // Disjoint and complete: as many rows as the whole, and every path of it.
+      expect(shards.flat()).toHaveLength(all.size);
+      expect(new Set(shards.flat())).toEqual(all);
+      // Position K mod N of the walk: each share is every N-th row of the whole, in order.
+      const order = pathsOf(whole);
+      ks.forEach((k) => expect(shards[k]).toEqual(order.filter((_, i) => i % n === k)));
+
+      // --shards N with the index from the scheduler gives the same shares: a Kubernetes
+      // Indexed Job counts from 0, a Slurm array from its own first id (here 1).
+      const fromK8s = await Promise.all(
+        ks.map((k) =>
+          cliAsync(['--shards', String(n)], path.join(dir, `k8s-${k}.csv`), {
+            JOB_COMPLETION_INDEX: String(k),
+          }),
+        ),
+      );
+      const fromSlurm = await Promise.all(
+        ks.map((k) =>
+          cliAsync(['--shards', String(n)], path.join(dir, `slurm-${k}.csv`), {
+            SLURM_ARRAY_TASK_ID: String(k + 1),
+            SLURM_ARRAY_TASK_MIN: '1',
+          }),
+        ),
+      );
+      ks.forEach((k) => {
+        expect(pathsOf(fromK8s[k])).toEqual(shards[k]);
+        expect(pathsOf(fromSlurm[k])).toEqual(shards[k]);
+      });
+
+      // The merge docs/deploy.md gives: one header, every part's rows, sorted by path.
+      const merged = path.join(dir, 'merged.csv');
+      const sh = spawnSync(
+        'sh',
+        ['-c', '{ head -n 1 part-0.csv; tail -q -n +2 part-*.csv | LC_ALL=C sort; } > merged.csv'],
+        { cwd: dir, encoding: 'utf8' },
+      );
+      expect(sh.status, sh.stderr).toBe(0);
+      const [mergedHeader, ...mergedRows] = readFileSync(merged, 'utf8').trimEnd().split('\n');
+      const [wholeHeader, ...wholeRows] = readFileSync(whole, 'utf8').trimEnd().split('\n');
+      expect(mergedHeader).toBe(wholeHeader);
+      // The same rows, labels and probabilities included, whatever batches they were in. An
+      // error row keeps its path and kind only: libvips words one damaged PNG differently from
+      // run to run ('libpng read error' or 'Warning treated as error ...').
+      const comparable = (line: string) =>
+        line.endsWith(',')
+          ? line
+          : line.replace(/,cannot decode the image \(.*\)$/, ',cannot decode the image');
+      expect(mergedRows.map(comparable)).toEqual([...wholeRows].sort(byCodeUnits).map(comparable));
+      expect(new Set(mergedRows.map(comparable))).toEqual(new Set(wholeRows.map(comparable)));
+      expect(mergedRows.filter((l) => !l.endsWith(','))).toHaveLength(1);
+    }
+  }, 300_000);
+
+  it('refuses a shard index out of range, and --shards without a scheduler index', () => {
+    const file = path.join(work, 'k8s-bad.jsonl');
     expectCleanError(
-      cli(['predict', '--run', run, library, '--results-file', k8s, '--shard', '3/3'], env),
+      cli(['predict', '--run', run, library, '--results-file', file, '--shard', '3/3'], env),
       /--shard: the shard index must be 0 to 2 \(got 3\)/,
     );
     expectCleanError(
-      cli(['predict', '--run', run, library, '--results-file', k8s, '--shards', '3'], {
+      cli(['predict', '--run', run, library, '--results-file', file, '--shards', '3'], {
         ...env,
         JOB_COMPLETION_INDEX: '',
         SLURM_ARRAY_TASK_ID: '',
