@@ -146,7 +146,14 @@ function stopOnSigint(out: Output): { shouldStop: () => boolean; release: () => 
     out.line('interrupted: saving a checkpoint (Ctrl-C again to quit without it)');
   };
   process.on('SIGINT', onSigint);
-  return { shouldStop: () => stop, release: () => process.off('SIGINT', onSigint) };
+  return {
+    shouldStop: () => stop,
+    // Once interrupted, the handler stays: a second Ctrl-C while the checkpoint's line is
+    // printed or the process winds down still quits with 130 and leaves no lock behind.
+    release: () => {
+      if (!stop) process.off('SIGINT', onSigint);
+    },
+  };
 }
 
 /** Adds the flag of setting `name` to `command`, parsed and described from its declaration. */
