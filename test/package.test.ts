@@ -110,9 +110,12 @@ const history = await core.fit(model, train, train, { epochs: 2 });
 const [p] = await core.predict(model, train, { count: 1, classNames: ['a', 'b'] });
 console.log(JSON.stringify({ epochs: history.length, labelName: p.labelName, version: core.VERSION }));
 `;
-const HOOKS = `export async function resolve(specifier, context, next) {
+// Resolutions go to a file, not stderr: on Node 22 and later these hooks run on a thread of
+// their own, whose stderr writes can be lost when the process exits.
+const HOOKS = `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, next) {
   const r = await next(specifier, context);
-  process.stderr.write('RESOLVED ' + r.url + '\\n');
+  appendFileSync(new URL('./resolved.log', import.meta.url), r.url + '\\n');
   return r;
 }
 `;
@@ -296,12 +299,11 @@ describe('the npm package', () => {
     // At run time: every module resolved while importing and using it.
     writeFileSync(path.join(project, 'hooks.mjs'), HOOKS);
     writeFileSync(path.join(project, 'core-check.mjs'), CORE_CHECK);
+    const log = path.join(project, 'resolved.log');
+    rmSync(log, { force: true });
     const r = run(process.execPath, ['core-check.mjs'], project, 'imgclf/core check');
     expect(JSON.parse(r.stdout.trim())).toMatchObject({ epochs: 2, labelName: expect.any(String) });
-    const resolved = r.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('RESOLVED '))
-      .map((l) => l.slice('RESOLVED '.length));
+    const resolved = readFileSync(log, 'utf8').split('\n').filter(Boolean);
     expect(resolved.some((u) => u.includes('/node_modules/imgclf/dist/src/core/index.js'))).toBe(true);
     const foreign = resolved.filter(
       (u) =>
