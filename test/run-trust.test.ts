@@ -320,8 +320,16 @@ describe('one writer per run directory', () => {
     const dir = copyOf('busy');
     const first = cliAsync(['train', '--resume', dir, '--epochs', '11']);
     const lock = path.join(dir, LOCK_FILE);
-    await until(() => existsSync(lock));
-    const holder = JSON.parse(readFileSync(lock, 'utf8'));
+    // The lock is created, then written: wait until it names its holder.
+    const holderOf = (): { pid: number } | undefined => {
+      try {
+        return JSON.parse(readFileSync(lock, 'utf8')) as { pid: number };
+      } catch {
+        return undefined;
+      }
+    };
+    await until(() => holderOf() !== undefined);
+    const holder = holderOf()!;
     expect(holder).toMatchObject({
       pid: expect.any(Number),
       host: os.hostname(),
