@@ -68,8 +68,10 @@ export { folderPreprocessing, type Preprocessing } from './data/source.js';
 export {
   BORDER_PROBE_SIDE,
   borderMean,
+  gray,
   inputFromBytes,
   lightBackground,
+  type PixelGrid,
   WORKING_SIDE,
   workingSide,
 } from './data/prepare.js';

@@ -10,9 +10,10 @@
  * predict`'s).
  */
 import {
-  BORDER_PROBE_SIDE,
+  gray,
   type ImageShape,
   lightBackground,
+  type PixelGrid,
   type Preprocessing,
   workingSide,
 } from 'imgclf/core';
@@ -62,26 +63,15 @@ function working(p: Picture, side: number): HTMLCanvasElement {
   return c;
 }
 
-/** The light-background probe of a picture: gray, stretched to BORDER_PROBE_SIDE a side. */
-function borderProbe(src: HTMLCanvasElement): Uint8Array {
-  const side = BORDER_PROBE_SIDE;
-  const [, ctx] = canvas(side, side);
-  ctx.drawImage(src, 0, 0, side, side);
-  const d = ctx.getImageData(0, 0, side, side).data;
-  const probe = new Uint8Array(side * side);
-  for (let i = 0; i < probe.length; i++) probe[i] = gray(d[i * 4], d[i * 4 + 1], d[i * 4 + 2]);
-  return probe;
-}
-
-const toLinear = (v: number) => {
-  const c = v / 255;
-  return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
-};
-const toSrgb = (l: number) => 255 * (l <= 0.0031308 ? 12.92 * l : 1.055 * l ** (1 / 2.4) - 0.055);
-
-/** Luminance of an sRGB pixel, in sRGB (as libvips' b-w colourspace). */
-function gray(r: number, g: number, b: number): number {
-  return Math.round(toSrgb(0.2126 * toLinear(r) + 0.7152 * toLinear(g) + 0.0722 * toLinear(b)));
+/** The working copy's pixels, for the core's light-background probe. */
+function pixelGrid(src: HTMLCanvasElement): PixelGrid {
+  const ctx = src.getContext('2d', { willReadFrequently: true })!;
+  return {
+    pixels: new Uint8Array(ctx.getImageData(0, 0, src.width, src.height).data.buffer),
+    width: src.width,
+    height: src.height,
+    channels: 4,
+  };
 }
 
 /** The input for a model of `shape` with `pre`: H * W * C bytes (0..255) and whether it was inverted. */
@@ -92,7 +82,7 @@ export function preparePixels(
 ): { pixels: Uint8Array; inverted: boolean } {
   const [height, width, channels] = shape;
   const src = working(p, workingSide(shape));
-  const inverted = pre.invertLightBackground && lightBackground(borderProbe(src));
+  const inverted = pre.invertLightBackground && lightBackground(pixelGrid(src));
   const [, ctx] = canvas(width, height);
   // Letterbox padding: white, or black for MNIST-like models (white too when inverting after).
   ctx.fillStyle = pre.invertLightBackground && !inverted ? '#000' : '#fff';

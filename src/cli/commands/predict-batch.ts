@@ -7,7 +7,7 @@ import { UserError } from '../../core/errors.js';
 import { createEngine, ENGINES, type EngineName } from '../../node/export/engine.js';
 import { predictBatches } from '../../node/predict/batch.js';
 import { expandPaths, inShard, parseShard, type Shard, shardFromEnv } from '../../node/predict/paths.js';
-import { appendRows, openResults } from '../../node/predict/results.js';
+import { appendRows, closeResults, openResults } from '../../node/predict/results.js';
 import type { LoadedRun } from '../../node/run/rundir.js';
 import type { Output } from '../output.js';
 
@@ -121,7 +121,7 @@ export async function predictToFile(
     });
   } finally {
     bar.stop();
-    await results.handle.close();
+    await closeResults(results);
     await engine.dispose();
   }
 }

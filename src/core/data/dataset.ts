@@ -20,13 +20,16 @@ export type Pixels = Uint8Array | Float32Array;
  */
 export const BYTE_SCALE = 1 / 255;
 
+/** b * BYTE_SCALE for every byte b, as float32: a lookup is faster than the multiply and round. */
+const BYTE_FLOATS = Float32Array.from({ length: 256 }, (_, b) => b * BYTE_SCALE);
+
 /** Copies `count` values of `src` from index `from` into `dst` at `at`, as floats in [0, 1]. */
 export function copyPixels(src: Pixels, from: number, count: number, dst: Float32Array, at: number): void {
   if (src instanceof Float32Array) {
     dst.set(src.subarray(from, from + count), at);
     return;
   }
-  for (let i = 0; i < count; i++) dst[at + i] = src[from + i] * BYTE_SCALE;
+  for (let i = 0; i < count; i++) dst[at + i] = BYTE_FLOATS[src[from + i]];
 }
 
 /** `count` values of `src` from `from` as floats in [0, 1]: a view when already float, else a copy. */

@@ -384,9 +384,8 @@ async function decodePart(
       const i = next++;
       const file = path.join(scan.root, entries[i].rel);
       try {
-        const { input } = await prepareImage(await readImageFile(file), shape, pre, file);
-        const at = i * row;
-        for (let k = 0; k < row; k++) all[at + k] = Math.round(input[k] * 255);
+        const { bytes } = await prepareImage(await readImageFile(file), shape, pre, file);
+        all.set(bytes, i * row);
         ok[i] = 1;
       } catch (err) {
         let reason = (err as Error).message.replace(`${file}: `, '');

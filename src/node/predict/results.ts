@@ -7,8 +7,12 @@
  *   JSONL  {"path":…,"label":…,"probability":…,"top":[{"label":…,"probability":…},…]}
  *          or {"path":…,"error":…} for an image that could not be read
  *
- * Rows are appended a batch at a time, each batch written and flushed to disk (fdatasync)
- * before the next is read, so a job killed at any moment leaves every finished batch on disk.
+ * Rows are appended a batch at a time, each batch written whole to the file before the next is
+ * read, so a job killed at any moment (kill -9, Ctrl-C, out of memory) leaves every finished batch
+ * in the file: the kernel holds what was written. The file is also flushed to disk (fdatasync)
+ * at most once every SYNC_EVERY_MS and when it is closed, so a power cut loses at most that much
+ * (which a rerun predicts again): a flush a batch cost more than predicting the batch for small
+ * images.
  * A rerun with the same file resumes (openResults): a last line the kill cut short is cut off,
  * and the paths already there are skipped, without being loaded into memory (see Resume).
  */
@@ -168,8 +172,13 @@ export class Resume {
   }
 }
 
+/** Longest time finished rows wait before they are flushed to disk. */
+export const SYNC_EVERY_MS = 1000;
+
 export interface OpenResults {
   handle: FileHandle;
+  /** When the file was last flushed to disk (performance.now()). */
+  synced: number;
   format: ResultsFormat;
   /** What a rerun skips; it reads the file as the input asks. */
   resume: Resume;
@@ -213,13 +222,25 @@ export async function openResults(file: string, k: number): Promise<OpenResults>
     if (complete === 0) return;
     for await (const r of records(file, format, complete)) if (!r.header) yield r.path;
   };
-  return { handle, format, resume: new Resume(done()), cut: size - complete };
+  return { handle, synced: performance.now(), format, resume: new Resume(done()), cut: size - complete };
 }
 
-/** Appends `rows` and flushes them to disk before returning. */
+/** Appends `rows` to the file; flushes to disk when the last flush is SYNC_EVERY_MS old. */
 export async function appendRows(results: OpenResults, rows: ResultRow[], k: number): Promise<void> {
   if (rows.length === 0) return;
-  // appendFile writes all of it (a bare write may write part), then it is flushed to disk.
+  // appendFile writes all of it (a bare write may write part).
   await results.handle.appendFile(formatRows(rows, results.format, k));
-  await results.handle.datasync();
+  if (performance.now() - results.synced >= SYNC_EVERY_MS) {
+    await results.handle.datasync();
+    results.synced = performance.now();
+  }
+}
+
+/** Flushes what is left to disk and closes the file. */
+export async function closeResults(results: OpenResults): Promise<void> {
+  try {
+    await results.handle.datasync();
+  } finally {
+    await results.handle.close();
+  }
 }
