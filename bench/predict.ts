@@ -13,7 +13,9 @@
  * Subjects, each in its own process under /usr/bin/time -v (peak RSS of the process):
  *
  *   decode only     sharp reads, decodes and resizes every file to the model's input, 8 at a time
- *                   (the concurrency of node/predict/batch.ts), and does nothing else: the ceiling
+ *                   (the concurrency of node/predict/batch.ts), and does nothing else: what
+ *                   decoding through sharp costs. imgclf goes past it where it needs no sharp
+ *                   call (a plain PNG at the model's size, node/png.ts) or one instead of two
  *   imgclf tfjs     `imgclf predict --run R DIR --results-file F.csv --engine tfjs --json`
  *   imgclf onnx     the same with --engine onnx
  *   pytorch         bench/predict_torch.py: ImageFolder + DataLoader (num_workers 2, batch 64),
@@ -39,7 +41,7 @@ import { walkImages } from '../src/node/predict/paths.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(ROOT, 'bin', 'imgclf.js');
 const TORCH_SCRIPT = path.join(ROOT, 'bench', 'predict_torch.py');
-/** As node/predict/batch.ts's DECODERS, so the ceiling decodes as imgclf does. */
+/** As node/predict/batch.ts's DECODERS, so this decodes with imgclf's concurrency. */
 const DECODERS = 8;
 
 export interface PredictRow {
@@ -249,7 +251,7 @@ function measure(subject: string, set: SetSpec, out: string): Measured | string 
 }
 
 const SUBJECTS: [string, string][] = [
-  ['decode', 'sharp: read, decode, resize to the input, 8 at a time; nothing else (the ceiling)'],
+  ['decode', 'sharp: read, decode, resize to the input, 8 at a time; nothing else'],
   ['imgclf-tfjs', '`imgclf predict --results-file F.csv --engine tfjs` (wasm)'],
   ['imgclf-onnx', '`imgclf predict --results-file F.csv --engine onnx`'],
   ['pytorch', '`bench/predict_torch.py`: ImageFolder + DataLoader (num_workers 2), the run’s weights'],

@@ -371,13 +371,13 @@ const cnnMarkdown = [
   "- Peak RSS is the whole process (imgclf's worker threads share it).",
 ].join('\n');
 const backboneTable = [
-  '| subject | images | images/s | decode s | features s | features images/s | peak RSS MB | how |',
-  '|' + ' --- |'.repeat(8),
+  '| subject | images | images/s | decode s | features s | features images/s | command s | peak RSS MB | how |',
+  '|' + ' --- |'.repeat(9),
   ...(backbone?.rows ?? []).map(
     (r) =>
       `| ${r.subject} | ${r.images} | ${fmt(r.images_per_second, 1)} | ${fmt(r.decode_seconds)} | ${fmt(
         r.feature_seconds,
-      )} | ${fmt(r.feature_images_per_second, 1)} | ${fmt(r.peak_rss_mb, 0)} | ${r.note} |`,
+      )} | ${fmt(r.feature_images_per_second, 1)} | ${fmt(r.command_seconds, 1)} | ${fmt(r.peak_rss_mb, 0)} | ${r.note} |`,
   ),
 ].join('\n');
 const backboneMarkdown = [

@@ -39,7 +39,11 @@ export interface RunLock {
 /** Run directories this process holds, by resolved path: the text of each one's lock. */
 const held = new Map<string, string>();
 
-/** A lock file just created holds nothing until its first write: how long that may take. */
+/**
+ * How long an empty or unreadable lock is waited on before it counts as stale. imgclf links its
+ * locks into place whole, so only another writer (an older imgclf created the file, then wrote
+ * it) leaves one for a moment.
+ */
 const EMPTY_LOCK_GRACE_MS = 5000;
 
 /**
@@ -131,29 +135,36 @@ export async function lockRun(
   const me: LockHolder = { pid: process.pid, host: os.hostname(), started: new Date().toISOString() };
   const text = JSON.stringify(me) + '\n';
   for (let broken = 0; ;) {
-    let handle;
+    let taken = false;
+    // The lock is written whole to a file of its own, then linked into place: link fails when a
+    // lock exists, so exactly one writer wins, and nobody ever reads a lock half written.
+    const temp = `${file}.${randomBytes(4).toString('hex')}.new`;
     try {
-      handle = await open(file, 'wx');
+      const handle = await open(temp, 'wx');
+      try {
+        await handle.writeFile(text);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await link(temp, file);
+      taken = true;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT')
         throw new UserError(
           `run directory ${dir} does not exist; train one with 'imgclf train --out ${dir}'`,
         );
-      if (code !== 'EEXIST') throw err;
-    }
-    if (handle) {
-      try {
-        await handle.writeFile(text);
-        await handle.sync();
-      } catch (err) {
-        // A full disk: an empty lock left behind would hold off the next training for a while.
-        await handle.close();
-        await unlink(file).catch(() => {});
+      if (code !== 'EEXIST') {
+        // A full disk, say: nothing is left behind to hold off the next training.
+        await unlink(temp).catch(() => {});
         if (created) await rmdir(dir).catch(() => {});
         throw err;
       }
-      await handle.close();
+    } finally {
+      await unlink(temp).catch(() => {});
+    }
+    if (taken) {
       held.set(key, text);
       return heldLock(dir, key, file, text, created);
     }
@@ -165,7 +176,7 @@ export async function lockRun(
         (s) => Date.now() - s.mtimeMs,
         () => 0,
       );
-      // Created a moment ago by a writer that has yet to write into it: ask again shortly.
+      // Created a moment ago by a writer that writes after creating: ask again shortly.
       if (age < EMPTY_LOCK_GRACE_MS) {
         await new Promise((resolve) => setTimeout(resolve, 50));
         continue;
