@@ -422,8 +422,8 @@ const predictMarkdown = [
   ...(prediction?.notes ?? []).map((n) => `- ${n}`),
   "- fashion-28: the 10,000 Fashion-MNIST test images as 28 px PNGs, the seed's softmax trained 1 epoch. shapes-224: 2,000 JPEGs at 224 px (shapes.ts drawings), a softmax at 224 px RGB trained 1 epoch on 400 others.",
   "- images/s: images over the whole process's wall time (start-up, model load, the walk), median of the runs; loop images/s: the subject's own timing of its loop. x columns: ratios of images/s in this run (above 1: faster).",
-  '- decode only: sharp reads, decodes and resizes each file to the input, 8 at a time, and nothing else. imgclf also checks the header, reads the orientation and probes the border for a light background before the resize, and writes and fdatasyncs the rows after every batch.',
-  "- pytorch: `/usr/bin/python3 bench/predict_torch.py` (ImageFolder + DataLoader, num_workers 2, batch 64), an nn.Linear holding the run's own weights (read from model.json / weights.bin), writing the same CSV rows (flushed after every batch, not fdatasynced).",
+  "- decode only: sharp reads, decodes and resizes each file to the input, 8 at a time, and nothing else. imgclf also checks the header, reads the orientation and probes the border for a light background, and writes the rows after every batch (fdatasync once a second); it decodes a plain PNG at the model size without sharp, and skips sharp's resize when the decoded picture already has the model size, so it can pass this row.",
+  "- pytorch: `/usr/bin/python3 bench/predict_torch.py` (ImageFolder + DataLoader, num_workers 2, batch 64), an nn.Linear holding the run's own weights (read from model.json / weights.bin), writing the same CSV rows (written after every batch, never fdatasynced).",
   "- peak RSS: the largest over the runs of /usr/bin/time -v's maximum resident set size, which is that of the largest single process: PyTorch's 2 DataLoader worker processes are not added to its main process.",
 ].join('\n');
 if (prediction) process.stdout.write('\n' + predictTable + '\n\n');
