@@ -249,6 +249,17 @@ describe('imgclf API', () => {
       expect((cliP.json?.predictions as { label: string }[])[0].label).toBe(p.labelName);
     });
 
+    it('reads SVG only when allowed', async () => {
+      const svg = new TextEncoder().encode(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><circle cx="14" cy="14" r="9" fill="#fff"/></svg>',
+      );
+      await expect(predictImage(run, svg)).rejects.toThrow(
+        /not an image imgclf can read \(.* or AVIF expected\)/,
+      );
+      const p = await predictImage(run, svg, { allowSvg: true });
+      expect(p.top.length).toBeGreaterThan(0);
+    });
+
     it('refuses to overwrite a run unless forced', async () => {
       await expect(saveRun(dir, { model: run.model, data })).rejects.toThrow(/already holds a run/);
       const again = await saveRun(dir, { model: run.model, data, force: true });

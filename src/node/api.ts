@@ -410,12 +410,14 @@ export interface ImagePrediction {
 
 /**
  * Classifies a picture file (PNG, JPEG, WebP, GIF, TIFF, AVIF; any size, colour or gray) with
- * a run's model, prepared as `imgclf predict FILE` prepares it (the run's preprocessing).
+ * a run's model, prepared as `imgclf predict FILE` prepares it (the run's preprocessing). SVG
+ * only with `allowSvg`, as `imgclf serve --allow-svg`: rendering one is work no limit bounds,
+ * so a program that takes pictures from others should leave it off.
  */
 export async function predictImage(
   run: Pick<Run, 'model' | 'metadata'>,
   image: string | Uint8Array,
-  options: { topK?: number } = {},
+  options: { topK?: number; allowSvg?: boolean } = {},
 ): Promise<ImagePrediction> {
   const names = run.metadata.classNames;
   const k = options.topK ?? 3;
@@ -433,7 +435,9 @@ export async function predictImage(
   }
   await ready();
   const shape = run.metadata.inputShape;
-  const { input, inverted } = await prepareImage(bytes, shape, run.metadata.preprocessing, name);
+  const { input, inverted } = await prepareImage(bytes, shape, run.metadata.preprocessing, name, {
+    allowSvg: options.allowSvg ?? false,
+  });
   const [p] = predictProbabilities(run.model, input, 1, shape);
   const top = topK(p, Math.min(k, names.length)).map((i) => ({
     label: i,
