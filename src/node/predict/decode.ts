@@ -1,0 +1,102 @@
+/**
+ * Reading and decoding the files of batch prediction into the model's floats, on this thread
+ * (`inProcess`) or on the decoding threads (decode-pool.ts, decode-thread.ts), which run the
+ * same `decodeInto`. It imports no TensorFlow.js, so a decoding thread starts in a moment.
+ */
+import type { ImageShape } from '../../core/data/dataset.js';
+import { inputInto } from '../../core/data/prepare.js';
+import type { Preprocessing } from '../../core/data/source.js';
+import { readImageFile } from '../data/folder.js';
+import { type DecodeOptions, ImageTooLargeError, prepareImage } from '../image.js';
+
+/** Files read and decoded at once on one thread: libuv's pool has four threads, and reads wait on the disk. */
+export const DECODERS = 8;
+
+/**
+ * Decodes files into the model's floats: `floats` holds file i's input at i * row (zeros where
+ * it failed), and `errors[i]` says why file i has none.
+ */
+export interface Decoder {
+  decode(paths: string[]): Promise<{ floats: Float32Array; errors: (string | undefined)[] }>;
+  close(): Promise<void>;
+}
+
+/** A read or decode failure as the row's error, without the path the row already names. */
+function reasonOf(file: string, err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  switch (e.code) {
+    case 'ENOENT':
+      return 'file not found';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'is a folder';
+  }
+  const message = (e.message ?? String(err)).split('\n')[0].replace(`${file}: `, '');
+  return err instanceof ImageTooLargeError ? `too large: ${message}` : message;
+}
+
+/**
+ * Reads, decodes and scales `paths` into `floats` (file i at i * row), `concurrency` at a time;
+ * returns each file's error, or undefined. The decode threads run this too.
+ */
+export async function decodeInto(
+  paths: string[],
+  shape: ImageShape,
+  pre: Preprocessing,
+  decode: DecodeOptions,
+  floats: Float32Array,
+  concurrency: number,
+): Promise<(string | undefined)[]> {
+  const row = shape[0] * shape[1] * shape[2];
+  const errors: (string | undefined)[] = new Array(paths.length).fill(undefined);
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length) {
+      const i = next++;
+      const file = paths[i];
+      try {
+        const { bytes } = await prepareImage(await readImageFile(file), shape, pre, file, decode);
+        inputInto(bytes, pre, floats, i * row);
+      } catch (err) {
+        errors[i] = reasonOf(file, err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, paths.length) }, worker));
+  return errors;
+}
+
+/** A Decoder on this thread, DECODERS files at a time (sharp decodes on libuv's threads). */
+export function inProcess(
+  metadata: { inputShape: ImageShape; preprocessing: Preprocessing },
+  decode: DecodeOptions = {},
+): Decoder {
+  const { inputShape: shape, preprocessing: pre } = metadata;
+  const next = batchBuffers(shape);
+  return {
+    async decode(paths) {
+      const floats = next(paths.length);
+      return { floats, errors: await decodeInto(paths, shape, pre, decode, floats, DECODERS) };
+    },
+    close: async () => {},
+  };
+}
+
+/**
+ * Two input buffers taken in turn, for decoders: batch k+1 is decoded into one while batch k,
+ * in the other, goes through the model, and batch k+2 is asked for only once batch k is done.
+ * A fresh buffer a batch (38 MB at 224 px) costs more in page faults and collection than the
+ * model's pass over it.
+ */
+export function batchBuffers(shape: ImageShape): (n: number) => Float32Array {
+  const row = shape[0] * shape[1] * shape[2];
+  const buffers = [new Float32Array(0), new Float32Array(0)];
+  let turn = 0;
+  return (n) => {
+    turn ^= 1;
+    if (buffers[turn].length < n * row) buffers[turn] = new Float32Array(n * row);
+    return buffers[turn].subarray(0, n * row);
+  };
+}
