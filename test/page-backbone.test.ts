@@ -9,7 +9,7 @@
  * not a model, wrong input size, output not a feature vector), a backbone opened from files
  * (whose run imgclf refuses in one line), and a TensorFlow.js layers backbone by URL.
  */
-import { type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -34,7 +34,7 @@ import {
   watchConsole,
   writeY4m,
 } from './fixtures/page.js';
-import { CHROMIUM, cli, tempDir } from './helpers.js';
+import { BIN, CHROMIUM, cli, tempDir } from './helpers.js';
 
 /** The two scenes the fake webcam shows in turn, 3 s each: an orange field and a blue one. */
 const ORANGE: [number, number, number] = [235, 130, 30];
@@ -56,6 +56,8 @@ const consoleErrors: string[] = [];
 const stills: { file: string; truth: string }[] = [];
 /** What the page said for each still. */
 const pageSaid = new Map<string, string>();
+/** The held-out accuracy the page showed. */
+let heldOut = 0;
 
 /** A still of a scene, as a PNG file. */
 async function still(file: string, [r, g, b]: [number, number, number], at: number): Promise<void> {
@@ -294,6 +296,7 @@ describe.skipIf(!existsSync(CHROMIUM))('a backbone in the page', () => {
     expect(status).toMatch(/^Done: \d+ epoch/);
     expect(await page.textContent('#own-heldout-acc')).toBe(acc.toFixed(3));
     expect(acc).toBeGreaterThanOrEqual(0.9);
+    heldOut = acc;
   });
 
   it('classifies stills through the backbone and the head', async () => {
@@ -351,6 +354,16 @@ describe.skipIf(!existsSync(CHROMIUM))('a backbone in the page', () => {
     const labels = (predicted.json!.predictions as { label: string }[]).map((p) => p.label);
     expect(labels).toEqual(files.map((f) => pageSaid.get(f)));
 
+    // imgclf evaluate reads the held-out pictures from DIR/data (at the backbone's input size).
+    const evaluated = spawnSync(process.execPath, [BIN, 'evaluate', '--run', '.', '--json'], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, XDG_CACHE_HOME: cache },
+    });
+    expect(evaluated.status, evaluated.stderr).toBe(0);
+    const evaluation = JSON.parse(evaluated.stdout.trim().split('\n').at(-1)!) as { test_accuracy: number };
+    expect(evaluation.test_accuracy).toBe(heldOut);
+
     const served = await startServer(dir, dir, { XDG_CACHE_HOME: cache });
     try {
       const res = await fetch(`${served.url}/api/predict`, {
@@ -365,7 +378,16 @@ describe.skipIf(!existsSync(CHROMIUM))('a backbone in the page', () => {
     }
   });
 
-  it('opens the downloaded run again, the backbone fetched from its URL and checked', async () => {
+  it('is kept in the browser and opened again from the zip, the backbone fetched from its URL and checked', async () => {
+    await page.click('#own-save');
+    await page.waitForSelector('#own-keep-status[data-state=saved]');
+    await page.reload();
+    await page.waitForSelector('body[data-ready=true]', { timeout: 60_000 });
+    await page.locator('#own-saved li .own-saved-load').click();
+    await page.waitForSelector('#own-keep-status[data-state]', { timeout: 60_000 });
+    expect(await page.getAttribute('#own-keep-status', 'data-state')).toBe('loaded');
+    for (const { file } of stills) expect(await tryFile(file)).toBe(pageSaid.get(file));
+
     await page.reload();
     await page.waitForSelector('body[data-ready=true]', { timeout: 60_000 });
     await page.setInputFiles('#own-upload', path.join(work, 'imgclf-scenes.zip'));

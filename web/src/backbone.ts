@@ -833,7 +833,26 @@ async function tfjsBackbone(at: Extract<Located, { kind: 'tfjs' }>): Promise<Pag
 /** Loads the backbone the user chose: fetched or read now, checked, ready to compute features. */
 export async function loadBackbone(choice: BackboneChoice): Promise<PageBackbone> {
   const at = await locate(choice);
-  return at.kind === 'onnx' ? onnxBackbone(at) : tfjsBackbone(at);
+  return oneAtATime(await (at.kind === 'onnx' ? onnxBackbone(at) : tfjsBackbone(at)));
+}
+
+/**
+ * The backbone with its calls queued: training, a drawing classified as it is drawn and the
+ * live camera may ask at once, and an ONNX Runtime Web session runs one call at a time.
+ */
+function oneAtATime(b: PageBackbone): PageBackbone {
+  let last: Promise<unknown> = Promise.resolve();
+  return {
+    ...b,
+    features: (images, n) => {
+      const next = last.then(
+        () => b.features(images, n),
+        () => b.features(images, n),
+      );
+      last = next.catch(() => undefined);
+      return next;
+    },
+  };
 }
 
 /** Whether the page can fetch a recorded backbone again: it came from a URL or the hub. */
