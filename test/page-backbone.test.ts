@@ -473,7 +473,10 @@ describe.skipIf(!existsSync(CHROMIUM))('a backbone in the page', () => {
     const { state, text } = await chooseUrl(`${host.url}/tfjs/model.json`);
     expect(state, text).toBe('ready');
     expect(text).toMatch(/: layers-model \(layers\), input 16x16x3, 8 features, on TensorFlow\.js/);
+    // The knn head this time: it memorizes the features in one pass.
+    await page.selectOption('#own-model', 'knn');
     expect(await train()).toBeGreaterThanOrEqual(0.5);
+    expect(await page.textContent('#own-plan')).toMatch(/A knn head on 8 backbone features.* 1 epochs/);
     await page.fill('#own-save-name', 'tfjs');
     const { dir } = await downloadRun(path.join(work, 'unzipped-tfjs'));
     const meta = JSON.parse(readFileSync(path.join(dir, 'metadata.json'), 'utf8'));
@@ -481,6 +484,7 @@ describe.skipIf(!existsSync(CHROMIUM))('a backbone in the page', () => {
       .update(readFileSync(path.join(tfjsDir, 'model.json')))
       .update(readFileSync(path.join(tfjsDir, 'weights.bin')))
       .digest('hex');
+    expect(meta.model).toBe('knn');
     expect(meta.backbone).toMatchObject({
       source: `${host.url}/tfjs/model.json`,
       format: 'layers-model',

@@ -104,6 +104,9 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     $<HTMLButtonElement>('own-add-class').disabled = classes.length >= MAX_OWN_CLASSES;
     $<HTMLButtonElement>('own-train').disabled = training;
     $<HTMLButtonElement>('own-stop').disabled = !training;
+    // A training holds its backbone to the end: another is chosen after it.
+    for (const id of ['own-backbone-kind', 'own-backbone-load', 'own-backbone-files'])
+      $<HTMLInputElement>(id).disabled = training;
   }
 
   function addSample(c: OwnClass, blob: Blob, name: string): void {
@@ -429,6 +432,8 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     const urlRow = $('own-backbone-url-row');
     const filesRow = $('own-backbone-files-row');
     const url = $<HTMLInputElement>('own-backbone-url');
+    // No backbone is loaded yet, whatever the browser restored into the form on a reload.
+    kind.value = 'none';
     kind.addEventListener('change', () => {
       urlRow.hidden = kind.value !== 'url';
       filesRow.hidden = kind.value !== 'files';

@@ -14,6 +14,7 @@ import {
   heldOutSplit,
   type ImageShape,
   imageSize,
+  listModels,
   pixelsAsBytes,
   runMetadata,
   type RunMetadataBase,
@@ -169,7 +170,11 @@ export function ownPlan(
   images: PageImages,
   trainCount: number,
 ): { plan: TrainConfig; note?: string } {
-  return sizeToData(pagePlan({ ...choice, images }), trainCount);
+  const plan = pagePlan({ ...choice, images });
+  // A model that memorizes (the knn head) takes one pass, as `imgclf train` and `fit` take it.
+  if (listModels().find((m) => m.name === plan.model)?.memorizes)
+    return { plan: { ...plan, epochs: 1, defaulted: [] } };
+  return sizeToData(plan, trainCount);
 }
 
 /** The run directory's metadata.json, as the page writes it: the CLI's format (imgclf/core). */
