@@ -431,6 +431,21 @@ describe.skipIf(!existsSync(CHROMIUM))('a backbone in the page', () => {
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/the run's backbone model\.onnx was opened from files in the page/);
+
+    // The page opens such a run with the same backbone opened under Backbone, and says what to
+    // do without it.
+    await page.evaluate(() => delete document.getElementById('own-keep-status')!.dataset.state);
+    await page.setInputFiles('#own-upload', path.join(work, 'imgclf-from-files.zip'));
+    await page.waitForSelector('#own-keep-status[data-state]', { timeout: 60_000 });
+    expect(await page.getAttribute('#own-keep-status', 'data-state')).toBe('opened');
+    await page.selectOption('#own-backbone-kind', 'none');
+    await page.evaluate(() => delete document.getElementById('own-keep-status')!.dataset.state);
+    await page.setInputFiles('#own-upload', path.join(work, 'imgclf-from-files.zip'));
+    await page.waitForSelector('#own-keep-status[data-state]', { timeout: 60_000 });
+    expect(await page.getAttribute('#own-keep-status', 'data-state')).toBe('failed');
+    expect(await page.textContent('#own-keep-status')).toMatch(
+      /^Failed: the run's backbone model\.onnx was opened from files, which the page cannot fetch \(sha256 [0-9a-f]{12}\); open the same files under Backbone first, then load the run again$/,
+    );
   });
 
   it('takes a TensorFlow.js layers backbone by URL, and imgclf predict accepts its run', async () => {

@@ -855,21 +855,39 @@ function oneAtATime(b: PageBackbone): PageBackbone {
   };
 }
 
+/** Whether `a` is the backbone `b` records: the same bytes, taken the same way. */
+function sameBackbone(a: BackboneRecord, b: BackboneRecord): boolean {
+  return (
+    a.sha256 === b.sha256 &&
+    a.features === b.features &&
+    a.layer === b.layer &&
+    a.inputShape.join('x') === b.inputShape.join('x') &&
+    JSON.stringify(a.preprocessing ?? null) === JSON.stringify(b.preprocessing ?? null) &&
+    a.range === b.range
+  );
+}
+
 /** Whether the page can fetch a recorded backbone again: it came from a URL or the hub. */
 export function isFetchable(record: Pick<BackboneRecord, 'source'>): boolean {
   return typeof record.source === 'string' && (isUrl(record.source) || record.source.startsWith('hf:'));
 }
 
 /**
- * Loads the backbone a run records (from its URL), which must still be the same (its SHA-256)
- * and give the same features: a kept or opened run classifies with it.
+ * Loads the backbone a run records, which must still be the same (its SHA-256) and give the
+ * same features: a kept or opened run classifies with it. `have` (the backbone chosen under
+ * Backbone) is used when it is that backbone; else it is fetched from its URL. A backbone that
+ * was opened from files has none, so `have` must be it.
  */
-export async function loadRecordedBackbone(record: BackboneRecord): Promise<PageBackbone> {
+export async function loadRecordedBackbone(
+  record: BackboneRecord,
+  have?: PageBackbone,
+): Promise<PageBackbone> {
   if (!record || typeof record.source !== 'string' || typeof record.sha256 !== 'string')
     throw new BackboneError('the run records a backbone without its source and hash; retrain it');
+  if (have && sameBackbone(have.record, record)) return have;
   if (!isFetchable(record))
     throw new BackboneError(
-      `the run's backbone ${record.source.replace(PICKED_PREFIX, '')} was opened from files, which the page cannot fetch again; choose it again under Backbone and train anew`,
+      `the run's backbone ${record.source.replace(PICKED_PREFIX, '')} was opened from files, which the page cannot fetch (sha256 ${record.sha256.slice(0, 12)}); open the same files under Backbone first, then load the run again`,
     );
   const b = await loadBackbone({ url: record.source });
   b.record.source = record.source;

@@ -10,7 +10,7 @@ import { $, acceptFiles } from './dom.js';
 import { getLang, show } from './i18n.js';
 import { onLangChange } from './lang.js';
 import { forgetKept, keepRun, type KeptRun, listKept, loadKeptArtifacts } from './kept.js';
-import { onOwnModel, type OwnModel, ownModel, setOwnModel } from './own-model.js';
+import { chosenBackbone, onOwnModel, type OwnModel, ownModel, setOwnModel } from './own-model.js';
 import type { PageRunMetadata } from './own-train.js';
 import { encodePng } from './pixels.js';
 import {
@@ -44,8 +44,9 @@ function download(bytes: Uint8Array, name: string, type: string): void {
 const accuracy = (a: number | undefined) => (a === undefined ? '–' : a.toFixed(3));
 
 /**
- * The head and, for a run trained on a backbone, the backbone it records, fetched from its URL
- * and checked against its SHA-256 (backbone.ts `loadRecordedBackbone`).
+ * The head and, for a run trained on a backbone, the backbone it records: the one chosen under
+ * Backbone when it is that one, else fetched from its URL and checked against its SHA-256
+ * (backbone.ts `loadRecordedBackbone`).
  */
 async function withBackbone(
   metadata: PageRunMetadata,
@@ -56,7 +57,7 @@ async function withBackbone(
   const record = metadata.backbone as BackboneRecord;
   show(status, 'loadingBackbone', { source: record.source });
   try {
-    return { net, backbone: await loadRecordedBackbone(record) };
+    return { net, backbone: await loadRecordedBackbone(record, chosenBackbone()) };
   } catch (err) {
     net.dispose();
     throw err;

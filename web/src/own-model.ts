@@ -21,16 +21,21 @@ type Listener = (model: OwnModel | undefined) => void;
 let current: OwnModel | undefined;
 const listeners: Listener[] = [];
 /** The backbone chosen for training (own-classes.ts): a model replaced keeps it alive. */
-let chosenBackbone: PageBackbone | undefined;
+let chosenBackbone_: PageBackbone | undefined;
 
 /** Marks the backbone chosen for the next training, which `setOwnModel` must not release. */
 export function setChosenBackbone(b: PageBackbone | undefined): void {
-  chosenBackbone = b;
+  chosenBackbone_ = b;
+}
+
+/** The backbone chosen for the next training, if one is loaded. */
+export function chosenBackbone(): PageBackbone | undefined {
+  return chosenBackbone_;
 }
 
 /** Whether `b` is in use: the chosen one, or the current model's. */
 export function backboneInUse(b: PageBackbone): boolean {
-  return b === chosenBackbone || b === current?.backbone;
+  return b === chosenBackbone_ || b === current?.backbone;
 }
 
 export function ownModel(): OwnModel | undefined {
@@ -41,7 +46,7 @@ export function ownModel(): OwnModel | undefined {
 export function setOwnModel(model: OwnModel): void {
   if (current && current.net !== model.net) current.net.dispose();
   const old = current?.backbone;
-  if (old && old !== model.backbone && old !== chosenBackbone) old.dispose();
+  if (old && old !== model.backbone && old !== chosenBackbone_) old.dispose();
   current = model;
   document.body.dataset.ownModel = model.origin;
   for (const l of listeners) l(model);

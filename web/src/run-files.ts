@@ -275,7 +275,9 @@ export async function readRunFiles(files: RunFiles): Promise<ReadRun> {
     const b = metadata.backbone as { source?: unknown; format?: unknown };
     if (typeof b.source !== 'string' || !['onnx', 'layers-model', 'graph-model'].includes(String(b.format)))
       throw new RunFileError(`${METADATA_FILE}: its backbone record is not one imgclf writes`);
-    if (!/^(https?:\/\/|hf:)/i.test(b.source))
+    // A path on the machine that trained it is out of the page's reach; a backbone the page
+    // opened from files (page-file:NAME) is opened again under Backbone (own-keep.ts).
+    if (!/^(https?:\/\/|hf:|page-file:)/i.test(b.source))
       throw new RunFileError(
         `this run's backbone is ${b.source}, a path on the machine that trained it, which the page cannot read; serve it with imgclf serve --run DIR there`,
       );
