@@ -34,7 +34,7 @@ import {
   watchConsole,
   writeY4m,
 } from './fixtures/page.js';
-import { BIN, CHROMIUM, cli, tempDir } from './helpers.js';
+import { BIN, CHROMIUM, cli, screenshotPath, tempDir } from './helpers.js';
 
 /** The two scenes the fake webcam shows in turn, 3 s each: an orange field and a blue one. */
 const ORANGE: [number, number, number] = [235, 130, 30];
@@ -307,6 +307,7 @@ describe.skipIf(!existsSync(CHROMIUM))('a backbone in the page', () => {
       if (label === truth) right++;
     }
     expect(right).toBe(stills.length);
+    await page.locator('#own').screenshot({ path: screenshotPath('own-backbone.png') });
     // What the model sees: the backbone's input size.
     expect(await page.getAttribute('#own-seen', 'width')).toBe('16');
   });

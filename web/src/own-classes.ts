@@ -374,11 +374,13 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     select.value = chosen;
   }
 
+  /** The image sizes on offer: the page's, or with a backbone its input size alone. */
   function fillSizes(): void {
     const select = $<HTMLSelectElement>('own-size');
-    const chosen = select.value || String(OWN_DEFAULT_SIZE);
+    const sizes: readonly number[] = backbone ? [backbone.record.inputShape[0]] : OWN_SIZES;
+    const chosen = sizes.includes(Number(select.value)) ? select.value : String(sizes[0] ?? OWN_DEFAULT_SIZE);
     select.replaceChildren(
-      ...OWN_SIZES.map((n) => {
+      ...sizes.map((n) => {
         const opt = document.createElement('option');
         opt.value = String(n);
         opt.textContent = t('sizeOption', { n });
@@ -399,6 +401,7 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     // The backbone decides the image size.
     $<HTMLSelectElement>('own-size').disabled = b !== undefined;
     fillModels();
+    fillSizes();
   }
 
   async function chooseBackbone(choice: BackboneChoice, name: string): Promise<void> {
