@@ -7,7 +7,7 @@
  * as a zip that `imgclf predict` and `imgclf serve --run` accept (the backbone fetched from the
  * recorded URL); the zip opened in the page again. Then the one-line errors (unreachable URL,
  * not a model, wrong input size, output not a feature vector), a backbone opened from files
- * (whose run imgclf refuses in one line), and a TensorFlow.js layers backbone by URL.
+ * (whose run imgclf refuses in one line), and TensorFlow.js layers and graph backbones by URL.
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -23,6 +23,7 @@ import type { Browser, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeShapesFolder } from '../src/node/data/shapes.js';
+import { writeGraphModel } from './fixtures/graph-model.js';
 import { PREPROCESSOR, tinyGraph, tokensGraph, writeHfRepo } from './fixtures/onnx-backbone.js';
 import {
   buildPageIfStale,
@@ -510,6 +511,34 @@ describe.skipIf(!existsSync(CHROMIUM))('a backbone in the page', () => {
       range: '0,1',
       layer: 'features',
       features: 8,
+    });
+    const files = stills.map((s) => s.file);
+    const labels: string[] = [];
+    for (const f of files) labels.push(await tryFile(f));
+    const r = cli(['predict', '--run', dir, '--json', ...files], { XDG_CACHE_HOME: cache });
+    expect(r.code, r.stderr).toBe(0);
+    expect((r.json!.predictions as { label: string }[]).map((p) => p.label)).toEqual(labels);
+  });
+
+  it('takes a TensorFlow.js graph model by URL: gray, its size free (224, as imgclf takes it)', async () => {
+    writeGraphModel(path.join(work, 'models', 'graph'));
+    const { state, text } = await chooseUrl(`${host.url}/graph/model.json`);
+    expect(state, text).toBe('ready');
+    expect(text).toMatch(/: graph-model \(graph\), input 224x224x1, 4 features, on TensorFlow\.js/);
+    await page.selectOption('#own-model', 'mlp');
+    expect(await train()).toBeGreaterThanOrEqual(0.5);
+    await page.fill('#own-save-name', 'graph');
+    const { dir } = await downloadRun(path.join(work, 'unzipped-graph'));
+    const meta = JSON.parse(readFileSync(path.join(dir, 'metadata.json'), 'utf8'));
+    expect(meta).toMatchObject({ model: 'mlp', inputShape: [224, 224, 1] });
+    expect(meta.backbone).toMatchObject({
+      source: `${host.url}/graph/model.json`,
+      format: 'graph-model',
+      family: 'graph',
+      inputShape: [224, 224, 1],
+      range: '0,1',
+      layer: 'features',
+      features: 4,
     });
     const files = stills.map((s) => s.file);
     const labels: string[] = [];
