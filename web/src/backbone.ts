@@ -143,7 +143,7 @@ async function fetchBytes(url: string, source: string, max: number): Promise<Res
   const length = Number(res.headers.get('content-length') ?? 0);
   if (length > max)
     throw new BackboneError(
-      `backbone ${source}: ${url} is ${length} bytes, more than the ${max} the page reads`,
+      `backbone ${source}: ${url} is ${length} bytes, more than the ${max} the page reads; pick a smaller backbone`,
     );
   return res;
 }
@@ -152,7 +152,7 @@ async function bodyOf(res: Response, url: string, source: string, max: number): 
   const bytes = new Uint8Array(await res.arrayBuffer());
   if (bytes.length > max)
     throw new BackboneError(
-      `backbone ${source}: ${url} is ${bytes.length} bytes, more than the ${max} the page reads`,
+      `backbone ${source}: ${url} is ${bytes.length} bytes, more than the ${max} the page reads; pick a smaller backbone`,
     );
   return bytes;
 }
@@ -186,7 +186,7 @@ function fileReader(files: File[], source: string): Reader {
   const read = async (f: File) => {
     if (f.size > MAX_BACKBONE_BYTES)
       throw new BackboneError(
-        `backbone ${f.name} is ${f.size} bytes, more than the ${MAX_BACKBONE_BYTES} the page reads`,
+        `backbone ${f.name} is ${f.size} bytes, more than the ${MAX_BACKBONE_BYTES} the page reads; pick a smaller backbone`,
       );
     return new Uint8Array(await f.arrayBuffer());
   };
@@ -720,7 +720,7 @@ async function tfjsBackbone(at: Extract<Located, { kind: 'tfjs' }>): Promise<Pag
       total += bytes.length;
       if (total > MAX_BACKBONE_BYTES)
         throw new BackboneError(
-          `backbone ${source}: its weights are more than ${MAX_BACKBONE_BYTES} bytes, more than the page reads`,
+          `backbone ${source}: its weights are more than ${MAX_BACKBONE_BYTES} bytes, more than the page reads; pick a smaller backbone`,
         );
       files.push(bytes);
     }
