@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Remakes the pictures of the page the docs show (docs/screenshots/app.png, own-classes.png).
-// They are the last views of the two browser tests, which keep them in a temp folder unless
+// Remakes the pictures of the page the docs show (docs/screenshots/app.png, own-classes.png,
+// own-backbone.png). They are views of the three browser tests, which keep them in a temp folder unless
 // IMGCLF_SCREENSHOT_DIR says where: a plain `npm test` leaves the checkout unchanged.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -12,6 +12,10 @@ const run = (cmd, args, env = {}) => {
   if (r.status !== 0) process.exit(r.status ?? 1);
 };
 run(process.execPath, ['scripts/setup.mjs', '--browser']);
-run('npx', ['vitest', 'run', 'test/web.test.ts', 'test/page-own-classes.test.ts'], {
-  IMGCLF_SCREENSHOT_DIR: path.join(root, 'docs', 'screenshots'),
-});
+run(
+  'npx',
+  ['vitest', 'run', 'test/web.test.ts', 'test/page-own-classes.test.ts', 'test/page-backbone.test.ts'],
+  {
+    IMGCLF_SCREENSHOT_DIR: path.join(root, 'docs', 'screenshots'),
+  },
+);

@@ -17,71 +17,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
 import { loadRun as loadRunApi, predictImage } from '../src/node/api.js';
 import { writeShapesFolder } from '../src/node/data/shapes.js';
-import { floatValueInfo, GraphBuilder } from '../src/node/export/graph.js';
 import { expectServedLabel, trainArgs } from './fixtures/backbone-run.js';
-import { encodeTiny, twoConvs } from './fixtures/onnx-backbone.js';
+import { tinyGraph, writeHfRepo } from './fixtures/onnx-backbone.js';
 import { cli, type CliResult, expectCleanError, tempDir } from './helpers.js';
-
-/** Deterministic weights in [-0.5, 0.5). */
-function weights(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) % 2 ** 31;
-    out[i] = s / 2 ** 31 - 0.5;
-  }
-  return out;
-}
-
-/**
- * A two-convolution graph. NCHW: input pixel_values [batch, 3, height, width] (size left free),
- * outputs last_hidden_state [batch, 16, h/2, w/2], pooler_output [batch, 64] (its 2x2 grid of averages) and
- * tokens [batch, 16, h*w/4] (neither a vector nor a map). NHWC: input [batch, 16, 16, 3], one
- * output feature_map [batch, 8, 8, 16].
- */
-function tinyGraph(layout: 'NCHW' | 'NHWC'): Uint8Array {
-  const g = new GraphBuilder();
-  const input = g.reserve(layout === 'NCHW' ? 'pixel_values' : 'images');
-  let x = layout === 'NCHW' ? input : g.node('Transpose', [input], 'in', { perm: { ints: [0, 3, 1, 2] } });
-  x = twoConvs(g, x, weights);
-  const outputs: ReturnType<typeof floatValueInfo>[] = [];
-  if (layout === 'NCHW') {
-    const hidden = g.node('Identity', [x], 'hidden', {}, 'last_hidden_state');
-    // Averages over a 2x2 grid (of a 16x16 input), so the features keep where things are.
-    const pooled = g.node('AveragePool', [hidden], 'pool', {
-      kernel_shape: { ints: [4, 4] },
-      strides: { ints: [4, 4] },
-    });
-    g.node('Flatten', [pooled], 'flat', { axis: { int: 1 } }, 'pooler_output');
-    g.node('Reshape', [hidden, g.intConstant('shape', [0, 16, -1], [3])], 'tokens', {}, 'tokens');
-    outputs.push(
-      floatValueInfo('last_hidden_state', ['batch', 16, 'h', 'w']),
-      floatValueInfo('pooler_output', ['batch', 64]),
-      floatValueInfo('tokens', ['batch', 16, 'n']),
-    );
-  } else {
-    g.node('Transpose', [x], 'out', { perm: { ints: [0, 2, 3, 1] } }, 'feature_map');
-    outputs.push(floatValueInfo('feature_map', ['batch', 8, 8, 16]));
-  }
-  return encodeTiny(
-    g,
-    [floatValueInfo(input, layout === 'NCHW' ? ['batch', 3, 'height', 'width'] : ['batch', 16, 16, 3])],
-    outputs,
-  );
-}
-
-const PREPROCESSOR = {
-  do_resize: true,
-  size: { shortest_edge: 18 },
-  do_center_crop: true,
-  crop_size: { height: 16, width: 16 },
-  do_rescale: true,
-  rescale_factor: 1 / 255,
-  do_normalize: true,
-  image_mean: [0.5, 0.5, 0.5],
-  image_std: [0.5, 0.5, 0.5],
-  image_processor_type: 'ViTImageProcessor',
-};
 
 let work = '';
 let repo = '';
@@ -156,10 +94,7 @@ beforeAll(async () => {
   cache = path.join(work, 'cache');
   process.env.XDG_CACHE_HOME = cache; // loadRun in this process reads the same cache
   repo = path.join(work, 'tiny');
-  mkdirSync(path.join(repo, 'onnx'), { recursive: true });
-  writeFileSync(path.join(repo, 'onnx', 'model.onnx'), tinyGraph('NCHW'));
-  writeFileSync(path.join(repo, 'config.json'), JSON.stringify({ model_type: 'tiny', hidden_size: 16 }));
-  writeFileSync(path.join(repo, 'preprocessor_config.json'), JSON.stringify(PREPROCESSOR));
+  writeHfRepo(repo);
   nhwcFile = path.join(work, 'nhwc.onnx');
   writeFileSync(nhwcFile, tinyGraph('NHWC'));
   shapes = path.join(work, 'shapes');

@@ -209,7 +209,9 @@ describe('the npm package', () => {
         (f.endsWith('.ts') && !f.endsWith('.d.ts')),
     );
     expect(unwanted).toEqual([]);
-    expect(pack.size).toBeLessThan(3e6);
+    // The page's build holds ONNX Runtime Web's .wasm file (28 MB, 6.8 MB compressed: wasm and
+    // WebGPU in one), which backbones in the page run on; the rest is under 3 MB.
+    expect(pack.size).toBeLessThan(11e6);
   });
 
   it("runs the README's example with plain node, and the installed CLI accepts its run", async () => {

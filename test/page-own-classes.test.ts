@@ -7,15 +7,16 @@
  * In English and Chinese, with no console errors. Its view of the live camera is the docs'
  * docs/screenshots/own-classes.png (`npm run screenshots`).
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { unzipSync } from 'fflate';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeShapesFolder } from '../src/node/data/shapes.js';
-import { BIN, CHROMIUM, cli, launchChromium, ROOT, screenshotPath, tempDir } from './helpers.js';
+import { buildPageIfStale, launchWithCamera, startServer, watchConsole, writeY4m } from './fixtures/page.js';
+import { BIN, CHROMIUM, cli, screenshotPath, tempDir } from './helpers.js';
 
 /** The fake webcam's picture: an orange field with a dark square drifting across it. */
 const CAMERA_RGB: [number, number, number] = [235, 130, 30];
@@ -40,98 +41,11 @@ const pageSaid = new Map<string, { label: string; probability: number }>();
 const consoleErrors: string[] = [];
 let heldOutAccuracy = 0;
 
-/** RGB to full-range BT.601 (JPEG) Y, Cb, Cr. */
-function yuv([r, g, b]: [number, number, number]): [number, number, number] {
-  const y = 0.299 * r + 0.587 * g + 0.114 * b;
-  return [y, 128 - 0.168736 * r - 0.331264 * g + 0.5 * b, 128 + 0.5 * r - 0.418688 * g - 0.081312 * b].map(
-    (v) => Math.max(0, Math.min(255, Math.round(v))),
-  ) as [number, number, number];
-}
-
-/**
- * A Y4M video (4:2:0, 10 frames a second) of `frames` frames: the camera colour with a dark
- * 16-pixel square moving along the diagonal, so that frames differ.
- */
-function writeY4m(file: string, frames: number): void {
-  const header = Buffer.from(`YUV4MPEG2 W${SIDE} H${SIDE} F10:1 Ip A1:1 C420jpeg\n`);
-  const [y, u, v] = yuv(CAMERA_RGB);
-  const [dy, du, dv] = yuv([60, 40, 20]);
-  const parts: Buffer[] = [header];
-  for (let f = 0; f < frames; f++) {
-    const at = (f * 3) % (SIDE - 16);
-    const Y = Buffer.alloc(SIDE * SIDE, y);
-    const U = Buffer.alloc((SIDE / 2) * (SIDE / 2), u);
-    const V = Buffer.alloc((SIDE / 2) * (SIDE / 2), v);
-    for (let r = at; r < at + 16; r++) {
-      for (let c = at; c < at + 16; c++) {
-        Y[r * SIDE + c] = dy;
-        U[(r >> 1) * (SIDE / 2) + (c >> 1)] = du;
-        V[(r >> 1) * (SIDE / 2) + (c >> 1)] = dv;
-      }
-    }
-    parts.push(Buffer.from('FRAME\n'), Y, U, V);
-  }
-  writeFileSync(file, Buffer.concat(parts));
-}
-
 /** A still like the camera's, as a PNG file: what a photo of the same scene would be. */
 async function cameraStill(file: string, at: number): Promise<void> {
   const [r, g, b] = CAMERA_RGB;
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${SIDE}" height="${SIDE}"><rect width="100%" height="100%" fill="rgb(${r},${g},${b})"/><rect x="${at}" y="${at}" width="16" height="16" fill="rgb(60,40,20)"/></svg>`;
   await sharp(Buffer.from(svg)).png().toFile(file);
-}
-
-/** The built page must be newer than its sources (the test drives what `imgclf serve` serves). */
-function buildPageIfStale(): void {
-  const built = path.join(ROOT, 'web', 'dist', 'index.html');
-  const newest = (dir: string): number =>
-    Math.max(
-      ...readdirSync(dir, { withFileTypes: true }).map((e) =>
-        e.isDirectory() ? newest(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).mtimeMs,
-      ),
-    );
-  const sources = Math.max(
-    newest(path.join(ROOT, 'web', 'src')),
-    statSync(path.join(ROOT, 'web', 'index.html')).mtimeMs,
-  );
-  if (existsSync(built) && statSync(built).mtimeMs >= sources) return;
-  const r = spawnSync('npx', ['vite', 'build', '-c', 'web/vite.config.ts'], { cwd: ROOT, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`vite build failed: ${r.stderr}`);
-}
-
-/** Starts `imgclf serve` on `runDir` and resolves with its address. */
-function startServer(runDir: string, cwd = ROOT): Promise<{ url: string; child: ChildProcess }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--run', runDir, '--port', '0', '--json'], {
-      cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve({ url: (JSON.parse(line) as { url: string }).url, child });
-    });
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => reject(new Error(`imgclf serve exited with ${code}: ${err}`)));
-  });
-}
-
-/** Headless Chromium (test/helpers.ts) with a fake camera playing `video`, permission prompts answered yes. */
-function launchWithCamera(video: string): Promise<Browser> {
-  return launchChromium([
-    '--use-fake-device-for-media-stream',
-    '--use-fake-ui-for-media-stream',
-    `--use-file-for-fake-video-capture=${video}`,
-  ]);
-}
-
-function watchConsole(p: Page): void {
-  p.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(`${m.text()} (${m.location().url})`);
-  });
-  p.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
 }
 
 async function openPage(lang: 'en' | 'zh'): Promise<void> {
@@ -191,11 +105,12 @@ describe.skipIf(!existsSync(CHROMIUM))('your own classes in the page', () => {
     }
 
     const video = path.join(work, 'camera.y4m');
-    writeY4m(video, 40);
+    // The camera colour with a dark square moving along the diagonal, so that frames differ.
+    writeY4m(video, [{ rgb: CAMERA_RGB, frames: 40 }], SIDE);
     browser = await launchWithCamera(video);
     context = await browser.newContext({ viewport: { width: 1200, height: 1400 }, acceptDownloads: true });
     page = await context.newPage();
-    watchConsole(page);
+    watchConsole(page, consoleErrors);
   });
 
   afterAll(async () => {

@@ -23,6 +23,7 @@ import { loadRunData } from '../src/node/run/data.js';
 import { loadRun, RUN_FORMAT, type RunMetadata, saveMetadata, saveModel } from '../src/node/run/rundir.js';
 import { verifyRun } from '../src/node/run/save.js';
 import {
+  backboneImages,
   classNameProblem,
   folderOrder,
   heldOutSplit,
@@ -127,6 +128,39 @@ describe('the plan for your own classes is the CLI plan for a folder of them', (
       expect(ownPlan({ model, epochs: 3 }, images, 73).plan.epochs).toBe(3);
     },
   );
+});
+
+describe('the plan for a head on a backbone in the page is the CLI plan', () => {
+  const backbone = 'http://127.0.0.1:9/tiny/';
+  const images = backboneImages({ inputShape: [16, 16, 3] });
+
+  it.each(['softmax', 'mlp'])(
+    '%s: pagePlan = imgclf train --backbone URL --head H --data data ...',
+    (head) => {
+      const page = pagePlan({ model: head, backbone, images });
+      const cli = planFromFlags(
+        { backbone, head, data: 'data', resizeMode: 'fill', holdOut: OWN_HELD_OUT },
+        'en',
+      );
+      expect(page).toEqual(cli);
+      expect(page).toMatchObject({
+        model: head,
+        head,
+        backbone,
+        dataKind: 'folder',
+        optimizer: expect.any(String),
+      });
+      // The backbone decides the input size: the plan has none of its own.
+      expect(page.imageSize).toBeUndefined();
+      expect(page.channels).toBeUndefined();
+      for (const n of [20, 500])
+        expect(ownPlan({ model: head, backbone }, images, n)).toEqual(sizeToData(cli, n));
+    },
+  );
+
+  it('knn memorizes: one pass, as imgclf train and fit take it', () => {
+    expect(ownPlan({ model: 'knn', backbone }, images, 40).plan.epochs).toBe(1);
+  });
 });
 
 describe('class names', () => {
@@ -379,6 +413,28 @@ describe('the page reads run directories back', () => {
       new TextEncoder().encode(JSON.stringify({ ...run.metadata, backbone: {} })),
     );
     await expect(readRunFiles(backbone)).rejects.toThrow(RunFileError);
+    // A backbone the page can fetch (a URL, the hub) or had opened from files is read; a path
+    // on the training machine is not.
+    const withBackbone = (source: string) => {
+      const m = new Map(noManifest);
+      const record = { source, format: 'onnx', sha256: '0'.repeat(64), features: 5, inputShape: SHAPE };
+      m.set('metadata.json', new TextEncoder().encode(JSON.stringify({ ...run.metadata, backbone: record })));
+      return m;
+    };
+    for (const source of ['https://example.org/m.onnx', 'hf:a/b@main', 'page-file:m.onnx'])
+      expect((await readRunFiles(withBackbone(source))).metadata.backbone).toMatchObject({ source });
+    await expect(readRunFiles(withBackbone('/home/me/m.onnx'))).rejects.toThrow(
+      /a path on the machine that trained it/,
+    );
+    // With a backbone, the model is a head on its features: [1, 1, D], not the images.
+    const withFeatures = await readRunFiles(withBackbone('https://example.org/m.onnx'));
+    await expect(netOf(withFeatures.metadata, withFeatures.artifacts)).rejects.toThrow(
+      /does not take the 1x1x5 backbone features/,
+    );
+    const head = create('softmax', { inputShape: [1, 1, 5], numClasses: 3, seed: 3 });
+    const headNet = await netOf(withFeatures.metadata, await head.artifacts());
+    headNet.dispose();
+    head.dispose();
     expect(() => unzipRun(new Uint8Array([1, 2, 3]))).toThrow(/not a readable zip/);
   });
 

@@ -6,7 +6,7 @@
  * backbone that goes missing or changes is a one-line error. A hand-written graph model checks
  * the graph-model path.
  */
-import { appendFileSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -23,6 +23,7 @@ import { loadRunWithData } from '../src/node/run/data.js';
 import { loadModelFiles, loadRun, saveModel } from '../src/node/run/rundir.js';
 import { type SessionResult, trainSession } from '../src/node/session.js';
 import { expectServedLabel } from './fixtures/backbone-run.js';
+import { writeGraphModel } from './fixtures/graph-model.js';
 import { cli, expectCleanError, tempDir } from './helpers.js';
 
 let work = '';
@@ -351,72 +352,3 @@ describe('backbone options', () => {
     expect(resolveConfig({ ...plan })).toEqual(plan);
   });
 });
-
-/**
- * A small TensorFlow.js graph model written by hand: a 3x3 stride-2 convolution to 4 channels,
- * ReLU, and the spatial mean ('features'), on gray images of any size.
- */
-function writeGraphModel(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  const type = (t: string) => ({ type: t });
-  const dims = (...d: number[]) => ({ dim: d.map((size) => ({ size: String(size) })) });
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const constant = (name: string, dtype: string, ...shape: number[]) => ({
-    name,
-    op: 'Const',
-    attr: { dtype: type(dtype), value: { tensor: { dtype, tensorShape: dims(...shape) } } },
-  });
-  const json = {
-    format: 'graph-model',
-    generatedBy: 'test',
-    convertedBy: 'test',
-    modelTopology: {
-      node: [
-        {
-          name: 'x',
-          op: 'Placeholder',
-          attr: { dtype: type('DT_FLOAT'), shape: { shape: dims(-1, -1, -1, 1) } },
-        },
-        constant('w', 'DT_FLOAT', 3, 3, 1, 4),
-        constant('axes', 'DT_INT32', 2),
-        {
-          name: 'conv',
-          op: 'Conv2D',
-          input: ['x', 'w'],
-          attr: {
-            T: type('DT_FLOAT'),
-            strides: { list: { i: ['1', '2', '2', '1'] } },
-            padding: { s: b64('SAME') },
-            data_format: { s: b64('NHWC') },
-            dilations: { list: { i: ['1', '1', '1', '1'] } },
-          },
-        },
-        { name: 'relu', op: 'Relu', input: ['conv'], attr: { T: type('DT_FLOAT') } },
-        {
-          name: 'features',
-          op: 'Mean',
-          input: ['relu', 'axes'],
-          attr: { T: type('DT_FLOAT'), Tidx: type('DT_INT32'), keep_dims: { b: false } },
-        },
-      ],
-      library: {},
-      versions: {},
-    },
-    weightsManifest: [
-      {
-        paths: ['group1-shard1of1.bin'],
-        weights: [
-          { name: 'w', shape: [3, 3, 1, 4], dtype: 'float32' },
-          { name: 'axes', shape: [2], dtype: 'int32' },
-        ],
-      },
-    ],
-  };
-  const w = Float32Array.from({ length: 36 }, (_, i) => Math.sin(i * 1.7));
-  const axes = Int32Array.from([1, 2]);
-  writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
-  writeFileSync(
-    path.join(dir, 'group1-shard1of1.bin'),
-    Buffer.concat([Buffer.from(w.buffer), Buffer.from(axes.buffer)]),
-  );
-}

@@ -20,6 +20,8 @@ export default defineConfig({
     outDir: 'dist',
     emptyOutDir: true,
     // TensorFlow.js alone is over 1 MB minified; one bundle for a local tool is fine.
+    // onnxruntime-web is a chunk of its own, loaded when a backbone is chosen, and its .wasm
+    // file (28 MB) an asset of the build, whose URL web/src/ort.ts imports (`?url`).
     chunkSizeWarningLimit: 4000,
   },
   server: { proxy: { '/api': 'http://127.0.0.1:8080' } },

@@ -26,7 +26,7 @@ import { HttpError } from './errors.js';
 /**
  * The page's policy. Vite builds it into same-origin module scripts and a stylesheet, with no
  * inline script or style. The wasm backend compiles WebAssembly ('wasm-unsafe-eval'); tfjs
- * fetches its .wasm files and the page its /api data from the same origin. Previews and the
+ * and ONNX Runtime Web fetch their .wasm files and the page its /api data from the same origin. Previews and the
  * gallery show blob: URLs (and the icon is a data: URL); a webcam preview will need blob:
  * media. The page is never framed.
  */
@@ -37,7 +37,9 @@ export const CSP_DIRECTIVES = {
   styleSrc: ["'self'"],
   imgSrc: ["'self'", 'data:', 'blob:'],
   mediaSrc: ["'self'", 'blob:'],
-  connectSrc: ["'self'"],
+  // A backbone chosen in the page by URL is fetched from its server: any https:// one (the
+  // Hugging Face hub redirects to its CDN hosts), or a server on this machine over plain http.
+  connectSrc: ["'self'", 'https:', 'http://127.0.0.1:*', 'http://localhost:*'],
   workerSrc: ["'self'", 'blob:'],
   fontSrc: ["'self'"],
   objectSrc: ["'none'"],

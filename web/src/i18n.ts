@@ -110,6 +110,22 @@ const en = {
     'Downloaded {file} ({kb} KB, {n} files) without manifest.json: SHA-256 needs https:// or localhost. It loads all the same.',
   opened: 'Opened “{name}” ({classes}).',
   openedChecked: 'Opened “{name}” ({classes}); every file matches manifest.json.',
+  backbone: 'Backbone',
+  backboneNone: 'none: train from scratch',
+  backboneUrl: 'by URL',
+  backboneFiles: 'open files',
+  backboneLoad: 'Load',
+  backbonePick: 'Open backbone files',
+  backboneUrlPlaceholder: 'https://…/model.onnx, a folder URL, model.json, or hf:OWNER/NAME',
+  backboneLoading: 'Loading the backbone {source}…',
+  backboneReady:
+    'Backbone {source}: {format} ({family}), input {shape}, {features} features, on {engine}. A head trains on its features.',
+  backboneFailed: 'Backbone not loaded: {message}',
+  backboneNeeded: 'Load a backbone first, or choose none.',
+  featuring: 'Computing backbone features: {done}/{total}',
+  ownPlanHead:
+    '{train} images to train on, {test} held out (a stratified fifth). A {model} head on {features} backbone features, with the CLI recipe sized to the data: batch size {batch}, {epochs} epochs, {steps} steps.',
+  loadingBackbone: 'Loading the run’s backbone {source}…',
   keepFailed: 'Failed: {message}',
 };
 
@@ -215,6 +231,22 @@ const zh: typeof en = {
     '已下载 {file}（{kb} KB，{n} 个文件），没有 manifest.json：计算 SHA-256 需要 https:// 或 localhost。照样可以载入。',
   opened: '已打开“{name}”（{classes}）。',
   openedChecked: '已打开“{name}”（{classes}）；所有文件都与 manifest.json 一致。',
+  backbone: '骨干网络',
+  backboneNone: '无：从头训练',
+  backboneUrl: '通过网址',
+  backboneFiles: '打开文件',
+  backboneLoad: '载入',
+  backbonePick: '打开骨干网络文件',
+  backboneUrlPlaceholder: 'https://…/model.onnx、文件夹网址、model.json 或 hf:OWNER/NAME',
+  backboneLoading: '正在载入骨干网络 {source}…',
+  backboneReady:
+    '骨干网络 {source}：{format}（{family}），输入 {shape}，{features} 个特征，运行于 {engine}。分类头在它的特征上训练。',
+  backboneFailed: '骨干网络未载入：{message}',
+  backboneNeeded: '请先载入骨干网络，或选择“无”。',
+  featuring: '正在计算骨干网络特征：{done}/{total}',
+  ownPlanHead:
+    '{train} 张图片用于训练，{test} 张留出（按类别分层抽取五分之一）。在 {features} 个骨干网络特征上训练 {model} 分类头，使用命令行的训练方案并按数据量调整：批量大小 {batch}，{epochs} 个周期，共 {steps} 步。',
+  loadingBackbone: '正在载入该运行的骨干网络 {source}…',
   keepFailed: '失败：{message}',
 };
 

@@ -4,14 +4,21 @@
  * with live curves, a stop button and the accuracy on held-out images. The plan is the CLI's
  * (own-train.ts `ownPlan`: pagePlan + sizeToData); the model becomes the page's own model
  * (own-model.ts), which the try and keep parts use.
+ *
+ * With a backbone (chosen by URL or opened from files, backbone.ts), the pictures are prepared
+ * at its input shape, turned into its feature vectors, and a head (softmax, mlp or knn) trains
+ * on those, as `imgclf train --backbone` does; the run records the backbone.
  */
 import { evaluate, folderPreprocessing, listModels } from 'imgclf/core';
 import { holdToRepeat, type Camera } from './camera.js';
 import { $, acceptFiles } from './dom.js';
 import { clearShown, show, t } from './i18n.js';
 import { onLangChange } from './lang.js';
-import { setOwnModel } from './own-model.js';
+import { type BackboneChoice, loadBackbone, type PageBackbone } from './backbone.js';
+import { backboneInUse, setChosenBackbone, setOwnModel } from './own-model.js';
 import {
+  backboneFeatures,
+  backboneImages,
   classNameProblem,
   folderOrder,
   heldOutSplit,
@@ -19,6 +26,7 @@ import {
   MAX_OWN_CLASSES,
   MIN_IMAGES_PER_CLASS,
   OWN_DEFAULT_SIZE,
+  OWN_HEADS,
   OWN_MODELS,
   OWN_SIZES,
   ownImages,
@@ -44,8 +52,8 @@ interface Sample {
   blob: Blob;
   /** Object URL of the thumbnail. */
   url: string;
-  /** Prepared pixels by input size. */
-  prepared: Map<number, Uint8Array>;
+  /** Prepared pixels by input shape ("32x32x3"). */
+  prepared: Map<string, Uint8Array>;
   /** What it came from, for messages. */
   name: string;
 }
@@ -70,6 +78,10 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
   const accChart = lineChart('own-acc-chart', 1);
   let stop = false;
   let training = false;
+  /** The backbone loaded under Backbone, when one is chosen and loaded. */
+  let backbone: PageBackbone | undefined;
+  /** Counts loads, so that a slow one finishing after a newer choice is dropped. */
+  let backboneLoads = 0;
 
   const nameInput = (c: OwnClass) => c.card.querySelector<HTMLInputElement>('.own-class-name')!;
 
@@ -92,6 +104,9 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     $<HTMLButtonElement>('own-add-class').disabled = classes.length >= MAX_OWN_CLASSES;
     $<HTMLButtonElement>('own-train').disabled = training;
     $<HTMLButtonElement>('own-stop').disabled = !training;
+    // A training holds its backbone to the end: another is chosen after it.
+    for (const id of ['own-backbone-kind', 'own-backbone-load', 'own-backbone-files'])
+      $<HTMLInputElement>(id).disabled = training;
   }
 
   function addSample(c: OwnClass, blob: Blob, name: string): void {
@@ -202,6 +217,8 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     delete status.dataset.state;
     const order = checkClasses();
     if (!order) return;
+    if ($<HTMLSelectElement>('own-backbone-kind').value !== 'none' && !backbone)
+      return void show(error, 'backboneNeeded');
     training = true;
     stop = false;
     updateButtons();
@@ -209,47 +226,64 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     acc.textContent = '–';
     delete acc.dataset.value;
     resetCharts();
+    // The backbone as chosen when training starts (a new choice meanwhile is for the next run).
+    const bb = backbone;
     try {
       const size = Number($<HTMLSelectElement>('own-size').value) || OWN_DEFAULT_SIZE;
-      const images = ownImages(size);
+      const images = bb ? backboneImages(bb.record) : ownImages(size);
       const shape = ownShape(images);
+      const key = shape.join('x');
       const pre = folderPreprocessing(images.resizeMode);
       const labelled: LabelledImage[] = [];
       const total = classes.reduce((s, c) => s + c.samples.length, 0);
       for (const c of classes) {
         const label = order.indexOf(nameInput(c).value.trim());
         for (const s of c.samples) {
-          let pixels = s.prepared.get(size);
+          let pixels = s.prepared.get(key);
           if (!pixels) {
             const bitmap = await decode(s.blob).catch((err: Error) => {
               throw new Error(`${s.name}: ${err.message}`);
             });
             pixels = preparePixels(bitmap, shape, pre).pixels;
             bitmap.close();
-            s.prepared.set(size, pixels);
+            s.prepared.set(key, pixels);
           }
           labelled.push({ label, pixels });
           show(status, 'preparing', { done: labelled.length, total });
         }
       }
-      const features = PIXELS;
-      const all = await features.apply(splitOf(labelled, shape), shape);
-      const inputShape = features.shape(shape);
       const epochsField = $<HTMLInputElement>('own-epochs').value.trim();
       const model = $<HTMLSelectElement>('own-model').value;
-      const choice = { model, epochs: epochsField === '' ? undefined : Number(epochsField) };
-      // Held out with the plan's seed, as `imgclf train --data` holds out part of a folder.
+      const choice = {
+        model,
+        epochs: epochsField === '' ? undefined : Number(epochsField),
+        ...(bb ? { backbone: bb.record.source } : {}),
+      };
+      // Held out with the plan's seed, as `imgclf train --data` holds out part of a folder. The
+      // images are split (the split depends on the labels and the seed alone), then each part
+      // becomes what the model takes: the images (and they are what a downloaded run keeps).
       const { seed } = pagePlan({ ...choice, images });
-      const { train, test } = heldOutSplit(all, inputShape, order.length, images.heldOut, seed);
+      const pictures = heldOutSplit(splitOf(labelled, shape), shape, order.length, images.heldOut, seed);
+      let featured = 0;
+      const features = bb
+        ? backboneFeatures(bb, (done, n) => {
+            show(status, 'featuring', { done: featured + done, total: labelled.length });
+            if (done === n) featured += n;
+          })
+        : PIXELS;
+      const inputShape = features.shape(shape);
+      const train = await features.apply(pictures.train, shape);
+      const test = await features.apply(pictures.test, shape);
       const { plan, note } = ownPlan(choice, images, train.count);
       const steps = plan.epochs * Math.ceil(train.count / plan.batchSize);
-      show($('own-plan'), 'ownPlan', {
+      show($('own-plan'), bb ? 'ownPlanHead' : 'ownPlan', {
         train: train.count,
         test: test.count,
         model: plan.model,
         batch: plan.batchSize,
         epochs: plan.epochs,
         steps,
+        features: inputShape[2],
       });
       const begin = performance.now();
       const { model: net, history } = await trainInPage({
@@ -290,12 +324,15 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
         classNames: order,
         backend: backend(),
         testAccuracy: heldOut,
+        ...(bb ? { backbone: bb.record } : {}),
       });
       setOwnModel({
         net,
+        ...(bb ? { backbone: bb } : {}),
         metadata,
         metrics: history,
-        data: { train, test },
+        // The pictures (at the model's input shape), which a downloaded run keeps in data/.
+        data: pictures,
         name: order.join(' · '),
         origin: 'trained',
       });
@@ -317,27 +354,33 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     }
   }
 
+  /** The models on offer: the page's own, or with a backbone the heads. */
   function fillModels(): void {
     const select = $<HTMLSelectElement>('own-model');
-    const chosen = select.value || OWN_MODELS[0];
+    const offered: readonly string[] = backbone ? OWN_HEADS : OWN_MODELS;
+    const chosen = offered.includes(select.value) ? select.value : offered[0];
     const registered = new Map(listModels().map((e) => [e.name, e]));
     select.replaceChildren(
-      ...OWN_MODELS.filter((m) => registered.has(m)).map((name) => {
-        const opt = document.createElement('option');
-        opt.value = name;
-        opt.textContent = name;
-        opt.title = registered.get(name)?.description ?? '';
-        return opt;
-      }),
+      ...offered
+        .filter((m) => registered.has(m))
+        .map((name) => {
+          const opt = document.createElement('option');
+          opt.value = name;
+          opt.textContent = name;
+          opt.title = registered.get(name)?.description ?? '';
+          return opt;
+        }),
     );
     select.value = chosen;
   }
 
+  /** The image sizes on offer: the page's, or with a backbone its input size alone. */
   function fillSizes(): void {
     const select = $<HTMLSelectElement>('own-size');
-    const chosen = select.value || String(OWN_DEFAULT_SIZE);
+    const sizes: readonly number[] = backbone ? [backbone.record.inputShape[0]] : OWN_SIZES;
+    const chosen = sizes.includes(Number(select.value)) ? select.value : String(sizes[0] ?? OWN_DEFAULT_SIZE);
     select.replaceChildren(
-      ...OWN_SIZES.map((n) => {
+      ...sizes.map((n) => {
         const opt = document.createElement('option');
         opt.value = String(n);
         opt.textContent = t('sizeOption', { n });
@@ -347,7 +390,80 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     select.value = chosen;
   }
 
+  const backboneStatus = $('own-backbone-status');
+
+  /** Makes `b` the backbone training uses (undefined: none); the one before is released if unused. */
+  function useBackbone(b: PageBackbone | undefined): void {
+    const old = backbone;
+    backbone = b;
+    setChosenBackbone(b);
+    if (old && old !== b && !backboneInUse(old)) old.dispose();
+    // The backbone decides the image size.
+    $<HTMLSelectElement>('own-size').disabled = b !== undefined;
+    fillModels();
+    fillSizes();
+  }
+
+  async function chooseBackbone(choice: BackboneChoice, name: string): Promise<void> {
+    const n = ++backboneLoads;
+    useBackbone(undefined);
+    delete backboneStatus.dataset.state;
+    show(backboneStatus, 'backboneLoading', { source: name });
+    try {
+      const b = await loadBackbone(choice);
+      if (n !== backboneLoads) return void b.dispose();
+      useBackbone(b);
+      const r = b.record;
+      show(backboneStatus, 'backboneReady', {
+        source: r.source,
+        format: r.format,
+        family: r.family,
+        shape: r.inputShape.join('x'),
+        features: r.features,
+        engine: b.engine,
+      });
+      backboneStatus.dataset.state = 'ready';
+    } catch (err) {
+      if (n !== backboneLoads) return;
+      show(backboneStatus, 'backboneFailed', { message: (err as Error).message.split('\n')[0] });
+      backboneStatus.dataset.state = 'failed';
+    }
+  }
+
+  function setUpBackbone(): void {
+    const kind = $<HTMLSelectElement>('own-backbone-kind');
+    const urlRow = $('own-backbone-url-row');
+    const filesRow = $('own-backbone-files-row');
+    const url = $<HTMLInputElement>('own-backbone-url');
+    // No backbone is loaded yet, whatever the browser restored into the form on a reload.
+    kind.value = 'none';
+    kind.addEventListener('change', () => {
+      urlRow.hidden = kind.value !== 'url';
+      filesRow.hidden = kind.value !== 'files';
+      backboneLoads++;
+      useBackbone(undefined);
+      clearShown(backboneStatus);
+      delete backboneStatus.dataset.state;
+    });
+    const loadUrl = () => {
+      const given = url.value.trim();
+      if (given) void chooseBackbone({ url: given }, given);
+    };
+    $('own-backbone-load').addEventListener('click', loadUrl);
+    url.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') loadUrl();
+    });
+    const files = $<HTMLInputElement>('own-backbone-files');
+    files.addEventListener('change', () => {
+      const picked = [...(files.files ?? [])];
+      files.value = '';
+      if (picked.length) void chooseBackbone({ files: picked }, picked.map((f) => f.name).join(', '));
+    });
+    url.placeholder = t('backboneUrlPlaceholder');
+  }
+
   for (let i = 0; i < FIRST_CLASSES; i++) addClass();
+  setUpBackbone();
   fillModels();
   fillSizes();
   $<HTMLInputElement>('own-epochs').placeholder = t('auto');
@@ -364,5 +480,6 @@ export function setUpOwnClasses({ camera, backend }: OwnClassesDeps): void {
     relabelCharts();
     fillSizes();
     $<HTMLInputElement>('own-epochs').placeholder = t('auto');
+    $<HTMLInputElement>('own-backbone-url').placeholder = t('backboneUrlPlaceholder');
   });
 }

@@ -4,11 +4,14 @@
  * `predict` and `serve --run DIR`, and open a run directory (its files, or such a zip) to
  * classify with it here.
  */
+import type { Net } from 'imgclf/core';
+import { type BackboneRecord, loadRecordedBackbone, type PageBackbone } from './backbone.js';
 import { $, acceptFiles } from './dom.js';
 import { getLang, show } from './i18n.js';
 import { onLangChange } from './lang.js';
 import { forgetKept, keepRun, type KeptRun, listKept, loadKeptArtifacts } from './kept.js';
-import { onOwnModel, type OwnModel, ownModel, setOwnModel } from './own-model.js';
+import { chosenBackbone, onOwnModel, type OwnModel, ownModel, setOwnModel } from './own-model.js';
+import type { PageRunMetadata } from './own-train.js';
 import { encodePng } from './pixels.js';
 import {
   canHash,
@@ -39,6 +42,27 @@ function download(bytes: Uint8Array, name: string, type: string): void {
 }
 
 const accuracy = (a: number | undefined) => (a === undefined ? '–' : a.toFixed(3));
+
+/**
+ * The head and, for a run trained on a backbone, the backbone it records: the one chosen under
+ * Backbone when it is that one, else fetched from its URL and checked against its SHA-256
+ * (backbone.ts `loadRecordedBackbone`).
+ */
+async function withBackbone(
+  metadata: PageRunMetadata,
+  net: Net,
+  status: HTMLElement,
+): Promise<{ net: Net; backbone?: PageBackbone }> {
+  if (!metadata.backbone) return { net };
+  const record = metadata.backbone as BackboneRecord;
+  show(status, 'loadingBackbone', { source: record.source });
+  try {
+    return { net, backbone: await loadRecordedBackbone(record, chosenBackbone()) };
+  } catch (err) {
+    net.dispose();
+    throw err;
+  }
+}
 
 export function setUpOwnKeep(): Keep {
   const status = $('own-keep-status');
@@ -100,9 +124,14 @@ export function setUpOwnKeep(): Keep {
 
   async function loadKept(k: KeptRun): Promise<void> {
     try {
-      const net = await netOf(k.metadata, await loadKeptArtifacts(k.key));
+      const { net, backbone } = await withBackbone(
+        k.metadata,
+        await netOf(k.metadata, await loadKeptArtifacts(k.key)),
+        status,
+      );
       setOwnModel({
         net,
+        ...(backbone ? { backbone } : {}),
         metadata: k.metadata,
         metrics: k.metrics,
         data: k.data,
@@ -163,9 +192,20 @@ export function setUpOwnKeep(): Keep {
         for (const f of picked) files.set(f.name, new Uint8Array(await f.arrayBuffer()));
       }
       const read = await readRunFiles(files);
-      const net = await netOf(read.metadata, read.artifacts);
+      const { net, backbone } = await withBackbone(
+        read.metadata,
+        await netOf(read.metadata, read.artifacts),
+        status,
+      );
       const name = zip ? zip.name.replace(/\.zip$/i, '') : read.metadata.classNames.join(' · ');
-      setOwnModel({ net, metadata: read.metadata, metrics: read.metrics, name, origin: 'uploaded' });
+      setOwnModel({
+        net,
+        ...(backbone ? { backbone } : {}),
+        metadata: read.metadata,
+        metrics: read.metrics,
+        name,
+        origin: 'uploaded',
+      });
       show(status, read.manifest === 'checked' ? 'openedChecked' : 'opened', {
         name,
         classes: read.metadata.classNames.join(', '),

@@ -14,6 +14,7 @@ import {
   heldOutSplit,
   type ImageShape,
   imageSize,
+  listModels,
   pixelsAsBytes,
   runMetadata,
   type RunMetadataBase,
@@ -21,6 +22,7 @@ import {
   type Split,
   type TrainConfig,
 } from 'imgclf/core';
+import type { BackboneRecord, PageBackbone } from './backbone.js';
 import { PAGE_DATA_DIR, type PageImages, pagePlan } from './train.js';
 
 /**
@@ -33,6 +35,8 @@ export const OWN_SIZES = [32, 64] as const;
 export const OWN_DEFAULT_SIZE = 32;
 /** The models the page offers for your own classes; the CNN is the one that learns shapes. */
 export const OWN_MODELS = ['cnn', 'mlp', 'softmax'] as const;
+/** The heads the page offers on a backbone's features: those `imgclf train --backbone` trains. */
+export const OWN_HEADS = ['softmax', 'mlp', 'knn'] as const;
 /** A stratified fifth is held out: with 10 images a class, 2 of each are tested. */
 export const OWN_HELD_OUT = 0.2;
 /** Every class needs one image to train on and one to test on. */
@@ -45,16 +49,21 @@ export function ownImages(imageSize: number): PageImages {
   return { imageSize, channels: 3, resizeMode: 'fill', heldOut: OWN_HELD_OUT };
 }
 
+/** The images at a backbone's input shape (as `imgclf train --backbone` loads a folder). */
+export function backboneImages(record: Pick<BackboneRecord, 'inputShape'>): PageImages {
+  const [side, , channels] = record.inputShape;
+  return { imageSize: side, channels: channels === 1 ? 1 : 3, resizeMode: 'fill', heldOut: OWN_HELD_OUT };
+}
+
 export function ownShape(images: PageImages): ImageShape {
   return [images.imageSize, images.imageSize, images.channels];
 }
 
 /**
- * What the classifier trains on. Today the pixels themselves (from scratch). This is the seam
- * for transfer learning: once the server exposes a run's backbone, a `Features` whose `apply`
- * runs the images through it (on the server, or its model.json loaded here) turns them into
- * feature vectors, a head (softmax, mlp or knn, core/plan.ts HEADS) trains on those, and the
- * run's metadata records the backbone as `imgclf train --backbone` does (`backbone`).
+ * What the classifier trains on: the pixels themselves (from scratch, `PIXELS`), or a
+ * backbone's feature vectors (`backboneFeatures`), on which a head (softmax, mlp or knn,
+ * core/plan.ts HEADS) trains, and the run's metadata records the backbone as `imgclf train
+ * --backbone` does (`backbone`).
  */
 export interface Features {
   readonly kind: 'pixels' | 'backbone';
@@ -70,6 +79,38 @@ export const PIXELS: Features = {
   shape: (input) => input,
   apply: async (images) => images,
 };
+
+/** Images per backbone call while features are computed (and between two progress reports). */
+const FEATURE_CHUNK = 16;
+
+/**
+ * Transfer learning: each prepared image (at the backbone's input shape) becomes its feature
+ * vector, a [1, 1, D] "image" as the Node side's feature cache stores it (node/backbone/features.ts).
+ */
+export function backboneFeatures(
+  backbone: Pick<PageBackbone, 'record' | 'features'>,
+  onProgress?: (done: number, total: number) => void,
+): Features {
+  const dim = backbone.record.features;
+  return {
+    kind: 'backbone',
+    shape: () => [1, 1, dim],
+    apply: async (images, input) => {
+      const row = imageSize(input);
+      const out = new Float32Array(images.count * dim);
+      for (let i = 0; i < images.count; i += FEATURE_CHUNK) {
+        const n = Math.min(FEATURE_CHUNK, images.count - i);
+        // Pixels in [0, 1], as imgclf gives every backbone its images.
+        const x = new Float32Array(n * row);
+        const bytes = pixelsAsBytes(images.images, i * row, n * row);
+        for (let k = 0; k < x.length; k++) x[k] = bytes[k] / 255;
+        out.set(await backbone.features(x, n), i * dim);
+        onProgress?.(i + n, images.count);
+      }
+      return { images: out, labels: images.labels, count: images.count };
+    },
+  };
+}
 
 export type ClassNameProblem = 'empty' | 'duplicate' | 'badName';
 
@@ -125,11 +166,15 @@ export { heldOutSplit };
 
 /** The plan for the page's own images, sized to the training set as the CLI sizes it. */
 export function ownPlan(
-  choice: { model: string; epochs?: number; seed?: number },
+  choice: { model: string; epochs?: number; seed?: number; backbone?: string },
   images: PageImages,
   trainCount: number,
 ): { plan: TrainConfig; note?: string } {
-  return sizeToData(pagePlan({ ...choice, images }), trainCount);
+  const plan = pagePlan({ ...choice, images });
+  // A model that memorizes (the knn head) takes one pass, as `imgclf train` and `fit` take it.
+  if (listModels().find((m) => m.name === plan.model)?.memorizes)
+    return { plan: { ...plan, epochs: 1, defaulted: [] } };
+  return sizeToData(plan, trainCount);
 }
 
 /** The run directory's metadata.json, as the page writes it: the CLI's format (imgclf/core). */
@@ -146,6 +191,8 @@ export function ownRunMetadata(a: {
   classNames: string[];
   backend: string;
   testAccuracy: number;
+  /** Trained on this backbone's features (its input shape is `images`'). */
+  backbone?: BackboneRecord;
 }): PageRunMetadata {
   const { images, plan } = a;
   return runMetadata(
@@ -153,6 +200,7 @@ export function ownRunMetadata(a: {
       model: plan.model,
       dataset: PAGE_DATASET,
       classNames: a.classNames,
+      // With a backbone: its input shape, so predict and serve prepare pictures for it.
       inputShape: ownShape(images),
       preprocessing: folderPreprocessing(images.resizeMode),
       // A relative path: the images travel inside the downloaded run directory (docs/page.md).
@@ -167,6 +215,7 @@ export function ownRunMetadata(a: {
       },
       config: { ...plan } as Record<string, unknown>,
       ...(a.note ? { sizedToData: a.note } : {}),
+      ...(a.backbone ? { backbone: a.backbone } : {}),
       backend: a.backend,
     },
     // The page keeps the last epoch; its held-out split is the test split (no validation).

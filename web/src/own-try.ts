@@ -22,11 +22,23 @@ export interface Ranked {
   probability: number;
 }
 
-/** The model's top classes for a picture, and the input it saw (H * W * C bytes). */
-export function classify(model: OwnModel, picture: Picture): { top: Ranked[]; pixels: Uint8Array } {
+/**
+ * The model's top classes for a picture, and the input it saw (H * W * C bytes). With a
+ * backbone the picture becomes its feature vector first (asynchronous: ONNX Runtime Web runs
+ * asynchronously), which the head classifies.
+ */
+export async function classify(
+  model: OwnModel,
+  picture: Picture,
+): Promise<{ top: Ranked[]; pixels: Uint8Array }> {
   const { inputShape, preprocessing, classNames } = model.metadata;
   const { pixels } = preparePixels(picture, inputShape, preprocessing);
-  const [p] = predictProbabilities(model.net, inputFromBytes(pixels, preprocessing), 1, inputShape);
+  const input = inputFromBytes(pixels, preprocessing);
+  let p: Float32Array;
+  if (model.backbone) {
+    const features = await model.backbone.features(input, 1);
+    [p] = predictProbabilities(model.net, features, 1, [1, 1, features.length]);
+  } else [p] = predictProbabilities(model.net, input, 1, inputShape);
   const top = topK(p, Math.min(SHOWN, classNames.length)).map((i) => ({
     label: classNames[i],
     probability: p[i],
@@ -92,7 +104,9 @@ export function setUpOwnTry(camera: Camera): void {
     const model = ownModel();
     if (!model) return void show(error, 'tryNoModel');
     try {
-      const { top, pixels } = classify(model, await picture());
+      const { top, pixels } = await classify(model, await picture());
+      // Another model may have come while the backbone computed: its answer is the next one.
+      if (ownModel() !== model) return;
       shown = top;
       showInput(pixels, model);
       clearShown(error);

@@ -270,10 +270,18 @@ export async function readRunFiles(files: RunFiles): Promise<ReadRun> {
     metadata.inputShape.length !== 3
   )
     throw new RunFileError(`${METADATA_FILE}: not an imgclf run (format '${metadata.format}')`);
-  if (metadata.backbone !== undefined)
-    throw new RunFileError(
-      'this run classifies with a backbone (imgclf train --backbone), which the page cannot load yet; serve it with imgclf serve --run DIR',
-    );
+  if (metadata.backbone !== undefined) {
+    // A head on a backbone the page can fetch (a URL or hf:) loads here, the backbone with it.
+    const b = metadata.backbone as { source?: unknown; format?: unknown };
+    if (typeof b.source !== 'string' || !['onnx', 'layers-model', 'graph-model'].includes(String(b.format)))
+      throw new RunFileError(`${METADATA_FILE}: its backbone record is not one imgclf writes`);
+    // A path on the machine that trained it is out of the page's reach; a backbone the page
+    // opened from files (page-file:NAME) is opened again under Backbone (own-keep.ts).
+    if (!/^(https?:\/\/|hf:|page-file:)/i.test(b.source))
+      throw new RunFileError(
+        `this run's backbone is ${b.source}, a path on the machine that trained it, which the page cannot read; serve it with imgclf serve --run DIR there`,
+      );
+  }
   const modelJson = parseJson<{
     modelTopology?: object;
     weightsManifest?: { weights: tf.io.WeightsManifestEntry[] }[];
@@ -316,10 +324,15 @@ export async function readRunFiles(files: RunFiles): Promise<ReadRun> {
 }
 
 /**
- * Builds the model and checks that it fits its metadata: it takes the recorded input shape
- * and has one output per class name (node/run/rundir.ts `checkModelFits`).
+ * Builds the model and checks that it fits its metadata: it takes the recorded input shape (a
+ * head on a backbone: the backbone's features, [1, 1, D]) and has one output per class name
+ * (node/run/rundir.ts `checkModelFits`).
  */
 export async function netOf(metadata: PageRunMetadata, artifacts: NetArtifacts): Promise<Net> {
+  const features = (metadata.backbone as { features?: unknown } | undefined)?.features;
+  if (metadata.backbone !== undefined && !(Number.isSafeInteger(features) && (features as number) > 0))
+    throw new RunFileError(`${METADATA_FILE}: its backbone record has no feature count`);
+  const takes: ImageShape = metadata.backbone ? [1, 1, features as number] : metadata.inputShape;
   let net: Net;
   try {
     net = await loadNet(metadata.model, artifacts);
@@ -328,11 +341,11 @@ export async function netOf(metadata: PageRunMetadata, artifacts: NetArtifacts):
   }
   let outputs: number | undefined;
   try {
-    outputs = tf.tidy(() => net.apply(tf.zeros([1, ...metadata.inputShape]), { training: false }).shape[1]);
+    outputs = tf.tidy(() => net.apply(tf.zeros([1, ...takes]), { training: false }).shape[1]);
   } catch (err) {
     net.dispose();
     throw new RunFileError(
-      `${MODEL_FILE} does not take the ${metadata.inputShape.join('x')} images ${METADATA_FILE} records (${(err as Error).message.split('\n')[0]})`,
+      `${MODEL_FILE} does not take the ${takes.join('x')} ${metadata.backbone ? 'backbone features' : 'images'} ${METADATA_FILE} records (${(err as Error).message.split('\n')[0]})`,
     );
   }
   if (outputs !== metadata.classNames.length) {

@@ -39,6 +39,12 @@ export interface PageChoice {
   options?: Record<string, unknown>;
   /** Training on images collected in the page (your own classes) rather than the server's data. */
   images?: PageImages;
+  /**
+   * A head (`model`: softmax, mlp or knn) on this backbone's features (its source as the run
+   * records it): the plan of `imgclf train --backbone SOURCE --data data`, whose images come
+   * at the backbone's input size, so the image size and channels are not the plan's.
+   */
+  backbone?: string;
 }
 
 /**
@@ -73,8 +79,9 @@ export function pagePlan(choice: PageChoice): TrainConfig {
       ? {
           data: PAGE_DATA_DIR,
           dataKind: 'folder',
-          imageSize: images.imageSize,
-          channels: images.channels,
+          ...(choice.backbone === undefined
+            ? { imageSize: images.imageSize, channels: images.channels }
+            : { backbone: choice.backbone }),
           resizeMode: images.resizeMode,
           holdOut: images.heldOut,
         }

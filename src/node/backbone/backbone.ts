@@ -109,6 +109,12 @@ export interface Backbone {
   dispose(): void;
 }
 
+/**
+ * The source the page records for a backbone opened from files (web/src/backbone.ts): the
+ * file's name after this prefix. The page cannot know where the file is on disk.
+ */
+export const PAGE_FILE_PREFIX = 'page-file:';
+
 /** Default input size of models that leave it free (MobileNet and most TF Hub image models). */
 const DEFAULT_SIZE = 224;
 /** Input values per backbone call: about 24 images of 224x224x3, 256 of 28x28. */
@@ -584,6 +590,10 @@ export async function loadRecordedBackbone(
 ): Promise<Backbone> {
   if (!record || typeof record.source !== 'string' || typeof record.sha256 !== 'string')
     throw new UserError('the run records a backbone without its source and hash; retrain it');
+  if (record.source.startsWith(PAGE_FILE_PREFIX))
+    throw new UserError(
+      `the run's backbone ${record.source.slice(PAGE_FILE_PREFIX.length)} was opened from files in the page (sha256 ${shortHash(record.sha256)}), so there is nothing to fetch it from; train in the page with the backbone given by URL, or with imgclf train --backbone FILE`,
+    );
   const options = { layer: record.layer, size: record.inputShape[0], range: record.range };
   const backbone =
     record.format === 'onnx'
