@@ -35,7 +35,6 @@ import {
   type WorkerFailure,
   type WorkerInit,
 } from './shared.js';
-import { threadEntry } from './entry.js';
 
 /** A worker thread failed; the run stops with its message. */
 export class WorkerError extends UserError {
@@ -55,6 +54,22 @@ export interface PoolOptions {
   shape: ImageShape;
   /** Largest batch the loop will hand over. */
   batchSize: number;
+}
+
+/**
+ * Where a worker starts: thread.js next to this file once built. Under tsx or vitest, which run
+ * the TypeScript sources, it is thread.ts, loaded through tsx's ESM hooks (a worker does not
+ * inherit the main thread's loader).
+ */
+function workerEntry(): { entry: string | URL; eval: boolean } {
+  if (!import.meta.url.endsWith('.ts'))
+    return { entry: new URL('./thread.js', import.meta.url), eval: false };
+  const thread = new URL('./thread.ts', import.meta.url).href;
+  const tsx = new URL('../../../node_modules/tsx/dist/esm/api/index.mjs', import.meta.url).href;
+  return {
+    entry: `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(thread)}); });`,
+    eval: true,
+  };
 }
 
 /** Atomics.waitAsync (Node 16+), which the ES2022 library types do not declare yet. */
@@ -204,7 +219,7 @@ export async function startPool(net: Net, opts: PoolOptions): Promise<Pool> {
   const params = net.trainableVariables.reduce((s, t) => s + t.size, 0);
   const layout = createLayout(workers, opts.batchSize, imageSize(opts.shape), params);
   const artifacts = await net.artifacts();
-  const script = threadEntry(import.meta.url, 'thread');
+  const script = workerEntry();
   const threads: Worker[] = [];
   const ports: MessagePort[] = [];
   const ready: Promise<void>[] = [];

@@ -6,19 +6,10 @@
 import { UserError } from '../../core/errors.js';
 import { createEngine, ENGINES, type EngineName } from '../../node/export/engine.js';
 import { predictBatches } from '../../node/predict/batch.js';
-import { type Decoder, inProcess } from '../../node/predict/decode.js';
-import { decodePool } from '../../node/predict/decode-pool.js';
 import { expandPaths, inShard, parseShard, type Shard, shardFromEnv } from '../../node/predict/paths.js';
 import { appendRows, closeResults, openResults } from '../../node/predict/results.js';
 import type { LoadedRun } from '../../node/run/rundir.js';
 import type { Output } from '../output.js';
-
-/**
- * Jobs of at least this many images (or of an unknown count, from stdin) decode on the decoding
- * threads; smaller ones on the main thread, where the threads' start-up (about 0.4 s) would cost
- * more than they save.
- */
-export const POOL_FROM = 256;
 
 /** Top-k written per row unless --top-k says otherwise (capped at the class count). */
 export const RESULTS_TOP_K = 5;
@@ -75,11 +66,6 @@ export async function predictToFile(
     total = 0;
     for await (const _ of inShard(expandPaths(args), shard)) total++;
   }
-  const { inputShape, preprocessing } = run.metadata;
-  const decoder: Decoder =
-    total === undefined || total >= POOL_FROM
-      ? await decodePool(inputShape, preprocessing)
-      : inProcess(run.metadata);
   const bar = out.rateProgress(total, 'predicting', 'images');
   const start = performance.now();
   let predicted = 0;
@@ -92,7 +78,6 @@ export async function predictToFile(
       isDone: (p) => results.resume.done(p),
       batchSize: flags.batchSize,
       topK: k,
-      decoder,
       async onBatch(rows, c) {
         await appendRows(results, rows, k);
         predicted = c.rows;
@@ -137,7 +122,6 @@ export async function predictToFile(
   } finally {
     bar.stop();
     await closeResults(results);
-    await decoder.close();
     await engine.dispose();
   }
 }

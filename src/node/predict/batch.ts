@@ -3,17 +3,17 @@
  * with memory bounded by the batch whatever the count.
  *
  * Reading and decoding run beside inference: while batch k goes through the model, the files
- * of batch k+1 are read, decoded and scaled to the model's floats by a Decoder. The one a job
- * uses is a pool of worker threads (decode-pool.ts), one a core, each DECODERS_PER_THREAD files
- * at a time: header checks, sharp's set-up and the scaling cost the JavaScript thread that runs
- * them about as much as decoding costs libvips, so one thread would hold up both cores. For a few
- * files the pool's start-up costs more than it saves, and `inProcess` decodes on this thread
- * (sharp still decodes on libuv's threads). An image that cannot be read or decoded is a row
- * with its error, not a stop.
+ * of batch k+1 are read, decoded and scaled to the model's floats (decode.ts),
+ * DECODERS files at a time. sharp decodes on libuv's threads, the ONNX engine computes on its
+ * own, and the tfjs engine computes on this thread and lets decoding advance between its steps.
+ * Decoding threads of our own (worker_threads, each sent a share of every batch) were measured
+ * and not kept: on 2 cores they took 1.31x the wall time and 1.37x the CPU of this, for
+ * 2,000 JPEGs at 224 px; each thread's isolate, start-up and copies cost more than they freed.
+ * An image that cannot be read or decoded is a row with its error, not a stop.
  */
 import { topK } from '../../core/predict.js';
 import type { Engine } from '../export/engine.js';
-import { type Decoder, inProcess } from './decode.js';
+import { batchDecoder } from './decode.js';
 import type { RunMetadata } from '../run/rundir.js';
 import type { ResultRow } from './results.js';
 
@@ -28,8 +28,6 @@ export interface BatchPredictOptions {
   isDone?: (path: string) => Promise<boolean>;
   batchSize?: number;
   topK: number;
-  /** What reads and decodes the files (default: `inProcess`); the caller closes it. */
-  decoder?: Decoder;
   /** Called with each batch's rows, in the input's order; the next batch waits for it. */
   onBatch: (rows: ResultRow[], counts: BatchCounts) => Promise<void> | void;
 }
@@ -51,7 +49,7 @@ export async function predictBatches(opts: BatchPredictOptions): Promise<BatchCo
   const counts: BatchCounts = { rows: 0, errors: 0, skipped: 0 };
   const it = opts.paths[Symbol.asyncIterator]();
 
-  const decoder = opts.decoder ?? inProcess(opts.metadata);
+  const decode = batchDecoder(opts.metadata);
   // The next batch's paths (done ones skipped), read and decoded.
   const nextBatch = async () => {
     const paths: string[] = [];
@@ -63,7 +61,7 @@ export async function predictBatches(opts: BatchPredictOptions): Promise<BatchCo
     }
     return {
       paths,
-      ...(paths.length ? await decoder.decode(paths) : { floats: new Float32Array(0), errors: [] }),
+      ...(paths.length ? await decode(paths) : { floats: new Float32Array(0), errors: [] }),
     };
   };
 

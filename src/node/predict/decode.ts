@@ -1,7 +1,6 @@
 /**
- * Reading and decoding the files of batch prediction into the model's floats, on this thread
- * (`inProcess`) or on the decoding threads (decode-pool.ts, decode-thread.ts), which run the
- * same `decodeInto`. It imports no TensorFlow.js, so a decoding thread starts in a moment.
+ * Reading and decoding the files of batch prediction (batch.ts) into the model's floats, on
+ * this thread, with sharp decoding on libuv's threads.
  */
 import type { ImageShape } from '../../core/data/dataset.js';
 import { inputInto } from '../../core/data/prepare.js';
@@ -11,15 +10,6 @@ import { type DecodeOptions, ImageTooLargeError, prepareImage } from '../image.j
 
 /** Files read and decoded at once on one thread: libuv's pool has four threads, and reads wait on the disk. */
 export const DECODERS = 8;
-
-/**
- * Decodes files into the model's floats: `floats` holds file i's input at i * row (zeros where
- * it failed), and `errors[i]` says why file i has none.
- */
-export interface Decoder {
-  decode(paths: string[]): Promise<{ floats: Float32Array; errors: (string | undefined)[] }>;
-  close(): Promise<void>;
-}
 
 /** A read or decode failure as the row's error, without the path the row already names. */
 function reasonOf(file: string, err: unknown): string {
@@ -39,7 +29,7 @@ function reasonOf(file: string, err: unknown): string {
 
 /**
  * Reads, decodes and scales `paths` into `floats` (file i at i * row), `concurrency` at a time;
- * returns each file's error, or undefined. The decode threads run this too.
+ * returns each file's error, or undefined.
  */
 export async function decodeInto(
   paths: string[],
@@ -68,19 +58,25 @@ export async function decodeInto(
   return errors;
 }
 
-/** A Decoder on this thread, DECODERS files at a time (sharp decodes on libuv's threads). */
-export function inProcess(
+/** Decoded files: `floats` holds file i's input at i * row, and `errors[i]` says why file i has none. */
+export interface DecodedBatch {
+  floats: Float32Array;
+  errors: (string | undefined)[];
+}
+
+/**
+ * Decodes batches of files for a model of `metadata`'s shape and preprocessing, DECODERS at a
+ * time, into two buffers taken in turn (`batchBuffers`).
+ */
+export function batchDecoder(
   metadata: { inputShape: ImageShape; preprocessing: Preprocessing },
   decode: DecodeOptions = {},
-): Decoder {
+): (paths: string[]) => Promise<DecodedBatch> {
   const { inputShape: shape, preprocessing: pre } = metadata;
   const next = batchBuffers(shape);
-  return {
-    async decode(paths) {
-      const floats = next(paths.length);
-      return { floats, errors: await decodeInto(paths, shape, pre, decode, floats, DECODERS) };
-    },
-    close: async () => {},
+  return async (paths) => {
+    const floats = next(paths.length);
+    return { floats, errors: await decodeInto(paths, shape, pre, decode, floats, DECODERS) };
   };
 }
 
