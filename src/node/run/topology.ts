@@ -19,7 +19,8 @@ interface LayerJson {
 }
 
 /** Layers that keep their input's shape and hold no weights. */
-const SHAPE_KEEPING = new Set(['Dropout', 'ReLU', 'Activation', 'LeakyReLU', 'Softmax']);
+// Rescaling: the first layer of a fine-tuned [-1, 1] backbone (node/backbone/fine-tune.ts).
+const SHAPE_KEEPING = new Set(['Dropout', 'ReLU', 'Activation', 'LeakyReLU', 'Softmax', 'Rescaling']);
 
 function ints(value: unknown, n: number): number[] | undefined {
   const list = typeof value === 'number' ? Array<number>(n).fill(value) : value;
@@ -77,22 +78,46 @@ export function checkTopology(topology: unknown, declared: number, file: string)
       if (!units) throw refuse(`${where} has ${JSON.stringify(c.units)} units`);
       params += last * units + (c.use_bias === false ? 0 : units);
       shape = [...shape.slice(0, -1), units];
-    } else if (kind === 'Conv2D' || kind === 'MaxPooling2D' || kind === 'AveragePooling2D') {
+    } else if (
+      kind === 'Conv2D' ||
+      kind === 'DepthwiseConv2D' ||
+      kind === 'MaxPooling2D' ||
+      kind === 'AveragePooling2D'
+    ) {
       if (shape.length !== 3 || (c.data_format !== undefined && c.data_format !== 'channels_last'))
         throw refuse(`${where} takes ${shape.join('x')} images in ${String(c.data_format)} order`);
       const conv = kind === 'Conv2D';
-      const size = ints(conv ? c.kernel_size : c.pool_size, 2);
+      const depthwise = kind === 'DepthwiseConv2D';
+      const size = ints(conv || depthwise ? c.kernel_size : c.pool_size, 2);
       const strides = ints(c.strides ?? size, 2);
-      const dilation = conv ? ints(c.dilation_rate ?? 1, 2) : [1, 1];
-      const filters = conv ? ints(c.filters, 1)?.[0] : last;
+      const dilation = conv || depthwise ? ints(c.dilation_rate ?? 1, 2) : [1, 1];
+      const multiplier = depthwise ? ints(c.depth_multiplier ?? 1, 1)?.[0] : 1;
+      const filters = conv ? ints(c.filters, 1)?.[0] : multiplier && last * multiplier;
       if (!size || !strides || !dilation || !filters || (c.padding !== 'same' && c.padding !== 'valid'))
         throw refuse(`${where} has a kernel, stride, padding or filter count imgclf does not write`);
       if (conv) params += size[0] * size[1] * last * filters + (c.use_bias === false ? 0 : filters);
+      // Fine-tuned MobileNet-style backbones (node/backbone/fine-tune.ts).
+      if (depthwise) params += size[0] * size[1] * filters + (c.use_bias === false ? 0 : filters);
       shape = [
         slide(shape[0], size[0], strides[0], dilation[0], c.padding),
         slide(shape[1], size[1], strides[1], dilation[1], c.padding),
         filters,
       ];
+    } else if (kind === 'GlobalAveragePooling2D' || kind === 'GlobalMaxPooling2D') {
+      if (shape.length !== 3) throw refuse(`${where} pools ${shape.join('x')} values, not an image`);
+      shape = [last];
+    } else if (kind === 'ZeroPadding2D') {
+      const p = c.padding ?? 1;
+      // An int, (height, width) each on both sides, or ((top, bottom), (left, right)).
+      const sides = (v: unknown): number[] | undefined => {
+        if (typeof v === 'number') return [v, v];
+        return Array.isArray(v) && v.length === 2 && v.every((d) => Number.isSafeInteger(d) && d >= 0)
+          ? (v as number[])
+          : undefined;
+      };
+      const [rows, cols] = Array.isArray(p) ? [sides(p[0]), sides(p[1])] : [sides(p), sides(p)];
+      if (shape.length !== 3 || !rows || !cols) throw refuse(`${where} pads by ${JSON.stringify(p)}`);
+      shape = [shape[0] + rows[0] + rows[1], shape[1] + cols[0] + cols[1], last];
     } else if (kind === 'BatchNormalization') {
       const axis = c.axis ?? -1;
       if (axis !== -1 && axis !== shape.length)
