@@ -15,6 +15,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
+import { epochLine } from '../src/cli/commands/train.js';
 import { resolveConfig, type TrainConfig } from '../src/core/plan.js';
 import { GraphBuilder, floatValueInfo } from '../src/node/export/graph.js';
 import { loadDataset } from '../src/node/data/load.js';
@@ -207,6 +208,17 @@ describe('--fine-tune N on a layers backbone', () => {
       .map((l) => JSON.parse(l));
     expect(metrics.map((m) => m.phase)).toEqual(['head', 'head', 'head', 'fine-tune', 'fine-tune']);
     expect(result.fineTune).toMatchObject({ layers: 2, headEpochs: 3, epochs: 2, bn: false });
+    // The printed epoch lines and the report say which phase each epoch was.
+    expect(result.history.map((m) => epochLine(m, 5, 'en').split(/\s+/).slice(0, 3).join(' '))).toEqual([
+      'epoch 1/5 head',
+      'epoch 2/5 head',
+      'epoch 3/5 head',
+      'epoch 4/5 fine-tune',
+      'epoch 5/5 fine-tune',
+    ]);
+    const report = readFileSync(path.join(out(), 'report.html'), 'utf8');
+    expect(report).toContain('3 (head)');
+    expect(report).toContain('4 (fine-tune)');
 
     // The run holds the whole model and says where it came from; there is no backbone to load.
     const meta = JSON.parse(readFileSync(path.join(out(), 'metadata.json'), 'utf8'));
