@@ -320,6 +320,43 @@ describe('--fine-tune N on a layers backbone', () => {
   });
 });
 
+describe('an interrupted fine-tuning run', () => {
+  /** The metrics that must repeat exactly (times excluded). */
+  const figures = (h: SessionResult['history']) =>
+    h.map((m) => [m.epoch, m.phase, m.train_loss, m.train_accuracy, m.test_accuracy, m.test_loss]);
+  const plan = (out: string) =>
+    resolveConfig({
+      seed: 0,
+      backend: 'wasm',
+      backbone,
+      data: task,
+      holdOut: 0.25,
+      epochs: 2,
+      fineTune: '3',
+      fineTuneEpochs: 2,
+      out,
+    });
+
+  it('resumes in either phase and ends as the unbroken run does', async () => {
+    const whole = await trainSession(plan(path.join(work, 'unbroken')));
+    // Stopped in the head's last epoch (2), then in fine-tuning's first (3).
+    for (const doneBefore of [1, 2]) {
+      const out = path.join(work, `broken-${doneBefore}`);
+      let done = 0;
+      let checks = 0;
+      const first = await trainSession(plan(out), {
+        onEpoch: () => void done++,
+        shouldStop: () => done === doneBefore && ++checks > 2,
+      });
+      expect(first.interrupted).toBe(true);
+      const rest = await trainSession(await planOfRun(out), {}, { resume: out });
+      expect(rest.interrupted).toBe(false);
+      expect(figures(rest.history)).toEqual(figures(whole.history));
+      expect(rest.testAccuracy).toBe(whole.testAccuracy);
+    }
+  });
+});
+
 describe('--fine-tune all, a [-1, 1] backbone, --fine-tune-bn', () => {
   it('trains batch-norm statistics only when asked, and exports the rescaling with parity', async () => {
     const out = path.join(work, 'tuned-all');
