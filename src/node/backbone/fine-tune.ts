@@ -14,9 +14,13 @@
  *
  * Frozen layers are `trainable: false` (saved so in model.json, so a resumed run finds the same
  * ones), which keeps their variables out of the net's trainable variables: the optimizer never
- * sees them. Batch-norm layers run in inference mode while training (their moving statistics
- * stay as pretrained, as Keras does for a frozen BatchNormalization) unless --fine-tune-bn lets
- * the unfrozen ones train their statistics.
+ * sees them. While training, the backbone's layers run in inference mode, as Keras' transfer
+ * learning guide calls its base model with `training=False`: batch-norm layers keep their
+ * pretrained moving statistics (a few hundred pictures give noisy batch statistics), and
+ * dropout inside the backbone stays off, so the head goes on seeing the features it was trained
+ * on in the first phase (computed in inference mode, then cached). The head's own layers train
+ * as usual (an mlp head's dropout). --fine-tune-bn lets the unfrozen batch-norm layers use
+ * batch statistics and update their moving ones instead.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -238,16 +242,16 @@ const isBatchNorm = (l: tfl.layers.Layer) => l.getClassName() === 'BatchNormaliz
 
 /**
  * The net of a fine-tuned model (made by fineTuneModel, or loaded from a checkpoint: the frozen
- * layers are saved as such). In training, batch-norm layers run in inference mode unless
- * `trainStats` lets the unfrozen ones use batch statistics and update their moving ones; every
- * other layer trains as usual (dropout included). Rates: the head's layers 1, the unfrozen
- * backbone layers from 1/100 (the earliest) to 1/10 (the last) (core/plan.ts fineTuneFactor).
+ * layers are saved as such). In training, the backbone's layers run in inference mode (see
+ * above), except the unfrozen batch-norm layers when `trainStats` says so; the head's layers
+ * train as usual. Rates: the head's layers 1, the unfrozen backbone layers from 1/100 (the
+ * earliest) to 1/10 (the last) (core/plan.ts fineTuneFactor).
  */
 export function fineTunedNet(name: string, model: tfl.LayersModel, trainStats: boolean): FineTunedNet {
   const base = layersNet(name, model);
   const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
-  const inference = layers.map((l) => isBatchNorm(l) && !(trainStats && l.trainable));
   const isHead = (l: tfl.layers.Layer) => l.name.startsWith(HEAD_PREFIX);
+  const inference = layers.map((l) => !isHead(l) && !(trainStats && isBatchNorm(l) && l.trainable));
   const unfrozen = layers.filter((l) => !isHead(l) && l.trainable && l.trainableWeights.length > 0);
   const factorOf = new Map<tfl.LayerVariable, number>();
   for (const l of layers) {
