@@ -16,12 +16,14 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
 import { epochLine } from '../src/cli/commands/train.js';
+import { createOptimizer, withRateFactors } from '../src/core/optim/optimizers.js';
 import { resolveConfig, type TrainConfig } from '../src/core/plan.js';
 import { GraphBuilder, floatValueInfo } from '../src/node/export/graph.js';
 import { loadDataset } from '../src/node/data/load.js';
 import { writeShapesFolder } from '../src/node/data/shapes.js';
 import { loadRun } from '../src/node/run/rundir.js';
 import { planOfRun, type SessionResult, trainSession } from '../src/node/session.js';
+import { expectServedLabel } from './fixtures/backbone-run.js';
 import { mobileNetLike } from './fixtures/mobilenet.js';
 import { encodeTiny, twoConvs } from './fixtures/onnx-backbone.js';
 import { cli, type CliResult, expectCleanError, tempDir } from './helpers.js';
@@ -290,6 +292,8 @@ describe('--fine-tune N on a layers backbone', () => {
     }
     expect(labels).toEqual(mine);
     loaded.model.dispose();
+    // serve answers as predict does.
+    await expectServedLabel(out(), pictures[0], 'image/png', labels[0]);
   });
 
   it('exports to ONNX with parity', () => {
@@ -383,6 +387,42 @@ describe('--fine-tune all, a [-1, 1] backbone, --fine-tune-bn', () => {
     const ex = run(['export', '--run', out, '--out', path.join(work, 'all.onnx'), '--check', '--json']);
     expect(ex.code, ex.stderr).toBe(0);
     expect((ex.json?.parity as { ok: boolean }).ok).toBe(true);
+
+    // A fine-tuned run is a backbone too, and can be fine-tuned again: its features are its
+    // mlp head's hidden layer (head_...), which is now the backbone's last weighted layer.
+    const again = await train({
+      backbone: out,
+      data: task,
+      holdOut: 0.25,
+      epochs: 1,
+      fineTune: '1',
+      fineTuneEpochs: 1,
+      out: path.join(work, 'tuned-again'),
+    });
+    expect(again.fineTune?.unfrozen).toEqual([expect.stringMatching(/^head_dense/)]);
+    expect(again.history.map((m) => m.phase)).toEqual(['head', 'fine-tune']);
+  });
+});
+
+describe('discriminative rates', () => {
+  it('each group of variables steps at its factor of the rate; the state is laid out as one optimizer', () => {
+    const vars = [1, 2, 3].map((v) => tf.variable(tf.scalar(v)));
+    const grads = vars.map(() => tf.scalar(1));
+    const grouped = withRateFactors(() => createOptimizer({ name: 'sgd', lr: 1 }), [0.01, 0.01, 1]);
+    grouped.apply(vars, grads, 1, 1);
+    expect(vars.map((v) => v.dataSync()[0])).toEqual([0.99, 1.99, 2].map((x) => Math.fround(x)));
+    // Adam: two slots per variable, in the variables' order, as a single Adam keeps them.
+    const adam = withRateFactors(() => createOptimizer({ name: 'adam', lr: 0.1 }), [0.1, 1, 1]);
+    const single = createOptimizer({ name: 'adam', lr: 0.1 });
+    adam.apply(vars, grads, 0.1, 1);
+    single.apply(vars, grads, 0.1, 1);
+    const [a, b] = [adam.getState(), single.getState()];
+    expect(a.step).toBe(b.step);
+    expect(a.slots.map((t) => t.dataSync()[0])).toEqual(b.slots.map((t) => t.dataSync()[0]));
+    adam.setState(a);
+    expect(adam.getState().slots).toHaveLength(6);
+    [...vars, ...grads, ...b.slots].forEach((t) => t.dispose());
+    [grouped, adam, single].forEach((o) => o.dispose());
   });
 });
 

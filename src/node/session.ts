@@ -16,6 +16,7 @@
  * around it: what is saved where and when.
  */
 import path from 'node:path';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { selectBackend } from '../backend/index.js';
 import { chooseWorkers, type WorkerChoice } from '../backend/workers/choose.js';
 import { startPool } from '../backend/workers/pool.js';
@@ -50,6 +51,7 @@ import {
   fineTuneChoice,
   fineTunedNet,
   fineTuneModel,
+  headLayerCount,
   layersModelOf,
 } from './backbone/fine-tune.js';
 import { type DataSource, type LoadedDataset, loadDataset, sourceEntry } from './data/load.js';
@@ -880,11 +882,24 @@ async function fineTunePhase(a: {
   replacing: boolean;
 }): Promise<{ run: RunResult; record: RunRecord<BackboneRecord>; plan: TrainConfig; model: Net }> {
   const { dir, plan, backbone, summary, data } = a;
-  const layers = a.resumed
-    ? await layersModelOf(a.head)
-    : (await fineTuneModel(backbone, a.head, summary.layers)).model;
+  let layers: LayersModel;
+  let headLayers: number;
+  if (a.resumed) {
+    layers = await layersModelOf(a.head);
+    // The head's layers are the model's last ones: as many as a fresh head of the plan has.
+    const probe = create(plan.model, {
+      inputShape: data.dataset.shape,
+      numClasses: data.dataset.classNames.length,
+      seed: plan.seed,
+      options: plan.modelOptions,
+    });
+    headLayers = await headLayerCount(probe);
+    probe.dispose();
+  } else {
+    ({ model: layers, headLayers } = await fineTuneModel(backbone, a.head, summary.layers));
+  }
   a.head.dispose();
-  const tuned = fineTunedNet(plan.model, layers, summary.bn);
+  const tuned = fineTunedNet(plan.model, layers, summary.bn, headLayers);
   // The loop's plan for this phase: the head's rate (the factors scale it per layer), the
   // epochs counted from the run's first, steps on this thread and unfused (fused-step.ts only
   // handles softmax on pixels, and one rate).

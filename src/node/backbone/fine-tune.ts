@@ -7,7 +7,9 @@
  * The model is Sequential: the backbone's layers up to its feature layer (nested Sequential
  * models, as a Teachable Machine export has, are flattened into it), a Flatten where the
  * features are a map, then the head's layers after its own Flatten, each renamed `head_NAME`
- * (the head's names may repeat the backbone's, and a model's layer names are unique). A [-1, 1]
+ * (the head's names may repeat the backbone's, and a model's layer names are unique; a name
+ * taken already gets a number). Which layers are the head is counted from the end (a backbone
+ * that was fine-tuned before has `head_` layers of its own). A [-1, 1]
  * backbone gets a Rescaling layer first, so the model takes pixels in [0, 1] as every imgclf
  * run does. The run directory stores this whole model, since the backbone's weights changed:
  * it loads, evaluates, exports and resumes like any layers run.
@@ -31,7 +33,7 @@ import { fineTuneFactor } from '../../core/plan.js';
 import type { Backbone } from './backbone.js';
 
 /** Layer names of the head's part of a fine-tuned model start with this. */
-export const HEAD_PREFIX = 'head_';
+const HEAD_PREFIX = 'head_';
 /** The first layer of a [-1, 1] backbone's fine-tuned model: pixels x -> 2x - 1. */
 const RANGE_LAYER = 'backbone_input_range';
 /** Flattens a feature map into the vector the head was trained on. */
@@ -158,6 +160,19 @@ async function headLayers(head: Net): Promise<{ model: tfl.LayersModel; parts: P
 /** The fine-tuned model and what it unfroze. */
 export interface FineTunedModel extends FineTuneChoice {
   model: tfl.LayersModel;
+  /** The head's layers, the model's last ones. */
+  headLayers: number;
+}
+
+/**
+ * How many layers `head` puts at the end of a fine-tuned model: its own but the Flatten. A
+ * resumed run counts them on a fresh head of its plan (the model does not say where its head
+ * starts).
+ */
+export async function headLayerCount(head: Net): Promise<number> {
+  const topo = (await head.artifacts()).modelTopology as { config?: { layers?: unknown[] } | unknown[] };
+  const layers = (Array.isArray(topo.config) ? topo.config : topo.config?.layers) ?? [];
+  return layers.length - 1;
 }
 
 /**
@@ -180,6 +195,13 @@ export async function fineTuneModel(
     const h = await headLayers(head);
     headModel = h.model;
     const unfrozen = new Set(choice.unfrozen);
+    const taken = new Set(parts.map((p) => p.layer.name));
+    const unique = (base: string): string => {
+      let name = base;
+      for (let k = 2; taken.has(name); k++) name = `${base}_${k}`;
+      taken.add(name);
+      return name;
+    };
     const configs: LayerJson[] = [];
     const sources: (tfl.layers.Layer | undefined)[] = [];
     const add = (
@@ -200,7 +222,13 @@ export async function fineTuneModel(
       add(
         {
           class_name: 'Rescaling',
-          config: { name: RANGE_LAYER, scale: 2, offset: -1, batch_input_shape: input, dtype: 'float32' },
+          config: {
+            name: unique(RANGE_LAYER),
+            scale: 2,
+            offset: -1,
+            batch_input_shape: input,
+            dtype: 'float32',
+          },
         },
         undefined,
         false,
@@ -209,8 +237,8 @@ export async function fineTuneModel(
     if (configs.length === 0) throw new UserError(`backbone ${r.source} has no layers to fine-tune`);
     configs[0].config.batch_input_shape = input;
     if ((parts.at(-1)!.layer.outputShape as number[]).length > 2)
-      add({ class_name: 'Flatten', config: { name: FLATTEN_LAYER } }, undefined, false);
-    for (const p of h.parts) add(p.json, p.layer, true, `${HEAD_PREFIX}${p.layer.name}`);
+      add({ class_name: 'Flatten', config: { name: unique(FLATTEN_LAYER) } }, undefined, false);
+    for (const p of h.parts) add(p.json, p.layer, true, unique(`${HEAD_PREFIX}${p.layer.name}`));
     const names = configs.map((c) => String(c.config.name));
     const twice = names.find((n, i) => names.indexOf(n) !== i);
     if (twice !== undefined)
@@ -222,7 +250,7 @@ export async function fineTuneModel(
       const from = sources[i];
       if (from) layer.setWeights(from.getWeights());
     });
-    return { ...choice, model };
+    return { ...choice, model, headLayers: h.parts.length };
   } finally {
     src.dispose();
     headModel?.dispose();
@@ -247,10 +275,16 @@ const isBatchNorm = (l: tfl.layers.Layer) => l.getClassName() === 'BatchNormaliz
  * train as usual. Rates: the head's layers 1, the unfrozen backbone layers from 1/100 (the
  * earliest) to 1/10 (the last) (core/plan.ts fineTuneFactor).
  */
-export function fineTunedNet(name: string, model: tfl.LayersModel, trainStats: boolean): FineTunedNet {
+export function fineTunedNet(
+  name: string,
+  model: tfl.LayersModel,
+  trainStats: boolean,
+  headLayers: number,
+): FineTunedNet {
   const base = layersNet(name, model);
   const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
-  const isHead = (l: tfl.layers.Layer) => l.name.startsWith(HEAD_PREFIX);
+  const head = new Set(layers.slice(layers.length - headLayers));
+  const isHead = (l: tfl.layers.Layer) => head.has(l);
   const inference = layers.map((l) => !isHead(l) && !(trainStats && isBatchNorm(l) && l.trainable));
   const unfrozen = layers.filter((l) => !isHead(l) && l.trainable && l.trainableWeights.length > 0);
   const factorOf = new Map<tfl.LayerVariable, number>();
