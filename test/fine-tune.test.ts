@@ -305,6 +305,44 @@ describe('--fine-tune N on a layers backbone', () => {
     expect(parity.max_abs_diff).toBeLessThanOrEqual(1e-4);
   });
 
+  it('train --json (CLI) states the plan and the phases; the epoch lines name them', () => {
+    const r = run([
+      '--json',
+      'train',
+      '--backbone',
+      backbone,
+      '--data',
+      task,
+      '--hold-out',
+      '0.25',
+      '--epochs',
+      '1',
+      '--fine-tune',
+      '1',
+      '--fine-tune-epochs',
+      '1',
+      '--fine-tune-lr',
+      '0.002',
+      '--out',
+      path.join(work, 'cli-tuned'),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json?.fine_tune).toMatchObject({
+      layers: 1,
+      unfrozen: [expect.stringMatching(/^dense/)],
+      head_epochs: 1,
+      epochs: 1,
+      lr: { head: 0.002, last: 0.0002, earliest: 0.00002 },
+      bn: false,
+    });
+    expect((r.json?.epochs as { phase: string }[]).map((e) => e.phase)).toEqual(['head', 'fine-tune']);
+    expect(r.stderr).toMatch(/^epoch 1\/2 {2}head {2}loss/m);
+    expect(r.stderr).toMatch(/^epoch 2\/2 {2}fine-tune {2}loss/m);
+    expect(r.stderr).toMatch(
+      /^fine-tune: after 1 epoch of the softmax head on features, the last 1 weighted layer of the backbone \(dense\w*\) .* the backbone layer at lr 0\.0002;/m,
+    );
+  });
+
   it('resumes: --fine-tune-epochs trains the finished run further', async () => {
     const plan = await planOfRun(out(), { fineTuneEpochs: 3 });
     const r = await trainSession(plan, {}, { resume: out() });

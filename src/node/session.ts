@@ -640,15 +640,17 @@ export interface FineTuneSummary {
 /** The fine-tuning line of the plan, as the log prints it after the training line. */
 function fineTuneLine(f: FineTuneSummary, head: string): string {
   const n = f.unfrozen.length;
-  const which =
-    f.layers === 'all' ? `all ${n} weighted layers` : `the last ${n} weighted layer${n === 1 ? '' : 's'}`;
+  const count = (k: number, noun: string) => `${k} ${noun}${k === 1 ? '' : 's'}`;
+  // Rates as the eye reads them: 0.00015, not 0.00015000000000000001.
+  const lr = (x: number) => String(+x.toPrecision(4));
+  const which = f.layers === 'all' ? `all ${n} weighted layers` : `the last ${count(n, 'weighted layer')}`;
   const rates =
     n === 1
-      ? `the backbone layer at lr ${f.lr.last}`
-      : `the backbone layers at lr ${f.lr.earliest} (earliest) to ${f.lr.last} (last)`;
+      ? `the backbone layer at lr ${lr(f.lr.last)}`
+      : `the backbone layers at lr ${lr(f.lr.earliest)} (earliest) to ${lr(f.lr.last)} (last)`;
   return (
-    `fine-tune: after ${f.headEpochs} epochs of the ${head} head on features, ${which} of the backbone (${f.unfrozen.join(', ')}) ` +
-    `train with it on the images for ${f.epochs} epochs: the head at lr ${f.lr.head}, ${rates}; ` +
+    `fine-tune: after ${count(f.headEpochs, 'epoch')} of the ${head} head on features, ${which} of the backbone (${f.unfrozen.join(', ')}) ` +
+    `train with it on the images for ${count(f.epochs, 'epoch')}: the head at lr ${lr(f.lr.head)}, ${rates}; ` +
     `batch-norm statistics ${f.bn ? 'train (--fine-tune-bn)' : 'frozen'}`
   );
 }

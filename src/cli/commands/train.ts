@@ -246,7 +246,18 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
       model: cfg.model,
       ...(cfg.backbone ? { backbone: cfg.backbone } : {}),
       // The plan of the second phase: what it unfroze, its epochs and rates.
-      ...(fineTune ? { fine_tune: fineTune } : {}),
+      ...(fineTune
+        ? {
+            fine_tune: {
+              layers: fineTune.layers,
+              unfrozen: fineTune.unfrozen,
+              head_epochs: fineTune.headEpochs,
+              epochs: fineTune.epochs,
+              lr: fineTune.lr,
+              bn: fineTune.bn,
+            },
+          }
+        : {}),
       backend,
       workers,
       epochs: history.map((m) => ({
