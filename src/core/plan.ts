@@ -157,6 +157,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
       input.fineTune === undefined,
       '--fine-tune trains the last layers of a pretrained backbone: give --backbone MODEL (a TensorFlow.js layers model) too',
     );
+    fineTuneSettings(input, SETTINGS.head.default);
   } else {
     check(typeof backbone === 'string' && backbone.trim() !== '', '--backbone needs a path or URL');
     check(

@@ -214,8 +214,8 @@ function claimOut(dir: string, force: boolean | undefined, log: (m: string) => v
 
 /**
  * A checkpoint must fit the run it resumes: the same model, classes and input shape.
- * `finished` is what to say when its last epoch is done (null: a finished first phase of
- * fine-tuning goes on to the second).
+ * `finished` is what to say when its last epoch is done (null: a finished, or early-stopped,
+ * first phase of fine-tuning goes on to the second).
  */
 function checkResumable(
   dir: string,
@@ -244,7 +244,8 @@ function checkResumable(
     );
   }
   const done = ck.fit.epoch;
-  if (ck.fit.stoppedEarly !== undefined) {
+  // A fine-tuning run's first phase may stop early: the second goes on from its best head.
+  if (ck.fit.stoppedEarly !== undefined && finished) {
     throw new UserError(
       `${dir} stopped early after epoch ${ck.fit.stoppedEarly} (no better validation accuracy for ${plan.patience} epochs); its best epoch ${ck.fit.bestEpoch} is the run's model`,
     );
@@ -750,7 +751,10 @@ async function trainWith(
   } else {
     model = resumed?.model ?? fresh!;
     const resume = resumed?.resume;
-    const headDone = fineTune !== undefined && resume !== undefined && resume.state.epoch >= plan.epochs;
+    const headDone =
+      fineTune !== undefined &&
+      resume !== undefined &&
+      (resume.state.epoch >= plan.epochs || resume.state.stoppedEarly !== undefined);
     if (headDone) {
       // The first phase finished before the run stopped: the second starts from its head.
       const state = resume.state;
