@@ -33,6 +33,8 @@ let work = '';
 let cache = '';
 let backbone = '';
 let task = '';
+/** A MobileNetV2-style functional layers model (untrained). */
+let functional = '';
 const savedCache = process.env.XDG_CACHE_HOME;
 
 const run = (args: string[]): CliResult => cli(args, { XDG_CACHE_HOME: cache });
@@ -173,6 +175,10 @@ beforeAll(async () => {
   await writeShapesFolder(fresh, { perClass: 40, seed: 9, minSize: 16, maxSize: 32 });
   task = path.join(work, 'inverted');
   await invertedShapes(fresh, task);
+  functional = path.join(work, 'functional');
+  const m = mobileNetLike([SIZE, SIZE, 3], 4);
+  await saveFolder(m, functional);
+  m.dispose();
 });
 
 afterAll(() => {
@@ -362,6 +368,52 @@ describe('--fine-tune N on a layers backbone', () => {
   });
 });
 
+describe('a functional (MobileNet-style) backbone', () => {
+  it('is cut at its features and nested whole; only the last N of its layers change; export has parity', async () => {
+    const out = path.join(work, 'tuned-functional');
+    const r = await train({
+      backbone: functional,
+      data: task,
+      holdOut: 0.25,
+      epochs: 2,
+      fineTune: '2',
+      fineTuneEpochs: 2,
+      out,
+    });
+    expect(r.history.map((m) => m.phase)).toEqual(['head', 'head', 'fine-tune', 'fine-tune']);
+    const unfrozen = r.fineTune!.unfrozen;
+    expect(unfrozen).toHaveLength(2);
+    const topology = JSON.parse(readFileSync(path.join(out, 'model.json'), 'utf8')).modelTopology;
+    expect(topology.class_name).toBe('Sequential');
+    expect(['Model', 'Functional']).toContain(topology.config.layers[0].class_name);
+    const before = await weightsOf(functional);
+    const after = await weightsOf(out);
+    let changed = 0;
+    for (const [name, values] of before) {
+      const tuned = after.get(name);
+      if (!tuned) continue; // the backbone's own Dense is not part of the model
+      const moved = !same(values, tuned);
+      if (moved) changed++;
+      expect(moved, name).toBe(unfrozen.includes(layerOf(name)) && !/moving_(mean|variance)/.test(name));
+    }
+    expect(changed).toBeGreaterThanOrEqual(2);
+    const ex = run([
+      'export',
+      '--run',
+      out,
+      '--out',
+      path.join(work, 'functional.onnx'),
+      '--check',
+      '--json',
+    ]);
+    expect(ex.code, ex.stderr).toBe(0);
+    expect((ex.json?.parity as { ok: boolean; max_abs_diff: number }).max_abs_diff).toBeLessThanOrEqual(1e-4);
+    const ev = run(['evaluate', '--run', out, '--json']);
+    expect(ev.code, ev.stderr).toBe(0);
+    expect(ev.json?.test_accuracy).toBe(r.testAccuracy);
+  });
+});
+
 describe('an interrupted fine-tuning run', () => {
   /** The metrics that must repeat exactly (times excluded). */
   const figures = (h: SessionResult['history']) =>
@@ -494,7 +546,7 @@ describe('what cannot be fine-tuned is one line, exit 2', () => {
     );
   });
 
-  it('an ONNX backbone, a graph model, a functional layers model', async () => {
+  it('an ONNX backbone, a graph model, --fine-tune-bn on a functional model', async () => {
     const onnxDir = path.join(work, 'onnx');
     mkdirSync(onnxDir, { recursive: true });
     const g = new GraphBuilder();
@@ -524,13 +576,14 @@ describe('what cannot be fine-tuned is one line, exit 2', () => {
       /is a TensorFlow\.js graph model, whose weights are constants that tfjs cannot train; drop --fine-tune/,
     );
 
-    const functional = path.join(work, 'functional');
-    const m = mobileNetLike([SIZE, SIZE, 3], 4);
-    await saveFolder(m, functional);
-    m.dispose();
+    // wasm has no gradient kernel for a depthwise convolution's filter: said before training.
     expectCleanError(
-      run(args('--backbone', functional, '--fine-tune', '1')),
-      /--fine-tune works on Sequential TensorFlow\.js backbones .* is a \w+ model; drop --fine-tune/,
+      run(args('--backbone', functional, '--fine-tune', 'all', '--backend', 'wasm')),
+      /^imgclf: error: fine-tuning these layers needs the DepthwiseConv2dNativeBackprop\w+ kernel, which the wasm backend does not have; unfreeze fewer layers \(--fine-tune N\), or train with --backend cpu$/,
+    );
+    expectCleanError(
+      run(args('--backbone', functional, '--fine-tune', '1', '--fine-tune-bn')),
+      /--fine-tune-bn works on Sequential backbones; .* has a functional model in it, whose batch-norm layers stay in inference mode: drop --fine-tune-bn/,
     );
   });
 });

@@ -290,7 +290,10 @@ export async function trainSession(
     }
     // A backbone that cannot be fine-tuned, or a wrong layer count, fails before the head trains.
     const layers = fineTuneLayers(requested);
-    const choice = backbone && layers !== undefined ? await fineTuneChoice(backbone, layers) : undefined;
+    const choice =
+      backbone && layers !== undefined
+        ? await fineTuneChoice(backbone, layers, requested.fineTuneBn ?? false)
+        : undefined;
     return await trainWith(requested, backbone, hooks, opts, dir, backend, replacing, choice);
   } finally {
     backbone?.dispose();

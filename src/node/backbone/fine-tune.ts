@@ -43,26 +43,55 @@ type LayerJson = { class_name: string; config: Record<string, unknown> };
 
 /** A backbone layer and its config as model.json holds it. */
 interface Part {
+  /** A layer, or a functional model taken whole (up to the feature layer when it is inside). */
   layer: tfl.layers.Layer;
   json: LayerJson;
 }
 
 const isModel = (l: tfl.layers.Layer): l is tfl.LayersModel => 'layers' in l && Array.isArray(l.layers);
+const notInput = (l: tfl.layers.Layer) => l.getClassName() !== 'InputLayer';
+
+/** The layers that compute, in order: a model's own, nested models' flattened into them. */
+function leaves(layer: tfl.layers.Layer): tfl.layers.Layer[] {
+  return isModel(layer) ? layer.layers.filter(notInput).flatMap(leaves) : [layer];
+}
+
+/** Whether `model` holds a layer named `name`, at any depth. */
+const holds = (model: tfl.LayersModel, name: string): boolean =>
+  model.layers.some((l) => l.name === name || (isModel(l) && holds(l, name)));
 
 /**
- * The layers of a Sequential backbone in order, nested Sequential models flattened, up to and
- * including `feature` (all of them when no layer has that name: the output is the features).
+ * The backbone's layers in order up to and including `feature` (all of them when no layer has
+ * that name: the output is the features). Sequential models, nested ones too, are flattened
+ * into their layers; a functional model (MobileNet) is one part, cut at the feature layer when
+ * it is one of its own layers.
  */
 function flatLayers(model: tfl.LayersModel, feature: string, source: string): Part[] {
   const parts: Part[] = [];
-  const walk = (m: tfl.LayersModel, json: { class_name?: string; config?: unknown }): boolean => {
-    if (m.getClassName() !== 'Sequential')
-      throw new UserError(
-        `--fine-tune works on Sequential TensorFlow.js backbones (an imgclf run, a Teachable Machine export); ${source} is a ${m.getClassName()} model; drop --fine-tune to train a head on its features`,
-      );
+  const jsonOf = (m: tfl.LayersModel): LayerJson => {
+    const j = m.toJSON(null, false) as unknown as LayerJson;
+    return { class_name: j.class_name, config: j.config };
+  };
+  const functional = (m: tfl.LayersModel, json: LayerJson): boolean => {
+    const at = m.layers.find((l) => l.name === feature);
+    if (!at) {
+      if (holds(m, feature))
+        throw new UserError(
+          `backbone ${source}: its feature layer ${feature} is inside a model nested in a functional model; --fine-tune cannot cut there: choose a layer of the outer model with --backbone-layer`,
+        );
+      parts.push({ layer: m, json });
+      return false;
+    }
+    // The model from its input to the feature layer, which shares the layers (and weights).
+    const cut = tfl.model({ inputs: m.inputs, outputs: at.output as tfl.SymbolicTensor });
+    parts.push({ layer: cut, json: jsonOf(cut) });
+    return true;
+  };
+  const walk = (m: tfl.LayersModel, json: LayerJson): boolean => {
+    if (m.getClassName() !== 'Sequential') return functional(m, json);
     const cfg = json.config as { layers?: LayerJson[] } | LayerJson[] | undefined;
     const configs = (Array.isArray(cfg) ? cfg : cfg?.layers) ?? [];
-    const layers = m.layers.filter((l) => l.getClassName() !== 'InputLayer');
+    const layers = m.layers.filter(notInput);
     const jsons = configs.filter((c) => c.class_name !== 'InputLayer');
     if (layers.length !== jsons.length)
       throw new UserError(
@@ -78,7 +107,7 @@ function flatLayers(model: tfl.LayersModel, feature: string, source: string): Pa
     }
     return false;
   };
-  walk(model, model.toJSON(null, false) as { class_name?: string; config?: unknown });
+  walk(model, jsonOf(model));
   return parts;
 }
 
@@ -94,18 +123,39 @@ export interface FineTuneChoice {
 }
 
 /** The weighted backbone layers `layers` unfreezes; a one-line error when it cannot be. */
-function choose(parts: Part[], layers: number | 'all', source: string, feature: string): FineTuneChoice {
-  const names = parts.filter((p) => weighted(p.layer)).map((p) => p.layer.name);
-  if (names.length === 0)
+function choose(
+  parts: Part[],
+  layers: number | 'all',
+  source: string,
+  feature: string,
+): FineTuneChoice & { leaves: Set<tfl.layers.Layer> } {
+  const all = parts.flatMap((p) => leaves(p.layer)).filter(weighted);
+  if (all.length === 0)
     throw new UserError(
       `backbone ${source} has no layer with weights up to ${feature}; there is nothing to fine-tune`,
     );
-  const n = layers === 'all' ? names.length : layers;
-  if (n > names.length)
+  const n = layers === 'all' ? all.length : layers;
+  if (n > all.length)
     throw new UserError(
-      `--fine-tune ${n}: backbone ${source} has ${names.length} layers with weights up to its feature layer ${feature}; give 1 to ${names.length}, or all`,
+      `--fine-tune ${n}: backbone ${source} has ${all.length} layers with weights up to its feature layer ${feature}; give 1 to ${all.length}, or all`,
     );
-  return { weighted: names, unfrozen: names.slice(names.length - n) };
+  const chosen = all.slice(all.length - n);
+  return {
+    weighted: all.map((l) => l.name),
+    unfrozen: chosen.map((l) => l.name),
+    leaves: new Set(chosen),
+  };
+}
+
+/**
+ * --fine-tune-bn trains batch-norm layers in training mode one by one, which the layer-by-layer
+ * step does for a Sequential model's own layers only; a functional part runs as one.
+ */
+function checkBn(parts: Part[], bn: boolean, source: string): void {
+  if (bn && parts.some((p) => isModel(p.layer)))
+    throw new UserError(
+      `--fine-tune-bn works on Sequential backbones; ${source} has a functional model in it, whose batch-norm layers stay in inference mode: drop --fine-tune-bn`,
+    );
 }
 
 /** A one-line error when `backbone` cannot be fine-tuned, before anything trains. */
@@ -125,13 +175,47 @@ function needLayers(backbone: Backbone): () => Promise<tfl.LayersModel> {
  * Checks that `backbone` can be fine-tuned with `layers` unfrozen, and says which layers those
  * are: the session asks before the first phase, so a wrong choice fails at once.
  */
-export async function fineTuneChoice(backbone: Backbone, layers: number | 'all'): Promise<FineTuneChoice> {
+export async function fineTuneChoice(
+  backbone: Backbone,
+  layers: number | 'all',
+  bn = false,
+): Promise<FineTuneChoice> {
   const model = await needLayers(backbone)();
   try {
     const r = backbone.record;
-    return choose(flatLayers(model, r.layer, r.source), layers, r.source, r.layer);
+    const parts = flatLayers(model, r.layer, r.source);
+    checkBn(parts, bn, r.source);
+    const { weighted, unfrozen, leaves: chosen } = choose(parts, layers, r.source, r.layer);
+    probeGradients(parts, chosen, r.inputShape);
+    return { weighted, unfrozen };
   } finally {
     model.dispose();
+  }
+}
+
+/**
+ * One backward pass through the backbone to the unfrozen layers' weights, on one blank image:
+ * a backend without a gradient kernel one of them needs (wasm has none for DepthwiseConv2D's
+ * filter) fails here, in one line, before the head trains, rather than after it.
+ */
+function probeGradients(parts: Part[], chosen: Set<tfl.layers.Layer>, shape: readonly number[]): void {
+  const vars = [...chosen].flatMap((l) => l.trainableWeights.map((w) => w.read() as tf.Variable));
+  try {
+    tf.tidy(() => {
+      const { grads } = tf.variableGrads(() => {
+        let y: tf.Tensor = tf.zeros([1, ...shape]);
+        for (const p of parts) y = p.layer.apply(y, { training: false }) as tf.Tensor;
+        return tf.sum(y) as tf.Scalar;
+      }, vars);
+      Object.values(grads).forEach((g) => g.dispose());
+    });
+  } catch (err) {
+    const message = (err as Error).message ?? String(err);
+    const kernel = /Kernel '(\w+)' not registered for backend '(\w+)'/.exec(message);
+    if (!kernel) throw err;
+    throw new UserError(
+      `fine-tuning these layers needs the ${kernel[1]} kernel, which the ${kernel[2]} backend does not have; unfreeze fewer layers (--fine-tune N), or train with --backend cpu`,
+    );
   }
 }
 
@@ -194,7 +278,7 @@ export async function fineTuneModel(
     const choice = choose(parts, layers, r.source, r.layer);
     const h = await headLayers(head);
     headModel = h.model;
-    const unfrozen = new Set(choice.unfrozen);
+    const unfrozen = choice.leaves;
     const taken = new Set(parts.map((p) => p.layer.name));
     const unique = (base: string): string => {
       let name = base;
@@ -233,7 +317,8 @@ export async function fineTuneModel(
         undefined,
         false,
       );
-    for (const p of parts) add(p.json, p.layer, unfrozen.has(p.layer.name));
+    // A functional part is trainable as a container; its own layers are set below.
+    for (const p of parts) add(p.json, p.layer, isModel(p.layer) || unfrozen.has(p.layer));
     if (configs.length === 0) throw new UserError(`backbone ${r.source} has no layers to fine-tune`);
     configs[0].config.batch_input_shape = input;
     if ((parts.at(-1)!.layer.outputShape as number[]).length > 2)
@@ -248,9 +333,15 @@ export async function fineTuneModel(
     } as unknown as Parameters<typeof tfl.models.modelFromJSON>[0])) as tfl.LayersModel;
     model.layers.forEach((layer, i) => {
       const from = sources[i];
-      if (from) layer.setWeights(from.getWeights());
+      if (!from) return;
+      layer.setWeights(from.getWeights());
+      if (isModel(layer)) {
+        // The same config, so the same layers in the same order as the part it was built from.
+        const mine = leaves(layer);
+        leaves(from).forEach((l, k) => (mine[k].trainable = unfrozen.has(l)));
+      }
     });
-    return { ...choice, model, headLayers: h.parts.length };
+    return { weighted: choice.weighted, unfrozen: choice.unfrozen, model, headLayers: h.parts.length };
   } finally {
     src.dispose();
     headModel?.dispose();
@@ -282,17 +373,20 @@ export function fineTunedNet(
   headLayers: number,
 ): FineTunedNet {
   const base = layersNet(name, model);
-  const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
+  const layers = model.layers.filter(notInput);
   const head = new Set(layers.slice(layers.length - headLayers));
-  const isHead = (l: tfl.layers.Layer) => head.has(l);
-  const inference = layers.map((l) => !isHead(l) && !(trainStats && isBatchNorm(l) && l.trainable));
-  const unfrozen = layers.filter((l) => !isHead(l) && l.trainable && l.trainableWeights.length > 0);
+  // A functional part (checkBn refuses --fine-tune-bn with one) always runs in inference mode.
+  const inference = layers.map(
+    (l) => !head.has(l) && !(trainStats && !isModel(l) && isBatchNorm(l) && l.trainable),
+  );
+  const unfrozen = layers
+    .filter((l) => !head.has(l))
+    .flatMap(leaves)
+    .filter((l) => l.trainable && l.trainableWeights.length > 0);
   const factorOf = new Map<tfl.LayerVariable, number>();
-  for (const l of layers) {
-    const k = unfrozen.indexOf(l);
-    const factor = isHead(l) ? 1 : k >= 0 ? fineTuneFactor(k, unfrozen.length) : 0;
-    for (const w of l.trainableWeights) factorOf.set(w, factor);
-  }
+  unfrozen.forEach((l, k) => {
+    for (const w of l.trainableWeights) factorOf.set(w, fineTuneFactor(k, unfrozen.length));
+  });
   const rateFactors = model.trainableWeights.map((w) => factorOf.get(w) ?? 1);
   const net: Net = {
     ...base,

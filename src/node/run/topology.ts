@@ -37,38 +37,139 @@ function slide(length: number, size: number, stride: number, dilation: number, p
   return length >= span ? Math.floor((length - span) / stride) + 1 : 0;
 }
 
-/**
- * Walks the layers of a Sequential topology and returns the parameters it implies, or throws
- * a UserError (naming `file`) for a topology that is not one imgclf writes or that needs more
- * than `declared` parameters (the weight specs' total) or huge activations.
- */
-export function checkTopology(topology: unknown, declared: number, file: string): number {
-  const refuse = (why: string) =>
-    new UserError(
-      `${file}: ${why}; it is not a model imgclf wrote (or it was changed): restore the run directory or retrain`,
-    );
-  const topo = topology as { class_name?: unknown; config?: unknown } | undefined;
-  if (!topo || topo.class_name !== 'Sequential')
-    throw refuse(`the topology is '${String(topo?.class_name)}', not a Sequential model`);
-  const cfg = topo.config as { layers?: unknown } | unknown[] | undefined;
-  const layers = (Array.isArray(cfg) ? cfg : cfg?.layers) as LayerJson[] | undefined;
-  if (!Array.isArray(layers) || layers.length === 0) throw refuse('the topology has no layers');
+/** Layers that combine several values of one shape into one (a functional model's merges). */
+const MERGING = new Set(['Add', 'Multiply', 'Average', 'Maximum', 'Minimum', 'Subtract']);
 
-  let shape: number[] | undefined;
-  let params = 0;
-  for (const [i, layer] of layers.entries()) {
-    const kind = String(layer?.class_name);
-    const c = (layer?.config ?? {}) as Config;
-    const where = `layer ${i + 1} (${kind})`;
+type Refuse = (why: string) => UserError;
+
+/** Models used as layers. */
+const NESTED = new Set(['Sequential', 'Model', 'Functional']);
+
+/**
+ * Walks a topology layer by layer, shape by shape, adding up the parameters the layers imply:
+ * a Sequential model, and the models nested in it (Sequential, or functional: a fine-tuned
+ * MobileNet-style backbone, node/backbone/fine-tune.ts).
+ */
+class Walker {
+  params = 0;
+  constructor(
+    private readonly declared: number,
+    private readonly refuse: Refuse,
+  ) {}
+
+  /** After each layer: its activations are an image's, and the parameters are all there. */
+  private check(shape: number[], where: string): void {
+    const values = shape.reduce((a, b) => a * b, 1);
+    if (values > MAX_ACTIVATION_VALUES || values < 1)
+      throw this.refuse(`${where} outputs ${shape.join('x')} values per image`);
+    if (this.params > this.declared)
+      throw this.refuse(
+        `its layers need at least ${this.params} parameters by ${where} but its weights hold ${this.declared}`,
+      );
+  }
+
+  /** The shape of a batch_input_shape, or undefined when the layer has none. */
+  private inputShape(c: Config, where: string): number[] | undefined {
     const batchShape = c.batch_input_shape as unknown[] | undefined;
-    if (Array.isArray(batchShape)) {
-      const dims = ints(batchShape.slice(1), batchShape.length - 1);
-      if (!dims || batchShape[0] !== null)
-        throw refuse(`${where} has the input shape ${JSON.stringify(batchShape)}`);
-      shape = dims;
+    if (!Array.isArray(batchShape)) return undefined;
+    const dims = ints(batchShape.slice(1), batchShape.length - 1);
+    if (!dims || batchShape[0] !== null)
+      throw this.refuse(`${where} has the input shape ${JSON.stringify(batchShape)}`);
+    return dims;
+  }
+
+  /** A Sequential model's layers in order, from `input` (or its first layer's input shape). */
+  sequential(config: unknown, input: number[] | undefined, prefix: string): number[] {
+    const cfg = config as { layers?: unknown } | unknown[] | undefined;
+    const layers = (Array.isArray(cfg) ? cfg : cfg?.layers) as LayerJson[] | undefined;
+    if (!Array.isArray(layers) || layers.length === 0)
+      throw this.refuse(`${prefix}the topology has no layers`);
+    let shape = input;
+    for (const [i, layer] of layers.entries()) {
+      const kind = String(layer?.class_name);
+      const c = (layer?.config ?? {}) as Config;
+      const where = `${prefix}layer ${i + 1} (${kind})`;
+      const declared = this.inputShape(c, where);
+      if (declared) {
+        if (shape && shape.join('x') !== declared.join('x'))
+          throw this.refuse(
+            `${where} takes ${declared.join('x')} values, not the ${shape.join('x')} it gets`,
+          );
+        shape = declared;
+      }
+      // A nested model may bring its input shape itself (its own input layer).
+      if (!shape && !NESTED.has(kind)) throw this.refuse(`${where} comes before any input shape`);
+      shape = this.layer(kind, c, shape, where);
+      this.check(shape, where);
     }
-    if (!shape) throw refuse(`${where} comes before any input shape`);
+    return shape!;
+  }
+
+  /**
+   * A functional model (class Model or Functional): each layer called once on layers before it
+   * (model.json lists them in that order), one output.
+   */
+  functional(config: unknown, input: number[] | undefined, prefix: string): number[] {
+    const c = (config ?? {}) as Config;
+    const layers = c.layers as (LayerJson & { name?: unknown; inbound_nodes?: unknown })[] | undefined;
+    if (!Array.isArray(layers) || layers.length === 0) throw this.refuse(`${prefix}the model has no layers`);
+    const shapes = new Map<string, number[]>();
+    for (const [i, layer] of layers.entries()) {
+      const kind = String(layer?.class_name);
+      const lc = (layer?.config ?? {}) as Config;
+      const name = String(layer?.name ?? lc.name);
+      const where = `${prefix}layer ${i + 1} (${kind} '${name}')`;
+      if (shapes.has(name)) throw this.refuse(`${where} repeats a layer name`);
+      if (kind === 'InputLayer') {
+        const dims = this.inputShape(lc, where);
+        if (!dims || (input && input.join('x') !== dims.join('x')))
+          throw this.refuse(`${where} takes ${JSON.stringify(lc.batch_input_shape)}`);
+        shapes.set(name, dims);
+        continue;
+      }
+      const nodes = layer.inbound_nodes;
+      if (!Array.isArray(nodes) || nodes.length !== 1 || !Array.isArray(nodes[0]) || nodes[0].length === 0)
+        throw this.refuse(`${where} is not called exactly once`);
+      const ins = (nodes[0] as unknown[]).map((n) =>
+        Array.isArray(n) ? shapes.get(String(n[0])) : undefined,
+      );
+      if (ins.some((x) => x === undefined))
+        throw this.refuse(`${where} reads a layer that does not come before it`);
+      const inputs = ins as number[][];
+      let out: number[];
+      if (inputs.length === 1) out = this.layer(kind, lc, inputs[0], where);
+      else if (MERGING.has(kind)) {
+        if (!inputs.every((x) => x.join('x') === inputs[0].join('x')))
+          throw this.refuse(`${where} merges values of different shapes`);
+        out = inputs[0];
+      } else if (kind === 'Concatenate') {
+        const rank = inputs[0].length;
+        const axis = lc.axis ?? -1;
+        const same = (x: number[]) =>
+          x.length === rank && x.slice(0, -1).join('x') === inputs[0].slice(0, -1).join('x');
+        if ((axis !== -1 && axis !== rank) || !inputs.every(same))
+          throw this.refuse(`${where} concatenates values it cannot join on their last axis`);
+        out = [...inputs[0].slice(0, -1), inputs.reduce((a, x) => a + x[rank - 1], 0)];
+      } else throw this.refuse(`${where} reads several values`);
+      this.check(out, where);
+      shapes.set(name, out);
+    }
+    const outputs = c.output_layers as unknown[][] | undefined;
+    const out =
+      Array.isArray(outputs) && outputs.length === 1 ? shapes.get(String(outputs[0]?.[0])) : undefined;
+    if (!out) throw this.refuse(`${prefix}the model does not have one output among its layers`);
+    return out;
+  }
+
+  /** The output shape of one layer of class `kind` reading `shape`, counting its parameters. */
+  layer(kind: string, c: Config, input: number[] | undefined, where: string): number[] {
+    if (kind === 'Sequential') return this.sequential(c, input, `${where}: `);
+    if (kind === 'Model' || kind === 'Functional') return this.functional(c, input, `${where}: `);
+    const refuse = this.refuse;
+    if (!input) throw refuse(`${where} comes before any input shape`);
+    let shape = input;
     const last = shape[shape.length - 1];
+    let params = 0;
     if (kind === 'InputLayer' || SHAPE_KEEPING.has(kind)) {
       // Same shape, no weights.
     } else if (kind === 'Flatten') {
@@ -127,13 +228,25 @@ export function checkTopology(topology: unknown, declared: number, file: string)
     } else {
       throw refuse(`${where} is a layer class imgclf's models do not use`);
     }
-    const values = shape.reduce((a, b) => a * b, 1);
-    if (values > MAX_ACTIVATION_VALUES || values < 1)
-      throw refuse(`${where} outputs ${shape.join('x')} values per image`);
-    if (params > declared)
-      throw refuse(
-        `its layers need at least ${params} parameters by ${where} but its weights hold ${declared}`,
-      );
+    this.params += params;
+    return shape;
   }
-  return params;
+}
+
+/**
+ * Walks the layers of a Sequential topology and returns the parameters it implies, or throws
+ * a UserError (naming `file`) for a topology that is not one imgclf writes or that needs more
+ * than `declared` parameters (the weight specs' total) or huge activations.
+ */
+export function checkTopology(topology: unknown, declared: number, file: string): number {
+  const refuse = (why: string) =>
+    new UserError(
+      `${file}: ${why}; it is not a model imgclf wrote (or it was changed): restore the run directory or retrain`,
+    );
+  const topo = topology as { class_name?: unknown; config?: unknown } | undefined;
+  if (!topo || topo.class_name !== 'Sequential')
+    throw refuse(`the topology is '${String(topo?.class_name)}', not a Sequential model`);
+  const walker = new Walker(declared, refuse);
+  walker.sequential(topo.config, undefined, '');
+  return walker.params;
 }
