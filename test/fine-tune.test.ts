@@ -173,6 +173,12 @@ beforeAll(async () => {
   await pretrainedBackbone(backbone, shapes);
   const fresh = path.join(work, 'fresh');
   await writeShapesFolder(fresh, { perClass: 40, seed: 9, minSize: 16, maxSize: 32 });
+  await writeShapesFolder(path.join(work, 'fresh-test'), {
+    perClass: 10,
+    seed: 10,
+    minSize: 16,
+    maxSize: 32,
+  });
   task = path.join(work, 'inverted');
   await invertedShapes(fresh, task);
   functional = path.join(work, 'functional');
@@ -365,6 +371,36 @@ describe('--fine-tune N on a layers backbone', () => {
       again,
       /has finished 6 epochs; its last 3 fine-tuned its backbone; pass --fine-tune-epochs N with N > 3/,
     );
+  });
+});
+
+describe('--fine-tune with --val-split', () => {
+  it("keeps the second phase's best epoch at the top and its last in final/, both whole models", async () => {
+    // A folder with a test split of its own, so --val-split holds out validation data.
+    const split = path.join(work, 'split');
+    await invertedShapes(path.join(work, 'fresh'), path.join(split, 'train'));
+    await invertedShapes(path.join(work, 'fresh-test'), path.join(split, 'test'));
+    const out = path.join(work, 'tuned-val');
+    const r = await train({
+      backbone,
+      data: split,
+      valSplit: 0.25,
+      epochs: 2,
+      fineTune: '2',
+      fineTuneEpochs: 3,
+      out,
+    });
+    expect(r.bestEpoch).toBeGreaterThan(2);
+    const meta = JSON.parse(readFileSync(path.join(out, 'metadata.json'), 'utf8'));
+    expect(meta.bestEpoch).toBe(r.bestEpoch);
+    expect(meta.fineTuned).toBeDefined();
+    const last = JSON.parse(readFileSync(path.join(out, 'final', 'metadata.json'), 'utf8'));
+    expect(last.fineTuned).toBeDefined();
+    for (const dir of [out, path.join(out, 'final')]) {
+      const ev = run(['evaluate', '--run', dir, '--json']);
+      expect(ev.code, ev.stderr).toBe(0);
+    }
+    expect(run(['evaluate', '--run', out, '--json']).json?.test_accuracy).toBe(r.testAccuracy);
   });
 });
 
