@@ -5,14 +5,15 @@
  * trainable, and that model trains end to end on the images through the usual `trainRun`.
  *
  * The model is Sequential: the backbone's layers up to its feature layer (nested Sequential
- * models, as a Teachable Machine export has, are flattened into it), a Flatten where the
- * features are a map, then the head's layers after its own Flatten, each renamed `head_NAME`
- * (the head's names may repeat the backbone's, and a model's layer names are unique; a name
- * taken already gets a number). Which layers are the head is counted from the end (a backbone
- * that was fine-tuned before has `head_` layers of its own). A [-1, 1]
- * backbone gets a Rescaling layer first, so the model takes pixels in [0, 1] as every imgclf
- * run does. The run directory stores this whole model, since the backbone's weights changed:
- * it loads, evaluates, exports and resumes like any layers run.
+ * models, as a Teachable Machine export has, are flattened into it; a functional model, such as
+ * a MobileNet or Teachable Machine's base, is nested whole, cut at the feature layer when that
+ * is one of its own), a Flatten where the features are a map, then the head's layers after its
+ * own Flatten, each renamed `head_NAME` (the head's names may repeat the backbone's, and a
+ * model's layer names are unique; a name taken already gets a number). Which layers are the
+ * head is counted from the end (a backbone that was fine-tuned before has `head_` layers of its
+ * own). A [-1, 1] backbone gets a Rescaling layer first, so the model takes pixels in [0, 1] as
+ * every imgclf run does. The run directory stores this whole model, since the backbone's
+ * weights changed: it loads, evaluates, exports and resumes like any layers run.
  *
  * Frozen layers are `trainable: false` (saved so in model.json, so a resumed run finds the same
  * ones), which keeps their variables out of the net's trainable variables: the optimizer never
