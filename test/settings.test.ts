@@ -82,7 +82,7 @@ describe('a setting is declared in one place', () => {
     const resumable = SETTING_NAMES.filter((name) => SETTING_DECLS[name].resumable);
     expect([...RESUMABLE]).toEqual(resumable);
     expect([...RESUME_OVERRIDES]).toEqual(resumable);
-    expect(resumable).toEqual(['epochs', 'backend', 'dataDir']);
+    expect(resumable).toEqual(['epochs', 'backend', 'dataDir', 'fineTuneEpochs']);
   });
 
   it("fit takes the loop's and the optimizer's settings", () => {

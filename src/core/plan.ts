@@ -153,6 +153,11 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
       ['offline', '--offline'],
     ] as const)
       check(input[key] === undefined, `${flag} goes with --backbone`);
+    check(
+      input.fineTune === undefined,
+      '--fine-tune trains the last layers of a pretrained backbone: give --backbone MODEL (a TensorFlow.js layers model) too',
+    );
+    fineTuneSettings(input, SETTINGS.head.default);
   } else {
     check(typeof backbone === 'string' && backbone.trim() !== '', '--backbone needs a path or URL');
     check(
@@ -238,6 +243,7 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     plan.backboneEngine = input.backboneEngine;
     plan.offline = input.offline;
     check(input.backboneLayer !== '', '--backbone-layer needs a layer or node name');
+    Object.assign(plan, fineTuneSettings(input, head!));
   }
   for (const key of Object.keys(plan)) if (plan[key] === undefined) delete plan[key];
   for (const name of SETTING_NAMES) {
@@ -263,6 +269,68 @@ export function resolveConfig(input: Partial<TrainConfig> & Record<string, unkno
     check(cfg.valSplit !== undefined, '--patience watches validation accuracy: give --val-split F too');
   checkOptions(model, cfg.modelOptions);
   return cfg;
+}
+
+/** What `--fine-tune` takes: a number of layers, or every layer with weights. */
+const FINE_TUNE_VALUE = /^(all|[1-9][0-9]*)$/;
+
+/**
+ * The fine-tuning settings of a plan with a backbone (`--fine-tune` and the flags that go with
+ * it), checked; none without `--fine-tune`.
+ */
+function fineTuneSettings(input: Partial<TrainConfig>, head: Head): Partial<TrainConfig> {
+  const raw = input.fineTune as unknown;
+  if (raw === undefined) {
+    for (const [key, flag] of [
+      ['fineTuneEpochs', '--fine-tune-epochs'],
+      ['fineTuneLr', '--fine-tune-lr'],
+      ['fineTuneBn', '--fine-tune-bn'],
+    ] as const)
+      check(input[key] === undefined, `${flag} goes with --fine-tune N`);
+    return {};
+  }
+  // The library may pass a number of layers; the plan keeps the flag's text.
+  const value = typeof raw === 'number' ? String(raw) : raw;
+  check(
+    typeof value === 'string' && FINE_TUNE_VALUE.test(value.trim()),
+    `--fine-tune must be a number of layers (1 or more) or 'all' (got '${String(raw)}')`,
+  );
+  check(
+    head !== 'knn',
+    '--fine-tune trains the backbone by gradients through the head, and --head knn has none; use --head softmax or mlp',
+  );
+  return {
+    fineTune: (value as string).trim(),
+    fineTuneEpochs: input.fineTuneEpochs ?? SETTINGS.fineTuneEpochs.default,
+    ...(input.fineTuneLr !== undefined ? { fineTuneLr: input.fineTuneLr } : {}),
+    ...(input.fineTuneBn !== undefined ? { fineTuneBn: input.fineTuneBn } : {}),
+  };
+}
+
+/** How many of a backbone's weighted layers `--fine-tune` unfreezes: a count, or all of them. */
+export function fineTuneLayers(plan: TrainConfig): number | 'all' | undefined {
+  if (plan.fineTune === undefined) return undefined;
+  return plan.fineTune === 'all' ? 'all' : Number(plan.fineTune);
+}
+
+/**
+ * The learning rates of fine-tuning's second phase, a simple form of fastai's discriminative
+ * rates (`fine_tune` trains the unfrozen model at slice(base_lr / 200, base_lr / 2)): the head
+ * at --fine-tune-lr (default --lr / 2), the last unfrozen backbone layer at a tenth of that and
+ * the earliest at a hundredth, the layers between spread geometrically, so the layers closest
+ * to the pixels, the most general ones, move least.
+ */
+export function fineTuneRates(plan: TrainConfig): { head: number; last: number; earliest: number } {
+  const head = plan.fineTuneLr ?? plan.lr / 2;
+  return { head, last: head / 10, earliest: head / 100 };
+}
+
+/**
+ * The factor of the head's rate for unfrozen backbone layer `k` of `n` (0 = the earliest):
+ * 1/100 for the earliest to 1/10 for the last (1/10 when only one is unfrozen).
+ */
+export function fineTuneFactor(k: number, n: number): number {
+  return n <= 1 ? 0.1 : 0.01 * 10 ** (k / (n - 1));
 }
 
 /**

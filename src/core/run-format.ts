@@ -137,6 +137,29 @@ export interface RunMetadataBase<Backbone extends object = object> {
    * node/backbone's `BackboneRecord`). `inputShape` is the backbone's; the head takes its features.
    */
   backbone?: Backbone;
+  /**
+   * Fine-tuning (--fine-tune), once its second phase has saved: model.json is backbone and head
+   * as one network (the backbone's weights changed), and this says where it came from. Such a
+   * run has no `backbone` field: nothing is loaded besides model.json.
+   */
+  fineTuned?: FineTuneRecord<Backbone>;
+}
+
+/** Where a fine-tuned model came from, and how it was trained (metadata.json `fineTuned`). */
+export interface FineTuneRecord<Backbone extends object = object> {
+  /** The pretrained backbone as the run found it (source, SHA-256, feature layer, ...). */
+  backbone: Backbone;
+  /** --fine-tune: how many weighted layers were unfrozen, or all. */
+  layers: number | 'all';
+  /** The unfrozen backbone layers, in order. */
+  unfrozen: string[];
+  /** Epochs of the head alone on cached features (phase 1), then of both together (phase 2). */
+  headEpochs: number;
+  epochs: number;
+  /** Phase 2's rates: the head's, and the unfrozen backbone layers' (last and earliest). */
+  lr: { head: number; last: number; earliest: number };
+  /** Whether unfrozen batch-norm layers trained their statistics (--fine-tune-bn). */
+  bn: boolean;
 }
 
 /** The fields `runMetadata` fills in itself. */

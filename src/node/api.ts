@@ -452,7 +452,7 @@ export async function predictImage(
 
 /** `train`'s options: any plan choice (see `TrainConfig`), how to run, and what to be told. */
 export interface TrainOptions extends PlanChoices {
-  /** Continue the run in this directory from its checkpoint (only epochs, backend, dataDir may change). */
+  /** Continue the run in this directory from its checkpoint (only epochs, backend, dataDir, fineTuneEpochs may change). */
   resume?: string;
   /** Replace a run that `out` already holds. */
   force?: boolean;

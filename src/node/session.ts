@@ -16,6 +16,7 @@
  * around it: what is saved where and when.
  */
 import path from 'node:path';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { selectBackend } from '../backend/index.js';
 import { chooseWorkers, type WorkerChoice } from '../backend/workers/choose.js';
 import { startPool } from '../backend/workers/pool.js';
@@ -24,7 +25,14 @@ import type { DataSource as Source } from '../core/data/source.js';
 import { stratifiedSplit } from '../core/data/split.js';
 import { UserError } from '../core/errors.js';
 import { create, type Net } from '../core/models/index.js';
-import { dataSourceOf, resolveConfig, sizeToData, type TrainConfig } from '../core/plan.js';
+import {
+  dataSourceOf,
+  fineTuneLayers,
+  fineTuneRates,
+  resolveConfig,
+  sizeToData,
+  type TrainConfig,
+} from '../core/plan.js';
 import { RESUMABLE, type ResumableSetting } from '../core/settings.js';
 import {
   DivergedError,
@@ -38,6 +46,14 @@ import { type RunCallback, type RunOptions, type RunResult, trainRun } from '../
 import { type RunRecord, runMetadata } from '../core/run-format.js';
 import { type Backbone, backboneNet, type BackboneRecord, loadBackbone } from './backbone/backbone.js';
 import { featureDataset } from './backbone/features.js';
+import {
+  type FineTuneChoice,
+  fineTuneChoice,
+  fineTunedNet,
+  fineTuneModel,
+  headLayerCount,
+  layersModelOf,
+} from './backbone/fine-tune.js';
 import { type DataSource, type LoadedDataset, loadDataset, sourceEntry } from './data/load.js';
 import { writeReport } from './report/report.js';
 import {
@@ -112,6 +128,8 @@ export interface SessionResult {
   bestEpoch?: number;
   /** Test accuracy of the run's model (with a validation split: of the best epoch). */
   testAccuracy?: number;
+  /** Fine-tuning (--fine-tune): what the second phase unfroze, its epochs and rates. */
+  fineTune?: FineTuneSummary;
 }
 
 function defaultOut(): string {
@@ -194,8 +212,21 @@ function claimOut(dir: string, force: boolean | undefined, log: (m: string) => v
   return true;
 }
 
-/** A checkpoint must fit the run it resumes: the same model, classes and input shape. */
-function checkResumable(dir: string, ck: LoadedCheckpoint, plan: TrainConfig, dataset: Dataset): void {
+/**
+ * A checkpoint must fit the run it resumes: the same model, classes and input shape.
+ * `finished` is what to say when its last epoch is done (null: a finished, or early-stopped,
+ * first phase of fine-tuning goes on to the second).
+ */
+function checkResumable(
+  dir: string,
+  ck: LoadedCheckpoint,
+  plan: TrainConfig,
+  dataset: Dataset,
+  finished: { epochs: number; say: string } | null = {
+    epochs: plan.epochs,
+    say: `pass --epochs N with N > ${ck.fit.epoch} to train it further`,
+  },
+): void {
   const { model, classNames, inputShape } = ck.identity;
   const where = path.join(dir, CHECKPOINT_DIR);
   if (model !== undefined && model !== plan.model)
@@ -213,16 +244,14 @@ function checkResumable(dir: string, ck: LoadedCheckpoint, plan: TrainConfig, da
     );
   }
   const done = ck.fit.epoch;
-  if (ck.fit.stoppedEarly !== undefined) {
+  // A fine-tuning run's first phase may stop early: the second goes on from its best head.
+  if (ck.fit.stoppedEarly !== undefined && finished) {
     throw new UserError(
       `${dir} stopped early after epoch ${ck.fit.stoppedEarly} (no better validation accuracy for ${plan.patience} epochs); its best epoch ${ck.fit.bestEpoch} is the run's model`,
     );
   }
-  if (done >= plan.epochs && ck.fit.batch === 0) {
-    throw new UserError(
-      `${dir} has finished ${done} epochs; pass --epochs N with N > ${done} to train it further`,
-    );
-  }
+  if (finished && done >= finished.epochs && ck.fit.batch === 0)
+    throw new UserError(`${dir} has finished ${done} epochs; ${finished.say}`);
 }
 
 /**
@@ -259,7 +288,13 @@ export async function trainSession(
         log,
       );
     }
-    return await trainWith(requested, backbone, hooks, opts, dir, backend, replacing);
+    // A backbone that cannot be fine-tuned, or a wrong layer count, fails before the head trains.
+    const layers = fineTuneLayers(requested);
+    const choice =
+      backbone && layers !== undefined
+        ? await fineTuneChoice(backbone, layers, requested.fineTuneBn ?? false)
+        : undefined;
+    return await trainWith(requested, backbone, hooks, opts, dir, backend, replacing, choice);
   } finally {
     backbone?.dispose();
     await lock.release();
@@ -270,7 +305,8 @@ export async function trainSession(
 async function checkSameBackbone(dir: string, backbone: Backbone | undefined): Promise<void> {
   let recorded: RunMetadata['backbone'];
   try {
-    recorded = (await readMetadata(dir)).backbone;
+    const meta = await readMetadata(dir);
+    recorded = meta.backbone ?? meta.fineTuned?.backbone;
   } catch {
     return; // planOfRun has read it already; loading the checkpoint reports anything else.
   }
@@ -292,6 +328,9 @@ interface SessionData {
   featureCache?: DataSummary['featureCache'];
   train: Split;
   val?: Split;
+  /** Fine-tuning: the images of `train` and `val` (the same rows), for the second phase. */
+  imageTrain?: Split;
+  imageVal?: Split;
 }
 
 /**
@@ -320,38 +359,91 @@ async function sessionData(
   // A validation split only where the data has a test split of its own; otherwise --val-split
   // already chose the held-out test split (node/data/load.ts), and selecting the best epoch on
   // it would report an optimistic test accuracy.
+  // Fine-tuning trains on the images too: the same split of them (it depends on the labels
+  // and the seed only).
+  const fineTunes = requested.fineTune !== undefined && dataset !== images;
   if (requested.valSplit && !loaded.heldOut) {
-    const { train, val } = stratifiedSplit(
-      dataset.train,
-      dataset.shape,
-      dataset.classNames.length,
-      requested.valSplit,
-      requested.seed,
-    );
-    return { loaded, images, dataset, featureCache, train, val };
+    const split = (d: Dataset) =>
+      stratifiedSplit(d.train, d.shape, d.classNames.length, requested.valSplit!, requested.seed);
+    const { train, val } = split(dataset);
+    const both = fineTunes ? split(images) : undefined;
+    return {
+      loaded,
+      images,
+      dataset,
+      featureCache,
+      train,
+      val,
+      ...(both ? { imageTrain: both.train, imageVal: both.val } : {}),
+    };
   }
   if (requested.patience) {
     throw new UserError(
       `--patience needs a validation split, but ${dataset.name} has no test split of its own, so --val-split held out its test split; give the data train/ and test/ folders (or a --test-data CSV)`,
     );
   }
-  return { loaded, images, dataset, featureCache, train: dataset.train };
+  return {
+    loaded,
+    images,
+    dataset,
+    featureCache,
+    train: dataset.train,
+    ...(fineTunes ? { imageTrain: images.train } : {}),
+  };
 }
 
-/** The checkpoint of `dir`, checked against the plan and the data, for trainRun's `resume`. */
+/** Where a resumed run stands. */
+interface Resumed {
+  model: Net;
+  resume: NonNullable<RunOptions['resume']>;
+  /**
+   * Fine-tuning: the checkpoint is of the second phase (the whole model, on images), whose
+   * first phase trained the head for `headEpochs`.
+   */
+  fineTuning?: { headEpochs: number };
+}
+
+/**
+ * The checkpoint of `dir`, checked against the plan and the data, for trainRun's `resume`. A
+ * fine-tuning run's checkpoint is of its first phase (the head, on features: `dataset`) or of
+ * its second (backbone and head, on the images: `images`).
+ */
 async function resumeFrom(
   dir: string,
   plan: TrainConfig,
   dataset: Dataset,
+  images: Dataset,
   log: (m: string) => void,
-): Promise<{ model: Net; resume: NonNullable<RunOptions['resume']> }> {
+): Promise<Resumed> {
   const ck = await loadCheckpoint(dir, plan.model);
-  checkResumable(dir, ck, plan, dataset);
   const f = ck.fit;
-  log(`resuming ${dir} after epoch ${f.epoch}${f.batch ? ` and ${f.batch} batches of the next` : ''}`);
+  const fineTunes = plan.fineTune !== undefined;
+  const secondPhase = fineTunes && ck.identity.inputShape?.join('x') === images.shape.join('x');
+  let fineTuning: Resumed['fineTuning'];
+  if (secondPhase) {
+    const headEpochs = f.history.filter((m) => m.phase === 'head').length;
+    const tuned = f.epoch - headEpochs;
+    checkResumable(dir, ck, plan, images, {
+      epochs: headEpochs + plan.fineTuneEpochs!,
+      say: `its last ${tuned} fine-tuned its backbone; pass --fine-tune-epochs N with N > ${tuned} to fine-tune it further`,
+    });
+    if (plan.epochs !== headEpochs)
+      log(
+        `--epochs ${plan.epochs} ignored: it counts the head's epochs, and ${dir} is past them (${headEpochs})`,
+      );
+    fineTuning = { headEpochs };
+  } else {
+    if (fineTunes) checkResumable(dir, ck, plan, dataset, null);
+    else checkResumable(dir, ck, plan, dataset);
+  }
+  log(
+    `resuming ${dir} after epoch ${f.epoch}${f.batch ? ` and ${f.batch} batches of the next` : ''}` +
+      (secondPhase ? ' (fine-tuning)' : ''),
+  );
   return {
     model: ck.net,
     resume: { state: f, optimizer: { name: ck.optimizerName, state: ck.optimizerState } },
+    ...(fineTuning ? { fineTuning } : {}),
   };
 }
 
@@ -535,6 +627,38 @@ async function finishRun(a: {
   return top;
 }
 
+/** What `train --json` and the log say of a fine-tuning run's second phase. */
+export interface FineTuneSummary {
+  /** --fine-tune: a count of weighted backbone layers, or all. */
+  layers: number | 'all';
+  /** The unfrozen backbone layers, in order. */
+  unfrozen: string[];
+  /** Epochs of the head alone (phase 1), then of backbone layers and head (phase 2). */
+  headEpochs: number;
+  epochs: number;
+  lr: { head: number; last: number; earliest: number };
+  /** Batch-norm statistics train (--fine-tune-bn) rather than stay frozen. */
+  bn: boolean;
+}
+
+/** The fine-tuning line of the plan, as the log prints it after the training line. */
+function fineTuneLine(f: FineTuneSummary, head: string): string {
+  const n = f.unfrozen.length;
+  const count = (k: number, noun: string) => `${k} ${noun}${k === 1 ? '' : 's'}`;
+  // Rates as the eye reads them: 0.00015, not 0.00015000000000000001.
+  const lr = (x: number) => String(+x.toPrecision(4));
+  const which = f.layers === 'all' ? `all ${n} weighted layers` : `the last ${count(n, 'weighted layer')}`;
+  const rates =
+    n === 1
+      ? `the backbone layer at lr ${lr(f.lr.last)}`
+      : `the backbone layers at lr ${lr(f.lr.earliest)} (earliest) to ${lr(f.lr.last)} (last)`;
+  return (
+    `fine-tune: after ${count(f.headEpochs, 'epoch')} of the ${head} head on features, ${which} of the backbone (${f.unfrozen.join(', ')}) ` +
+    `train with it on the images for ${count(f.epochs, 'epoch')}: the head at lr ${lr(f.lr.head)}, ${rates}; ` +
+    `batch-norm statistics ${f.bn ? 'train (--fine-tune-bn)' : 'frozen'}`
+  );
+}
+
 /** The session after the backbone (if any) is loaded. */
 async function trainWith(
   requested: TrainConfig,
@@ -544,6 +668,7 @@ async function trainWith(
   dir: string,
   backend: string,
   replacing: boolean,
+  choice?: FineTuneChoice,
 ): Promise<SessionResult> {
   const log = (m: string) => hooks.log?.(m);
   const resumeDir = opts.resume;
@@ -564,7 +689,13 @@ async function trainWith(
   const { plan, note: sizing } = gradientFree
     ? { plan: { ...requested, epochs: 1, defaulted: [] }, note: undefined }
     : sizeToData(requested, data.train.count);
-  const threads = chooseThreads(plan, fresh, backend, resumeDir !== undefined);
+  const resumed = resumeDir ? await resumeFrom(resumeDir, plan, dataset, images, log) : undefined;
+  // A resume in the second phase of fine-tuning keeps the head's epochs it had.
+  if (resumed?.fineTuning) plan.epochs = resumed.fineTuning.headEpochs;
+  const inSecondPhase = resumed?.fineTuning !== undefined;
+  const threads = inSecondPhase
+    ? { workers: 1, reason: 'fine-tuning trains on this thread' }
+    : chooseThreads(plan, fresh, backend, resumeDir !== undefined);
   if (plan.workers !== undefined && threads.workers !== plan.workers)
     log(`--workers ${plan.workers} ignored: ${threads.reason}`);
   plan.workers = threads.workers;
@@ -577,7 +708,20 @@ async function trainWith(
       `from ${loaded.located.dir}, backend ${backend}, ${threads.workers} worker${threads.workers === 1 ? '' : 's'} (${threads.reason}), data loaded in ${loaded.seconds.toFixed(2)}s` +
       (sizing ? `; ${sizing}` : ''),
   );
-  const { model, resume } = resumeDir ? await resumeFrom(resumeDir, plan, dataset, log) : { model: fresh! };
+  const fineTune: FineTuneSummary | undefined =
+    choice && plan.fineTune !== undefined
+      ? {
+          layers: fineTuneLayers(plan)!,
+          unfrozen: choice.unfrozen,
+          headEpochs: plan.epochs,
+          epochs: plan.fineTuneEpochs!,
+          lr: fineTuneRates(plan),
+          bn: plan.fineTuneBn ?? false,
+        }
+      : undefined;
+  if (fineTune) log(fineTuneLine(fineTune, plan.model));
+  // Every epoch line counts the run's epochs: with fine-tuning, both phases'.
+  const epochs = plan.epochs + (fineTune?.epochs ?? 0);
 
   const record = {
     model: plan.model,
@@ -595,62 +739,224 @@ async function trainWith(
     workers: threads.workers,
     created: new Date().toISOString(),
   };
-  const identity = { model: plan.model, classNames: dataset.classNames, inputShape: dataset.shape };
+  const shown = [
+    { shouldStop: hooks.shouldStop },
+    progressBars(hooks, epochs),
+    { onEpoch: (m: EpochMetrics) => hooks.onEpoch?.(m, epochs) },
+  ];
+  const result = { dir, backend, workers: threads.workers, data: dataSummary(data) };
+
+  let model: Net;
+  let run: RunResult;
+  if (inSecondPhase) {
+    model = resumed!.model;
+    run = { history: [], kept: keptEpoch({ history: [], bestEpoch: 0 }), interrupted: false };
+  } else {
+    model = resumed?.model ?? fresh!;
+    const resume = resumed?.resume;
+    const headDone =
+      fineTune !== undefined &&
+      resume !== undefined &&
+      (resume.state.epoch >= plan.epochs || resume.state.stoppedEarly !== undefined);
+    if (headDone) {
+      // The first phase finished before the run stopped: the second starts from its head.
+      const state = resume.state;
+      run = { history: state.history, state, kept: keptEpoch(state), interrupted: false };
+      resume.optimizer.state.slots.forEach((t) => t.dispose());
+    } else {
+      const identity = { model: plan.model, classNames: dataset.classNames, inputShape: dataset.shape };
+      const saver = runSaver({
+        dir,
+        record,
+        plan,
+        hasVal: val !== undefined,
+        replacing,
+        identity,
+        saved: resume?.state.epoch,
+      });
+      const pool =
+        threads.workers > 1
+          ? await startPool(model, {
+              workers: threads.workers,
+              backend,
+              plan,
+              shape: dataset.shape,
+              batchSize: plan.batchSize,
+            })
+          : undefined;
+      try {
+        run = await trainRun(
+          model,
+          plan,
+          { train: data.train, test: dataset.test, val, shape: dataset.shape },
+          [...shown, saver],
+          {
+            resume,
+            runner: pool,
+            ...(fineTune ? { phase: { name: 'head', start: 0, before: [] } } : {}),
+          },
+        );
+      } catch (err) {
+        throw divergedAsUserError(err, dir, saver.saved(), plan.lr);
+      } finally {
+        await pool?.close();
+      }
+      replacing = false;
+      if (run.interrupted) return interruptedRun(run, result, dir, log);
+    }
+  }
+
+  let reported: { run: RunResult; record: RunRecord<BackboneRecord>; plan: TrainConfig; model: Net } = {
+    run,
+    record,
+    plan,
+    model,
+  };
+  if (fineTune && backbone) {
+    // Early stopping may have ended the first phase before its last epoch.
+    if (!inSecondPhase) fineTune.headEpochs = run.history.length;
+    const tuned = await fineTunePhase({
+      dir,
+      plan,
+      backbone,
+      head: model,
+      resumed: inSecondPhase ? resumed : undefined,
+      summary: fineTune,
+      record,
+      data,
+      callbacks: shown,
+      before: run.history,
+      replacing,
+    });
+    if (tuned.run.interrupted) return interruptedRun(tuned.run, result, dir, log);
+    reported = tuned;
+  }
+  const top = await finishRun({
+    dir,
+    run: reported.run,
+    record: reported.record,
+    plan: reported.plan,
+    data,
+    model: reported.model,
+    backbone: fineTune ? undefined : backbone,
+    hooks,
+  });
+  return {
+    ...result,
+    history: reported.run.history,
+    interrupted: false,
+    bestEpoch: val ? reported.run.kept.epoch : undefined,
+    testAccuracy: top.testAccuracy,
+    ...(fineTune ? { fineTune } : {}),
+  };
+}
+
+/** A diverged training as the one line the user sees; anything else as it is. */
+function divergedAsUserError(err: unknown, dir: string, epoch: number | undefined, lr: number): unknown {
+  if (!(err instanceof DivergedError)) return err;
+  const kept = epoch !== undefined ? `${dir} keeps its last good save (epoch ${epoch})` : 'nothing was saved';
+  return new UserError(`training stopped: ${err.message}; ${kept}; try a lower --lr (now ${lr})`);
+}
+
+/** The result of a run an interrupt ended, with the line that says how to continue it. */
+function interruptedRun(
+  run: RunResult,
+  result: Omit<SessionResult, 'history' | 'interrupted'>,
+  dir: string,
+  log: (m: string) => void,
+): SessionResult {
+  log(`checkpoint saved in ${path.join(dir, CHECKPOINT_DIR)}; continue with: imgclf train --resume ${dir}`);
+  return { ...result, history: run.history, interrupted: true };
+}
+
+/**
+ * The second phase of fine-tuning: backbone and head as one model (node/backbone/fine-tune.ts),
+ * the chosen layers unfrozen, trained on the images through trainRun at the discriminative
+ * rates, continuing the run's epochs and saves. The run directory then holds the whole model;
+ * its metadata says where it came from (`fineTuned`) instead of naming a backbone to load.
+ */
+async function fineTunePhase(a: {
+  dir: string;
+  plan: TrainConfig;
+  backbone: Backbone;
+  /** The head the first phase trained (disposed here once copied into the model). */
+  head: Net;
+  /** A checkpoint of this phase to continue from. */
+  resumed?: Resumed;
+  summary: FineTuneSummary;
+  record: RunRecord<BackboneRecord>;
+  data: SessionData;
+  callbacks: RunCallback[];
+  before: EpochMetrics[];
+  replacing: boolean;
+}): Promise<{ run: RunResult; record: RunRecord<BackboneRecord>; plan: TrainConfig; model: Net }> {
+  const { dir, plan, backbone, summary, data } = a;
+  let layers: LayersModel;
+  let headLayers: number;
+  if (a.resumed) {
+    layers = await layersModelOf(a.head);
+    // The head's layers are the model's last ones: as many as a fresh head of the plan has.
+    const probe = create(plan.model, {
+      inputShape: data.dataset.shape,
+      numClasses: data.dataset.classNames.length,
+      seed: plan.seed,
+      options: plan.modelOptions,
+    });
+    headLayers = await headLayerCount(probe);
+    probe.dispose();
+  } else {
+    ({ model: layers, headLayers } = await fineTuneModel(backbone, a.head, summary.layers));
+  }
+  a.head.dispose();
+  const tuned = fineTunedNet(plan.model, layers, summary.bn, headLayers);
+  // The loop's plan for this phase: the head's rate (the factors scale it per layer), the
+  // epochs counted from the run's first, steps on this thread and unfused (fused-step.ts only
+  // handles softmax on pixels, and one rate).
+  const phasePlan: TrainConfig = {
+    ...plan,
+    epochs: summary.headEpochs + summary.epochs,
+    lr: summary.lr.head,
+    fused: false,
+    workers: 1,
+  };
+  const record: RunRecord<BackboneRecord> = {
+    ...a.record,
+    backbone: undefined,
+    fineTuned: {
+      backbone: backbone.record,
+      layers: summary.layers,
+      unfrozen: tuned.unfrozen,
+      headEpochs: summary.headEpochs,
+      epochs: summary.epochs,
+      lr: summary.lr,
+      bn: summary.bn,
+    },
+  };
+  const { images } = data;
   const saver = runSaver({
     dir,
     record,
     plan,
-    hasVal: val !== undefined,
-    replacing,
-    identity,
-    saved: resume?.state.epoch,
+    hasVal: data.val !== undefined,
+    replacing: a.replacing,
+    identity: { model: plan.model, classNames: images.classNames, inputShape: images.shape },
+    saved: a.resumed?.resume.state.epoch ?? a.before.at(-1)?.epoch,
   });
-  const pool =
-    threads.workers > 1
-      ? await startPool(model, {
-          workers: threads.workers,
-          backend,
-          plan,
-          shape: dataset.shape,
-          batchSize: plan.batchSize,
-        })
-      : undefined;
   let run: RunResult;
   try {
     run = await trainRun(
-      model,
-      plan,
-      { train: data.train, test: dataset.test, val, shape: dataset.shape },
-      [
-        { shouldStop: hooks.shouldStop },
-        progressBars(hooks, plan.epochs),
-        { onEpoch: (m) => hooks.onEpoch?.(m, plan.epochs) },
-        saver,
-      ],
-      { resume, runner: pool },
+      tuned.net,
+      phasePlan,
+      { train: data.imageTrain!, test: images.test, val: data.imageVal, shape: images.shape },
+      [...a.callbacks, saver],
+      {
+        resume: a.resumed?.resume,
+        phase: { name: 'fine-tune', start: summary.headEpochs, before: a.before },
+        rateFactors: tuned.rateFactors,
+      },
     );
   } catch (err) {
-    if (err instanceof DivergedError) {
-      const epoch = saver.saved();
-      const kept =
-        epoch !== undefined ? `${dir} keeps its last good save (epoch ${epoch})` : 'nothing was saved';
-      throw new UserError(`training stopped: ${err.message}; ${kept}; try a lower --lr (now ${plan.lr})`);
-    }
-    throw err;
-  } finally {
-    await pool?.close();
+    throw divergedAsUserError(err, dir, saver.saved(), phasePlan.lr);
   }
-
-  const result = { history: run.history, dir, backend, workers: threads.workers, data: dataSummary(data) };
-  if (run.interrupted) {
-    log(`checkpoint saved in ${path.join(dir, CHECKPOINT_DIR)}; continue with: imgclf train --resume ${dir}`);
-    return { ...result, interrupted: true };
-  }
-  const top = await finishRun({ dir, run, record, plan, data, model, backbone, hooks });
-  return {
-    ...result,
-    interrupted: false,
-    bestEpoch: val ? run.kept.epoch : undefined,
-    testAccuracy: top.testAccuracy,
-  };
+  return { run, record, plan: phasePlan, model: tuned.net };
 }

@@ -19,14 +19,19 @@ import type { EpochMetrics } from '../../core/train/loop.js';
 import { planOfRun, type ResumeOverrides, type SessionResult, trainSession } from '../../node/session.js';
 import { type GlobalOptions, Output } from '../output.js';
 
-/** The per-epoch line: the seed's figures plus test accuracy and time. */
+/**
+ * The per-epoch line: the seed's figures plus test accuracy and time; with fine-tuning, which
+ * phase the epoch was ("head" on features, "fine-tune" backbone and head on images).
+ */
 export function epochLine(m: EpochMetrics, epochs: number, lang: Lang): string {
   const secs = `${m.seconds.toFixed(1)}s`;
   if (lang === 'zh') {
-    return `第${m.epoch}次训练平均损失为${m.train_loss.toFixed(4)},平均分类准确度${m.train_accuracy.toFixed(4)},测试准确度${m.test_accuracy.toFixed(4)} (${secs})`;
+    const phase = m.phase === undefined ? '' : m.phase === 'head' ? '(头部)' : '(微调)';
+    return `第${m.epoch}次训练${phase}平均损失为${m.train_loss.toFixed(4)},平均分类准确度${m.train_accuracy.toFixed(4)},测试准确度${m.test_accuracy.toFixed(4)} (${secs})`;
   }
   const val = m.val_accuracy !== undefined ? `  val acc ${m.val_accuracy.toFixed(4)}` : '';
-  return `epoch ${m.epoch}/${epochs}  loss ${m.train_loss.toFixed(4)}  train acc ${m.train_accuracy.toFixed(4)}${val}  test acc ${m.test_accuracy.toFixed(4)}  ${secs}`;
+  const phase = m.phase !== undefined ? `  ${m.phase}` : '';
+  return `epoch ${m.epoch}/${epochs}${phase}  loss ${m.train_loss.toFixed(4)}  train acc ${m.train_accuracy.toFixed(4)}${val}  test acc ${m.test_accuracy.toFixed(4)}  ${secs}`;
 }
 
 /** A model option that has a flag of its own (`--hidden`), with the models that take it. */
@@ -235,11 +240,24 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
     } finally {
       sigint.release();
     }
-    const { history, dir, backend, workers, data, interrupted, bestEpoch, testAccuracy } = result;
+    const { history, dir, backend, workers, data, interrupted, bestEpoch, testAccuracy, fineTune } = result;
     if (interrupted) process.exitCode = 130;
     out.json({
       model: cfg.model,
       ...(cfg.backbone ? { backbone: cfg.backbone } : {}),
+      // The plan of the second phase: what it unfroze, its epochs and rates.
+      ...(fineTune
+        ? {
+            fine_tune: {
+              layers: fineTune.layers,
+              unfrozen: fineTune.unfrozen,
+              head_epochs: fineTune.headEpochs,
+              epochs: fineTune.epochs,
+              lr: fineTune.lr,
+              bn: fineTune.bn,
+            },
+          }
+        : {}),
       backend,
       workers,
       epochs: history.map((m) => ({
@@ -248,6 +266,7 @@ export function registerTrain(program: Command, globals: () => GlobalOptions): v
         train_accuracy: m.train_accuracy,
         test_accuracy: m.test_accuracy,
         seconds: m.seconds,
+        ...(m.phase ? { phase: m.phase } : {}),
       })),
       // The kept epoch's (core/train/loop.ts keptEpoch), as metadata.json and evaluate say.
       test_accuracy: testAccuracy ?? history.at(-1)?.test_accuracy ?? null,

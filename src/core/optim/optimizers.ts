@@ -191,3 +191,47 @@ export function createOptimizer(cfg: OptimizerConfig): Optimizer {
       throw new UserError(`unknown optimizer '${cfg.name}'; choose one of: ${OPTIMIZERS.join(', ')}`);
   }
 }
+
+/**
+ * Discriminative learning rates (fastai's layer groups): one optimizer of the same kind per run
+ * of variables that share a rate factor, each stepped at `lr * factor`. Separate optimizers
+ * rather than scaled gradients, because Adam's update does not change with the gradient's
+ * scale: only its rate sets the step. `factors` has one entry per variable, in the order `apply`
+ * gets them. The state is the groups' slots in variable order, laid out exactly as a single
+ * optimizer over all the variables lays out its own, so checkpoints keep their format.
+ */
+export function withRateFactors(make: () => Optimizer, factors: readonly number[]): Optimizer {
+  const groups: { from: number; to: number; factor: number; opt: Optimizer }[] = [];
+  factors.forEach((factor, i) => {
+    const last = groups.at(-1);
+    if (last && last.factor === factor) last.to = i + 1;
+    else groups.push({ from: i, to: i + 1, factor, opt: make() });
+  });
+  if (groups.length === 0) groups.push({ from: 0, to: 0, factor: 1, opt: make() });
+  const first = groups[0].opt;
+  return {
+    name: first.name,
+    lr: first.lr,
+    ...(first.lossReduction ? { lossReduction: first.lossReduction } : {}),
+    apply(vars, grads, lr, batchSize) {
+      for (const g of groups)
+        g.opt.apply(vars.slice(g.from, g.to), grads.slice(g.from, g.to), lr * g.factor, batchSize);
+    },
+    getState() {
+      const states = groups.map((g) => g.opt.getState());
+      return { step: states[0].step, slots: states.flatMap((s) => s.slots) };
+    },
+    setState(s) {
+      const perVar = factors.length ? s.slots.length / factors.length : 0;
+      if (!Number.isInteger(perVar)) {
+        s.slots.forEach((t) => t.dispose());
+        throw new UserError(
+          `the optimizer state holds ${s.slots.length} slots for ${factors.length} variables; it cannot be resumed`,
+        );
+      }
+      for (const g of groups)
+        g.opt.setState({ step: s.step, slots: s.slots.slice(g.from * perVar, g.to * perVar) });
+    },
+    dispose: () => groups.forEach((g) => g.opt.dispose()),
+  };
+}

@@ -362,6 +362,26 @@ export interface EpochMetrics {
   seconds: number;
   /** Seconds of the evaluation pass. */
   eval_seconds: number;
+  /**
+   * Fine-tuning (--fine-tune): 'head' for an epoch of the head alone on cached features,
+   * 'fine-tune' for one of backbone layers and head together on the images. Absent otherwise.
+   */
+  phase?: TrainPhase;
+}
+
+/** The phases of a fine-tuning run (EpochMetrics.phase). */
+export type TrainPhase = 'head' | 'fine-tune';
+
+/**
+ * A run in phases (fine-tuning): this `fit` is phase `name`, which starts after epoch `start`
+ * of the run, the earlier phase's epochs being `before`. A fresh start continues their
+ * numbering and history; the schedule spans this phase's epochs alone, as fastai schedules each
+ * `fit` of `fine_tune` on its own, and the best epoch is chosen among this phase's.
+ */
+export interface FitPhase {
+  name: TrainPhase;
+  start: number;
+  before: EpochMetrics[];
 }
 
 /** Where a run stands: enough to continue it exactly (with the weights and optimizer state). */
@@ -425,6 +445,8 @@ export interface FitOptions {
   shouldStop?: () => boolean;
   /** Runs the optimizer steps on worker threads (backend/workers); the caller closes it. */
   runner?: StepRunner;
+  /** This fit is one phase of a run (fine-tuning); `epochs` counts the run's epochs. */
+  phase?: FitPhase;
 }
 
 /** Trains for `epochs`, evaluating on `test` (and `val`) after each one, and returns the history. */
@@ -443,10 +465,11 @@ export async function fit(
   test = floatIfSmall(test);
   const valSplit = opts.val && floatIfSmall(opts.val);
   const perEpoch = batchCount(train.count, opts.batchSize);
+  const phase = opts.phase;
   const schedule = createSchedule({
     name: opts.schedule ?? 'constant',
     lr: optimizer.lr,
-    totalSteps: perEpoch * opts.epochs,
+    totalSteps: perEpoch * (opts.epochs - (phase?.start ?? 0)),
     stepsPerEpoch: perEpoch,
     warmupSteps: (opts.warmup ?? 0) * perEpoch,
   });
@@ -460,13 +483,13 @@ export async function fit(
           r0.bestTestAccuracy ?? r0.history.find((m) => m.epoch === r0.bestEpoch)?.test_accuracy,
       }
     : {
-        epoch: 0,
+        epoch: phase?.start ?? 0,
         batch: 0,
         step: 0,
         epochRng: rng.snapshot,
         augmentRng: augmentRng.snapshot,
         sums: { loss: 0, correct: 0, seen: 0, seconds: 0 },
-        history: [],
+        history: [...(phase?.before ?? [])],
         bestValAccuracy: -1,
         bestEpoch: 0,
       };
@@ -529,6 +552,7 @@ export async function fit(
       lr: schedule(r.step - 1),
       seconds: r.seconds,
       eval_seconds: ev.seconds + (val?.seconds ?? 0),
+      ...(phase ? { phase: phase.name } : {}),
     };
     const best = val !== undefined && val.accuracy > state.bestValAccuracy;
     state.history.push(m);

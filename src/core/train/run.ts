@@ -16,10 +16,18 @@
 import type { ImageShape, Split } from '../data/dataset.js';
 import { UserError } from '../errors.js';
 import type { Net } from '../models/net.js';
-import type { Optimizer, OptimizerState } from '../optim/optimizers.js';
+import { type Optimizer, type OptimizerState, withRateFactors } from '../optim/optimizers.js';
 import { fitOptionsFor, optimizerConfigFor, optimizerFor, type TrainConfig } from '../plan.js';
 import { fusedStepFor } from './fused-step.js';
-import { type EpochMetrics, fit, type FitState, type KeptEpoch, keptEpoch, type StepRunner } from './loop.js';
+import {
+  type EpochMetrics,
+  fit,
+  type FitPhase,
+  type FitState,
+  type KeptEpoch,
+  keptEpoch,
+  type StepRunner,
+} from './loop.js';
 import { memorizeAndEvaluate, memorizes } from './memorize.js';
 
 /** What a callback may read while the run goes on. */
@@ -61,6 +69,14 @@ export interface RunOptions {
    * door that saves every epoch keeps the best one on disk instead.
    */
   restoreBest?: boolean;
+  /** This run is one phase of a longer one (fine-tuning: core/train/loop.ts FitPhase). */
+  phase?: FitPhase;
+  /**
+   * Discriminative rates: per trainable variable (the model's order), the factor of the plan's
+   * rate it trains at (optimizers.ts withRateFactors). Steps then run here, never fused or on
+   * worker threads, whose optimizers know one rate.
+   */
+  rateFactors?: readonly number[];
 }
 
 export interface RunResult {
@@ -93,7 +109,10 @@ export async function trainRun(
     for (const c of callbacks) await c.onEpoch?.(history[0], state, data.val !== undefined, run);
     return { history, state, kept: keptEpoch(state), interrupted: false };
   }
-  const optimizer = optimizerFor(plan);
+  const rates = opts.rateFactors;
+  if (rates && rates.length !== model.trainableVariables.length)
+    throw new Error(`${rates.length} rate factors for ${model.trainableVariables.length} variables`);
+  const optimizer = rates ? withRateFactors(() => optimizerFor(plan), rates) : optimizerFor(plan);
   const run: RunContext = { model, optimizer, plan };
   let state: FitState | undefined = opts.resume?.state;
   try {
@@ -106,17 +125,22 @@ export async function trainRun(
     }
     // A fused step where the backend has one for this model, unless the plan turns it off or
     // the steps already run elsewhere (worker threads).
-    const runner =
-      opts.runner ??
-      (plan.fused === false
-        ? undefined
-        : fusedStepFor(model, { optimizer: optimizerConfigFor(plan), labelSmoothing: plan.labelSmoothing }));
+    const runner = rates
+      ? undefined
+      : (opts.runner ??
+        (plan.fused === false
+          ? undefined
+          : fusedStepFor(model, {
+              optimizer: optimizerConfigFor(plan),
+              labelSmoothing: plan.labelSmoothing,
+            })));
     const history = await fit(model, optimizer, data.train, data.test, {
       ...fitOptionsFor(plan, data.shape),
       val: data.val,
       resume: opts.resume?.state,
       runner,
       restoreBest: opts.restoreBest,
+      phase: opts.phase,
       shouldStop: callbacks.some((c) => c.shouldStop) ? shouldStop : undefined,
       onBatch: async (epoch, done, total) => {
         for (const c of callbacks) await c.onBatch?.(epoch, done, total);

@@ -106,6 +106,12 @@ export interface Backbone {
   converted?: boolean;
   /** The backbone as an ONNX graph, for `imgclf export`; a one-line error where it has none. */
   onnxGraph(): Promise<BackboneGraph>;
+  /**
+   * A TensorFlow.js layers backbone: a fresh copy of the whole model, built from its files, for
+   * fine-tuning (node/backbone/fine-tune.ts); the caller disposes it. Graph models and ONNX
+   * have none: they are not trainable in tfjs.
+   */
+  layersModel?(): Promise<tfl.LayersModel>;
   dispose(): void;
 }
 
@@ -415,6 +421,8 @@ async function build(
     return { o, bytes: converted.bytes };
   };
   const { engine, said } = engineChoice(opts.engine);
+  const layersModel =
+    format === 'layers-model' ? { layersModel: () => tfl.loadLayersModel(tf.io.fromMemory(artifacts)) } : {};
   let why: string;
   if (format === 'graph-model') {
     if (engine === 'onnx') {
@@ -443,6 +451,7 @@ async function build(
         engine: `ONNX Runtime (converted from tfjs layers, ${ortThreads()} threads)`,
         converted: true,
         onnxGraph: async () => graphOf(source, bytes, o),
+        ...layersModel,
         dispose: () => o.dispose(),
       };
     } catch (err) {
@@ -509,6 +518,7 @@ async function build(
       converted.o.dispose();
       return graphOf(source, converted.bytes, converted.o);
     },
+    ...layersModel,
     dispose: release,
   };
 }

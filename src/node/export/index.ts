@@ -35,7 +35,8 @@ export async function runToOnnx(run: LoadedRun): Promise<OnnxExport> {
   const weights = await readFile(path.join(run.dir, WEIGHTS_FILE));
   // A head on a backbone: the backbone's graph goes in front of it (backbone.ts).
   const backbone = run.backbone ? await run.backbone.onnxGraph() : undefined;
-  const recorded = m.backbone;
+  // A fine-tuned run's model holds its backbone; the file still says which one it started from.
+  const recorded = m.backbone ?? m.fineTuned?.backbone;
   return convertToOnnx(await run.model.artifacts(), {
     model: m.model,
     classNames: m.classNames,

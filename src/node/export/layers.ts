@@ -19,6 +19,7 @@
  *   GlobalAverage/MaxPooling2D  ReduceMean / ReduceMax over H, W
  *   BatchNormalization BatchNormalization in inference form (moving mean and variance, epsilon)
  *   Activation, ReLU, LeakyReLU, ELU, Softmax  their ONNX ops (ReLU with max_value: Clip)
+ *   Rescaling          Mul + Add by its scale and offset (a fine-tuned [-1, 1] backbone's first layer)
  *   Dropout and the noise layers  nothing (identity at inference)
  *
  * The graph input is the tensor the tfjs model takes: float32 NHWC [N, H, W, C] with a dynamic
@@ -386,6 +387,20 @@ const batchNormalization: LayerConverter = (cx, { name, config: c }, v) => {
   return { ...x, name: cx.g.node('BatchNormalization', inputs, name, { epsilon: { float: epsilon } }) };
 };
 
+/** x * scale + offset, both scalars (Keras' Rescaling; per-channel lists are not mapped). */
+const rescaling: LayerConverter = (cx, { name, config }, x) => {
+  const scale = Number(config.scale ?? 1);
+  const offset = Number(config.offset ?? 0);
+  if (!Number.isFinite(scale) || !Number.isFinite(offset))
+    throw new Unsupported(
+      `scale ${JSON.stringify(config.scale)} and offset ${JSON.stringify(config.offset)} are not numbers`,
+    );
+  let y = x;
+  if (scale !== 1) y = cx.op(y, 'Mul', name, {}, [cx.g.constant(`${name}/scale`, [scale], [])]);
+  if (offset !== 0) y = cx.op(y, 'Add', name, {}, [cx.g.constant(`${name}/offset`, [offset], [])]);
+  return y;
+};
+
 const relu: LayerConverter = (cx, { name, config }, x) => {
   // Keras' ReLU also has a slope below the threshold; tfjs' has only max_value.
   if (Number(config.negative_slope ?? 0) !== 0 || Number(config.threshold ?? 0) !== 0)
@@ -497,6 +512,7 @@ const BUILT_IN: Record<string, LayerConverter> = {
     cx.op(x, 'LeakyRelu', name, { alpha: { float: Number(config.alpha ?? 0.3) } }),
   ELU: (cx, { name, config }, x) => cx.op(x, 'Elu', name, { alpha: { float: Number(config.alpha ?? 1) } }),
   Softmax: softmax,
+  Rescaling: rescaling,
 };
 for (const [className, convert] of Object.entries(BUILT_IN)) registerLayerConverter(className, convert);
 

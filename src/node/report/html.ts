@@ -111,6 +111,14 @@ export function reportHtml(p: PageInput): string {
       [t.model, meta.model],
       [t.dataset, `${data} (${p.testCount} ${t.images}, ${meta.inputShape.join('×')})`],
       [t.epochs, String(history.length)],
+      ...(meta.fineTuned
+        ? [
+            [
+              t.fineTuned(meta.fineTuned.unfrozen.length, meta.fineTuned.backbone.source),
+              meta.fineTuned.unfrozen.join(', '),
+            ],
+          ]
+        : []),
       ...(meta.bestEpoch !== undefined ? [[t.bestEpoch, String(meta.bestEpoch)]] : []),
       ...(meta.stoppedEarly
         ? [[t.stoppedEarly(meta.stoppedEarly.epoch, meta.stoppedEarly.patience), '']]
@@ -119,13 +127,16 @@ export function reportHtml(p: PageInput): string {
       [t.created, meta.created],
     ],
   );
+  // A fine-tuning run's epochs say their phase: the head alone, or backbone and head.
+  const epochCell = (m: EpochMetrics): string | number =>
+    m.phase === undefined ? m.epoch : `${m.epoch} (${m.phase === 'head' ? t.phaseHead : t.phaseFineTune})`;
   const curves =
     '<div class="row">' +
     img(p.pictures.curves) +
     tableHtml(
       [t.epoch, t.trainLoss, t.trainAcc, t.testAcc, t.testLoss],
       history.map((m) => [
-        m.epoch,
+        epochCell(m),
         f4(m.train_loss),
         f4(m.train_accuracy),
         f4(m.test_accuracy),
@@ -143,7 +154,7 @@ export function reportHtml(p: PageInput): string {
     tableHtml(
       [t.epoch, t.trainSeconds, t.evalSeconds],
       [
-        ...history.map((m) => [m.epoch, s2(m.seconds), s2(m.eval_seconds ?? 0)]),
+        ...history.map((m) => [epochCell(m), s2(m.seconds), s2(m.eval_seconds ?? 0)]),
         [t.total, s2(trainSeconds), s2(evalSeconds)],
       ],
       [true, true, true],

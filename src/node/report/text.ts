@@ -61,6 +61,10 @@ const STRINGS = {
     stoppedEarly: (epoch: number, patience: number) =>
       `stopped early after epoch ${epoch}: no better validation accuracy for ${patience} epochs`,
     keptEpoch: 'kept',
+    phaseHead: 'head',
+    phaseFineTune: 'fine-tune',
+    fineTuned: (n: number, source: string) =>
+      `fine-tuned: the head on features, then ${n} backbone layers with it on the images (backbone ${source})`,
     lrFindTitle: 'Learning-rate range test',
     learningRate: 'learning rate (log scale)',
     loss: 'training loss',
@@ -135,6 +139,10 @@ const STRINGS = {
     stoppedEarly: (epoch: number, patience: number) =>
       `第${epoch}个周期后提前停止：验证准确度连续${patience}个周期没有提高`,
     keptEpoch: '保留',
+    phaseHead: '头部',
+    phaseFineTune: '微调',
+    fineTuned: (n: number, source: string) =>
+      `微调：先在特征上训练头部，再在图像上与骨干网络的${n}层一起训练（骨干网络 ${source}）`,
     lrFindTitle: '学习率范围测试',
     learningRate: '学习率（对数坐标）',
     loss: '训练损失',
