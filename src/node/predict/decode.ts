@@ -5,7 +5,7 @@
 import type { ImageShape } from '../../core/data/dataset.js';
 import { inputInto } from '../../core/data/prepare.js';
 import type { Preprocessing } from '../../core/data/source.js';
-import { readImageFile } from '../data/folder.js';
+import { readImageFile, readImageFileSync } from '../data/folder.js';
 import { type DecodeOptions, ImageTooLargeError, prepareImage } from '../image.js';
 
 /** Files read and decoded at once on one thread: libuv's pool has four threads, and reads wait on the disk. */
@@ -38,6 +38,7 @@ export async function decodeInto(
   decode: DecodeOptions,
   floats: Float32Array,
   concurrency: number,
+  reads: FileReader = fileReader(),
 ): Promise<(string | undefined)[]> {
   const row = shape[0] * shape[1] * shape[2];
   const errors: (string | undefined)[] = new Array(paths.length).fill(undefined);
@@ -47,7 +48,7 @@ export async function decodeInto(
       const i = next++;
       const file = paths[i];
       try {
-        const { bytes } = await prepareImage(await readImageFile(file), shape, pre, file, decode);
+        const { bytes } = await prepareImage(await reads.read(file), shape, pre, file, decode);
         inputInto(bytes, pre, floats, i * row);
       } catch (err) {
         errors[i] = reasonOf(file, err);
@@ -56,6 +57,44 @@ export async function decodeInto(
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, paths.length) }, worker));
   return errors;
+}
+
+/**
+ * Reads taking longer than SLOW_READ_MS, SLOW_READS of them, mean slow storage: reads turn
+ * asynchronous. One is not enough: a collection or a busy machine can stall any call once.
+ */
+export const SLOW_READ_MS = 4;
+export const SLOW_READS = 3;
+
+/** Reads image files for one job; `slow` once it has turned to asynchronous reads. */
+export interface FileReader {
+  read(file: string): Promise<Buffer>;
+  readonly slow: boolean;
+}
+
+/**
+ * Reads synchronously (readImageFileSync) while files come in under SLOW_READ_MS, which is
+ * the case for the page cache and local disks and costs a seventh of an asynchronous read; slow
+ * reads (a network share, a spinning disk, a cold cache) turn the rest of the job to
+ * asynchronous reads, DECODERS at a time, which overlap their waits instead of adding them up.
+ */
+export function fileReader(): FileReader {
+  let slowReads = 0;
+  let slow = false;
+  return {
+    get slow() {
+      return slow;
+    },
+    async read(file) {
+      if (slow) return readImageFile(file);
+      const start = performance.now();
+      try {
+        return readImageFileSync(file);
+      } finally {
+        if (performance.now() - start > SLOW_READ_MS && ++slowReads >= SLOW_READS) slow = true;
+      }
+    },
+  };
 }
 
 /** Decoded files: `floats` holds file i's input at i * row, and `errors[i]` says why file i has none. */
@@ -74,9 +113,10 @@ export function batchDecoder(
 ): (paths: string[]) => Promise<DecodedBatch> {
   const { inputShape: shape, preprocessing: pre } = metadata;
   const next = batchBuffers(shape);
+  const reads = fileReader();
   return async (paths) => {
     const floats = next(paths.length);
-    return { floats, errors: await decodeInto(paths, shape, pre, decode, floats, DECODERS) };
+    return { floats, errors: await decodeInto(paths, shape, pre, decode, floats, DECODERS, reads) };
   };
 }
 
