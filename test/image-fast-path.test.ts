@@ -230,6 +230,54 @@ describe('prepareImage on pictures at the model size', () => {
   });
 });
 
+describe('one pass for pictures near the model size', () => {
+  it('gives the bytes of the two passes (decode to a working copy, then resize)', async () => {
+    const rng = new Rng(7);
+    const cases: [number, number, 1 | 2 | 3 | 4, 'png' | 'jpeg'][] = [
+      [40, 30, 3, 'jpeg'],
+      [50, 55, 3, 'png'],
+      [30, 40, 4, 'png'],
+      [20, 17, 1, 'png'],
+      [33, 29, 2, 'png'],
+      [16, 50, 3, 'jpeg'],
+    ];
+    let compared = 0;
+    for (const [w, h, c, format] of cases) {
+      const px = picture(rng, w, h, c, false);
+      if (c === 2 || c === 4) for (let i = c - 1; i < px.length; i += c) px[i] = Math.floor(rng.next() * 256);
+      const img = sharp(px, { raw: { width: w, height: h, channels: c } });
+      const file = await (c <= 2 ? img.toColourspace('b-w') : img)[format]().toBuffer();
+      for (const mode of ['fill', 'contain', 'cover'] as const) {
+        for (const shape of [
+          [28, 28, 3],
+          [28, 28, 1],
+        ] as ImageShape[]) {
+          const pre: Preprocessing = { ...FOLDER, resize: mode };
+          const one = await prepareImage(file, shape, pre, 'x');
+          // The two passes, as a picture not near the model size takes them.
+          const decoded = await sharp(file, { autoOrient: true })
+            .flatten({ background: '#ffffff' })
+            .raw()
+            .toBuffer({ resolveWithObject: true });
+          const copy = {
+            pixels: decoded.data,
+            width: decoded.info.width,
+            height: decoded.info.height,
+            channels: decoded.info.channels as 1 | 2 | 3 | 4,
+          };
+          const two = await resizedInput(copy, shape, pre);
+          expect(
+            Buffer.from(one.bytes).equals(Buffer.from(two.bytes)),
+            `${w}x${h}x${c} ${format} ${mode} ${shape}`,
+          ).toBe(true);
+          compared++;
+        }
+      }
+    }
+    expect(compared).toBe(36);
+  });
+});
+
 describe('headers read without sharp', () => {
   it('give the size sharp gives, upright, for PNGs and JPEGs of every EXIF orientation', async () => {
     const base = sharp({ create: { width: 37, height: 23, channels: 3, background: '#808040' } });

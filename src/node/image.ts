@@ -277,9 +277,21 @@ export async function resizedInput(
   shape: ImageShape,
   pre: Preprocessing,
 ): Promise<PreparedImage> {
-  const [height, width, channels] = shape;
   const inverted = pre.invertLightBackground && lightBackground(copy);
-  let img = sharp(copy.pixels, { raw: { width: copy.width, height: copy.height, channels: copy.channels } });
+  const raw = sharp(copy.pixels, {
+    raw: { width: copy.width, height: copy.height, channels: copy.channels },
+  });
+  return finishedInput(raw, shape, pre, inverted);
+}
+
+/** The steps after the probe, on `img` (a working copy, or the decoded file itself). */
+async function finishedInput(
+  img: Sharp,
+  shape: ImageShape,
+  pre: Preprocessing,
+  inverted: boolean,
+): Promise<PreparedImage> {
+  const [height, width, channels] = shape;
   if (channels === 1) img = img.greyscale();
   if (inverted) img = img.negate({ alpha: false });
   const background = inverted || pre.invertLightBackground ? '#000000' : '#ffffff';
@@ -291,6 +303,19 @@ export async function resizedInput(
     throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}`);
   }
   return prepared(new Uint8Array(data.buffer, data.byteOffset, data.length), pre, inverted);
+}
+
+/**
+ * Whether the file can be resized in the same pass that decodes it, with the bytes the two
+ * passes give: no probe to wait for, and less than half the model's size away in each side, so
+ * the working copy would be the picture itself and libvips' shrink-on-load (which changes the
+ * pixels) cannot start. Pictures kept near the model's size (a dataset stored at 256 px for a
+ * 224 px model) then cost one call into sharp instead of two.
+ */
+function resizedInOnePass(header: ImageHeader, shape: ImageShape, pre: Preprocessing): boolean {
+  const [height, width] = shape;
+  if (pre.invertLightBackground || (header.width === width && header.height === height)) return false;
+  return header.width < 2 * width && header.height < 2 * height;
 }
 
 /**
@@ -322,8 +347,13 @@ export async function prepareImage(
   try {
     // The working copy (core/data/prepare.ts): libvips then decodes a large JPEG at a fraction
     // of its size (shrink-on-load) instead of in full.
+    const limit = Math.max(1, header.width * header.height);
+    if (resizedInOnePass(header, shape, pre)) {
+      const file = uprightImage(bytes, limit).timeout({ seconds }).flatten({ background: '#ffffff' });
+      return await finishedInput(file, shape, pre, false);
+    }
     const side = workingSide(shape);
-    const decoded = await uprightImage(bytes, Math.max(1, header.width * header.height))
+    const decoded = await uprightImage(bytes, limit)
       .timeout({ seconds })
       .flatten({ background: '#ffffff' })
       .resize(side, side, { fit: 'inside', withoutEnlargement: true })
