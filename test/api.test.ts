@@ -301,7 +301,9 @@ describe('imgclf API', () => {
     const run = await loadRun(out);
     expect(run.metadata.config).toMatchObject({ backend: 'cpu', epochs: 1 });
     await expect(train({ out })).rejects.toThrow(/already holds a run/);
-    await expect(train({ resume: out, lr: 1 })).rejects.toThrow(/only epochs, backend, dataDir may change/);
+    await expect(train({ resume: out, lr: 1 })).rejects.toThrow(
+      /only epochs, backend, dataDir, fineTuneEpochs may change/,
+    );
     expect(await useBackend('wasm')).toBe('wasm');
     run.model.dispose();
   });

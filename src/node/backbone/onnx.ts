@@ -15,6 +15,11 @@
  *     name), else the first 2-D output, else the first 4-D output, which is then average-pooled
  *     over its spatial axes (a feature map). Anything else is one line naming the outputs.
  *
+ * The graph run is the backbone's own with its preprocessing before it and the pooling after
+ * it (node/export/backbone.ts featureGraph, what `imgclf export` puts in front of a head), so it
+ * takes imgclf's NHWC pixels in [0, 1] as they are; a graph that cannot be merged is run as it
+ * is, with the scaling and layout change done here.
+ *
  * imgclf decodes pictures to the input size itself (node/image.ts, with --resize-mode), so
  * `size` + `crop_size` say what that size is; the resolved preprocessing is recorded in the run
  * and applied to every picture the same way in training, evaluate, predict and serve.
@@ -22,6 +27,12 @@
 import type { ImageShape } from '../../core/data/dataset.js';
 import { UserError } from '../../core/errors.js';
 import type { BackboneRange } from '../../core/plan.js';
+import {
+  type BackboneGraph,
+  FEATURE_GRAPH_INPUT,
+  FEATURE_GRAPH_OUTPUT,
+  featureGraph,
+} from '../export/backbone.js';
 import type { OnnxFiles } from './onnx-files.js';
 import { createOrtSession, type OrtSession, type ValueInfo } from './ort.js';
 
@@ -66,6 +77,22 @@ export interface OnnxBackbone {
   /** Images per ONNX Runtime call. */
   chunk: number;
   dispose(): void;
+}
+
+/** A session on the backbone's feature graph, or undefined when the graph cannot be merged. */
+async function mergedFeatureGraph(
+  source: string,
+  model: Uint8Array,
+  o: Omit<BackboneGraph, 'source' | 'model'>,
+): Promise<OrtSession | undefined> {
+  let bytes: Uint8Array;
+  try {
+    bytes = featureGraph({ source, model, ...o });
+  } catch (err) {
+    if (err instanceof UserError) return undefined;
+    throw err;
+  }
+  return createOrtSession(bytes, source);
 }
 
 /** Images per session.run: enough to fill ORT's threads, few enough to keep activations small. */
@@ -271,6 +298,44 @@ export async function buildOnnxBackbone(files: OnnxFiles, opts: OnnxOptions): Pr
       );
     // A feature map is laid out as the input is.
     const dim = !pooled ? probe[1] : layout === 'NCHW' ? probe[1] : probe[3];
+    // The graph that takes the pixels as they are and does the scaling, the layout change and
+    // the pooling on ONNX Runtime's threads: this thread then only copies, and both cores work
+    // on every batch (node/export/backbone.ts featureGraph). A graph that cannot be merged
+    // (an opset before 11) runs as it is, prepared here.
+    const merged = await mergedFeatureGraph(source, files.model, {
+      input: info.name,
+      layout,
+      output: out.name,
+      pooled,
+      features: dim,
+      inputShape,
+      scale,
+      shift,
+    });
+    if (merged) {
+      session.dispose();
+      return {
+        inputShape,
+        layout,
+        input: info.name,
+        output: out.name,
+        pooled,
+        features: dim,
+        preprocessing: pre,
+        extract: (images, n) => {
+          const result = new Float32Array(n * dim);
+          for (let from = 0; from < n; from += ONNX_BATCH) {
+            const k = Math.min(ONNX_BATCH, n - from);
+            const x = images.subarray(from * row, (from + k) * row);
+            const y = merged.run(FEATURE_GRAPH_INPUT, x, [k, side, side, channels], FEATURE_GRAPH_OUTPUT);
+            result.set(y.data.subarray(0, k * dim), from * dim);
+          }
+          return result;
+        },
+        chunk: ONNX_BATCH,
+        dispose: () => merged.dispose(),
+      };
+    }
     const extract = (images: Float32Array, n: number): Float32Array => {
       const result = new Float32Array(n * dim);
       for (let from = 0; from < n; from += ONNX_BATCH) {

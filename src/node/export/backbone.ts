@@ -18,7 +18,8 @@
  */
 import type { ImageShape } from '../../core/data/dataset.js';
 import { UserError } from '../../core/errors.js';
-import { decodeModel, type GraphBuilder, IR_VERSION, onnx, OPSET } from './graph.js';
+import { VERSION } from '../../core/version.js';
+import { decodeModel, encodeModel, floatValueInfo, GraphBuilder, IR_VERSION, onnx, OPSET } from './graph.js';
 
 /** A backbone as an ONNX graph, and how pixels reach it and features leave it. */
 export interface BackboneGraph {
@@ -144,4 +145,32 @@ export function prependBackbone(g: GraphBuilder, bb: BackboneGraph, input: strin
     ...imports.filter((o) => o.domain !== ''),
   ];
   return { features, opsetImports, irVersion: Math.max(IR_VERSION, Number(model.irVersion ?? 0)) };
+}
+
+/** The input and output of `featureGraph`. */
+export const FEATURE_GRAPH_INPUT = 'pixels';
+export const FEATURE_GRAPH_OUTPUT = 'features';
+
+/**
+ * The backbone as a graph from what imgclf holds, NHWC pixels in [0, 1], to its features [N, D]:
+ * its preprocessing, layout change and pooling (prependBackbone) run inside ONNX Runtime, on its
+ * threads, instead of in JavaScript between its calls (node/backbone/onnx.ts feeds this graph
+ * when it can be built). Throws prependBackbone's UserError when the graph cannot be merged.
+ */
+export function featureGraph(bb: BackboneGraph): Uint8Array {
+  const g = new GraphBuilder();
+  g.reserve(FEATURE_GRAPH_INPUT);
+  const merged = prependBackbone(g, bb, FEATURE_GRAPH_INPUT);
+  const dims = g.intConstant(`${PREFIX}flat/shape`, [-1, bb.features], [2]);
+  g.node('Reshape', [merged.features, dims], `${PREFIX}flat`, {}, FEATURE_GRAPH_OUTPUT);
+  return encodeModel(g, {
+    graphName: 'features',
+    docString: `${bb.source}: NHWC pixels in [0, 1] to ${bb.features} features`,
+    producerVersion: VERSION,
+    input: floatValueInfo(FEATURE_GRAPH_INPUT, ['N', ...bb.inputShape]),
+    output: floatValueInfo(FEATURE_GRAPH_OUTPUT, ['N', bb.features]),
+    metadata: {},
+    opsetImports: merged.opsetImports,
+    irVersion: merged.irVersion,
+  });
 }
