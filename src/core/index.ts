@@ -76,6 +76,22 @@ export {
   workingSide,
 } from './data/prepare.js';
 
+// How an ONNX backbone is read (its image input, preprocessing and feature output), the same in
+// Node and in the page.
+export {
+  affineOf,
+  DEFAULT_BACKBONE_SIDE,
+  featureOutput,
+  type GraphValue,
+  imageInput,
+  type ImageInput,
+  type OnnxPreprocessing,
+  POOLED_NAMES,
+  type PreprocessingFlags,
+  resolveOnnxPreprocessing,
+  shapeText,
+} from './onnx-rules.js';
+
 // Lower-level inference: probabilities for prepared inputs, any `Net` (a loaded run's included).
 export { predictProbabilities, topK } from './predict.js';
 

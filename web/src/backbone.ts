@@ -28,20 +28,20 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type { ImageShape } from 'imgclf/core';
+import {
+  affineOf,
+  DEFAULT_BACKBONE_SIDE,
+  featureOutput,
+  type ImageShape,
+  imageInput,
+  type OnnxPreprocessing,
+  resolveOnnxPreprocessing,
+  shapeText,
+  UserError,
+} from 'imgclf/core';
 import type * as Ort from 'onnxruntime-web';
 
 export type BackboneFamily = 'imgclf-run' | 'teachable-machine' | 'layers' | 'graph' | 'huggingface' | 'onnx';
-
-/** How pictures become an ONNX graph's input (src/node/backbone/onnx.ts `OnnxPreprocessing`). */
-export interface OnnxPreprocessing {
-  from: 'preprocessor_config.json' | 'flags' | 'graph';
-  resize?: string;
-  crop?: number;
-  rescale: number;
-  mean: number[];
-  std: number[];
-}
 
 /** What a run records about its backbone: src/node/backbone/backbone.ts `BackboneRecord`. */
 export interface BackboneRecord {
@@ -89,15 +89,12 @@ export class BackboneError extends Error {
 export const MAX_BACKBONE_BYTES = 1024 * 1024 * 1024;
 /** Largest JSON file (model.json, config.json, preprocessor_config.json, metadata.json). */
 const MAX_JSON_BYTES = 32 * 1024 * 1024;
-const DEFAULT_SIZE = 224;
 /** Images per backbone call. */
 const BATCH = 16;
-const POOLED_NAMES = ['pooler_output', 'image_embeds', 'pooled_output', 'embeddings', 'features'];
 const HF_ENDPOINT = 'https://huggingface.co';
 const ONNX_MODEL = 'onnx/model.onnx';
 
 const firstLine = (err: unknown) => ((err as Error)?.message ?? String(err)).split('\n')[0];
-const shapeText = (s: readonly number[]) => `[${s.map((d) => (d < 0 ? '?' : d)).join(', ')}]`;
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
 
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
@@ -307,74 +304,14 @@ async function locate(choice: BackboneChoice): Promise<Located> {
 // ---------------------------------------------------------------------------------------------
 // ONNX (src/node/backbone/onnx.ts, rule for rule).
 
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-
-function sizeField(v: unknown): { h?: number; w?: number; shortest?: number } | undefined {
-  if (num(v) !== undefined) return { h: v as number, w: v as number };
-  if (!v || typeof v !== 'object') return undefined;
-  const o = v as Record<string, unknown>;
-  if (num(o.height) !== undefined && num(o.width) !== undefined) return { h: num(o.height), w: num(o.width) };
-  if (num(o.shortest_edge) !== undefined) return { shortest: num(o.shortest_edge) };
-  return undefined;
-}
-
-function perChannel(v: unknown, fallback: number, what: string, where: string): number[] {
-  if (v === undefined) return [fallback, fallback, fallback];
-  const list = typeof v === 'number' ? [v, v, v] : v;
-  if (
-    !Array.isArray(list) ||
-    !list.every((x) => num(x) !== undefined) ||
-    (list.length !== 3 && list.length !== 1)
-  )
-    throw new BackboneError(`backbone ${where}: its preprocessor_config.json ${what} is not 1 or 3 numbers`);
-  return list.length === 1 ? [list[0], list[0], list[0]] : (list as number[]);
-}
-
-/** The input size and scaling: preprocessor_config.json, else the graph (onnx.ts `resolvePreprocessing`). */
-function resolvePreprocessing(
-  p: Record<string, unknown> | undefined,
-  graphSide: number | undefined,
-  where: string,
-): { side: number; pre: OnnxPreprocessing } {
-  let side: number | undefined;
-  let pre: OnnxPreprocessing;
-  if (p) {
-    const resize = p.do_resize === false ? undefined : sizeField(p.size);
-    const crop = p.do_center_crop === false ? undefined : sizeField(p.crop_size);
-    const rescale = p.do_rescale === false ? 1 : (num(p.rescale_factor) ?? 1 / 255);
-    const normalize = p.do_normalize !== false && (p.image_mean !== undefined || p.image_std !== undefined);
-    pre = {
-      from: 'preprocessor_config.json',
-      rescale,
-      mean: normalize ? perChannel(p.image_mean, 0, 'image_mean', where) : [0, 0, 0],
-      std: normalize ? perChannel(p.image_std, 1, 'image_std', where) : [1, 1, 1],
-    };
-    if (resize)
-      pre.resize =
-        resize.shortest !== undefined ? `shortest_edge ${resize.shortest}` : `${resize.h}x${resize.w}`;
-    const final = crop?.h !== undefined ? crop : resize;
-    if (crop?.h !== undefined) pre.crop = crop.h;
-    if (final && final.h !== undefined && final.w !== undefined && final.h !== final.w)
-      throw new BackboneError(
-        `backbone ${where}: its preprocessor_config.json gives ${final.h}x${final.w} images; only square inputs are supported`,
-      );
-    side = final?.h ?? final?.shortest;
-  } else {
-    pre = { from: 'graph', rescale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] };
+/** The core's rules for ONNX graphs, their refusals as the page's BackboneError. */
+function asBackboneError<T>(rule: () => T): T {
+  try {
+    return rule();
+  } catch (err) {
+    if (err instanceof UserError) throw new BackboneError(err.message);
+    throw err;
   }
-  if (side !== undefined && graphSide !== undefined && side !== graphSide)
-    throw new BackboneError(
-      `backbone ${where} takes ${graphSide}x${graphSide} images but its preprocessor_config.json asks for ${side}x${side}; fix its preprocessor_config.json`,
-    );
-  return { side: side ?? graphSide ?? DEFAULT_SIZE, pre };
-}
-
-/** One multiply-add per channel of x in [0, 1] (onnx.ts `affineOf`). */
-function affineOf(pre: OnnxPreprocessing, channels: number): { scale: number[]; shift: number[] } {
-  return {
-    scale: pre.std.slice(0, channels).map((sd) => (255 * pre.rescale) / sd),
-    shift: pre.mean.slice(0, channels).map((m, c) => -m / pre.std[c]),
-  };
 }
 
 interface Info {
@@ -420,40 +357,11 @@ async function onnxBackbone(at: Extract<Located, { kind: 'onnx' }>): Promise<Pag
   try {
     const inputs = session.inputMetadata.map(infoOf);
     const outputs = session.outputMetadata.map(infoOf);
-    const info = inputs.length === 1 ? inputs[0] : inputs.find((i) => i.float && i.name === 'pixel_values');
-    if (!info)
-      throw new BackboneError(
-        `backbone ${source} takes ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); the page feeds one image tensor (pixel_values)`,
-      );
-    if (!info.float)
-      throw new BackboneError(
-        `backbone ${source}: its input '${info.name}' is not float32; the page feeds float32 images`,
-      );
-    const s = info.shape;
-    if (s.length !== 4)
-      throw new BackboneError(
-        `backbone ${source}: its input '${info.name}' has shape ${shapeText(s)}, not an image batch [N, C, H, W] or [N, H, W, C]`,
-      );
-    const isChannels = (d: number) => d === 1 || d === 3;
-    const layout: 'NCHW' | 'NHWC' = isChannels(s[3]) && !isChannels(s[1]) ? 'NHWC' : 'NCHW';
-    const [gh, gw, gc] = layout === 'NCHW' ? [s[2], s[3], s[1]] : [s[1], s[2], s[3]];
-    if (gc >= 0 && !isChannels(gc))
-      throw new BackboneError(
-        `backbone ${source} takes ${gc}-channel images; the page gives 1 (gray) or 3 (RGB)`,
-      );
-    if (gh >= 0 && gw >= 0 && gh !== gw)
-      throw new BackboneError(
-        `backbone ${source} takes ${gh}x${gw} images; only square inputs are supported`,
-      );
-    const graphSide = gh >= 0 ? gh : gw >= 0 ? gw : undefined;
-    const { side, pre } = resolvePreprocessing(preprocessor, graphSide, source);
-    const channels = gc === 1 ? 1 : 3;
-    const floats = outputs.filter((o) => o.float);
-    const out =
-      POOLED_NAMES.map((n) => floats.find((o) => o.name === n)).find(Boolean) ??
-      floats.find((o) => o.shape.length === 2) ??
-      floats.find((o) => o.shape.length === 4) ??
-      outputs[0];
+    const { info, layout, graphSide, channels } = asBackboneError(() =>
+      imageInput(inputs, source, 'the page'),
+    );
+    const { side, pre } = asBackboneError(() => resolveOnnxPreprocessing(preprocessor, graphSide, source));
+    const out = featureOutput(outputs, undefined, source);
     const { scale, shift } = affineOf(pre, channels);
     const plane = side * side;
     const row = plane * channels;
@@ -678,7 +586,8 @@ function inputShapeOf(
     side = h;
   } else {
     side =
-      (family === 'teachable-machine' ? Number(sidecar?.imageSize) || undefined : undefined) ?? DEFAULT_SIZE;
+      (family === 'teachable-machine' ? Number(sidecar?.imageSize) || undefined : undefined) ??
+      DEFAULT_BACKBONE_SIDE;
   }
   const channels = c ?? 3;
   if (channels !== 1 && channels !== 3)

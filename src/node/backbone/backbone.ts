@@ -45,7 +45,8 @@ import { BACKBONE_ENGINES, type BackboneEngine } from '../../core/settings.js';
 import type { BackboneGraph } from '../export/backbone.js';
 import { convertedBackbone } from './convert.js';
 import { artifactsOf, type BackboneFiles, backboneFiles, recordedBackboneFiles, shortHash } from './files.js';
-import { affineOf, buildOnnxBackbone, type OnnxBackbone, type OnnxPreprocessing } from './onnx.js';
+import { affineOf, type OnnxPreprocessing } from '../../core/onnx-rules.js';
+import { buildOnnxBackbone, type OnnxBackbone } from './onnx.js';
 import { isOnnxSource, type OnnxFiles, onnxFiles, recordedOnnxFiles } from './onnx-files.js';
 import { ortThreads } from './ort.js';
 

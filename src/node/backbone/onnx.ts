@@ -33,23 +33,17 @@ import {
   FEATURE_GRAPH_OUTPUT,
   featureGraph,
 } from '../export/backbone.js';
+import {
+  affineOf,
+  DEFAULT_BACKBONE_SIDE,
+  featureOutput,
+  imageInput,
+  type OnnxPreprocessing,
+  resolveOnnxPreprocessing,
+  shapeText,
+} from '../../core/onnx-rules.js';
 import type { OnnxFiles } from './onnx-files.js';
-import { createOrtSession, type OrtSession, type ValueInfo } from './ort.js';
-
-/** How pictures become the graph's input, as a run records it. */
-export interface OnnxPreprocessing {
-  /** Where it came from. */
-  from: 'preprocessor_config.json' | 'flags' | 'graph';
-  /** What preprocessor_config.json asks for before the crop ("shortest_edge 256", "224x224"). */
-  resize?: string;
-  /** The centre crop, when it asks for one. */
-  crop?: number;
-  /** Multiplies each pixel value in 0..255 (rescale_factor; 1/255 by default). */
-  rescale: number;
-  /** Subtracted per channel (R, G, B) after rescaling, then divided by std. */
-  mean: number[];
-  std: number[];
-}
+import { createOrtSession, type OrtSession } from './ort.js';
 
 export interface OnnxOptions {
   layer?: string;
@@ -97,142 +91,16 @@ async function mergedFeatureGraph(
 
 /** Images per session.run: enough to fill ORT's threads, few enough to keep activations small. */
 export const ONNX_BATCH = 32;
-const DEFAULT_SIZE = 224;
-/** Output names transformers' vision models use for the pooled features, in preference order. */
-const POOLED_NAMES = ['pooler_output', 'image_embeds', 'pooled_output', 'embeddings', 'features'];
 
-const shapeText = (s: number[]) => `[${s.map((d) => (d < 0 ? '?' : d)).join(', ')}]`;
-
-/** The image input and its layout. */
-function imageInput(session: OrtSession, source: string): { info: ValueInfo; layout: 'NCHW' | 'NHWC' } {
-  const floats = session.inputs.filter((i) => i.float);
-  const info =
-    session.inputs.length === 1 ? session.inputs[0] : floats.find((i) => i.name === 'pixel_values');
-  if (!info)
-    throw new UserError(
-      `backbone ${source} takes ${session.inputs.length} inputs (${session.inputs.map((i) => i.name).join(', ')}); imgclf feeds one image tensor (pixel_values)`,
-    );
-  if (!info.float)
-    throw new UserError(
-      `backbone ${source}: its input '${info.name}' is not float32; imgclf feeds float32 images`,
-    );
-  const s = info.shape;
-  if (s.length !== 4)
-    throw new UserError(
-      `backbone ${source}: its input '${info.name}' has shape ${shapeText(s)}, not an image batch [N, C, H, W] or [N, H, W, C]`,
-    );
-  const isChannels = (d: number) => d === 1 || d === 3;
-  const layout = isChannels(s[3]) && !isChannels(s[1]) ? 'NHWC' : 'NCHW';
-  const c = layout === 'NCHW' ? s[1] : s[3];
-  if (c >= 0 && !isChannels(c))
-    throw new UserError(`backbone ${source} takes ${c}-channel images; imgclf gives 1 (gray) or 3 (RGB)`);
-  return { info, layout };
-}
-
-/**
- * The preprocessing as one multiply-add per channel of a value x in [0, 1] (pixels / 255):
- * ((x * 255) * rescale - mean[c]) / std[c] = x * scale[c] + shift[c].
- */
-export function affineOf(pre: OnnxPreprocessing, channels: number): { scale: number[]; shift: number[] } {
-  return {
-    scale: pre.std.slice(0, channels).map((sd) => (255 * pre.rescale) / sd),
-    shift: pre.mean.slice(0, channels).map((m, c) => -m / pre.std[c]),
-  };
-}
-
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-
-/** A size field of preprocessor_config.json: a number, {height, width} or {shortest_edge}. */
-function sizeField(v: unknown): { h?: number; w?: number; shortest?: number } | undefined {
-  if (num(v) !== undefined) return { h: v as number, w: v as number };
-  if (!v || typeof v !== 'object') return undefined;
-  const o = v as Record<string, unknown>;
-  if (num(o.height) !== undefined && num(o.width) !== undefined) return { h: num(o.height), w: num(o.width) };
-  if (num(o.shortest_edge) !== undefined) return { shortest: num(o.shortest_edge) };
-  return undefined;
-}
-
-/** Three per-channel values from a number or a list. */
-function perChannel(v: unknown, fallback: number, what: string, where: string): number[] {
-  if (v === undefined) return [fallback, fallback, fallback];
-  const list = typeof v === 'number' ? [v, v, v] : v;
-  if (
-    !Array.isArray(list) ||
-    !list.every((x) => num(x) !== undefined) ||
-    (list.length !== 3 && list.length !== 1)
-  )
-    throw new UserError(`backbone ${where}: its preprocessor_config.json ${what} is not 1 or 3 numbers`);
-  return list.length === 1 ? [list[0], list[0], list[0]] : (list as number[]);
-}
-
-/**
- * The input size and scaling from preprocessor_config.json, or the flags, or the graph. A size
- * the graph does not take (fixed H, W) is one line.
- */
-function resolvePreprocessing(
+/** The input size and scaling for `opts`: the recorded preprocessing, or the files' rules. */
+function preprocessingFor(
   files: OnnxFiles,
   graphSide: number | undefined,
   opts: OnnxOptions,
 ): { side: number; pre: OnnxPreprocessing } {
-  const where = files.source;
-  let side: number | undefined;
-  let said: string;
-  let pre: OnnxPreprocessing;
-  const p = files.preprocessor;
-  if (p && opts.range === undefined) {
-    const resize = p.do_resize === false ? undefined : sizeField(p.size);
-    const crop = p.do_center_crop === false ? undefined : sizeField(p.crop_size);
-    const rescale = p.do_rescale === false ? 1 : (num(p.rescale_factor) ?? 1 / 255);
-    const normalize = p.do_normalize !== false && (p.image_mean !== undefined || p.image_std !== undefined);
-    pre = {
-      from: 'preprocessor_config.json',
-      rescale,
-      mean: normalize ? perChannel(p.image_mean, 0, 'image_mean', where) : [0, 0, 0],
-      std: normalize ? perChannel(p.image_std, 1, 'image_std', where) : [1, 1, 1],
-    };
-    if (resize)
-      pre.resize =
-        resize.shortest !== undefined ? `shortest_edge ${resize.shortest}` : `${resize.h}x${resize.w}`;
-    const final = crop?.h !== undefined ? crop : resize;
-    if (crop?.h !== undefined) pre.crop = crop.h;
-    if (final && final.h !== undefined && final.w !== undefined && final.h !== final.w)
-      throw new UserError(
-        `backbone ${where}: its preprocessor_config.json gives ${final.h}x${final.w} images; only square inputs are supported`,
-      );
-    side = final?.h ?? final?.shortest;
-    said = 'its preprocessor_config.json asks for';
-    if (opts.size !== undefined) {
-      side = opts.size;
-      said = '--backbone-size gives';
-    }
-  } else {
-    const [rescale, mean] = opts.range === '-1,1' ? [1 / 127.5, 1] : [1 / 255, 0];
-    pre = { from: opts.range ? 'flags' : 'graph', rescale, mean: [mean, mean, mean], std: [1, 1, 1] };
-    side = opts.size;
-    said = '--backbone-size gives';
-  }
-  if (side !== undefined && graphSide !== undefined && side !== graphSide)
-    throw new UserError(
-      `backbone ${where} takes ${graphSide}x${graphSide} images but ${said} ${side}x${side}; ${said.startsWith('--') ? 'remove --backbone-size' : 'fix its preprocessor_config.json'}`,
-    );
-  return { side: side ?? graphSide ?? DEFAULT_SIZE, pre };
-}
-
-/** The output that holds the features: named, pooled by name, 2-D, or 4-D. */
-function featureOutput(session: OrtSession, layer: string | undefined, source: string): ValueInfo {
-  const list = () => session.outputs.map((o) => `${o.name} ${shapeText(o.shape)}`).join(', ');
-  if (layer !== undefined) {
-    const named = session.outputs.find((o) => o.name === layer);
-    if (!named) throw new UserError(`backbone ${source} has no output '${layer}'; its outputs: ${list()}`);
-    return named;
-  }
-  const floats = session.outputs.filter((o) => o.float);
-  return (
-    POOLED_NAMES.map((n) => floats.find((o) => o.name === n)).find(Boolean) ??
-    floats.find((o) => o.shape.length === 2) ??
-    floats.find((o) => o.shape.length === 4) ??
-    session.outputs[0]
-  );
+  if (opts.preprocessing)
+    return { side: opts.size ?? graphSide ?? DEFAULT_BACKBONE_SIDE, pre: opts.preprocessing };
+  return resolveOnnxPreprocessing(files.preprocessor, graphSide, files.source, opts);
 }
 
 /** Loads the graph and works out how to feed it and where its features are. */
@@ -240,21 +108,10 @@ export async function buildOnnxBackbone(files: OnnxFiles, opts: OnnxOptions): Pr
   const source = files.source;
   const session = await createOrtSession(files.model, source);
   try {
-    const found = imageInput(session, source);
-    const info = found.info;
-    const layout = opts.layout ?? found.layout;
-    const s = info.shape;
-    const [gh, gw, gc] = layout === 'NCHW' ? [s[2], s[3], s[1]] : [s[1], s[2], s[3]];
-    if (gh >= 0 && gw >= 0 && gh !== gw)
-      throw new UserError(`backbone ${source} takes ${gh}x${gw} images; only square inputs are supported`);
-    const graphSide = gh >= 0 ? gh : gw >= 0 ? gw : undefined;
-    const resolved = opts.preprocessing
-      ? { side: opts.size ?? graphSide ?? DEFAULT_SIZE, pre: opts.preprocessing }
-      : resolvePreprocessing(files, graphSide, opts);
-    const { side, pre } = resolved;
-    const channels = gc === 1 ? 1 : 3;
+    const { info, layout, graphSide, channels } = imageInput(session.inputs, source, 'imgclf', opts.layout);
+    const { side, pre } = preprocessingFor(files, graphSide, opts);
     const inputShape: ImageShape = [side, side, channels];
-    const out = featureOutput(session, opts.layer, source);
+    const out = featureOutput(session.outputs, opts.layer, source);
     const { scale, shift } = affineOf(pre, channels);
     const plane = side * side;
     const row = plane * channels;
