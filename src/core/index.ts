@@ -82,6 +82,8 @@ export {
   affineOf,
   DEFAULT_BACKBONE_SIDE,
   featureOutput,
+  featuresOf,
+  graphInput,
   type GraphValue,
   imageInput,
   type ImageInput,

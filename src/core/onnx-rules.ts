@@ -204,3 +204,66 @@ export function affineOf(pre: OnnxPreprocessing, channels: number): { scale: num
     shift: pre.mean.slice(0, channels).map((m, c) => -m / pre.std[c]),
   };
 }
+
+/**
+ * `n` images packed NHWC in [0, 1] (imgclf's pixels) as the graph's input: each value scaled by
+ * `affine` (affineOf) and, for an NCHW graph, moved to its channel plane. Written into `out`.
+ */
+export function graphInput(
+  images: Float32Array,
+  n: number,
+  side: number,
+  channels: number,
+  layout: 'NCHW' | 'NHWC',
+  affine: { scale: number[]; shift: number[] },
+  out: Float32Array,
+): void {
+  const { scale, shift } = affine;
+  const plane = side * side;
+  const row = plane * channels;
+  if (layout === 'NHWC') {
+    for (let i = 0; i < n * row; i++) {
+      const c = i % channels;
+      out[i] = images[i] * scale[c] + shift[c];
+    }
+    return;
+  }
+  for (let b = 0; b < n; b++)
+    for (let c = 0; c < channels; c++) {
+      const a = scale[c];
+      const z = shift[c];
+      const dst = b * row + c * plane;
+      for (let p = 0, q = b * row + c; p < plane; p++, q += channels) out[dst + p] = images[q] * a + z;
+    }
+}
+
+/**
+ * The features of `k` images from the graph's output `data` of shape `dims`: copied when it is
+ * [k, dim], the mean over H and W when it is a feature map (laid out as the input is). Written
+ * into `out` from image `at` on.
+ */
+export function featuresOf(
+  data: Float32Array,
+  dims: number[],
+  k: number,
+  dim: number,
+  layout: 'NCHW' | 'NHWC',
+  out: Float32Array,
+  at: number,
+): void {
+  if (dims.length !== 4) {
+    out.set(data.subarray(0, k * dim), at * dim);
+    return;
+  }
+  const [, a, b, c] = dims;
+  const cells = layout === 'NCHW' ? b * c : a * b;
+  for (let i = 0; i < k; i++) {
+    const base = i * dim * cells;
+    for (let ch = 0; ch < dim; ch++) {
+      let sum = 0;
+      if (layout === 'NCHW') for (let p = 0; p < cells; p++) sum += data[base + ch * cells + p];
+      else for (let p = 0; p < cells; p++) sum += data[base + p * dim + ch];
+      out[(at + i) * dim + ch] = sum / cells;
+    }
+  }
+}

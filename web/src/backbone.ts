@@ -32,6 +32,8 @@ import {
   affineOf,
   DEFAULT_BACKBONE_SIDE,
   featureOutput,
+  featuresOf,
+  graphInput,
   type ImageShape,
   imageInput,
   type OnnxPreprocessing,
@@ -362,22 +364,12 @@ async function onnxBackbone(at: Extract<Located, { kind: 'onnx' }>): Promise<Pag
     );
     const { side, pre } = asBackboneError(() => resolveOnnxPreprocessing(preprocessor, graphSide, source));
     const out = featureOutput(outputs, undefined, source);
-    const { scale, shift } = affineOf(pre, channels);
+    const affine = affineOf(pre, channels);
     const plane = side * side;
     const row = plane * channels;
     const runBatch = async (images: Float32Array, from: number, n: number) => {
       const x = new Float32Array(n * row);
-      const src = images.subarray(from * row, (from + n) * row);
-      if (layout === 'NHWC') {
-        for (let i = 0; i < src.length; i++) x[i] = src[i] * scale[i % channels] + shift[i % channels];
-      } else {
-        for (let b = 0; b < n; b++)
-          for (let c = 0; c < channels; c++) {
-            const dst = b * row + c * plane;
-            for (let p = 0, q = b * row + c; p < plane; p++, q += channels)
-              x[dst + p] = src[q] * scale[c] + shift[c];
-          }
-      }
+      graphInput(images.subarray(from * row, (from + n) * row), n, side, channels, layout, affine, x);
       const dims = layout === 'NCHW' ? [n, channels, side, side] : [n, side, side, channels];
       let y: Ort.Tensor;
       try {
@@ -406,21 +398,7 @@ async function onnxBackbone(at: Extract<Located, { kind: 'onnx' }>): Promise<Pag
       for (let from = 0; from < n; from += BATCH) {
         const k = Math.min(BATCH, n - from);
         const y = await runBatch(images, from, k);
-        if (!pooled) {
-          result.set(y.data.subarray(0, k * dim), from * dim);
-          continue;
-        }
-        const [, a, b, c] = y.dims;
-        const cells = layout === 'NCHW' ? b * c : a * b;
-        for (let i = 0; i < k; i++) {
-          const base = i * dim * cells;
-          for (let ch = 0; ch < dim; ch++) {
-            let sum = 0;
-            if (layout === 'NCHW') for (let p = 0; p < cells; p++) sum += y.data[base + ch * cells + p];
-            else for (let p = 0; p < cells; p++) sum += y.data[base + p * dim + ch];
-            result[(from + i) * dim + ch] = sum / cells;
-          }
-        }
+        featuresOf(y.data as Float32Array, y.dims as number[], k, dim, layout, result, from);
       }
       return result;
     };

@@ -37,6 +37,8 @@ import {
   affineOf,
   DEFAULT_BACKBONE_SIDE,
   featureOutput,
+  featuresOf,
+  graphInput,
   imageInput,
   type OnnxPreprocessing,
   resolveOnnxPreprocessing,
@@ -112,28 +114,14 @@ export async function buildOnnxBackbone(files: OnnxFiles, opts: OnnxOptions): Pr
     const { side, pre } = preprocessingFor(files, graphSide, opts);
     const inputShape: ImageShape = [side, side, channels];
     const out = featureOutput(session.outputs, opts.layer, source);
-    const { scale, shift } = affineOf(pre, channels);
+    const affine = affineOf(pre, channels);
+    const { scale, shift } = affine;
     const plane = side * side;
     const row = plane * channels;
     const feed = new Float32Array(ONNX_BATCH * row);
     const runBatch = (images: Float32Array, from: number, n: number) => {
       const x = feed.subarray(0, n * row);
-      const src = images.subarray(from * row, (from + n) * row);
-      if (layout === 'NHWC') {
-        for (let i = 0; i < src.length; i++) {
-          const c = i % channels;
-          x[i] = src[i] * scale[c] + shift[c];
-        }
-      } else {
-        // NHWC (imgclf's pixels) to NCHW.
-        for (let b = 0; b < n; b++)
-          for (let c = 0; c < channels; c++) {
-            const a = scale[c];
-            const z = shift[c];
-            const dst = b * row + c * plane;
-            for (let p = 0, q = b * row + c; p < plane; p++, q += channels) x[dst + p] = src[q] * a + z;
-          }
-      }
+      graphInput(images.subarray(from * row, (from + n) * row), n, side, channels, layout, affine, x);
       const dims = layout === 'NCHW' ? [n, channels, side, side] : [n, side, side, channels];
       let y: { data: Float32Array; dims: number[] };
       try {
@@ -198,22 +186,7 @@ export async function buildOnnxBackbone(files: OnnxFiles, opts: OnnxOptions): Pr
       for (let from = 0; from < n; from += ONNX_BATCH) {
         const k = Math.min(ONNX_BATCH, n - from);
         const y = runBatch(images, from, k);
-        if (!pooled) {
-          result.set(y.data.subarray(0, k * dim), from * dim);
-          continue;
-        }
-        // Global average pool over the spatial axes.
-        const [, a, b, c] = y.dims;
-        const cells = layout === 'NCHW' ? b * c : a * b;
-        for (let i = 0; i < k; i++) {
-          const base = i * dim * cells;
-          for (let ch = 0; ch < dim; ch++) {
-            let sum = 0;
-            if (layout === 'NCHW') for (let p = 0; p < cells; p++) sum += y.data[base + ch * cells + p];
-            else for (let p = 0; p < cells; p++) sum += y.data[base + p * dim + ch];
-            result[(from + i) * dim + ch] = sum / cells;
-          }
-        }
+        featuresOf(y.data, y.dims, k, dim, layout, result, from);
       }
       return result;
     };
