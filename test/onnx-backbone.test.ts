@@ -18,7 +18,8 @@ import { selectBackend } from '../src/backend/index.js';
 import { loadRun as loadRunApi, predictImage } from '../src/node/api.js';
 import { writeShapesFolder } from '../src/node/data/shapes.js';
 import { expectServedLabel, trainArgs } from './fixtures/backbone-run.js';
-import { tinyGraph, writeHfRepo } from './fixtures/onnx-backbone.js';
+import { PREPROCESSOR, tinyGraph, writeHfRepo } from './fixtures/onnx-backbone.js';
+import { buildOnnxBackbone } from '../src/node/backbone/onnx.js';
 import { cli, type CliResult, expectCleanError, tempDir } from './helpers.js';
 
 let work = '';
@@ -276,5 +277,34 @@ describe('errors: one line, exit 2', () => {
       train('hf:test/other', ['--offline']),
       /hf:test\/other@main is not in the cache .* --offline or HF_HUB_OFFLINE=1/,
     );
+  });
+});
+
+describe('the graph ONNX Runtime runs', () => {
+  it('gives the same features merged with its preprocessing as prepared here (a graph of opset 10)', async () => {
+    for (const layout of ['NCHW', 'NHWC'] as const) {
+      const files = (opset: number) => ({
+        source: `tiny-${layout}-${opset}`,
+        model: tinyGraph(layout, opset),
+        sha256: '',
+        preprocessor: layout === 'NCHW' ? PREPROCESSOR : undefined,
+        family: 'huggingface' as const,
+        origin: 'disk' as const,
+      });
+      const merged = await buildOnnxBackbone(files(13), {});
+      const prepared = await buildOnnxBackbone(files(10), {});
+      expect(merged.inputShape).toEqual([16, 16, 3]);
+      const n = 5;
+      const images = Float32Array.from({ length: n * 16 * 16 * 3 }, (_, i) => ((i * 7919) % 256) / 255);
+      const a = merged.extract(images, n);
+      const b = prepared.extract(images, n);
+      expect(a.length).toBe(n * merged.features);
+      let worst = 0;
+      for (let i = 0; i < a.length; i++)
+        worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1e-3, Math.abs(b[i])));
+      expect(worst, layout).toBeLessThan(1e-5);
+      merged.dispose();
+      prepared.dispose();
+    }
   });
 });
