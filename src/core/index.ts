@@ -76,6 +76,13 @@ export {
   workingSide,
 } from './data/prepare.js';
 
+// Finding a layers backbone's feature layer and cutting the model there, the same in Node and
+// in the page.
+export { allLayers, defaultFeatureLayer, isModel, type LayerPath, upTo } from './models/layer-paths.js';
+
+// What a run records about its backbone.
+export type { BackboneFamily, BackboneRecord } from './backbone-record.js';
+
 // How an ONNX backbone is read (its image input, preprocessing and feature output), the same in
 // Node and in the page.
 export {

@@ -30,36 +30,23 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {
   affineOf,
+  type BackboneFamily,
+  type BackboneRecord,
   DEFAULT_BACKBONE_SIDE,
+  defaultFeatureLayer,
   featureOutput,
   featuresOf,
   graphInput,
   type ImageShape,
   imageInput,
-  type OnnxPreprocessing,
   resolveOnnxPreprocessing,
   shapeText,
+  upTo,
   UserError,
 } from 'imgclf/core';
 import type * as Ort from 'onnxruntime-web';
 
-export type BackboneFamily = 'imgclf-run' | 'teachable-machine' | 'layers' | 'graph' | 'huggingface' | 'onnx';
-
-/** What a run records about its backbone: src/node/backbone/backbone.ts `BackboneRecord`. */
-export interface BackboneRecord {
-  source: string;
-  format: 'layers-model' | 'graph-model' | 'onnx';
-  family: BackboneFamily;
-  sha256: string;
-  inputShape: ImageShape;
-  range: '0,1' | '-1,1';
-  layer: string;
-  features: number;
-  url?: string;
-  layout?: 'NCHW' | 'NHWC';
-  input?: string;
-  preprocessing?: OnnxPreprocessing;
-}
+export type { BackboneFamily, BackboneRecord } from 'imgclf/core';
 
 /**
  * A backbone opened from files in the page records its source with this prefix and the file's
@@ -463,73 +450,6 @@ function weightUrl(modelUrl: string, rel: string): string {
   return modelUrl.slice(0, slash + 1) + rel + (q > slash ? modelUrl.slice(q) : '');
 }
 
-const isModel = (l: tfl.layers.Layer): l is tfl.LayersModel =>
-  'layers' in l && Array.isArray((l as tfl.LayersModel).layers);
-
-interface LayerPath {
-  layer: tfl.layers.Layer;
-  path: number[];
-}
-
-function allLayers(model: tfl.LayersModel, prefix: number[] = []): LayerPath[] {
-  const out: LayerPath[] = [];
-  model.layers.forEach((layer, i) => {
-    out.push({ layer, path: [...prefix, i] });
-    if (isModel(layer)) out.push(...allLayers(layer, [...prefix, i]));
-  });
-  return out;
-}
-
-/** The function from the model's input to the output of the layer at `path` (backbone.ts `upTo`). */
-function upTo(model: tfl.LayersModel, path: number[], source: string): (x: tf.Tensor) => tf.Tensor {
-  const [i, ...rest] = path;
-  if (model.getClassName() === 'Sequential') {
-    const before = model.layers.slice(0, i);
-    const target = model.layers[i];
-    const inner = rest.length ? upTo(target as tfl.LayersModel, rest, source) : undefined;
-    return (x) => {
-      let y = x;
-      for (const l of before) y = l.apply(y, { training: false }) as tf.Tensor;
-      return inner ? inner(y) : (target.apply(y, { training: false }) as tf.Tensor);
-    };
-  }
-  if (rest.length)
-    throw new BackboneError(
-      `backbone ${source}: its feature layer is inside a nested model of a functional model, which the page cannot cut; use imgclf train --backbone-layer`,
-    );
-  const cut = tfl.model({ inputs: model.inputs, outputs: model.layers[i].output as tfl.SymbolicTensor });
-  return (x) => cut.apply(x, { training: false }) as tf.Tensor;
-}
-
-/** The layer feeding the last Dense layer, or undefined (the output is the features). */
-function featureLayer(model: tfl.LayersModel, source: string): LayerPath | undefined {
-  const layers = allLayers(model);
-  const dense = layers.filter((l) => l.layer.getClassName() === 'Dense').at(-1);
-  if (!dense) return undefined;
-  const at = dense.path.at(-1)!;
-  if (at === 0) {
-    if (dense.path.length > 1) {
-      const parent = dense.path.slice(0, -1);
-      const owner = parent.at(-1)!;
-      if (owner > 0) {
-        const feeding = [...parent.slice(0, -1), owner - 1];
-        return layers.find((l) => l.path.join('/') === feeding.join('/'));
-      }
-    }
-    throw new BackboneError(
-      `backbone ${source}: its last Dense layer ${dense.layer.name} reads the input directly; there are no features to take`,
-    );
-  }
-  if (model.getClassName() !== 'Sequential' && dense.path.length === 1) {
-    const inbound = dense.layer.inboundNodes[0]?.inboundLayers[0];
-    const found = inbound && layers.find((l) => l.layer === inbound);
-    if (found && found.layer.getClassName() !== 'InputLayer') return found;
-    throw new BackboneError(`backbone ${source}: cannot tell which layer feeds ${dense.layer.name}`);
-  }
-  const previous = [...dense.path.slice(0, -1), at - 1];
-  return layers.find((l) => l.path.join('/') === previous.join('/'));
-}
-
 function familyOf(
   json: ModelJson,
   sidecar: Record<string, unknown> | undefined,
@@ -661,10 +581,13 @@ async function tfjsBackbone(at: Extract<Located, { kind: 'tfjs' }>): Promise<Pag
       throw new BackboneError(`backbone ${source}: cannot build the layers model (${firstLine(err)})`);
     }
     declared = model.inputs[0]?.shape;
-    const picked = featureLayer(model, source);
+    const picked = asBackboneError(() =>
+      defaultFeatureLayer(model, source, 'give a backbone whose features come before its last Dense layer'),
+    );
     if (picked) {
       layer = picked.layer.name;
-      run = upTo(model, picked.path, source);
+      const nested = `backbone ${source}: its feature layer is inside a nested model of a functional model, which the page cannot cut; use imgclf train --backbone-layer`;
+      run = asBackboneError(() => upTo(model, picked.path, nested));
     } else {
       layer = model.outputNames[0] ?? model.layers.at(-1)!.name;
       run = (x) => model.apply(x, { training: false }) as tf.Tensor;

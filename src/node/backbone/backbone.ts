@@ -41,40 +41,24 @@ import type { ImageShape } from '../../core/data/dataset.js';
 import { UserError } from '../../core/errors.js';
 import type { Net } from '../../core/models/index.js';
 import type { BackboneRange } from '../../core/plan.js';
+import {
+  allLayers,
+  defaultFeatureLayer,
+  isModel,
+  type LayerPath,
+  upTo,
+} from '../../core/models/layer-paths.js';
 import { BACKBONE_ENGINES, type BackboneEngine } from '../../core/settings.js';
 import type { BackboneGraph } from '../export/backbone.js';
 import { convertedBackbone } from './convert.js';
 import { artifactsOf, type BackboneFiles, backboneFiles, recordedBackboneFiles, shortHash } from './files.js';
+import type { BackboneFamily, BackboneRecord } from '../../core/backbone-record.js';
 import { affineOf, type OnnxPreprocessing } from '../../core/onnx-rules.js';
 import { buildOnnxBackbone, type OnnxBackbone } from './onnx.js';
 import { isOnnxSource, type OnnxFiles, onnxFiles, recordedOnnxFiles } from './onnx-files.js';
 import { ortThreads } from './ort.js';
 
-export type BackboneFamily = 'imgclf-run' | 'teachable-machine' | 'layers' | 'graph' | 'huggingface' | 'onnx';
-
-/** What a run records about its backbone (metadata.json, field `backbone`). */
-export interface BackboneRecord {
-  /** An absolute path (a model.json, an .onnx file or a folder holding one), a URL or hf:OWNER/NAME@REVISION. */
-  source: string;
-  format: 'layers-model' | 'graph-model' | 'onnx';
-  family: BackboneFamily;
-  /** SHA-256 of model.json's bytes and the weight files' bytes; of an ONNX graph, its file's bytes. */
-  sha256: string;
-  /** The images the backbone takes: the run's input shape. */
-  inputShape: ImageShape;
-  range: BackboneRange;
-  /** The layer (layers models) or node (graph models) whose output is the features. */
-  layer: string;
-  /** Features per image. */
-  features: number;
-  /** ONNX: the folder URL the files were downloaded from (a hub repo at its revision). */
-  url?: string;
-  /** ONNX: the graph's input layout and name. */
-  layout?: 'NCHW' | 'NHWC';
-  input?: string;
-  /** ONNX: how pixels become its input (`layer` is the output taken), applied the same everywhere. */
-  preprocessing?: OnnxPreprocessing;
-}
+export type { BackboneFamily, BackboneRecord } from '../../core/backbone-record.js';
 
 /** What the user asks for (core/plan.ts: --backbone and its flags). */
 export interface BackboneOptions {
@@ -152,50 +136,6 @@ function formatOf(b: BackboneFiles): BackboneRecord['format'] {
   return 'layers-model';
 }
 
-/** A layer and how to reach it: its index in each (nested) model on the way. */
-interface LayerPath {
-  layer: tfl.layers.Layer;
-  path: number[];
-}
-
-const isModel = (l: tfl.layers.Layer): l is tfl.LayersModel => 'layers' in l && Array.isArray(l.layers);
-
-/** Every layer, depth first, nested models' layers after the model itself. */
-function allLayers(model: tfl.LayersModel, prefix: number[] = []): LayerPath[] {
-  const out: LayerPath[] = [];
-  model.layers.forEach((layer, i) => {
-    out.push({ layer, path: [...prefix, i] });
-    if (isModel(layer)) out.push(...allLayers(layer, [...prefix, i]));
-  });
-  return out;
-}
-
-/**
- * The function from the model's input to the output of the layer at `path`. A Sequential
- * model (and a Sequential nested in one: a Teachable Machine export) is applied layer by
- * layer; a functional model is cut with tfl.model at a layer of its own (not a nested one).
- */
-function upTo(model: tfl.LayersModel, path: number[], name: string): (x: tf.Tensor) => tf.Tensor {
-  const [i, ...rest] = path;
-  if (model.getClassName() === 'Sequential') {
-    const before = model.layers.slice(0, i);
-    const target = model.layers[i];
-    const inner = rest.length ? upTo(target as tfl.LayersModel, rest, name) : undefined;
-    return (x) => {
-      let y = x;
-      for (const l of before) y = l.apply(y, { training: false }) as tf.Tensor;
-      return inner ? inner(y) : (target.apply(y, { training: false }) as tf.Tensor);
-    };
-  }
-  if (rest.length) {
-    throw new UserError(
-      `backbone layer ${name} is inside a nested model of a functional model; choose a layer of the outer model (--backbone-layer)`,
-    );
-  }
-  const cut = tfl.model({ inputs: model.inputs, outputs: model.layers[i].output as tfl.SymbolicTensor });
-  return (x) => cut.apply(x, { training: false }) as tf.Tensor;
-}
-
 /** The feature layer of a layers model: named, or the one feeding the last Dense layer. */
 function featureLayer(
   model: tfl.LayersModel,
@@ -212,34 +152,7 @@ function featureLayer(
     }
     return found;
   }
-  const dense = layers.filter((l) => l.layer.getClassName() === 'Dense').at(-1);
-  if (!dense) return undefined; // No classifier on top: the model's output is the features.
-  const at = dense.path.at(-1)!;
-  if (at === 0) {
-    // The Dense layer is first in its (nested) model: its input is what feeds that model.
-    if (dense.path.length > 1) {
-      const parent = dense.path.slice(0, -1);
-      const owner = parent.at(-1)!;
-      if (owner > 0) {
-        const feeding = [...parent.slice(0, -1), owner - 1];
-        return layers.find((l) => l.path.join('/') === feeding.join('/'));
-      }
-    }
-    throw new UserError(
-      `backbone ${source}: its last Dense layer ${dense.layer.name} reads the input directly; name a feature layer with --backbone-layer`,
-    );
-  }
-  if (model.getClassName() !== 'Sequential' && dense.path.length === 1) {
-    // Functional: the layer whose output the Dense layer reads.
-    const inbound = dense.layer.inboundNodes[0]?.inboundLayers[0];
-    const found = inbound && layers.find((l) => l.layer === inbound);
-    if (found && found.layer.getClassName() !== 'InputLayer') return found;
-    throw new UserError(
-      `backbone ${source}: cannot tell which layer feeds ${dense.layer.name}; name a feature layer with --backbone-layer`,
-    );
-  }
-  const previous = [...dense.path.slice(0, -1), at - 1];
-  return layers.find((l) => l.path.join('/') === previous.join('/'));
+  return defaultFeatureLayer(model, source, 'name a feature layer with --backbone-layer');
 }
 
 /** Known sizes of a [batch, H, W, C] input (null or -1 = free). */
@@ -395,7 +308,11 @@ async function build(
     if (picked) {
       layer = picked.layer.name;
       cutPath = namesOn(model, picked.path);
-      run = upTo(model, picked.path, layer);
+      run = upTo(
+        model,
+        picked.path,
+        `backbone layer ${layer} is inside a nested model of a functional model; choose a layer of the outer model (--backbone-layer)`,
+      );
     } else {
       layer = model.outputNames[0] ?? model.layers.at(-1)!.name;
       run = (x) => model.apply(x, { training: false }) as tf.Tensor;

@@ -30,6 +30,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { UserError } from '../../core/errors.js';
 import type { Net } from '../../core/models/index.js';
 import { layersNet } from '../../core/models/index.js';
+import { isModel } from '../../core/models/layer-paths.js';
 import { fineTuneFactor } from '../../core/plan.js';
 import type { Backbone } from './backbone.js';
 
@@ -49,7 +50,6 @@ interface Part {
   json: LayerJson;
 }
 
-const isModel = (l: tfl.layers.Layer): l is tfl.LayersModel => 'layers' in l && Array.isArray(l.layers);
 const notInput = (l: tfl.layers.Layer) => l.getClassName() !== 'InputLayer';
 
 /** The layers that compute, in order: a model's own, nested models' flattened into them. */
