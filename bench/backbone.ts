@@ -29,7 +29,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { mobileNetV2, saveLayersFolder } from './mobilenet-v2.js';
+import { saveLayersFolder } from '../test/fixtures/layers-folder.js';
+import { mobileNetV2 } from './mobilenet-v2.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const IMAGES = 800;
@@ -216,7 +217,7 @@ export async function benchBackbone(given?: string): Promise<BackboneResult> {
     await writeJpegs(folder, IMAGES);
     await writeJpegs(few, TFJS_IMAGES);
     const keras = path.join(work, 'mobilenet_v2_tfjs');
-    await saveLayersFolder(mobileNetV2(224), keras);
+    await saveLayersFolder(mobileNetV2(224), keras, 'keras-style MobileNetV2 (bench)');
     const rows: BackboneRow[] = [];
     const skipped: { key: string; reason: string }[] = [];
     const cache = path.join(work, 'cache');

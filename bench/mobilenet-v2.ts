@@ -11,10 +11,7 @@
  */
 // Building 3.5 M random weights needs a backend; the cpu one is enough and always there.
 import '@tensorflow/tfjs-backend-cpu';
-import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 
 /** (expansion, output channels, repeats, first stride), MobileNetV2's table. */
 const BLOCKS: [number, number, number, number][] = [
@@ -85,22 +82,4 @@ export function mobileNetV2(size = 224): tfl.LayersModel {
   const pooled = apply(tfl.layers.globalAveragePooling2d({}), x);
   const top = apply(tfl.layers.dense({ units: 1000, activation: 'softmax', name: 'predictions' }), pooled);
   return tfl.model({ inputs: input, outputs: top, name: 'mobilenetv2_1.00_224' });
-}
-
-/** Saves `model` as a tfjs layers model folder (model.json + weights.bin) under `dir`. */
-export async function saveLayersFolder(model: tfl.LayersModel, dir: string): Promise<void> {
-  mkdirSync(dir, { recursive: true });
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      writeFileSync(path.join(dir, 'weights.bin'), new Uint8Array(a.weightData as ArrayBuffer));
-      const json = {
-        format: 'layers-model',
-        generatedBy: 'keras-style MobileNetV2 (bench)',
-        modelTopology: a.modelTopology,
-        weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }],
-      };
-      writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
 }

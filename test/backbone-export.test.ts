@@ -25,6 +25,7 @@ import { trainArgs } from './fixtures/backbone-run.js';
 import { mobileNetLike } from './fixtures/mobilenet.js';
 import { encodeTiny, twoConvs } from './fixtures/onnx-backbone.js';
 import { cli, type CliResult, expectCleanError, tempDir } from './helpers.js';
+import { saveLayersFolder } from './fixtures/layers-folder.js';
 
 const SHAPE: ImageShape = [24, 24, 3];
 
@@ -61,25 +62,6 @@ function randomizeWeights(model: tfl.LayersModel, seed: number): void {
   });
   model.setWeights(fresh);
   fresh.forEach((t) => t.dispose());
-}
-
-/** Saves a layers model as a model.json folder (model.json + weights.bin), as tfjs writes it. */
-async function saveFolder(model: tfl.LayersModel, dir: string): Promise<void> {
-  mkdirSync(dir, { recursive: true });
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      const data = a.weightData as ArrayBuffer;
-      writeFileSync(path.join(dir, 'weights.bin'), new Uint8Array(data));
-      const json = {
-        format: 'layers-model',
-        generatedBy: 'test',
-        modelTopology: a.modelTopology,
-        weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }],
-      };
-      writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
 }
 
 /** Deterministic weights in [-0.5, 0.5). */
@@ -170,12 +152,12 @@ beforeAll(async () => {
   const model = mobileNetLike(SHAPE, 10);
   randomizeWeights(model, 21);
   mobile = path.join(work, 'mobile');
-  await saveFolder(model, mobile);
+  await saveLayersFolder(model, mobile);
   model.dispose();
   const odd = mobileNetLike(SHAPE, 10, true);
   randomizeWeights(odd, 22);
   unconvertible = path.join(work, 'odd');
-  await saveFolder(odd, unconvertible);
+  await saveLayersFolder(odd, unconvertible);
   odd.dispose();
   onnxFile = path.join(work, 'tiny', 'model.onnx');
   mkdirSync(path.dirname(onnxFile), { recursive: true });

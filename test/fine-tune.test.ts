@@ -27,6 +27,7 @@ import { expectServedLabel } from './fixtures/backbone-run.js';
 import { mobileNetLike } from './fixtures/mobilenet.js';
 import { encodeTiny, twoConvs } from './fixtures/onnx-backbone.js';
 import { cli, type CliResult, expectCleanError, tempDir } from './helpers.js';
+import { saveLayersFolder } from './fixtures/layers-folder.js';
 
 const SIZE = 16;
 let work = '';
@@ -41,24 +42,6 @@ const run = (args: string[]): CliResult => cli(args, { XDG_CACHE_HOME: cache });
 
 async function train(plan: Partial<TrainConfig>, lines: string[] = []): Promise<SessionResult> {
   return trainSession(resolveConfig({ seed: 0, backend: 'wasm', ...plan }), { log: (m) => lines.push(m) });
-}
-
-/** Saves a layers model as a model.json folder (model.json + weights.bin), as tfjs writes it. */
-async function saveFolder(model: tfl.LayersModel, dir: string): Promise<void> {
-  mkdirSync(dir, { recursive: true });
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      writeFileSync(path.join(dir, 'weights.bin'), new Uint8Array(a.weightData as ArrayBuffer));
-      const json = {
-        format: 'layers-model',
-        generatedBy: 'test',
-        modelTopology: a.modelTopology,
-        weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }],
-      };
-      writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
 }
 
 /**
@@ -110,7 +93,7 @@ async function pretrainedBackbone(dir: string, shapes: string): Promise<void> {
   await model.fit(x, y, { epochs: 8, batchSize: 32, shuffle: false, verbose: 0 });
   x.dispose();
   y.dispose();
-  await saveFolder(model, dir);
+  await saveLayersFolder(model, dir);
   model.dispose();
 }
 
@@ -183,7 +166,7 @@ beforeAll(async () => {
   await invertedShapes(fresh, task);
   functional = path.join(work, 'functional');
   const m = mobileNetLike([SIZE, SIZE, 3], 4);
-  await saveFolder(m, functional);
+  await saveLayersFolder(m, functional);
   m.dispose();
 });
 

@@ -157,40 +157,7 @@ export async function buildOnnxBackbone(files: OnnxFiles, opts: OnnxOptions): Pr
       scale,
       shift,
     });
-    if (merged) {
-      session.dispose();
-      return {
-        inputShape,
-        layout,
-        input: info.name,
-        output: out.name,
-        pooled,
-        features: dim,
-        preprocessing: pre,
-        extract: (images, n) => {
-          const result = new Float32Array(n * dim);
-          for (let from = 0; from < n; from += ONNX_BATCH) {
-            const k = Math.min(ONNX_BATCH, n - from);
-            const x = images.subarray(from * row, (from + k) * row);
-            const y = merged.run(FEATURE_GRAPH_INPUT, x, [k, side, side, channels], FEATURE_GRAPH_OUTPUT);
-            result.set(y.data.subarray(0, k * dim), from * dim);
-          }
-          return result;
-        },
-        chunk: ONNX_BATCH,
-        dispose: () => merged.dispose(),
-      };
-    }
-    const extract = (images: Float32Array, n: number): Float32Array => {
-      const result = new Float32Array(n * dim);
-      for (let from = 0; from < n; from += ONNX_BATCH) {
-        const k = Math.min(ONNX_BATCH, n - from);
-        const y = runBatch(images, from, k);
-        featuresOf(y.data, y.dims, k, dim, layout, result, from);
-      }
-      return result;
-    };
-    return {
+    const described = {
       inputShape,
       layout,
       input: info.name,
@@ -198,8 +165,34 @@ export async function buildOnnxBackbone(files: OnnxFiles, opts: OnnxOptions): Pr
       pooled,
       features: dim,
       preprocessing: pre,
-      extract,
       chunk: ONNX_BATCH,
+    };
+    // Features of n images, a batch of ONNX_BATCH at a time: `batch` writes k images' from `from`.
+    const inBatches = (n: number, batch: (from: number, k: number, result: Float32Array) => void) => {
+      const result = new Float32Array(n * dim);
+      for (let from = 0; from < n; from += ONNX_BATCH) batch(from, Math.min(ONNX_BATCH, n - from), result);
+      return result;
+    };
+    if (merged) {
+      session.dispose();
+      return {
+        ...described,
+        extract: (images, n) =>
+          inBatches(n, (from, k, result) => {
+            const x = images.subarray(from * row, (from + k) * row);
+            const y = merged.run(FEATURE_GRAPH_INPUT, x, [k, side, side, channels], FEATURE_GRAPH_OUTPUT);
+            result.set(y.data.subarray(0, k * dim), from * dim);
+          }),
+        dispose: () => merged.dispose(),
+      };
+    }
+    return {
+      ...described,
+      extract: (images, n) =>
+        inBatches(n, (from, k, result) => {
+          const y = runBatch(images, from, k);
+          featuresOf(y.data, y.dims, k, dim, layout, result, from);
+        }),
       dispose: () => session.dispose(),
     };
   } catch (err) {
