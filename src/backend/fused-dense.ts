@@ -277,44 +277,39 @@ class FusedDenseRunner implements StepRunner {
   }
 
   /** Targets with label smoothing eps: eps / k off the label, 1 - eps + eps / k on it. */
-  private targets(): { on: number; off: number } {
-    const off = this.plan.labelSmoothing / this.classes;
-    return { on: 1 - this.plan.labelSmoothing + off, off };
+  /**
+   * The arguments both step kernels take after their inputs, for a batch of n: the layer
+   * (n, d, classes, weights, bias), the smoothed targets, the loss's gradient scale (tf.mean
+   * divides by n in float32) and where the gradients go.
+   */
+  private layerArgs(
+    n: number,
+  ): [number, number, number, number, number, number, number, number, number, number] {
+    const { d, classes } = this;
+    const off = this.plan.labelSmoothing / classes;
+    const on = 1 - this.plan.labelSmoothing + off;
+    const bias = d * classes * 4;
+    return [n, d, classes, this.params, this.params + bias, on, off, 1 / n, this.grads, this.grads + bias];
+  }
+
+  /** The scratch buffers both step kernels end with. */
+  private scratch(): [number, number, number, number] {
+    return [this.z, this.dy, this.dyw, this.stats];
   }
 
   /** A step on n float rows (augmented batches, features): copied into the module's memory. */
   async step(x: Float32Array, y: Int32Array, lr: number): Promise<void> {
-    const { d, classes } = this;
+    const { d } = this;
     const n = y.length;
     this.reserve(n);
     this.view(this.x, n * d).set(x.subarray(0, n * d));
     new Int32Array(this.k.memory.buffer, this.labels, n).set(y);
-    const { on, off } = this.targets();
-    const correct = this.k.fd_step_floats(
-      this.x,
-      this.labels,
-      n,
-      d,
-      classes,
-      this.params,
-      this.params + d * classes * 4,
-      on,
-      off,
-      // The mean loss's gradient: tf.mean divides by n in float32.
-      1 / n,
-      this.grads,
-      this.grads + d * classes * 4,
-      this.z,
-      this.dy,
-      this.dyw,
-      this.stats,
-    );
+    const correct = this.k.fd_step_floats(this.x, this.labels, ...this.layerArgs(n), ...this.scratch());
     this.finish(n, correct, lr);
   }
 
   /** A step on rows `rows` of a byte split, read in place (see StepRunner.stepRows). */
   async stepRows(images: Uint8Array, rows: Uint32Array, y: Int32Array, lr: number): Promise<void> {
-    const { d, classes } = this;
     const n = y.length;
     this.reserve(n);
     if (this.images !== images) {
@@ -326,26 +321,13 @@ class FusedDenseRunner implements StepRunner {
     }
     new Uint32Array(this.k.memory.buffer, this.rows, n).set(rows);
     new Int32Array(this.k.memory.buffer, this.labels, n).set(y);
-    const { on, off } = this.targets();
     const correct = this.k.fd_step_bytes(
       this.imagesAt,
       this.rows,
       this.labels,
-      n,
-      d,
-      classes,
-      this.params,
-      this.params + d * classes * 4,
-      on,
-      off,
-      1 / n,
-      this.grads,
-      this.grads + d * classes * 4,
+      ...this.layerArgs(n),
       this.xb,
-      this.z,
-      this.dy,
-      this.dyw,
-      this.stats,
+      ...this.scratch(),
     );
     this.finish(n, correct, lr);
   }

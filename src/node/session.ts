@@ -43,7 +43,7 @@ import {
 } from '../core/train/loop.js';
 import { memorizes } from '../core/train/memorize.js';
 import { type RunCallback, type RunOptions, type RunResult, trainRun } from '../core/train/run.js';
-import { type RunRecord, runMetadata } from '../core/run-format.js';
+import { type FineTuneRecord, type RunRecord, runMetadata } from '../core/run-format.js';
 import { type Backbone, backboneNet, type BackboneRecord, loadBackbone } from './backbone/backbone.js';
 import { featureDataset } from './backbone/features.js';
 import {
@@ -627,19 +627,8 @@ async function finishRun(a: {
   return top;
 }
 
-/** What `train --json` and the log say of a fine-tuning run's second phase. */
-export interface FineTuneSummary {
-  /** --fine-tune: a count of weighted backbone layers, or all. */
-  layers: number | 'all';
-  /** The unfrozen backbone layers, in order. */
-  unfrozen: string[];
-  /** Epochs of the head alone (phase 1), then of backbone layers and head (phase 2). */
-  headEpochs: number;
-  epochs: number;
-  lr: { head: number; last: number; earliest: number };
-  /** Batch-norm statistics train (--fine-tune-bn) rather than stay frozen. */
-  bn: boolean;
-}
+/** What `train --json` and the log say of a fine-tuning run's second phase: the run's record of it, less the backbone. */
+export type FineTuneSummary = Omit<FineTuneRecord, 'backbone'>;
 
 /** The fine-tuning line of the plan, as the log prints it after the training line. */
 function fineTuneLine(f: FineTuneSummary, head: string): string {
