@@ -17,7 +17,8 @@
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/backend/index.js';
-import { conv2dBackpropFilterIm2col } from '../src/backend/conv-kernels.js';
+import { conv2dBackpropFilterIm2col, xnnpackConv2d } from '../src/backend/conv-kernels.js';
+import { conv2dBackpropFilterStacked } from '../src/backend/conv-filter-grad.js';
 
 const ROUNDS = Number(process.argv[2] ?? 3);
 
@@ -83,7 +84,7 @@ async function main(): Promise<void> {
   ];
   const f1 = (v: number, width = 7) => v.toFixed(1).padStart(width);
   console.log(
-    'case               x                  filter        fwd ms   dx ms   dW ms  dW im2col  dW/fwd' +
+    'case               x                  filter       fwd XNN  fwd ms  dx XNN   dx ms   dW ms  dW before  dW im2col  dW/fwd' +
       (base ? '  dx base  dW base  base dW/fwd' : ''),
   );
   for (const [name, xs, fs, pad] of cases) {
@@ -91,24 +92,32 @@ async function main(): Promise<void> {
     const f = tf.randomUniform(fs, -0.1, 0.1) as tf.Tensor4D;
     const y = tf.conv2d(x, f, 1, pad);
     const dy = tf.randomUniform(y.shape, -1, 1);
-    const attrs = { strides: 1, pad, dataFormat: 'NHWC' };
+    // The input gradient's forward convolution (dy against the flipped, swapped filter) on
+    // XNNPACK: what dx cost before the 3x3 kernels, for 'same' padding.
+    const swapped = tf.randomUniform([fs[0], fs[1], fs[3], fs[2]], -0.1, 0.1);
+    const attrs = { strides: 1, pad, dataFormat: 'NHWC', dilations: 1 };
     const dxAttrs = { ...attrs, inputShape: xs };
     const dwAttrs = { ...attrs, filterShape: fs };
     const t = compare({
+      fwdXnn: direct(xnnpackConv2d!, { x, filter: f }, attrs),
       fwd: () => tf.conv2d(x, f, 1, pad),
+      ...(pad === 'same' && { dxXnn: direct(xnnpackConv2d!, { x: dy, filter: swapped }, attrs) }),
       dx: kernel('Conv2DBackpropInput', { dy, filter: f }, dxAttrs),
       dw: kernel('Conv2DBackpropFilter', { x, dy }, dwAttrs),
+      // The route before the 3x3 kernels: stacked XNNPACK convolution, else im2col.
+      stacked: direct((a) => conv2dBackpropFilterStacked(a) ?? conv2dBackpropFilterIm2col(a), { x, dy }, dwAttrs),
       im2col: direct(conv2dBackpropFilterIm2col, { x, dy }, dwAttrs),
       ...(base && {
         dxBase: direct(base.conv2dBackpropInputStride1, { dy, filter: f }, dxAttrs),
         dwBase: direct(base.conv2dBackpropFilter, { x, dy }, dwAttrs),
       }),
     });
+    const opt = (v: number | undefined, width = 7) => (v === undefined ? '-'.padStart(width) : f1(v, width));
     console.log(
-      `${name.padEnd(18)} ${JSON.stringify(xs).padEnd(18)} ${JSON.stringify(fs).padEnd(12)} ${f1(t.fwd)} ${f1(t.dx)} ${f1(t.dw)} ${f1(t.im2col, 10)} ${(t.dw / t.fwd).toFixed(2).padStart(7)}` +
+      `${name.padEnd(18)} ${JSON.stringify(xs).padEnd(18)} ${JSON.stringify(fs).padEnd(12)} ${f1(t.fwdXnn)} ${f1(t.fwd)} ${opt(t.dxXnn)} ${f1(t.dx)} ${f1(t.dw)} ${opt(t.stacked, 11)} ${f1(t.im2col, 10)} ${(t.dw / t.fwd).toFixed(2).padStart(7)}` +
         (base ? ` ${f1(t.dxBase, 8)} ${f1(t.dwBase, 8)} ${(t.dwBase / t.fwd).toFixed(2).padStart(12)}` : ''),
     );
-    tf.dispose([x, f, y, dy]);
+    tf.dispose([x, f, y, dy, swapped]);
   }
   for (const shape of [
     [256, 28, 28, 32],

@@ -1,0 +1,145 @@
+/**
+ * The Winograd F(2x2, 3x3) kernels (src/backend/conv3x3.ts, wasm/conv3x3.c) against the cpu
+ * backend: the forward convolution, the input gradient (which runs through it) and the filter
+ * gradient, within 1e-4 of the largest value (relative). Shapes cover the cnn's layers, odd
+ * heights and widths (tiles cut at the edges), outputs smaller than a tile, 'valid' and explicit
+ * padding, blocks of tiles cut short, and batches split into several chunks with a short last
+ * one. Shapes the kernels do not take fall back to the other routes.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-layers';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../src/backend/index.js';
+import { conv2dBackpropFilterWinograd, conv2dWinograd } from '../src/backend/conv3x3.js';
+import { onCpuAndWasm } from './helpers.js';
+
+type Shape4 = [number, number, number, number];
+type Pad = 'same' | 'valid' | tf.backend_util.ExplicitPadding;
+
+function random(shape: number[], seed: number): Float32Array {
+  return tf.tidy(() => tf.randomUniform(shape, -1, 1, 'float32', seed).dataSync() as Float32Array);
+}
+
+/** Largest difference over the largest magnitude of the reference. */
+function relDiff(expected: Float32Array, actual: Float32Array): number {
+  expect(actual.length).toBe(expected.length);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(expected[i] - actual[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return diff / scale;
+}
+
+beforeAll(async () => {
+  expect(await selectBackend('wasm')).toBe('wasm');
+});
+
+const cases: { x: Shape4; f: Shape4; pad: Pad; note: string }[] = [
+  { x: [2, 14, 14, 32], f: [3, 3, 32, 64], pad: 'same', note: 'cnn conv2' },
+  { x: [2, 14, 14, 64], f: [3, 3, 64, 32], pad: 'same', note: 'its input gradient, as a convolution' },
+  { x: [3, 7, 9, 8], f: [3, 3, 8, 16], pad: 'same', note: 'odd height and width' },
+  { x: [3, 7, 9, 8], f: [3, 3, 8, 16], pad: 'valid', note: "odd sizes, 'valid'" },
+  { x: [2, 3, 3, 4], f: [3, 3, 4, 8], pad: 'valid', note: 'a 1x1 output, less than a tile' },
+  { x: [3, 5, 5, 4], f: [3, 3, 4, 8], pad: 'same', note: '27 tiles: a block cut short of four rows' },
+  {
+    x: [1, 5, 6, 4],
+    f: [3, 3, 4, 8],
+    pad: [
+      [0, 0],
+      [2, 1],
+      [0, 2],
+      [0, 0],
+    ],
+    note: 'explicit uneven padding',
+  },
+];
+
+describe('3x3 convolutions by Winograd match the cpu backend (relative 1e-4)', () => {
+  for (const { x: xs, f: fs, pad, note } of cases) {
+    it(`${note}: x ${xs} filter ${fs}`, async () => {
+      const xv = random(xs, 1);
+      const fv = random(fs, 2);
+      const [cpuY, wasmY] = await onCpuAndWasm(() => tf.conv2d(tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), 1, pad));
+      expect(relDiff(cpuY, wasmY)).toBeLessThanOrEqual(1e-4);
+      const outShape = tf.tidy(() => tf.conv2d(tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), 1, pad).shape);
+      const dyv = random(outShape, 3);
+      const attrs = { strides: 1, pad, dataFormat: 'NHWC', dilations: 1 };
+      const [cpuDx, wasmDx] = await onCpuAndWasm(
+        () =>
+          tf
+            .engine()
+            .runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, outShape), filter: tf.tensor(fv, fs) }, {
+              ...attrs,
+              inputShape: xs,
+            } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      );
+      expect(relDiff(cpuDx, wasmDx)).toBeLessThanOrEqual(1e-4);
+      const [cpuDw, wasmDw] = await onCpuAndWasm(
+        () =>
+          tf
+            .engine()
+            .runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, xs), dy: tf.tensor(dyv, outShape) }, {
+              ...attrs,
+              filterShape: fs,
+            } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      );
+      expect(relDiff(cpuDw, wasmDw)).toBeLessThanOrEqual(1e-4);
+      // The kernels above were these (not a fallback): called directly, they give the same bits.
+      const direct = tf.tidy(() => {
+        const backend = tf.engine().backend;
+        const info = conv2dWinograd({
+          inputs: { x: tf.tensor4d(xv, xs), filter: tf.tensor4d(fv, fs) },
+          backend,
+          attrs: attrs as unknown as tf.NamedAttrMap,
+        });
+        expect(info).toBeDefined();
+        return tf.engine().makeTensorFromTensorInfo(info!).dataSync() as Float32Array;
+      });
+      expect(direct).toEqual(wasmY);
+    });
+  }
+
+  it('a batch in several chunks with a short last one gives the same bits as one chunk', () => {
+    const xs: Shape4 = [7, 6, 6, 8];
+    const fs: Shape4 = [3, 3, 8, 16];
+    const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, filterShape: fs };
+    const run = (chunkFloats: number) =>
+      tf.tidy(() => {
+        const backend = tf.engine().backend;
+        const x = tf.tensor4d(random(xs, 4), xs);
+        const y = conv2dWinograd({ inputs: { x, filter: tf.tensor4d(random(fs, 5), fs) }, backend, attrs: attrs as never })!;
+        const dw = conv2dBackpropFilterWinograd({
+          inputs: { x, dy: tf.tensor4d(random([7, 6, 6, 16], 6), [7, 6, 6, 16]) },
+          backend,
+          attrs: attrs as never,
+        })!;
+        return [y, dw].map((t) => tf.engine().makeTensorFromTensorInfo(t).dataSync() as Float32Array);
+      });
+    // 6*6*(8+16) = 864 floats an image: 2000 gives chunks of 2, 2, 2 and 1 images.
+    const [y1, dw1] = run(1 << 20);
+    const [y4, dw4] = run(2000);
+    expect(y4).toEqual(y1);
+    // The filter gradient sums the chunks in order; per chunk the sums run over tiles in the
+    // same order, so only the grouping of the batch differs: equal within rounding.
+    expect(relDiff(dw1, dw4)).toBeLessThanOrEqual(1e-6);
+  });
+
+  it('shapes the kernels do not take are left to the other routes', () => {
+    const backend = tf.engine().backend;
+    const tryShape = (xs: Shape4, fs: Shape4, strides = 1) =>
+      tf.tidy(() =>
+        conv2dWinograd({
+          inputs: { x: tf.zeros(xs), filter: tf.zeros(fs) },
+          backend,
+          attrs: { strides, pad: 'same', dataFormat: 'NHWC', dilations: 1 } as never,
+        }),
+      );
+    expect(tryShape([1, 8, 8, 1], [3, 3, 1, 32])).toBeUndefined(); // 1 input channel
+    expect(tryShape([1, 8, 8, 8], [3, 3, 8, 12])).toBeUndefined(); // 12 output channels
+    expect(tryShape([1, 8, 8, 8], [5, 5, 8, 16])).toBeUndefined(); // 5x5
+    expect(tryShape([1, 8, 8, 8], [3, 3, 8, 16], 2)).toBeUndefined(); // stride 2
+  });
+});
