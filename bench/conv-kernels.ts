@@ -105,7 +105,11 @@ async function main(): Promise<void> {
       dx: kernel('Conv2DBackpropInput', { dy, filter: f }, dxAttrs),
       dw: kernel('Conv2DBackpropFilter', { x, dy }, dwAttrs),
       // The route before the 3x3 kernels: stacked XNNPACK convolution, else im2col.
-      stacked: direct((a) => conv2dBackpropFilterStacked(a) ?? conv2dBackpropFilterIm2col(a), { x, dy }, dwAttrs),
+      stacked: direct(
+        (a) => conv2dBackpropFilterStacked(a) ?? conv2dBackpropFilterIm2col(a),
+        { x, dy },
+        dwAttrs,
+      ),
       im2col: direct(conv2dBackpropFilterIm2col, { x, dy }, dwAttrs),
       ...(base && {
         dxBase: direct(base.conv2dBackpropInputStride1, { dy, filter: f }, dxAttrs),

@@ -4,14 +4,15 @@
  * gradient, within 1e-4 of the largest value (relative). Shapes cover the cnn's layers, odd
  * heights and widths (tiles cut at the edges), outputs smaller than a tile, 'valid' and explicit
  * padding, blocks of tiles cut short, and batches split into several chunks with a short last
- * one. Shapes the kernels do not take fall back to the other routes.
+ * one; the direct filter gradient for first layers (one to three input channels, or six). Shapes
+ * the kernels do not take fall back to the other routes.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import { conv2dBackpropFilterWinograd, conv2dWinograd } from '../src/backend/conv3x3.js';
+import { conv2dBackpropFilter3x3, conv2dWinograd } from '../src/backend/conv3x3.js';
 import { onCpuAndWasm } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
@@ -55,6 +56,10 @@ const cases: { x: Shape4; f: Shape4; pad: Pad; note: string }[] = [
     ],
     note: 'explicit uneven padding',
   },
+  // Filter gradients by the direct kernel (input channels not a multiple of 4).
+  { x: [2, 28, 28, 1], f: [3, 3, 1, 32], pad: 'same', note: 'cnn conv1 (direct filter gradient)' },
+  { x: [3, 7, 9, 3], f: [3, 3, 3, 8], pad: 'valid', note: "RGB, odd sizes, 'valid' (direct)" },
+  { x: [2, 5, 6, 6], f: [3, 3, 6, 16], pad: 'same', note: '6 input channels (direct)' },
 ];
 
 describe('3x3 convolutions by Winograd match the cpu backend (relative 1e-4)', () => {
@@ -62,7 +67,9 @@ describe('3x3 convolutions by Winograd match the cpu backend (relative 1e-4)', (
     it(`${note}: x ${xs} filter ${fs}`, async () => {
       const xv = random(xs, 1);
       const fv = random(fs, 2);
-      const [cpuY, wasmY] = await onCpuAndWasm(() => tf.conv2d(tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), 1, pad));
+      const [cpuY, wasmY] = await onCpuAndWasm(() =>
+        tf.conv2d(tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), 1, pad),
+      );
       expect(relDiff(cpuY, wasmY)).toBeLessThanOrEqual(1e-4);
       const outShape = tf.tidy(() => tf.conv2d(tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), 1, pad).shape);
       const dyv = random(outShape, 3);
@@ -88,58 +95,84 @@ describe('3x3 convolutions by Winograd match the cpu backend (relative 1e-4)', (
       );
       expect(relDiff(cpuDw, wasmDw)).toBeLessThanOrEqual(1e-4);
       // The kernels above were these (not a fallback): called directly, they give the same bits.
-      const direct = tf.tidy(() => {
-        const backend = tf.engine().backend;
-        const info = conv2dWinograd({
-          inputs: { x: tf.tensor4d(xv, xs), filter: tf.tensor4d(fv, fs) },
-          backend,
-          attrs: attrs as unknown as tf.NamedAttrMap,
-        });
-        expect(info).toBeDefined();
-        return tf.engine().makeTensorFromTensorInfo(info!).dataSync() as Float32Array;
-      });
-      expect(direct).toEqual(wasmY);
+      const backend = tf.engine().backend;
+      const values = (t: tf.TensorInfo | undefined) =>
+        t && (tf.engine().makeTensorFromTensorInfo(t).dataSync() as Float32Array);
+      const y = tf.tidy(() =>
+        values(
+          conv2dWinograd({
+            inputs: { x: tf.tensor4d(xv, xs), filter: tf.tensor4d(fv, fs) },
+            backend,
+            attrs: attrs as unknown as tf.NamedAttrMap,
+          }),
+        ),
+      );
+      // The forward pass of a layer with few input channels stays on XNNPACK.
+      expect(y).toEqual(xs[3] % 4 === 0 ? wasmY : undefined);
+      const dw = tf.tidy(() =>
+        values(
+          conv2dBackpropFilter3x3({
+            inputs: { x: tf.tensor4d(xv, xs), dy: tf.tensor(dyv, outShape) },
+            backend,
+            attrs: { ...attrs, filterShape: fs } as unknown as tf.NamedAttrMap,
+          }),
+        ),
+      );
+      expect(dw).toEqual(wasmDw);
     });
   }
 
-  it('a batch in several chunks with a short last one gives the same bits as one chunk', () => {
-    const xs: Shape4 = [7, 6, 6, 8];
-    const fs: Shape4 = [3, 3, 8, 16];
-    const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, filterShape: fs };
-    const run = (chunkFloats: number) =>
-      tf.tidy(() => {
-        const backend = tf.engine().backend;
-        const x = tf.tensor4d(random(xs, 4), xs);
-        const y = conv2dWinograd({ inputs: { x, filter: tf.tensor4d(random(fs, 5), fs) }, backend, attrs: attrs as never })!;
-        const dw = conv2dBackpropFilterWinograd({
-          inputs: { x, dy: tf.tensor4d(random([7, 6, 6, 16], 6), [7, 6, 6, 16]) },
-          backend,
-          attrs: attrs as never,
-        })!;
-        return [y, dw].map((t) => tf.engine().makeTensorFromTensorInfo(t).dataSync() as Float32Array);
-      });
-    // 6*6*(8+16) = 864 floats an image: 2000 gives chunks of 2, 2, 2 and 1 images.
-    const [y1, dw1] = run(1 << 20);
-    const [y4, dw4] = run(2000);
-    expect(y4).toEqual(y1);
-    // The filter gradient sums the chunks in order; per chunk the sums run over tiles in the
-    // same order, so only the grouping of the batch differs: equal within rounding.
-    expect(relDiff(dw1, dw4)).toBeLessThanOrEqual(1e-6);
-  });
+  for (const cin of [8, 1])
+    it(`a batch in several chunks with a short last one gives the same results as one chunk (${cin} input channels)`, () => {
+      const xs: Shape4 = [7, 6, 6, cin];
+      const fs: Shape4 = [3, 3, cin, 16];
+      const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, filterShape: fs };
+      const run = (chunkFloats: number) =>
+        tf.tidy(() => {
+          const backend = tf.engine().backend;
+          const x = tf.tensor4d(random(xs, 4), xs);
+          const y = conv2dWinograd(
+            { inputs: { x, filter: tf.tensor4d(random(fs, 5), fs) }, backend, attrs: attrs as never },
+            chunkFloats,
+          );
+          const dw = conv2dBackpropFilter3x3(
+            {
+              inputs: { x, dy: tf.tensor4d(random([7, 6, 6, 16], 6), [7, 6, 6, 16]) },
+              backend,
+              attrs: attrs as never,
+            },
+            chunkFloats,
+          );
+          return [y, dw].map(
+            (t) => t && (tf.engine().makeTensorFromTensorInfo(t).dataSync() as Float32Array),
+          );
+        });
+      // 6*6*(8+16) = 864 floats an image: 2000 gives chunks of 2, 2, 2 and 1 images (with one
+      // input channel, 612 floats: 3, 3 and 1).
+      const [y1, dw1] = run(1 << 20);
+      const [y4, dw4] = run(2000);
+      if (cin % 4 === 0) expect(y4).toEqual(y1);
+      else expect(y1).toBeUndefined();
+      // The filter gradient sums the chunks in order; per chunk the sums run over tiles in the
+      // same order, so only the grouping of the batch differs: equal within rounding.
+      expect(relDiff(dw1!, dw4!)).toBeLessThanOrEqual(1e-6);
+    });
 
   it('shapes the kernels do not take are left to the other routes', () => {
     const backend = tf.engine().backend;
-    const tryShape = (xs: Shape4, fs: Shape4, strides = 1) =>
-      tf.tidy(() =>
-        conv2dWinograd({
-          inputs: { x: tf.zeros(xs), filter: tf.zeros(fs) },
-          backend,
-          attrs: { strides, pad: 'same', dataFormat: 'NHWC', dilations: 1 } as never,
-        }),
-      );
-    expect(tryShape([1, 8, 8, 1], [3, 3, 1, 32])).toBeUndefined(); // 1 input channel
-    expect(tryShape([1, 8, 8, 8], [3, 3, 8, 12])).toBeUndefined(); // 12 output channels
-    expect(tryShape([1, 8, 8, 8], [5, 5, 8, 16])).toBeUndefined(); // 5x5
-    expect(tryShape([1, 8, 8, 8], [3, 3, 8, 16], 2)).toBeUndefined(); // stride 2
+    const tryShape = (xs: Shape4, fs: Shape4, strides = 1) => {
+      const [x, filter] = [tf.zeros(xs), tf.zeros(fs)];
+      const attrs = { strides, pad: 'same', dataFormat: 'NHWC', dilations: 1, filterShape: fs } as never;
+      const y = conv2dWinograd({ inputs: { x, filter }, backend, attrs });
+      // The filter gradient takes any input channel count; it needs dy of the output's shape.
+      const dy = tf.zeros([xs[0], xs[1] / strides, xs[2] / strides, fs[3]]);
+      const dw = conv2dBackpropFilter3x3({ inputs: { x, dy }, backend, attrs });
+      tf.dispose([x, filter, dy]);
+      return [y, dw].map((t) => (t ? 'taken' : undefined));
+    };
+    expect(tryShape([1, 8, 8, 1], [3, 3, 1, 32])).toEqual([undefined, 'taken']); // 1 input channel
+    expect(tryShape([1, 8, 8, 8], [3, 3, 8, 12])).toEqual([undefined, undefined]); // 12 output channels
+    expect(tryShape([1, 8, 8, 8], [5, 5, 8, 16])).toEqual([undefined, undefined]); // 5x5
+    expect(tryShape([1, 8, 8, 8], [3, 3, 8, 16], 2)).toEqual([undefined, undefined]); // stride 2
   });
 });

@@ -36,7 +36,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { transpose2d, type WasmBackendLike } from './wasm-kernels.js';
 import { conv2dBackpropFilterStacked } from './conv-filter-grad.js';
-import { conv2dBackpropFilterWinograd, conv2dWinograd } from './conv3x3.js';
+import { conv2dBackpropFilter3x3, conv2dWinograd } from './conv3x3.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type Backend = WasmBackendLike & { disposeData(id: object): void };
@@ -71,7 +71,7 @@ let paddedScratch = new Float32Array(0);
 
 /** dW for NHWC x [N,H,W,Cin] and dy [N,Ho,Wo,Cout], as [kh,kw,Cin,Cout]: the registered kernel. */
 export function conv2dBackpropFilter(args: KernelArgs): tf.TensorInfo {
-  return conv2dBackpropFilterWinograd(args) ?? conv2dBackpropFilterStacked(args) ?? conv2dBackpropFilterIm2col(args);
+  return conv2dBackpropFilter3x3(args) ?? conv2dBackpropFilterStacked(args) ?? conv2dBackpropFilterIm2col(args);
 }
 
 /** dW by im2col and XNNPACK products; any stride and padding. */
@@ -406,7 +406,7 @@ export function sumLeadingAxes(args: KernelArgs): tf.TensorInfo | undefined {
 let registered = false;
 
 /** tfjs-backend-wasm's own (XNNPACK) Conv2D, which the 3x3 kernels replace where they apply: for benchmarks. */
-export let xnnpackConv2d: tf.KernelFunc | undefined;
+export let xnnpackConv2d: ((args: KernelArgs) => tf.TensorInfo) | undefined;
 
 /** Adds Conv2DBackpropFilter; replaces Conv2DBackpropInput, MaxPoolGrad and Sum on wasm. Safe to call twice. */
 export function registerConvKernels(): void {
@@ -433,7 +433,7 @@ export function registerConvKernels(): void {
   }
   const conv = tf.getKernel('Conv2D', 'wasm');
   if (conv) {
-    xnnpackConv2d = conv.kernelFunc;
+    xnnpackConv2d = conv.kernelFunc as (args: KernelArgs) => tf.TensorInfo;
     tf.unregisterKernel('Conv2D', 'wasm');
     tf.registerKernel({
       kernelName: 'Conv2D',

@@ -28,13 +28,10 @@ interface Kernels {
   memory: WebAssembly.Memory;
   wg_reserve(bytes: number): number;
   wg_filter(g: number, u: number, c: number, k: number): void;
-  wg_forward(
-    ...args: [x: number, u: number, y: number, scratch: number, ...shape: Shape]
-  ): void;
-  wg_filter_grad(
-    ...args: [x: number, dy: number, s: number, scratch: number, ...shape: Shape]
-  ): void;
+  wg_forward(...args: [x: number, u: number, y: number, scratch: number, ...shape: Shape]): void;
+  wg_filter_grad(...args: [x: number, dy: number, s: number, scratch: number, ...shape: Shape]): void;
   wg_filter_grad_out(s: number, dg: number, c: number, k: number): void;
+  wg_filter_grad_direct(...args: [x: number, dy: number, dg: number, row: number, ...shape: Shape]): void;
 }
 
 /** n, H, W, C, K, Ho, Wo, padTop, padLeft, as the C functions take them. */
@@ -69,11 +66,19 @@ interface ConvAttrs {
   filterShape?: [number, number, number, number];
 }
 
-/** The convolution's geometry when these kernels apply to it, else undefined. */
-function geometry(xShape: number[], filterShape: number[], attrs: ConvAttrs): tf.backend_util.Conv2DInfo | undefined {
+/**
+ * The convolution's geometry when these kernels apply to it (3x3, stride 1, output channels a
+ * multiple of 8), else undefined. Winograd also needs the input channels a multiple of 4; the
+ * filter gradient has a direct kernel for the others.
+ */
+function geometry(
+  xShape: number[],
+  filterShape: number[],
+  attrs: ConvAttrs,
+): tf.backend_util.Conv2DInfo | undefined {
   if (attrs.dataFormat === 'NCHW') return undefined;
-  const [kh, kw, cin, cout] = filterShape;
-  if (kh !== 3 || kw !== 3 || cin % 4 !== 0 || cout % 8 !== 0) return undefined;
+  const [kh, kw, , cout] = filterShape;
+  if (kh !== 3 || kw !== 3 || cout % 8 !== 0) return undefined;
   const info = tf.backend_util.computeConv2DInfo(
     xShape as [number, number, number, number],
     filterShape as [number, number, number, number],
@@ -84,7 +89,8 @@ function geometry(xShape: number[], filterShape: number[], attrs: ConvAttrs): tf
   );
   if (info.strideHeight !== 1 || info.strideWidth !== 1) return undefined;
   if (info.dilationHeight !== 1 || info.dilationWidth !== 1) return undefined;
-  if (info.padInfo.top < 0 || info.padInfo.left < 0 || info.outHeight < 1 || info.outWidth < 1) return undefined;
+  if (info.padInfo.top < 0 || info.padInfo.left < 0 || info.outHeight < 1 || info.outWidth < 1)
+    return undefined;
   return info;
 }
 
@@ -114,7 +120,7 @@ export function conv2dWinograd(args: KernelArgs, chunkFloats = IMAGE_FLOATS): tf
   const { x, filter } = args.inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
   if (x.dtype !== 'float32' || filter.dtype !== 'float32') return undefined;
   const info = geometry(x.shape, filter.shape, args.attrs as unknown as ConvAttrs);
-  const k = info && kernels();
+  const k = info && x.shape[3] % 4 === 0 && kernels();
   if (!info || !k) return undefined;
   const backend = args.backend as unknown as WasmBackendLike;
   const [n, h, w, c] = x.shape;
@@ -146,8 +152,15 @@ export function conv2dWinograd(args: KernelArgs, chunkFloats = IMAGE_FLOATS): tf
   return out;
 }
 
-/** Conv2DBackpropFilter by F(2x2, 3x3) in its transposed form, or undefined when it does not apply. */
-export function conv2dBackpropFilterWinograd(args: KernelArgs, chunkFloats = IMAGE_FLOATS): tf.TensorInfo | undefined {
+/**
+ * Conv2DBackpropFilter of a 3x3 stride-1 convolution, or undefined when it does not apply: by
+ * F(2x2, 3x3) in its transposed form where the input channels are a multiple of 4, directly
+ * otherwise (first layers).
+ */
+export function conv2dBackpropFilter3x3(
+  args: KernelArgs,
+  chunkFloats = IMAGE_FLOATS,
+): tf.TensorInfo | undefined {
   const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
   if (x.dtype !== 'float32' || dy.dtype !== 'float32') return undefined;
   const attrs = args.attrs as unknown as ConvAttrs;
@@ -157,28 +170,32 @@ export function conv2dBackpropFilterWinograd(args: KernelArgs, chunkFloats = IMA
   const backend = args.backend as unknown as WasmBackendLike;
   const [n, h, w, c] = x.shape;
   const { outHeight: ho, outWidth: wo, outChannels: kk } = info;
+  const winograd = c % 4 === 0;
   const inImage = h * w * c;
   const outImage = ho * wo * kk;
   const nb = imagesPerChunk(n, inImage + outImage, chunkFloats);
   const at = layout(k, {
-    s: 16 * c * kk,
+    s: winograd ? 16 * c * kk : 0,
     dg: 9 * c * kk,
-    scratch: 16 * TB * (c + kk),
+    scratch: winograd ? 16 * TB * (c + kk) : wo + 2,
     x: nb * inImage,
     dy: nb * outImage,
   });
   const out = backend.makeOutput([3, 3, c, kk], 'float32');
   const xs = backend.typedArrayFromHeap(x) as Float32Array;
   const dys = backend.typedArrayFromHeap(dy) as Float32Array;
-  new Float32Array(k.memory.buffer).fill(0, at.s / 4, at.s / 4 + 16 * c * kk);
+  const sums = winograd ? at.s : at.dg;
+  new Float32Array(k.memory.buffer).fill(0, sums / 4, sums / 4 + (winograd ? 16 : 9) * c * kk);
   for (let b0 = 0; b0 < n; b0 += nb) {
     const bn = Math.min(nb, n - b0);
     const m = new Float32Array(k.memory.buffer);
     m.set(xs.subarray(b0 * inImage, (b0 + bn) * inImage), at.x / 4);
     m.set(dys.subarray(b0 * outImage, (b0 + bn) * outImage), at.dy / 4);
-    k.wg_filter_grad(at.x, at.dy, at.s, at.scratch, bn, h, w, c, kk, ho, wo, info.padInfo.top, info.padInfo.left);
+    const shape: Shape = [bn, h, w, c, kk, ho, wo, info.padInfo.top, info.padInfo.left];
+    if (winograd) k.wg_filter_grad(at.x, at.dy, at.s, at.scratch, ...shape);
+    else k.wg_filter_grad_direct(at.x, at.dy, at.dg, at.scratch, ...shape);
   }
-  k.wg_filter_grad_out(at.s, at.dg, c, kk);
+  if (winograd) k.wg_filter_grad_out(at.s, at.dg, c, kk);
   (backend.typedArrayFromHeap(out) as Float32Array).set(new Float32Array(k.memory.buffer, at.dg, 9 * c * kk));
   return out;
 }

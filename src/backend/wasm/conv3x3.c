@@ -345,3 +345,57 @@ __attribute__((export_name("wg_filter_grad_out"))) void wg_filter_grad_out(const
     }
   }
 }
+
+/*
+ * dg [3][3][C][K] += the filter gradient of a stride-1 3x3 convolution, computed directly:
+ * dg[i, j, c, k] = sum over pixels of x[oy + i - padTop, ox + j - padLeft, c] dy[oy, ox, k].
+ * For layers Winograd does not take, first layers with one to three input channels above all:
+ * there the transforms would cost more than the 9 C K products per pixel they save. Per output
+ * row, filter row i and channel c, the input row is copied once into `row` with its zero
+ * padding, and each run of eight output channels keeps the three taps' sums in registers while
+ * it walks the row (dy's row stays in the L1 cache). `row` holds Wo + 2 floats.
+ */
+__attribute__((export_name("wg_filter_grad_direct"))) void wg_filter_grad_direct(
+    const float *x, const float *dy, float *dg, float *row, int n, int H, int W, int C, int K, int Ho,
+    int Wo, int padTop, int padLeft) {
+  const int plane = C * K;
+  for (int img = 0; img < n; img++) {
+    const float *xi = x + (size_t)img * H * W * C;
+    for (int oy = 0; oy < Ho; oy++) {
+      const float *dyRow = dy + ((size_t)img * Ho + oy) * Wo * K;
+      for (int i = 0; i < 3; i++) {
+        const int iy = oy + i - padTop;
+        if (iy < 0 || iy >= H) continue;
+        const float *xr = xi + (size_t)iy * W * C;
+        for (int c = 0; c < C; c++) {
+          for (int p = 0; p < Wo + 2; p++) {
+            const int ix = p - padLeft;
+            row[p] = ix >= 0 && ix < W ? xr[ix * C + c] : 0.0f;
+          }
+          float *g0 = dg + (3 * i) * plane + c * K;
+          for (int k = 0; k < K; k += 8) {
+            v128_t a00 = wasm_v128_load(g0 + k), a01 = wasm_v128_load(g0 + k + 4);
+            v128_t a10 = wasm_v128_load(g0 + plane + k), a11 = wasm_v128_load(g0 + plane + k + 4);
+            v128_t a20 = wasm_v128_load(g0 + 2 * plane + k), a21 = wasm_v128_load(g0 + 2 * plane + k + 4);
+            const float *d = dyRow + k;
+            for (int ox = 0; ox < Wo; ox++, d += K) {
+              const v128_t d0 = wasm_v128_load(d), d1 = wasm_v128_load(d + 4);
+              v128_t s = wasm_v128_load32_splat(row + ox);
+              a00 = wasm_f32x4_add(a00, wasm_f32x4_mul(s, d0));
+              a01 = wasm_f32x4_add(a01, wasm_f32x4_mul(s, d1));
+              s = wasm_v128_load32_splat(row + ox + 1);
+              a10 = wasm_f32x4_add(a10, wasm_f32x4_mul(s, d0));
+              a11 = wasm_f32x4_add(a11, wasm_f32x4_mul(s, d1));
+              s = wasm_v128_load32_splat(row + ox + 2);
+              a20 = wasm_f32x4_add(a20, wasm_f32x4_mul(s, d0));
+              a21 = wasm_f32x4_add(a21, wasm_f32x4_mul(s, d1));
+            }
+            wasm_v128_store(g0 + k, a00), wasm_v128_store(g0 + k + 4, a01);
+            wasm_v128_store(g0 + plane + k, a10), wasm_v128_store(g0 + plane + k + 4, a11);
+            wasm_v128_store(g0 + 2 * plane + k, a20), wasm_v128_store(g0 + 2 * plane + k + 4, a21);
+          }
+        }
+      }
+    }
+  }
+}
