@@ -71,7 +71,9 @@ let paddedScratch = new Float32Array(0);
 
 /** dW for NHWC x [N,H,W,Cin] and dy [N,Ho,Wo,Cout], as [kh,kw,Cin,Cout]: the registered kernel. */
 export function conv2dBackpropFilter(args: KernelArgs): tf.TensorInfo {
-  return conv2dBackpropFilter3x3(args) ?? conv2dBackpropFilterStacked(args) ?? conv2dBackpropFilterIm2col(args);
+  return (
+    conv2dBackpropFilter3x3(args) ?? conv2dBackpropFilterStacked(args) ?? conv2dBackpropFilterIm2col(args)
+  );
 }
 
 /** dW by im2col and XNNPACK products; any stride and padding. */
