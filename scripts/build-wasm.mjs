@@ -1,4 +1,4 @@
-// `npm run build:wasm`: compiles the C sources in src/backend/wasm/ (fused-dense.c, conv3x3.c)
+// `npm run build:wasm`: compiles the C sources in src/backend/wasm/ (fused-dense.c, heap-kernels.c)
 // with Debian's clang (`apt-get install -y clang lld`) into WebAssembly with SIMD128 and embeds
 // each module in src/backend/NAME-wasm.ts as base64, so the TypeScript build, the tests and a page's
 // bundler need no C compiler and nothing is fetched at run time. The generated file is
@@ -10,18 +10,19 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+// fused-dense has its own memory; heap-kernels imports tfjs-backend-wasm's (see its header).
 const modules = [
-  ['fused-dense', 'FUSED_DENSE_WASM'],
-  ['conv3x3', 'CONV3X3_WASM'],
+  ['fused-dense', 'FUSED_DENSE_WASM', ['-Wl,--initial-memory=131072']],
+  ['heap-kernels', 'HEAP_KERNELS_WASM', ['-Wl,--import-memory']],
 ];
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'imgclf-wasm-'));
 try {
-  for (const [name, constant] of modules) build(name, constant);
+  for (const [name, constant, memory] of modules) build(name, constant, memory);
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
 
-function build(name, constant) {
+function build(name, constant, memory) {
   const source = path.join(root, `src/backend/wasm/${name}.c`);
   const target = path.join(root, `src/backend/${name}-wasm.ts`);
   const wasm = path.join(tmp, `${name}.wasm`);
@@ -38,7 +39,7 @@ function build(name, constant) {
       '-nostdlib',
       '-Wl,--no-entry',
       '-Wl,--export-dynamic',
-      '-Wl,--initial-memory=131072',
+      ...memory,
       '-o',
       wasm,
       source,
@@ -46,6 +47,7 @@ function build(name, constant) {
     { stdio: 'inherit' },
   );
   const bytes = readFileSync(wasm);
+  if (memory.includes('-Wl,--import-memory')) checkNoOwnMemory(name, wasm, bytes);
   writeFileSync(
     target,
     [
@@ -58,4 +60,31 @@ function build(name, constant) {
     ].join('\n'),
   );
   console.log(`${path.relative(root, target)}: ${bytes.length} bytes of wasm`);
+}
+
+/**
+ * A module that works in tfjs-backend-wasm's memory must not write where it was not told to: no
+ * data segment (section 11), and no use of the shadow stack, whose pointer the linker sets to an
+ * address of its own choosing in the imported memory.
+ */
+function checkNoOwnMemory(name, file, bytes) {
+  let at = 8;
+  const leb = () => {
+    let value = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = bytes[at++];
+      value |= (b & 0x7f) << shift;
+      if (b < 0x80) return value >>> 0;
+    }
+  };
+  while (at < bytes.length) {
+    const id = bytes[at++];
+    const size = leb();
+    if (id === 11) throw new Error(`${name}.c: the module has static data, which would land in tfjs's memory`);
+    at += size;
+  }
+  const code = execFileSync(process.env.OBJDUMP ?? 'llvm-objdump', ['-d', file], { encoding: 'utf8' });
+  if (/global\.(get|set)/.test(code)) {
+    throw new Error(`${name}.c: the module uses a stack in memory (a local array or address taken); keep locals in registers`);
+  }
 }

@@ -1,11 +1,11 @@
 /**
- * The Winograd F(2x2, 3x3) kernels (src/backend/conv3x3.ts, wasm/conv3x3.c) against the cpu
+ * The 3x3 convolution kernels (src/backend/conv3x3.ts, wasm/heap-kernels.c) against the cpu
  * backend: the forward convolution, the input gradient (which runs through it) and the filter
  * gradient, within 1e-4 of the largest value (relative). Shapes cover the cnn's layers, odd
  * heights and widths (tiles cut at the edges), outputs smaller than a tile, 'valid' and explicit
- * padding, blocks of tiles cut short, and batches split into several chunks with a short last
- * one; the direct filter gradient for first layers (one to three input channels, or six). Shapes
- * the kernels do not take fall back to the other routes.
+ * padding, blocks of tiles cut short or spanning images, and the direct filter gradient of first
+ * layers (one, three or six input channels). Shapes the kernels do not take fall back to the
+ * other routes.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -122,41 +122,36 @@ describe('3x3 convolutions by Winograd match the cpu backend (relative 1e-4)', (
     });
   }
 
-  for (const cin of [8, 1])
-    it(`a batch in several chunks with a short last one gives the same results as one chunk (${cin} input channels)`, () => {
-      const xs: Shape4 = [7, 6, 6, cin];
+  for (const cin of [8, 1]) {
+    it(`a batch gives each image what it gives that image alone (${cin} input channels)`, () => {
+      // 7 images of 5x5 (9 tiles each): blocks of 32 tiles span images and end mid-image.
+      const xs: Shape4 = [7, 5, 5, cin];
       const fs: Shape4 = [3, 3, cin, 16];
-      const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, filterShape: fs };
-      const run = (chunkFloats: number) =>
+      const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, filterShape: fs } as never;
+      const backend = tf.engine().backend;
+      const values = (t: tf.TensorInfo | undefined) =>
+        t && (tf.engine().makeTensorFromTensorInfo(t).dataSync() as Float32Array);
+      const [xv, fv, dyv] = [random(xs, 4), random(fs, 5), random([7, 5, 5, 16], 6)];
+      const run = (from: number, to: number) =>
         tf.tidy(() => {
-          const backend = tf.engine().backend;
-          const x = tf.tensor4d(random(xs, 4), xs);
-          const y = conv2dWinograd(
-            { inputs: { x, filter: tf.tensor4d(random(fs, 5), fs) }, backend, attrs: attrs as never },
-            chunkFloats,
-          );
-          const dw = conv2dBackpropFilter3x3(
-            {
-              inputs: { x, dy: tf.tensor4d(random([7, 6, 6, 16], 6), [7, 6, 6, 16]) },
-              backend,
-              attrs: attrs as never,
-            },
-            chunkFloats,
-          );
-          return [y, dw].map(
-            (t) => t && (tf.engine().makeTensorFromTensorInfo(t).dataSync() as Float32Array),
-          );
+          const x = tf.tensor4d(xv.subarray(from * 25 * cin, to * 25 * cin), [to - from, 5, 5, cin]);
+          const dy = tf.tensor4d(dyv.subarray(from * 400, to * 400), [to - from, 5, 5, 16]);
+          const y = values(conv2dWinograd({ inputs: { x, filter: tf.tensor4d(fv, fs) }, backend, attrs }));
+          const dw = values(conv2dBackpropFilter3x3({ inputs: { x, dy }, backend, attrs }))!;
+          return { y, dw };
         });
-      // 6*6*(8+16) = 864 floats an image: 2000 gives chunks of 2, 2, 2 and 1 images (with one
-      // input channel, 612 floats: 3, 3 and 1).
-      const [y1, dw1] = run(1 << 20);
-      const [y4, dw4] = run(2000);
-      if (cin % 4 === 0) expect(y4).toEqual(y1);
-      else expect(y1).toBeUndefined();
-      // The filter gradient sums the chunks in order; per chunk the sums run over tiles in the
-      // same order, so only the grouping of the batch differs: equal within rounding.
-      expect(relDiff(dw1!, dw4!)).toBeLessThanOrEqual(1e-6);
+      const whole = run(0, 7);
+      const parts = [0, 1, 2, 3, 4, 5, 6].map((i) => run(i, i + 1));
+      if (cin % 4 === 0) {
+        expect(whole.y).toEqual(Float32Array.from(parts.flatMap((p) => [...p.y!])));
+      } else {
+        expect(whole.y).toBeUndefined(); // the forward pass of a first layer stays on XNNPACK
+      }
+      const summed = new Float32Array(whole.dw.length);
+      for (const p of parts) p.dw.forEach((v, i) => (summed[i] += v));
+      expect(relDiff(summed, whole.dw)).toBeLessThanOrEqual(1e-5);
     });
+  }
 
   it('shapes the kernels do not take are left to the other routes', () => {
     const backend = tf.engine().backend;

@@ -1,8 +1,12 @@
 /*
- * 3x3 stride-1 convolutions by Winograd's minimal filtering, F(2x2, 3x3), in WebAssembly SIMD:
- * the forward pass (and through it the input gradient, src/backend/conv3x3.ts) and the filter
- * gradient. Built by `npm run build:wasm` (scripts/build-wasm.mjs) into
- * src/backend/conv3x3-wasm.ts.
+ * Kernels that work on tfjs-backend-wasm's own heap (src/backend/heap-kernels.ts), in
+ * WebAssembly SIMD. Built by `npm run build:wasm` (scripts/build-wasm.mjs) into
+ * src/backend/heap-kernels-wasm.ts.
+ *
+ * 1. 3x3 stride-1 convolutions by Winograd's minimal filtering, F(2x2, 3x3): the forward pass
+ *    (and through it the input gradient, src/backend/conv3x3.ts) and the filter gradient, plus
+ *    a direct filter gradient for layers with few input channels.
+ * 2. The gradient of 2x2 / stride-2 max pooling.
  *
  * Layout is tfjs's NHWC: x [n, H, W, C], filter g [3, 3, C, K], y [n, Ho, Wo, K]. The output
  * is cut into 2x2 tiles; tile t reads the 4x4 input patch d at (2 ty - padTop, 2 tx - padLeft),
@@ -30,39 +34,17 @@
  * sums (-ffp-contract=off). Tiles are taken TB at a time, so the transformed blocks stay in the
  * L2 cache between the transform and the products.
  *
- * Memory: the caller (TypeScript) reserves the module's memory with wg_reserve and passes
- * pointers into it.
+ * Memory: the module has none of its own. It imports tfjs-backend-wasm's memory and works on
+ * the tensors where they are, with scratch space the caller allocates there; the code keeps no
+ * static data and no stack in memory (scripts/build-wasm.mjs checks the built module), so it
+ * never writes outside the pointers it is given.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <wasm_simd128.h>
 
-/* clang may emit a call to memset to zero an aggregate; without libc it is defined here. */
-__attribute__((no_builtin("memset"))) void *memset(void *dst, int value, unsigned long len) {
-  unsigned char *p = dst;
-  while (len--) *p++ = (unsigned char)value;
-  return dst;
-}
-
-extern unsigned char __heap_base;
-
 /** Tiles per block: 32 tiles of 64 channels are 128 KB per transformed block. */
 #define TB 32
-
-/*
- * One region of at least `bytes` bytes, 16-byte aligned, from the heap's base, growing the
- * memory as needed; the caller lays its buffers out inside it. Returns 0 when memory cannot grow.
- */
-__attribute__((export_name("wg_reserve"))) void *wg_reserve(uint32_t bytes) {
-  uintptr_t start = ((uintptr_t)&__heap_base + 15u) & ~(uintptr_t)15u;
-  uintptr_t end = start + bytes;
-  uintptr_t have = __builtin_wasm_memory_size(0) * 65536u;
-  if (end > have) {
-    uintptr_t pages = (end - have + 65535u) / 65536u;
-    if (__builtin_wasm_memory_grow(0, pages) == (uintptr_t)-1) return 0;
-  }
-  return (void *)start;
-}
 
 /* ---- the three transforms, four channels at a time ---- */
 
@@ -394,6 +376,47 @@ __attribute__((export_name("wg_filter_grad_direct"))) void wg_filter_grad_direct
             wasm_v128_store(g0 + plane + k, a10), wasm_v128_store(g0 + plane + k + 4, a11);
             wasm_v128_store(g0 + 2 * plane + k, a20), wasm_v128_store(g0 + 2 * plane + k + 4, a21);
           }
+        }
+      }
+    }
+  }
+}
+
+/*
+ * dx for 2x2 / stride-2 unpadded max pooling of x [n, H, W, C] (y = the pool's output,
+ * dy [n, Ho, Wo, C]), four channels at a time; C a multiple of 4. Each gradient goes to the
+ * first input of its window (in window order) equal to the window's maximum: equal bits, or
+ * both zeros of either sign, as in conv-kernels.ts's JavaScript loop, which this replaces bit
+ * for bit. Every dx value inside a window is written once; the caller zeroes a last odd row or
+ * column.
+ */
+__attribute__((export_name("mp_grad_2x2"))) void mp_grad_2x2(const float *x, const float *y,
+                                                             const float *dy, float *dx, int n,
+                                                             int H, int W, int C, int Ho, int Wo) {
+  const v128_t magnitude = wasm_i32x4_splat(0x7fffffff);
+  const v128_t zero = wasm_i32x4_splat(0);
+  const int rowLen = W * C;
+  const float *m = y, *g = dy;
+  for (int img = 0; img < n; img++) {
+    for (int oy = 0; oy < Ho; oy++) {
+      const size_t top = ((size_t)img * H + 2 * oy) * rowLen;
+      for (int ox = 0; ox < Wo; ox++) {
+        const size_t p = top + (size_t)2 * ox * C, q = p + rowLen;
+        for (int c = 0; c < C; c += 4, m += 4, g += 4) {
+          const v128_t mv = wasm_v128_load(m), gv = wasm_v128_load(g);
+          const v128_t x0 = wasm_v128_load(x + p + c), x1 = wasm_v128_load(x + p + C + c);
+          const v128_t x2 = wasm_v128_load(x + q + c);
+#define EQUAL(v) \
+  wasm_v128_or(wasm_i32x4_eq(v, mv), wasm_i32x4_eq(wasm_v128_and(wasm_v128_or(v, mv), magnitude), zero))
+          const v128_t e0 = EQUAL(x0);
+          const v128_t e1 = wasm_v128_andnot(EQUAL(x1), e0);
+          const v128_t e2 = wasm_v128_andnot(EQUAL(x2), wasm_v128_or(e0, e1));
+#undef EQUAL
+          const v128_t e3 = wasm_v128_not(wasm_v128_or(wasm_v128_or(e0, e1), e2));
+          wasm_v128_store(dx + p + c, wasm_v128_and(gv, e0));
+          wasm_v128_store(dx + p + C + c, wasm_v128_and(gv, e1));
+          wasm_v128_store(dx + q + c, wasm_v128_and(gv, e2));
+          wasm_v128_store(dx + q + C + c, wasm_v128_and(gv, e3));
         }
       }
     }
