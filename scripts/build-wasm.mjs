@@ -80,11 +80,14 @@ function checkNoOwnMemory(name, file, bytes) {
   while (at < bytes.length) {
     const id = bytes[at++];
     const size = leb();
-    if (id === 11) throw new Error(`${name}.c: the module has static data, which would land in tfjs's memory`);
+    if (id === 11)
+      throw new Error(`${name}.c: the module has static data, which would land in tfjs's memory`);
     at += size;
   }
   const code = execFileSync(process.env.OBJDUMP ?? 'llvm-objdump', ['-d', file], { encoding: 'utf8' });
   if (/global\.(get|set)/.test(code)) {
-    throw new Error(`${name}.c: the module uses a stack in memory (a local array or address taken); keep locals in registers`);
+    throw new Error(
+      `${name}.c: the module uses a stack in memory (a local array or address taken); keep locals in registers`,
+    );
   }
 }
