@@ -1,15 +1,19 @@
 /**
- * Times the wasm convolution kernels on the shapes the models train: the forward Conv2D
- * (XNNPACK) against our Conv2DBackpropInput and Conv2DBackpropFilter (backend/conv-kernels.ts),
- * plus MaxPoolGrad and the bias-gradient Sum. Milliseconds per call, median of ROUNDS rounds
- * (each a warm-up and 5 timed calls, median taken) with the variants interleaved, so noise from
- * other work on the machine hits them alike. "dW im2col" is the im2col route on the same shape,
- * for comparison with the route the kernel picks.
+ * Times the wasm convolution kernels on the shapes the models train, one thread: the forward
+ * Conv2D, input gradient and filter gradient as registered (3x3 layers by our Winograd and
+ * direct kernels, backend/conv3x3.ts; others on XNNPACK and backend/conv-kernels.ts), beside
+ * XNNPACK's own forward convolution on the same shapes ("XNN" columns; for dx, the forward
+ * convolution the input gradient amounts to), the filter-gradient route before the 3x3 kernels
+ * ("dW before") and the im2col route; plus MaxPoolGrad and the bias-gradient Sum. Milliseconds
+ * per call, median of ROUNDS rounds (each a warm-up and 5 timed calls, median taken) with the
+ * variants interleaved, so noise from other work on the machine hits them alike. It first
+ * measures the plain-SIMD ceiling (simd_peak in wasm/heap-kernels.c) that `npm run bench`
+ * compares each kernel's GFLOP/s with.
  *
  * With a second argument, the kernels of another version (its src/backend/conv-kernels.ts) are
  * called directly in the same rounds, as "base" columns: old against new in one process.
  *
- *   npx tsx bench/conv-kernels.ts [rounds] [baseline conv-kernels.ts]
+ *   npx tsx bench/conv-kernels.ts [rounds] [baseline conv-kernels.ts] [--json]
  *
  *   mkdir /tmp/base && git archive HEAD src | tar -x -C /tmp/base && ln -s "$PWD/node_modules" /tmp/base/
  *   npx tsx bench/conv-kernels.ts 5 /tmp/base/src/backend/conv-kernels.ts
@@ -19,8 +23,38 @@ import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend } from '../src/backend/index.js';
 import { conv2dBackpropFilterIm2col, xnnpackConv2d } from '../src/backend/conv-kernels.js';
 import { conv2dBackpropFilterStacked } from '../src/backend/conv-filter-grad.js';
+import { heapKernels } from '../src/backend/heap-kernels.js';
 
-const ROUNDS = Number(process.argv[2] ?? 3);
+const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const ROUNDS = Number(positional[0] ?? 3);
+/** `--json`: also print the figures as one JSON line at the end (`npm run bench` reads it). */
+const JSON_OUT = process.argv.includes('--json');
+
+/** One convolution shape's kernel times in ms (undefined: not measured for that shape). */
+export interface ConvKernelRow {
+  name: string;
+  x: number[];
+  filter: number[];
+  pad: string;
+  /** Multiply-adds of the direct convolution, times 2: the count GFLOP/s figures use. */
+  flops: number;
+  fwdXnn: number;
+  fwd: number;
+  dxXnn?: number;
+  dx: number;
+  dw: number;
+  dwBefore: number;
+  im2col: number;
+}
+
+/** What `--json` prints. */
+export interface KernelBench {
+  rounds: number;
+  /** GFLOP/s of simd_peak: independent 4-lane multiplies and adds, no memory, one thread. */
+  peakGflops: number;
+  conv: ConvKernelRow[];
+  pool: { shape: number[]; maxPoolGrad: number; sum: number }[];
+}
 
 /** The kernel functions a baseline version exports (all versions being compared have them). */
 interface KernelModule {
@@ -65,7 +99,11 @@ const kernel = (name: string, inputs: tf.NamedTensorMap, attrs: object) => () =>
 async function main(): Promise<void> {
   await selectBackend('wasm');
   const backend = tf.engine().backend;
-  const base = process.argv[3] ? ((await import(path.resolve(process.argv[3]))) as KernelModule) : undefined;
+  const base = positional[1] ? ((await import(path.resolve(positional[1]))) as KernelModule) : undefined;
+  const result: KernelBench = { rounds: ROUNDS, peakGflops: simdPeak(backend), conv: [], pool: [] };
+  console.log(
+    `plain SIMD peak (independent multiplies and adds, one thread): ${result.peakGflops.toFixed(1)} GFLOP/s`,
+  );
   /** A baseline kernel called directly on the wasm backend. */
   const direct =
     (fn: (args: KernelArgs) => tf.TensorInfo | undefined, inputs: tf.NamedTensorMap, attrs: object) => () =>
@@ -116,6 +154,22 @@ async function main(): Promise<void> {
         dwBase: direct(base.conv2dBackpropFilter, { x, dy }, dwAttrs),
       }),
     });
+    const [n, , , cin] = xs;
+    const [ho, wo, cout] = y.shape.slice(1);
+    result.conv.push({
+      name,
+      x: xs,
+      filter: fs,
+      pad,
+      flops: 2 * n * ho * wo * cout * cin * fs[0] * fs[1],
+      fwdXnn: t.fwdXnn,
+      fwd: t.fwd,
+      dxXnn: t.dxXnn,
+      dx: t.dx,
+      dw: t.dw,
+      dwBefore: t.stacked,
+      im2col: t.im2col,
+    });
     const opt = (v: number | undefined, width = 7) => (v === undefined ? '-'.padStart(width) : f1(v, width));
     console.log(
       `${name.padEnd(18)} ${JSON.stringify(xs).padEnd(18)} ${JSON.stringify(fs).padEnd(12)} ${f1(t.fwdXnn)} ${f1(t.fwd)} ${opt(t.dxXnn)} ${f1(t.dx)} ${f1(t.dw)} ${opt(t.stacked, 11)} ${f1(t.im2col, 10)} ${(t.dw / t.fwd).toFixed(2).padStart(7)}` +
@@ -146,8 +200,25 @@ async function main(): Promise<void> {
       `${JSON.stringify(shape).padEnd(18)} MaxPoolGrad 2x2/2 ${f1(t.maxPoolGrad)} ms   Sum over N,H,W ${f1(t.sum)} ms` +
         (base ? `   (base: ${f1(t.maxPoolGradBase, 5)} and ${f1(t.sumBase, 5)} ms)` : ''),
     );
+    result.pool.push({ shape, maxPoolGrad: t.maxPoolGrad, sum: t.sum });
     tf.dispose([x, y, dy]);
   }
+  if (JSON_OUT) console.log(JSON.stringify(result));
+}
+
+/** GFLOP/s of the plain-SIMD ceiling loop (wasm/heap-kernels.c simd_peak), median of 5. */
+function simdPeak(backend: object): number {
+  const heap = heapKernels(backend);
+  if (!heap) throw new Error('the heap kernels do not load on this backend');
+  const rounds = 50_000_000;
+  heap.kernels.simd_peak(rounds / 10, 1, 0);
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    heap.kernels.simd_peak(rounds, 1, 0);
+    times.push((performance.now() - t) / 1000);
+  }
+  return (48 * rounds) / medianOf(times) / 1e9;
 }
 
 main().catch((err: unknown) => {

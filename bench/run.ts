@@ -15,6 +15,10 @@
  * worker threads, beside ../shared/reference/cnn_reference.py (the same network and recipe in
  * PyTorch, data in memory) on 2 threads and 1: ms per step, epoch seconds, ratios, peak RSS.
  *
+ * Then the kernel section (bench/conv-kernels.ts, its own process, one thread): ms and GFLOP/s of
+ * the convolution kernels on the cnn's and lenet's shapes, against XNNPACK's convolution on the
+ * same shapes and against the measured ceiling of plain 128-bit SIMD (simd_peak).
+ *
  * Then the backbone section (bench/backbone.ts): feature extraction through `--backbone` with
  * MobileNetV2 exported to ONNX by PyTorch, beside raw onnxruntime-node on the same graph.
  *
@@ -27,7 +31,7 @@
  * bench/results/latest.json, and refreshes the tables in BENCHMARKS.md.
  *
  * Options: --quick (fewer epochs), --epochs N (imgclf wasm), --only a,b (subject keys),
- * --no-cnn (skip the CNN section), --cnn-only, --no-backbone, --backbone-only, --no-predict,
+ * --no-cnn (skip the CNN section), --cnn-only (CNN and kernel sections), --no-kernels, --no-backbone, --backbone-only, --no-predict,
  * --predict-only (--no-predict-224 leaves out its 224 px set).
  */
 import { spawnSync } from 'node:child_process';
@@ -39,6 +43,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { writeFileAtomic } from '../src/node/fs.js';
 import { type BackboneResult, benchBackbone } from './backbone.js';
 import { benchPredict, type PredictResult } from './predict.js';
+import type { KernelBench } from './conv-kernels.js';
 import type { WorkerResult } from './worker.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,6 +61,7 @@ const cnnSection = !args.includes('--no-cnn') && !backboneOnly && !predictOnly;
 const softmaxSection = !args.includes('--cnn-only') && !backboneOnly && !predictOnly;
 const backboneSection = !args.includes('--no-backbone') && !args.includes('--cnn-only') && !predictOnly;
 const predictSection = !args.includes('--no-predict') && !args.includes('--cnn-only') && !backboneOnly;
+const kernelSection = !args.includes('--no-kernels') && !backboneOnly && !predictOnly;
 const CNN_SCRIPT = path.resolve(ROOT, '..', 'shared', 'reference', 'cnn_reference.py');
 const fastEpochs = Number(flag('--epochs') ?? (quick ? 3 : 5));
 const slowEpochs = quick ? 1 : 3;
@@ -285,6 +291,28 @@ for (const [key, run, into] of runs) {
   }
 }
 
+// The kernel section: one process, one thread, variants interleaved (bench/conv-kernels.ts).
+let kernels: KernelBench | undefined;
+if (kernelSection && !only) {
+  log('bench: kernels (bench/conv-kernels.ts) ...');
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', path.join(ROOT, 'bench', 'conv-kernels.ts'), quick ? '1' : '3', '--json'],
+    {
+      cwd: ROOT,
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
+  const line = r.stdout.trim().split('\n').at(-1) ?? '';
+  if (r.status === 0 && line.startsWith('{')) kernels = JSON.parse(line) as KernelBench;
+  else
+    skipped.push({
+      key: 'kernels',
+      reason: r.stderr.trim().split('\n').at(-1)?.slice(0, 200) ?? `exit ${r.status}`,
+    });
+}
+
 // The backbone section: images/s of feature extraction, side by side.
 let backbone: BackboneResult | undefined;
 if (backboneSection && !only) {
@@ -370,6 +398,44 @@ const cnnMarkdown = [
   '- PyTorch: `/usr/bin/python3 ../shared/reference/cnn_reference.py 1 --threads N` (the same network and recipe, data in memory); ms/step from its `--steps 30` probe.',
   "- Peak RSS is the whole process (imgclf's worker threads share it).",
 ].join('\n');
+// GFLOP/s count the direct convolution's multiply-adds (2 N Ho Wo K C kh kw), whatever the
+// kernel does: a Winograd kernel doing fewer multiplies can pass the plain-SIMD ceiling.
+const gflops = (flops: number, ms: number | undefined) => (ms ? flops / ms / 1e6 : undefined);
+const kernelTable = [
+  '| layer | x | filter | forward XNNPACK ms | forward ms | GFLOP/s | x peak | dx as XNNPACK conv ms | dx ms | GFLOP/s | dW before ms | dW ms | GFLOP/s | dW / forward |',
+  '|' + ' --- |'.repeat(14),
+  ...(kernels?.conv ?? []).map((r) => {
+    const peakShare = (ms: number) => fmt(gflops(r.flops, ms)! / kernels!.peakGflops, 2);
+    return `| ${r.name} | ${r.x.join('x')} | ${r.filter.join('x')} ${r.pad} | ${fmt(r.fwdXnn, 1)} | ${fmt(r.fwd, 1)} | ${fmt(
+      gflops(r.flops, r.fwd),
+      1,
+    )} | ${peakShare(r.fwd)} | ${fmt(r.dxXnn, 1)} | ${fmt(r.dx, 1)} | ${fmt(gflops(r.flops, r.dx), 1)} | ${fmt(
+      r.dwBefore,
+      1,
+    )} | ${fmt(r.dw, 1)} | ${fmt(gflops(r.flops, r.dw), 1)} | ${fmt(r.dw / r.fwd, 2)} |`;
+  }),
+].join('\n');
+const kernelMarkdown = [
+  `Measured ${when} on ${machine}.`,
+  '',
+  `Command: \`${command}\` (the section alone: \`npx tsx bench/conv-kernels.ts 3\`)`,
+  '',
+  `Plain 128-bit SIMD ceiling, one thread (\`simd_peak\`: independent multiplies and adds, no memory): **${fmt(
+    kernels?.peakGflops,
+    1,
+  )} GFLOP/s**.`,
+  '',
+  kernelTable,
+  '',
+  ...(kernels?.pool ?? []).map(
+    (p) =>
+      `- ${p.shape.join('x')}: MaxPoolGrad 2x2/2 ${fmt(p.maxPoolGrad, 1)} ms, bias-gradient Sum over N, H, W ${fmt(p.sum, 1)} ms.`,
+  ),
+  ...skipped.filter((s) => s.key === 'kernels').map((s) => `- skipped ${s.key}: ${s.reason}`),
+  `- Batches of 256, one thread, median of ${kernels?.rounds ?? 'n/a'} rounds of 5 calls, the variants interleaved. Forward, dx and dW are the kernels as registered: 3x3 layers with 4k input and 8k output channels by Winograd F(2x2, 3x3), the filter gradient of other 3x3 layers by a direct kernel (src/backend/conv3x3.ts), the rest on XNNPACK and src/backend/conv-kernels.ts.`,
+  "- GFLOP/s counts the direct convolution's 2 N Ho Wo K C kh kw flops; Winograd does 16 multiplies where that count has 36, so it can pass the ceiling. x peak is that figure over the ceiling.",
+  "- dx as XNNPACK conv: XNNPACK's forward convolution on the input gradient's shape, which is what dx cost before (it ran as that convolution). dW before: the previous route (XNNPACK convolution of stacked planes, or im2col).",
+].join('\n');
 const backboneTable = [
   '| subject | images | images/s | decode s | features s | features images/s | command s | peak RSS MB | how |',
   '|' + ' --- |'.repeat(9),
@@ -430,6 +496,7 @@ if (prediction) process.stdout.write('\n' + predictTable + '\n\n');
 if (backbone) process.stdout.write('\n' + backboneTable + '\n\n');
 if (softmaxSection) process.stdout.write('\n' + table + '\n\n');
 if (cnnSection) process.stdout.write('\n' + cnnTable + '\n\n');
+if (kernels) process.stdout.write('\n' + kernelTable + '\n\n');
 for (const s of skipped) process.stdout.write(`skipped ${s.key}: ${s.reason}\n`);
 
 // A run of one section keeps the other section's last figures in latest.json.
@@ -438,6 +505,7 @@ const previous = existsSync(latestFile)
   ? (JSON.parse(readFileSync(latestFile, 'utf8')) as {
       rows?: Row[];
       cnn?: Row[];
+      kernels?: KernelBench;
       backbone?: BackboneResult;
       prediction?: PredictResult;
     })
@@ -448,6 +516,7 @@ const result = {
   command,
   rows: softmaxSection ? rows : (previous.rows ?? []),
   cnn: cnnSection ? cnnRows : (previous.cnn ?? []),
+  ...(kernels ? { kernels } : previous.kernels ? { kernels: previous.kernels } : {}),
   ...(backbone ? { backbone } : previous.backbone ? { backbone: previous.backbone } : {}),
   ...(prediction ? { prediction } : previous.prediction ? { prediction: previous.prediction } : {}),
   skipped,
@@ -472,6 +541,8 @@ const refresh = (name: string, title: string, markdown: string): void => {
 };
 if (softmaxSection) refresh('softmax', "Training speed: the seed's model", softmaxMarkdown);
 if (cnnSection) refresh('cnn', 'Training speed: the cnn against PyTorch', cnnMarkdown);
+if (kernels)
+  refresh('kernels', 'Kernels: the convolutions against XNNPACK and the SIMD ceiling', kernelMarkdown);
 if (backbone) refresh('backbone', 'Feature extraction: an ONNX backbone (MobileNetV2)', backboneMarkdown);
 if (prediction)
   refresh('predict', 'Batch prediction: predict --results-file against PyTorch', predictMarkdown);

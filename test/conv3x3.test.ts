@@ -153,6 +153,38 @@ describe('3x3 convolutions by Winograd match the cpu backend (relative 1e-4)', (
     });
   }
 
+  it('FusedConv2D (inference: bias and relu in the output transform) matches, and declines other activations', async () => {
+    const xs: Shape4 = [3, 7, 9, 8];
+    const fs: Shape4 = [3, 3, 8, 16];
+    const [xv, fv, bv] = [random(xs, 7), random(fs, 8), random([16], 9)];
+    const backend = tf.engine().backend;
+    /** The kernel called directly with FusedConv2D's inputs, or undefined when it declines. */
+    const direct = (activation: string, withBias: boolean) => {
+      const [x, filter, bias] = [tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), tf.tensor1d(bv)];
+      const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, activation } as never;
+      const out = conv2dWinograd({ inputs: { x, filter, ...(withBias && { bias }) }, backend, attrs });
+      tf.dispose([x, filter, bias]);
+      return out && tf.engine().makeTensorFromTensorInfo(out).dataSync();
+    };
+    for (const activation of ['linear', 'relu'] as const) {
+      for (const withBias of [true, false]) {
+        const [cpu, wasm] = await onCpuAndWasm(() =>
+          tf.fused.conv2d({
+            x: tf.tensor4d(xv, xs),
+            filter: tf.tensor4d(fv, fs),
+            strides: 1,
+            pad: 'same',
+            bias: withBias ? tf.tensor1d(bv) : undefined,
+            activation,
+          }),
+        );
+        expect(relDiff(cpu, wasm)).toBeLessThanOrEqual(1e-4);
+        expect(direct(activation, withBias)).toEqual(wasm);
+      }
+    }
+    expect(direct('elu', true)).toBeUndefined();
+  });
+
   it('shapes the kernels do not take are left to the other routes', () => {
     const backend = tf.engine().backend;
     const tryShape = (xs: Shape4, fs: Shape4, strides = 1) => {

@@ -429,7 +429,10 @@ let registered = false;
 /** tfjs-backend-wasm's own (XNNPACK) Conv2D, which the 3x3 kernels replace where they apply: for benchmarks. */
 export let xnnpackConv2d: ((args: KernelArgs) => tf.TensorInfo) | undefined;
 
-/** Adds Conv2DBackpropFilter; replaces Conv2DBackpropInput, MaxPoolGrad and Sum on wasm. Safe to call twice. */
+/**
+ * Adds Conv2DBackpropFilter; replaces Conv2D and FusedConv2D (3x3 layers), Conv2DBackpropInput,
+ * MaxPoolGrad and Sum on wasm. Safe to call twice.
+ */
 export function registerConvKernels(): void {
   if (registered) return;
   registered = true;
@@ -452,12 +455,13 @@ export function registerConvKernels(): void {
       kernelFunc: (args) => sumLeadingAxes(args) ?? sum.kernelFunc(args),
     });
   }
-  const conv = tf.getKernel('Conv2D', 'wasm');
-  if (conv) {
-    xnnpackConv2d = conv.kernelFunc as (args: KernelArgs) => tf.TensorInfo;
-    tf.unregisterKernel('Conv2D', 'wasm');
+  for (const name of ['Conv2D', 'FusedConv2D']) {
+    const conv = tf.getKernel(name, 'wasm');
+    if (!conv) continue;
+    if (name === 'Conv2D') xnnpackConv2d = conv.kernelFunc as (args: KernelArgs) => tf.TensorInfo;
+    tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({
-      kernelName: 'Conv2D',
+      kernelName: name,
       backendName: 'wasm',
       setupFunc: conv.setupFunc,
       kernelFunc: (args) => conv2dWinograd(args) ?? conv.kernelFunc(args),

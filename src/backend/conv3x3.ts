@@ -64,13 +64,28 @@ function geometry(
 /** Bytes of floats, each region rounded up to 16 bytes. */
 const bytes = (...floats: number[]) => floats.reduce((sum, n) => sum + Math.ceil(n / 4) * 16, 0);
 
-/** Conv2D (forward) by F(2x2, 3x3), or undefined when it does not apply. */
+/**
+ * Conv2D (forward) by F(2x2, 3x3), or undefined when it does not apply. Also FusedConv2D (the
+ * inference path of conv layers) when its bias is one value per output channel and its
+ * activation is linear or relu, which the output transform applies.
+ */
 export function conv2dWinograd(args: KernelArgs): tf.TensorInfo | undefined {
-  const { x, filter } = args.inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
-  if (x.dtype !== 'float32' || filter.dtype !== 'float32') return undefined;
+  const { x, filter, bias, preluActivationWeights } = args.inputs as Record<
+    string,
+    tf.TensorInfo | undefined
+  >;
+  const activation = (args.attrs as { activation?: string } | undefined)?.activation ?? 'linear';
+  if (!x || !filter || x.dtype !== 'float32' || filter.dtype !== 'float32') return undefined;
+  if (preluActivationWeights || (activation !== 'linear' && activation !== 'relu')) return undefined;
   const info = geometry(x.shape, filter.shape, args.attrs as unknown as ConvAttrs);
-  const heap = info && x.shape[3] % 4 === 0 ? heapKernels(args.backend) : undefined;
-  if (!info || !heap) return undefined;
+  if (
+    !info ||
+    (bias && (bias.dtype !== 'float32' || tf.util.sizeFromShape(bias.shape) !== info.outChannels))
+  ) {
+    return undefined;
+  }
+  const heap = x.shape[3] % 4 === 0 ? heapKernels(args.backend) : undefined;
+  if (!heap) return undefined;
   const backend = args.backend as unknown as WasmBackendLike;
   const [n, h, w, c] = x.shape;
   const { outHeight: ho, outWidth: wo, outChannels: kk } = info;
@@ -78,7 +93,15 @@ export function conv2dWinograd(args: KernelArgs): tf.TensorInfo | undefined {
   const shape: ConvShape = [n, h, w, c, kk, ho, wo, info.padInfo.top, info.padInfo.left];
   heap.withScratch(bytes(16 * c * kk, 16 * TB * (c + kk)), (u) => {
     heap.kernels.wg_filter(heap.offset(filter), u, c, kk);
-    heap.kernels.wg_forward(heap.offset(x), u, heap.offset(out), u + bytes(16 * c * kk), ...shape);
+    const epilogue = [bias ? heap.offset(bias) : 0, activation === 'relu' ? 1 : 0] as const;
+    heap.kernels.wg_forward(
+      heap.offset(x),
+      u,
+      heap.offset(out),
+      u + bytes(16 * c * kk),
+      ...shape,
+      ...epilogue,
+    );
   });
   return out;
 }

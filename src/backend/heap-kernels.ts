@@ -22,10 +22,21 @@ export type ConvShape = [number, number, number, number, number, number, number,
 /** The module's exports; every pointer is a byte offset into the backend's memory. */
 export interface HeapKernels {
   wg_filter(g: number, u: number, c: number, k: number): void;
-  wg_forward(...args: [x: number, u: number, y: number, scratch: number, ...shape: ConvShape]): void;
+  wg_forward(
+    ...args: [
+      x: number,
+      u: number,
+      y: number,
+      scratch: number,
+      ...shape: ConvShape,
+      bias: number,
+      relu: 0 | 1,
+    ]
+  ): void;
   wg_filter_grad(...args: [x: number, dy: number, s: number, scratch: number, ...shape: ConvShape]): void;
   wg_filter_grad_out(s: number, dg: number, c: number, k: number): void;
   wg_filter_grad_direct(...args: [x: number, dy: number, dg: number, row: number, ...shape: ConvShape]): void;
+  simd_peak(rounds: number, scale: number, step: number): number;
   mp_grad_2x2(
     ...args: [
       x: number,

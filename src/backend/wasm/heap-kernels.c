@@ -198,16 +198,19 @@ __attribute__((export_name("wg_filter"))) void wg_filter(const float *g, float *
 }
 
 /*
- * y [n, Ho, Wo, K] = conv(x [n, H, W, C], the filter transformed by wg_filter). `scratch` holds
+ * y [n, Ho, Wo, K] = conv(x [n, H, W, C], the filter transformed by wg_filter), then + bias[K]
+ * unless bias is 0, then max(., 0) if relu (tfjs's FusedConv2D). `scratch` holds
  * 16 * TB * (C + K) floats.
  */
 __attribute__((export_name("wg_forward"))) void wg_forward(const float *x, const float *u, float *y,
                                                            float *scratch, int n, int H, int W,
                                                            int C, int K, int Ho, int Wo, int padTop,
-                                                           int padLeft) {
+                                                           int padLeft, const float *bias,
+                                                           int relu) {
   const int tilesH = (Ho + 1) / 2, tilesW = (Wo + 1) / 2;
   const int tiles = n * tilesH * tilesW;
   float *v = scratch, *m = scratch + 16 * TB * C;
+  const v128_t zero = wasm_f32x4_splat(0.0f);
   for (int t0 = 0; t0 < tiles; t0 += TB) {
     const int count = tiles - t0 < TB ? tiles - t0 : TB;
     const int rows = (count + 3) & ~3;
@@ -223,6 +226,7 @@ __attribute__((export_name("wg_forward"))) void wg_forward(const float *x, const
       const int right = ox + 1 < Wo, below = oy + 1 < Ho;
       for (int k = 0; k < K; k += 4) {
         v128_t r[8];
+        const v128_t add = bias ? wasm_v128_load(bias + k) : wasm_f32x4_splat(0.0f);
         for (int j = 0; j < 4; j++) {
           const float *p = m + b * K + k + j * TB * K;
           v128_t m0 = wasm_v128_load(p), m1 = wasm_v128_load(p + 4 * TB * K);
@@ -234,8 +238,12 @@ __attribute__((export_name("wg_forward"))) void wg_forward(const float *x, const
           if (i == 1 && !below) break;
           v128_t *q = r + 4 * i;
           float *o = out + (size_t)i * Wo * K + k;
-          wasm_v128_store(o, wasm_f32x4_add(wasm_f32x4_add(q[0], q[1]), q[2]));
-          if (right) wasm_v128_store(o + K, wasm_f32x4_sub(wasm_f32x4_sub(q[1], q[2]), q[3]));
+          v128_t left = wasm_f32x4_add(wasm_f32x4_add(q[0], q[1]), q[2]);
+          v128_t next = wasm_f32x4_sub(wasm_f32x4_sub(q[1], q[2]), q[3]);
+          if (bias) left = wasm_f32x4_add(left, add), next = wasm_f32x4_add(next, add);
+          if (relu) left = wasm_f32x4_max(left, zero), next = wasm_f32x4_max(next, zero);
+          wasm_v128_store(o, left);
+          if (right) wasm_v128_store(o + K, next);
         }
       }
     }
@@ -421,4 +429,27 @@ __attribute__((export_name("mp_grad_2x2"))) void mp_grad_2x2(const float *x, con
       }
     }
   }
+}
+
+/*
+ * The ceiling the kernel benchmark compares with (bench/conv-kernels.ts): `rounds` rounds of six
+ * independent 4-lane multiplies and six independent 4-lane adds, with no memory traffic. A
+ * multiply-add without fused multiply-add is one of each, so 48 flops a round at full issue is
+ * what any plain-SIMD product can reach. Returns a sum so that the work is not dropped.
+ */
+__attribute__((export_name("simd_peak"))) float simd_peak(int rounds, float scale, float step) {
+  const v128_t s = wasm_f32x4_splat(scale), t = wasm_f32x4_splat(step);
+  v128_t m0 = wasm_f32x4_splat(1.0f), m1 = m0, m2 = m0, m3 = m0, m4 = m0, m5 = m0;
+  v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+  for (int i = 0; i < rounds; i++) {
+    m0 = wasm_f32x4_mul(m0, s), m1 = wasm_f32x4_mul(m1, s), m2 = wasm_f32x4_mul(m2, s);
+    m3 = wasm_f32x4_mul(m3, s), m4 = wasm_f32x4_mul(m4, s), m5 = wasm_f32x4_mul(m5, s);
+    a0 = wasm_f32x4_add(a0, t), a1 = wasm_f32x4_add(a1, t), a2 = wasm_f32x4_add(a2, t);
+    a3 = wasm_f32x4_add(a3, t), a4 = wasm_f32x4_add(a4, t), a5 = wasm_f32x4_add(a5, t);
+  }
+  v128_t sum = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_add(m0, m1), wasm_f32x4_add(m2, m3)),
+                              wasm_f32x4_add(wasm_f32x4_add(m4, m5), wasm_f32x4_add(a0, a1)));
+  sum = wasm_f32x4_add(sum, wasm_f32x4_add(wasm_f32x4_add(a2, a3), wasm_f32x4_add(a4, a5)));
+  return wasm_f32x4_extract_lane(sum, 0) + wasm_f32x4_extract_lane(sum, 1) +
+         wasm_f32x4_extract_lane(sum, 2) + wasm_f32x4_extract_lane(sum, 3);
 }
