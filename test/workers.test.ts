@@ -14,7 +14,7 @@ import { create } from '../src/core/models/index.js';
 import { fitOptionsFor, optimizerFor, resolveConfig, type TrainConfig } from '../src/core/plan.js';
 import type { Net } from '../src/core/models/net.js';
 import type { Optimizer } from '../src/core/optim/optimizers.js';
-import { fit, type FitOptions, type FitState, trainStep } from '../src/core/train/loop.js';
+import { evaluate, fit, type FitOptions, type FitState, trainStep } from '../src/core/train/loop.js';
 import { BIN, fashionSlices, ROOT, tempDir } from './helpers.js';
 
 const SHAPE: ImageShape = [28, 28, 1];
@@ -72,23 +72,76 @@ describe('worker threads', () => {
   // (a shard's filter gradient is summed in other chunks: about 2e-6 relative, the size of
   // wasm's own difference from the cpu backend), which larger steps amplify; the cnn's rate
   // keeps its steps the size of real training's.
-  const plans: [string, Partial<TrainConfig>][] = [
-    ['softmax', { model: 'softmax' }],
-    ['softmax-scratch', { model: 'softmax-scratch' }],
-    ['mlp', { model: 'mlp', optimizer: 'sgd', lr: 0.05, modelOptions: { dropout: 0 } }],
-    ['lenet', { model: 'lenet', optimizer: 'sgd', lr: 0.05 }],
-    ['cnn', { model: 'cnn', optimizer: 'sgd', lr: 0.005, momentum: 0.9, modelOptions: { dropout: 0 } }],
+  //
+  // The cnn's bound is wider: its Winograd filter gradient (backend/conv3x3.ts) sums all of a
+  // batch's tiles in one pass, while each worker sums its half and the halves are then added,
+  // so the two round differently at about 2e-6 of a step's gradient (each is within 2e-6 of a
+  // float64 reference, closer than XNNPACK's route was), and 20 momentum steps amplify that to
+  // about 5e-5. The older route chunked by 32 images, as the shards happen to, so it agreed
+  // more closely here without being more accurate.
+  const plans: [string, Partial<TrainConfig>, number][] = [
+    ['softmax', { model: 'softmax' }, 1e-5],
+    ['softmax-scratch', { model: 'softmax-scratch' }, 1e-5],
+    ['mlp', { model: 'mlp', optimizer: 'sgd', lr: 0.05, modelOptions: { dropout: 0 } }, 1e-5],
+    ['lenet', { model: 'lenet', optimizer: 'sgd', lr: 0.05 }, 1e-5],
+    ['cnn', { model: 'cnn', optimizer: 'sgd', lr: 0.005, momentum: 0.9, modelOptions: { dropout: 0 } }, 2e-4],
   ];
-  for (const [name, input] of plans) {
-    it(`${name}: 2 workers and 1 thread agree within 1e-5 after 20 steps on a fixed batch`, async () => {
+  for (const [name, input, bound] of plans) {
+    it(`${name}: 2 workers and 1 thread agree within ${bound} after 20 steps on a fixed batch`, async () => {
       const d = await twentySteps(resolveConfig({ ...input, labelSmoothing: 0.1 }), 2);
-      expect(d).toBeLessThan(1e-5);
+      expect(d).toBeLessThan(bound);
     }, 120_000);
   }
 
   it('one worker thread is bit-identical to this thread', async () => {
     expect(await twentySteps(resolveConfig({ model: 'cnn', modelOptions: { dropout: 0 } }), 1)).toBe(0);
   }, 120_000);
+
+  for (const batchNorm of [false, true]) {
+    it(`2 workers evaluate as this thread does${batchNorm ? ' (batch norm: every thread uses the statistics the run keeps)' : ''}`, async () => {
+      const plan = resolveConfig({
+        model: 'cnn',
+        modelOptions: { widths: [8, 16], batchNorm },
+        batchSize: 64,
+      });
+      const net = create('cnn', { inputShape: SHAPE, numClasses: 10, seed: 5, options: plan.modelOptions });
+      const opt = optimizerFor(plan);
+      const pool = await startPool(net, { workers: 2, backend, plan, shape: SHAPE, batchSize: 64 });
+      try {
+        await pool.load(net, opt);
+        // A few steps, so that the weights (and each worker's batch norm statistics) move.
+        const n = 64;
+        for (let s = 0; s < 6; s++) {
+          const rows = Array.from({ length: n }, (_, i) => (s * n + i) % train.count);
+          const x = new Float32Array(n * 784);
+          rows.forEach((r, i) =>
+            x.set(
+              Array.from(train.images.subarray(r * 784, (r + 1) * 784), (v) => v / 255),
+              i * 784,
+            ),
+          );
+          await pool.step(
+            x,
+            Int32Array.from(rows, (r) => train.labels[r]),
+            plan.lr,
+            s,
+          );
+        }
+        await pool.drain();
+        await pool.sync(net, opt);
+        const there = await pool.evaluate(test, SHAPE);
+        const here = evaluate(net, test, { shape: SHAPE });
+        // 500 images in batches of 64: a short last batch, split over both workers.
+        expect(there.predicted).toEqual(here.predicted);
+        expect(there.accuracy).toBe(here.accuracy);
+        expect(Math.abs(there.loss - here.loss)).toBeLessThan(1e-5 * here.loss);
+      } finally {
+        await pool.close();
+        net.dispose();
+        opt.dispose();
+      }
+    }, 120_000);
+  }
 
   const PLAN = resolveConfig({ model: 'mlp', epochs: 2, batchSize: 100, seed: 4, augment: true, workers: 2 });
   const newMlp = () => create('mlp', { inputShape: SHAPE, numClasses: 10, seed: 4, options: {} });

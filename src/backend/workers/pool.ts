@@ -20,7 +20,9 @@ import { UserError } from '../../core/errors.js';
 import type { Net } from '../../core/models/net.js';
 import type { Optimizer } from '../../core/optim/optimizers.js';
 import type { TrainConfig } from '../../core/plan.js';
-import type { StepRunner } from '../../core/train/loop.js';
+import { batches } from '../../core/data/batches.js';
+import type { Split } from '../../core/data/dataset.js';
+import type { EvalResult, StepRunner } from '../../core/train/loop.js';
 import {
   COMMAND,
   createLayout,
@@ -94,6 +96,9 @@ class TrainingPool implements StepRunner {
     private readonly threads: Worker[],
     private readonly ports: MessagePort[],
     private readonly v: Views,
+    /** Trainable parameters in all: a state with more values also holds batch norm's statistics. */
+    private readonly params: number,
+    private readonly batchSize: number,
   ) {
     this.failed = new Promise<never>((_, reject) => (this.fail = reject));
     // Waits race against this; without a waiter, an unhandled rejection must not end the process.
@@ -201,7 +206,60 @@ class TrainingPool implements StepRunner {
     await this.settle();
     const msg = receiveMessageOnPort(this.ports[0]);
     if (!msg) throw new WorkerError(0, 'sent no weights');
-    unpackState(net, optimizer, msg.message as TrainingState);
+    const state = msg.message as TrainingState;
+    unpackState(net, optimizer, state);
+    // Batch norm's running statistics are worker 0's (each worker keeps its shards'); the other
+    // workers get them too, so that every thread evaluates with the statistics the run keeps.
+    const values = state.weights.reduce((sum, w) => sum + w.data.length, 0);
+    if (this.workers > 1 && values > this.params) {
+      for (const p of this.ports) p.postMessage(state);
+      this.issue(COMMAND.LOAD);
+      await this.settle();
+    }
+  }
+
+  /**
+   * The split in evaluation mode, batch by batch through the two slots (the next batch is
+   * copied in while the workers evaluate this one), each worker taking its share of the batch.
+   */
+  async evaluate(split: Split, shape: ImageShape): Promise<EvalResult> {
+    const start = performance.now();
+    await this.settle();
+    this.collect();
+    const predicted = new Int32Array(split.count);
+    let loss = 0;
+    let correct = 0;
+    let pending: { offset: number; size: number; slot: number } | undefined;
+    const finish = (): void => {
+      if (!pending) return;
+      predicted.set(this.v.predicted[pending.slot].subarray(0, pending.size), pending.offset);
+      for (let k = 0; k < this.workers; k++) {
+        loss += this.v.stats[2 * k];
+        correct += this.v.stats[2 * k + 1];
+      }
+      pending = undefined;
+    };
+    let slot = 0;
+    for (const batch of batches(split, { batchSize: this.batchSize, rowSize: imageSize(shape) })) {
+      slot ^= 1;
+      this.v.images[slot].set(batch.x);
+      this.v.labels[slot].set(batch.y);
+      await this.settle();
+      finish();
+      this.v.param[PARAM.SIZE] = batch.size;
+      this.v.param[PARAM.SLOT] = slot;
+      this.issue(COMMAND.EVAL);
+      pending = { offset: batch.offset, size: batch.size, slot };
+    }
+    await this.settle();
+    finish();
+    const seen = Math.max(split.count, 1);
+    return {
+      accuracy: correct / seen,
+      loss: loss / seen,
+      predicted,
+      seconds: (performance.now() - start) / 1000,
+    };
   }
 
   async close(): Promise<void> {
@@ -211,7 +269,7 @@ class TrainingPool implements StepRunner {
   }
 }
 
-export type Pool = StepRunner & { close(): Promise<void> };
+export type Pool = StepRunner & Required<Pick<StepRunner, 'evaluate'>> & { close(): Promise<void> };
 
 /** Starts `workers` training threads holding copies of `net`; close() ends them. */
 export async function startPool(net: Net, opts: PoolOptions): Promise<Pool> {
@@ -261,5 +319,5 @@ export async function startPool(net: Net, opts: PoolOptions): Promise<Pool> {
     await Promise.all(threads.map((t) => t.terminate()));
     throw err;
   }
-  return new TrainingPool(workers, threads, ports, views(layout, workers));
+  return new TrainingPool(workers, threads, ports, views(layout, workers), params, opts.batchSize);
 }

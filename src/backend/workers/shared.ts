@@ -3,6 +3,9 @@
  * (pool.ts on the main thread, thread.ts in each worker) build their views from one
  * `SharedLayout`, so the offsets are written down once.
  *
+ * Commands: STEP (a training step on a batch slot), LOAD, SYNC, and EVAL (evaluation mode on a
+ * batch slot: predicted classes, summed loss and correct count per shard).
+ *
  * Every command goes through `ctrl`: the main thread writes the command and its parameters,
  * then bumps SEQ and wakes the workers; each worker bumps DONE when it has finished. Commands
  * are strictly one at a time, so a plain counter is enough to know that all W workers are
@@ -32,7 +35,7 @@ export const CTRL = {
   LENGTH: 8,
 } as const;
 
-export const COMMAND = { STEP: 1, LOAD: 2, SYNC: 3 } as const;
+export const COMMAND = { STEP: 1, LOAD: 2, SYNC: 3, EVAL: 4 } as const;
 
 /** Float64 slots of the step parameters. */
 export const PARAM = { LR: 0, SIZE: 1, SLOT: 2, STEP: 3, LENGTH: 4 } as const;
@@ -63,6 +66,8 @@ export interface SharedLayout {
   grads: SharedArrayBuffer;
   /** Per worker: the shard's summed loss and correct count. */
   stats: SharedArrayBuffer;
+  /** Per batch slot: the arg-max class of every row, written by EVAL. */
+  predicted: SharedArrayBuffer;
 }
 
 export function createLayout(
@@ -81,6 +86,7 @@ export function createLayout(
     labels: new SharedArrayBuffer(2 * batchSize * 4),
     grads: new SharedArrayBuffer(workers * params * 4),
     stats: new SharedArrayBuffer(workers * 2 * 8),
+    predicted: new SharedArrayBuffer(2 * batchSize * 4),
   };
 }
 
@@ -93,6 +99,8 @@ export interface Views {
   /** Worker k's gradient row. */
   grads: Float32Array[];
   stats: Float64Array;
+  /** Batch slot i's predicted classes (EVAL). */
+  predicted: [Int32Array, Int32Array];
 }
 
 export function views(l: SharedLayout, workers: number): Views {
@@ -107,6 +115,10 @@ export function views(l: SharedLayout, workers: number): Views {
     ],
     grads: Array.from({ length: workers }, (_, k) => new Float32Array(l.grads, k * l.params * 4, l.params)),
     stats: new Float64Array(l.stats),
+    predicted: [
+      new Int32Array(l.predicted, 0, l.batchSize),
+      new Int32Array(l.predicted, l.batchSize * 4, l.batchSize),
+    ],
   };
 }
 

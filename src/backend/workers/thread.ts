@@ -10,6 +10,8 @@
  *         weights stay bit-identical without sending them anywhere.
  *   LOAD: weights and optimizer state from the main thread (at the start, and on resume).
  *   SYNC: worker 0 posts its weights and optimizer state back (before evaluation and saves).
+ *   EVAL: its shard of the batch slot in evaluation mode: each row's arg-max into the slot's
+ *         predictions, and the shard's summed loss and correct count into its stats.
  *
  * The thread blocks in Atomics.wait between commands: it has nothing else to do, and a
  * blocking wait wakes faster than a message.
@@ -20,7 +22,7 @@ import '../../core/models/index.js';
 import { loadNet } from '../../core/models/registry.js';
 import { optimizerFor } from '../../core/plan.js';
 import { seedDropout } from '../../core/models/dropout.js';
-import { lossGradients } from '../../core/train/loop.js';
+import { evaluationTensors, lossGradients } from '../../core/train/loop.js';
 import { selectBackend, type BackendName } from '../index.js';
 import {
   COMMAND,
@@ -118,6 +120,34 @@ async function main(): Promise<void> {
     });
   };
 
+  const evaluate = (): void => {
+    const n = v.param[PARAM.SIZE];
+    const slot = v.param[PARAM.SLOT];
+    const [lo, hi] = shard(n, me, workers);
+    let loss = 0;
+    let correct = 0;
+    if (hi > lo) {
+      const y = v.labels[slot].slice(lo, hi);
+      const [pred, sum] = tf.tidy(() => {
+        const x = tf.tensor4d(v.images[slot].slice(lo * layout.rowSize, hi * layout.rowSize), [
+          hi - lo,
+          h,
+          w,
+          c,
+        ]);
+        const [p, l] = evaluationTensors(net, x, tf.tensor1d(y, 'int32'));
+        return [p, l] as const;
+      });
+      const p = pred.dataSync() as Int32Array;
+      v.predicted[slot].set(p, lo);
+      loss = sum.dataSync()[0];
+      for (let i = 0; i < p.length; i++) if (p[i] === y[i]) correct++;
+      tf.dispose([pred, sum]);
+    }
+    v.stats[2 * me] = loss;
+    v.stats[2 * me + 1] = correct;
+  };
+
   const load = (): void => {
     const msg = receiveMessageOnPort(port);
     if (!msg) throw new Error('internal: LOAD without a state message');
@@ -136,6 +166,7 @@ async function main(): Promise<void> {
     if (cmd === COMMAND.STEP) step();
     else if (cmd === COMMAND.LOAD) load();
     else if (cmd === COMMAND.SYNC) sync();
+    else if (cmd === COMMAND.EVAL) evaluate();
     Atomics.add(v.ctrl, CTRL.DONE, 1);
     Atomics.notify(v.ctrl, CTRL.DONE);
   }

@@ -73,6 +73,11 @@ export interface StepRunner {
    * Runners without it get every batch as floats through `step`.
    */
   stepRows?(images: Uint8Array, rows: Uint32Array, y: Int32Array, lr: number, step: number): Promise<void>;
+  /**
+   * Evaluates `split` where the steps run (each thread a share of every batch), with the
+   * weights of the last step, as `evaluate` does here. Called after `sync`.
+   */
+  evaluate?(split: Split, shape: ImageShape): Promise<EvalResult>;
 }
 
 /** Whether `runner` reads the split's rows itself in this epoch (see StepRunner.stepRows). */
@@ -288,6 +293,22 @@ export interface EvaluateOptions {
   withProbabilities?: boolean;
 }
 
+/**
+ * One evaluation batch in evaluation mode (no dropout, BN running statistics): the arg-max per
+ * row, the summed cross-entropy, and the softmax if asked. Call inside tf.tidy. The worker
+ * threads evaluate their shards with it too (backend/workers), so both give the same numbers.
+ */
+export function evaluationTensors(
+  net: Net,
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  withProbabilities = false,
+): [tf.Tensor1D, tf.Scalar, tf.Tensor2D | undefined] {
+  const logits = net.apply(x, { training: false }) as tf.Tensor2D;
+  const probs = withProbabilities ? tf.softmax(logits) : undefined;
+  return [tf.argMax(logits, 1), tf.sum(crossEntropy(logits, y)), probs];
+}
+
 /** Evaluation mode (no dropout, BN running statistics), in the split's order. */
 export function evaluate(
   net: Net,
@@ -303,14 +324,14 @@ export function evaluate(
   let correct = 0;
   for (const batch of batches(split, { batchSize: opts.batchSize ?? 1000, rowSize })) {
     const n = batch.size;
-    const [pred, loss, probs] = tf.tidy(() => {
-      const x = tf.tensor4d(batch.x, [n, h, w, c]);
-      const y = tf.tensor1d(batch.y, 'int32');
-      const logits = net.apply(x, { training: false }) as tf.Tensor2D;
-      const loss = tf.sum(crossEntropy(logits, y));
-      const probs = opts.withProbabilities ? tf.softmax(logits) : undefined;
-      return [tf.argMax(logits, 1), loss, probs] as const;
-    });
+    const [pred, loss, probs] = tf.tidy(() =>
+      evaluationTensors(
+        net,
+        tf.tensor4d(batch.x, [n, h, w, c]),
+        tf.tensor1d(batch.y, 'int32'),
+        opts.withProbabilities,
+      ),
+    );
     const p = pred.dataSync() as Int32Array;
     predicted.set(p, batch.offset);
     lossSum += loss.dataSync()[0];
@@ -540,8 +561,10 @@ export async function fit(
       await opts.onStop?.(state);
       break;
     }
-    const ev = evaluate(net, test, { shape: opts.shape });
-    const val = valSplit ? evaluate(net, valSplit, { shape: opts.shape }) : undefined;
+    const evaluateSplit = (split: Split) =>
+      runner?.evaluate ? runner.evaluate(split, opts.shape) : evaluate(net, split, { shape: opts.shape });
+    const ev = await evaluateSplit(test);
+    const val = valSplit ? await evaluateSplit(valSplit) : undefined;
     const m: EpochMetrics = {
       epoch,
       train_loss: r.loss,
