@@ -3,8 +3,8 @@
  * backend: the forward convolution, the input gradient (which runs through it) and the filter
  * gradient, within 1e-4 of the largest value (relative). Shapes cover the cnn's layers, odd
  * heights and widths (tiles cut at the edges), outputs smaller than a tile, 'valid' and explicit
- * padding, blocks of tiles cut short or spanning images, and the direct filter gradient of first
- * layers (one, three or six input channels). Shapes the kernels do not take fall back to the
+ * padding, blocks of tiles cut short or spanning images, and the direct kernels of first layers
+ * (one, three or six input channels). Shapes the kernels do not take fall back to the
  * other routes.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -12,7 +12,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import { conv2dBackpropFilter3x3, conv2dWinograd } from '../src/backend/conv3x3.js';
+import { conv2dBackpropFilter3x3, conv2d3x3 } from '../src/backend/conv3x3.js';
 import { onCpuAndWasm } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
@@ -100,15 +100,14 @@ describe('3x3 convolutions by Winograd match the cpu backend (relative 1e-4)', (
         t && (tf.engine().makeTensorFromTensorInfo(t).dataSync() as Float32Array);
       const y = tf.tidy(() =>
         values(
-          conv2dWinograd({
+          conv2d3x3({
             inputs: { x: tf.tensor4d(xv, xs), filter: tf.tensor4d(fv, fs) },
             backend,
             attrs: attrs as unknown as tf.NamedAttrMap,
           }),
         ),
       );
-      // The forward pass of a layer with few input channels stays on XNNPACK.
-      expect(y).toEqual(xs[3] % 4 === 0 ? wasmY : undefined);
+      expect(y).toEqual(wasmY);
       const dw = tf.tidy(() =>
         values(
           conv2dBackpropFilter3x3({
@@ -136,68 +135,65 @@ describe('3x3 convolutions by Winograd match the cpu backend (relative 1e-4)', (
         tf.tidy(() => {
           const x = tf.tensor4d(xv.subarray(from * 25 * cin, to * 25 * cin), [to - from, 5, 5, cin]);
           const dy = tf.tensor4d(dyv.subarray(from * 400, to * 400), [to - from, 5, 5, 16]);
-          const y = values(conv2dWinograd({ inputs: { x, filter: tf.tensor4d(fv, fs) }, backend, attrs }));
+          const y = values(conv2d3x3({ inputs: { x, filter: tf.tensor4d(fv, fs) }, backend, attrs }));
           const dw = values(conv2dBackpropFilter3x3({ inputs: { x, dy }, backend, attrs }))!;
           return { y, dw };
         });
       const whole = run(0, 7);
       const parts = [0, 1, 2, 3, 4, 5, 6].map((i) => run(i, i + 1));
-      if (cin % 4 === 0) {
-        expect(whole.y).toEqual(Float32Array.from(parts.flatMap((p) => [...p.y!])));
-      } else {
-        expect(whole.y).toBeUndefined(); // the forward pass of a first layer stays on XNNPACK
-      }
+      expect(whole.y).toEqual(Float32Array.from(parts.flatMap((p) => [...p.y!])));
       const summed = new Float32Array(whole.dw.length);
       for (const p of parts) p.dw.forEach((v, i) => (summed[i] += v));
       expect(relDiff(summed, whole.dw)).toBeLessThanOrEqual(1e-5);
     });
   }
 
-  it('FusedConv2D (inference: bias and relu in the output transform) matches, and declines other activations', async () => {
-    const xs: Shape4 = [3, 7, 9, 8];
-    const fs: Shape4 = [3, 3, 8, 16];
-    const [xv, fv, bv] = [random(xs, 7), random(fs, 8), random([16], 9)];
-    const backend = tf.engine().backend;
-    /** The kernel called directly with FusedConv2D's inputs, or undefined when it declines. */
-    const direct = (activation: string, withBias: boolean) => {
-      const [x, filter, bias] = [tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), tf.tensor1d(bv)];
-      const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, activation } as never;
-      const out = conv2dWinograd({ inputs: { x, filter, ...(withBias && { bias }) }, backend, attrs });
-      tf.dispose([x, filter, bias]);
-      return out && tf.engine().makeTensorFromTensorInfo(out).dataSync();
-    };
-    for (const activation of ['linear', 'relu'] as const) {
-      for (const withBias of [true, false]) {
-        const [cpu, wasm] = await onCpuAndWasm(() =>
-          tf.fused.conv2d({
-            x: tf.tensor4d(xv, xs),
-            filter: tf.tensor4d(fv, fs),
-            strides: 1,
-            pad: 'same',
-            bias: withBias ? tf.tensor1d(bv) : undefined,
-            activation,
-          }),
-        );
-        expect(relDiff(cpu, wasm)).toBeLessThanOrEqual(1e-4);
-        expect(direct(activation, withBias)).toEqual(wasm);
+  for (const cin of [8, 3])
+    it(`FusedConv2D (inference: bias and relu as the kernel writes) matches, and declines other activations (${cin} input channels)`, async () => {
+      const xs: Shape4 = [3, 7, 9, cin];
+      const fs: Shape4 = [3, 3, cin, 16];
+      const [xv, fv, bv] = [random(xs, 7), random(fs, 8), random([16], 9)];
+      const backend = tf.engine().backend;
+      /** The kernel called directly with FusedConv2D's inputs, or undefined when it declines. */
+      const direct = (activation: string, withBias: boolean) => {
+        const [x, filter, bias] = [tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), tf.tensor1d(bv)];
+        const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1, activation } as never;
+        const out = conv2d3x3({ inputs: { x, filter, ...(withBias && { bias }) }, backend, attrs });
+        tf.dispose([x, filter, bias]);
+        return out && tf.engine().makeTensorFromTensorInfo(out).dataSync();
+      };
+      for (const activation of ['linear', 'relu'] as const) {
+        for (const withBias of [true, false]) {
+          const [cpu, wasm] = await onCpuAndWasm(() =>
+            tf.fused.conv2d({
+              x: tf.tensor4d(xv, xs),
+              filter: tf.tensor4d(fv, fs),
+              strides: 1,
+              pad: 'same',
+              bias: withBias ? tf.tensor1d(bv) : undefined,
+              activation,
+            }),
+          );
+          expect(relDiff(cpu, wasm)).toBeLessThanOrEqual(1e-4);
+          expect(direct(activation, withBias)).toEqual(wasm);
+        }
       }
-    }
-    expect(direct('elu', true)).toBeUndefined();
-  });
+      expect(direct('elu', true)).toBeUndefined();
+    });
 
   it('shapes the kernels do not take are left to the other routes', () => {
     const backend = tf.engine().backend;
     const tryShape = (xs: Shape4, fs: Shape4, strides = 1) => {
       const [x, filter] = [tf.zeros(xs), tf.zeros(fs)];
       const attrs = { strides, pad: 'same', dataFormat: 'NHWC', dilations: 1, filterShape: fs } as never;
-      const y = conv2dWinograd({ inputs: { x, filter }, backend, attrs });
+      const y = conv2d3x3({ inputs: { x, filter }, backend, attrs });
       // The filter gradient takes any input channel count; it needs dy of the output's shape.
       const dy = tf.zeros([xs[0], xs[1] / strides, xs[2] / strides, fs[3]]);
       const dw = conv2dBackpropFilter3x3({ inputs: { x, dy }, backend, attrs });
       tf.dispose([x, filter, dy]);
       return [y, dw].map((t) => (t ? 'taken' : undefined));
     };
-    expect(tryShape([1, 8, 8, 1], [3, 3, 1, 32])).toEqual([undefined, 'taken']); // 1 input channel
+    expect(tryShape([1, 8, 8, 1], [3, 3, 1, 32])).toEqual(['taken', 'taken']); // 1 input channel: direct
     expect(tryShape([1, 8, 8, 8], [3, 3, 8, 12])).toEqual([undefined, undefined]); // 12 output channels
     expect(tryShape([1, 8, 8, 8], [5, 5, 8, 16])).toEqual([undefined, undefined]); // 5x5
     expect(tryShape([1, 8, 8, 8], [3, 3, 8, 16], 2)).toEqual([undefined, undefined]); // stride 2

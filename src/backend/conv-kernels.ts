@@ -36,7 +36,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { transpose2d, type WasmBackendLike } from './wasm-kernels.js';
 import { conv2dBackpropFilterStacked } from './conv-filter-grad.js';
-import { conv2dBackpropFilter3x3, conv2dWinograd } from './conv3x3.js';
+import { conv2dBackpropFilter3x3, conv2d3x3 } from './conv3x3.js';
 import { heapKernels } from './heap-kernels.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -464,7 +464,7 @@ export function registerConvKernels(): void {
       kernelName: name,
       backendName: 'wasm',
       setupFunc: conv.setupFunc,
-      kernelFunc: (args) => conv2dWinograd(args) ?? conv.kernelFunc(args),
+      kernelFunc: (args) => conv2d3x3(args) ?? conv.kernelFunc(args),
     });
   }
   const original = tf.getKernel('Conv2DBackpropInput', 'wasm');

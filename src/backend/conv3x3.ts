@@ -1,8 +1,8 @@
 /**
  * 3x3 stride-1 convolutions on wasm by Winograd's F(2x2, 3x3) (the arithmetic and its
  * derivation are in wasm/heap-kernels.c): the forward Conv2D, and through it the input gradient
- * (conv-kernels.ts turns that into a forward convolution), and the filter gradient, with a direct
- * kernel for the filter gradient of first layers.
+ * (conv-kernels.ts turns that into a forward convolution), and the filter gradient, with direct
+ * kernels for first layers (input channels not a multiple of 4).
  *
  * Why our own kernels: XNNPACK's direct convolution already runs near the peak of 128-bit wasm
  * SIMD without fused multiply-add (bench/conv-kernels.ts), so going faster needs fewer
@@ -11,9 +11,9 @@
  * tfjs's heap (heap-kernels.ts), with about 16 * 32 * (C + K) floats of scratch.
  *
  * Applies to NHWC float32, 3x3 filters, stride and dilation 1, any padding, with output channels
- * a multiple of 8 (the 4x8 product blocks) and, for Winograd, input channels a multiple of 4
- * (the SIMD lanes of the transforms); everything else returns undefined and the caller falls
- * back.
+ * a multiple of 8 (the 4x8 product blocks); Winograd where the input channels are a multiple of 4
+ * (the SIMD lanes of the transforms), the direct kernels otherwise. Everything else returns
+ * undefined and the caller falls back.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { heapKernels, type ConvShape } from './heap-kernels.js';
@@ -65,11 +65,12 @@ function geometry(
 const bytes = (...floats: number[]) => floats.reduce((sum, n) => sum + Math.ceil(n / 4) * 16, 0);
 
 /**
- * Conv2D (forward) by F(2x2, 3x3), or undefined when it does not apply. Also FusedConv2D (the
- * inference path of conv layers) when its bias is one value per output channel and its
- * activation is linear or relu, which the output transform applies.
+ * Conv2D (forward) of a 3x3 stride-1 layer, or undefined when it does not apply: by F(2x2, 3x3)
+ * where the input channels are a multiple of 4, directly otherwise (first layers). Also
+ * FusedConv2D (the inference path of conv layers) when its bias is one value per output channel
+ * and its activation is linear or relu, which the kernels apply as they write.
  */
-export function conv2dWinograd(args: KernelArgs): tf.TensorInfo | undefined {
+export function conv2d3x3(args: KernelArgs): tf.TensorInfo | undefined {
   const { x, filter, bias, preluActivationWeights } = args.inputs as Record<
     string,
     tf.TensorInfo | undefined
@@ -84,24 +85,24 @@ export function conv2dWinograd(args: KernelArgs): tf.TensorInfo | undefined {
   ) {
     return undefined;
   }
-  const heap = x.shape[3] % 4 === 0 ? heapKernels(args.backend) : undefined;
+  const heap = heapKernels(args.backend);
   if (!heap) return undefined;
   const backend = args.backend as unknown as WasmBackendLike;
   const [n, h, w, c] = x.shape;
   const { outHeight: ho, outWidth: wo, outChannels: kk } = info;
   const out = backend.makeOutput([n, ho, wo, kk], 'float32');
   const shape: ConvShape = [n, h, w, c, kk, ho, wo, info.padInfo.top, info.padInfo.left];
-  heap.withScratch(bytes(16 * c * kk, 16 * TB * (c + kk)), (u) => {
-    heap.kernels.wg_filter(heap.offset(filter), u, c, kk);
-    const epilogue = [bias ? heap.offset(bias) : 0, activation === 'relu' ? 1 : 0] as const;
-    heap.kernels.wg_forward(
-      heap.offset(x),
-      u,
-      heap.offset(out),
-      u + bytes(16 * c * kk),
-      ...shape,
-      ...epilogue,
+  const epilogue = [bias ? heap.offset(bias) : 0, activation === 'relu' ? 1 : 0] as const;
+  const [xAt, filterAt, outAt] = [heap.offset(x), heap.offset(filter), heap.offset(out)];
+  if (c % 4 !== 0) {
+    heap.withScratch(bytes((ho + 2) * (wo + 2) * c), (padded) =>
+      heap.kernels.direct_forward(xAt, filterAt, outAt, padded, ...shape, ...epilogue),
     );
+    return out;
+  }
+  heap.withScratch(bytes(16 * c * kk, 16 * TB * (c + kk)), (u) => {
+    heap.kernels.wg_filter(filterAt, u, c, kk);
+    heap.kernels.wg_forward(xAt, u, outAt, u + bytes(16 * c * kk), ...shape, ...epilogue);
   });
   return out;
 }

@@ -33,6 +33,9 @@ export interface HeapKernels {
       relu: 0 | 1,
     ]
   ): void;
+  direct_forward(
+    ...args: [x: number, g: number, y: number, padded: number, ...shape: ConvShape, bias: number, relu: 0 | 1]
+  ): void;
   wg_filter_grad(...args: [x: number, dy: number, s: number, scratch: number, ...shape: ConvShape]): void;
   wg_filter_grad_out(s: number, dg: number, c: number, k: number): void;
   wg_filter_grad_direct(...args: [x: number, dy: number, dg: number, row: number, ...shape: ConvShape]): void;

@@ -391,6 +391,102 @@ __attribute__((export_name("wg_filter_grad_direct"))) void wg_filter_grad_direct
 }
 
 /*
+ * y [n, Ho, Wo, K] = a 3x3 stride-1 convolution of x [n, H, W, C] with g [3, 3, C, K], computed
+ * directly, with the same bias and relu as wg_forward: for first layers (one to three input
+ * channels), where Winograd's transforms would cost more than the 9 C K products per pixel. Each
+ * image is copied with its zero border into `padded` ((Ho + 2) * (Wo + 2) * C floats), so the
+ * loops need no bounds checks; then four output pixels by eight output channels at a time are
+ * summed over the 9 C taps in registers, as in block4x8.
+ */
+static inline __attribute__((always_inline)) void direct_forward_c(
+    const float *x, const float *g, float *y, float *padded, int n, int H, int W, int C, int K, int Ho,
+    int Wo, int padTop, int padLeft, const float *bias, int relu) {
+  const int Hp = Ho + 2, Wp = Wo + 2;
+  const v128_t zero = wasm_f32x4_splat(0.0f);
+  for (int img = 0; img < n; img++) {
+    const float *xi = x + (size_t)img * H * W * C;
+    for (int r = 0; r < Hp; r++) {
+      const int iy = r - padTop;
+      for (int s = 0; s < Wp; s++) {
+        const int ix = s - padLeft;
+        const int inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+        for (int c = 0; c < C; c++) padded[(r * Wp + s) * C + c] = inside ? xi[((size_t)iy * W + ix) * C + c] : 0.0f;
+      }
+    }
+    for (int oy = 0; oy < Ho; oy++) {
+      float *yRow = y + ((size_t)img * Ho + oy) * Wo * K;
+      for (int k = 0; k < K; k += 8) {
+        const v128_t b0 = bias ? wasm_v128_load(bias + k) : zero;
+        const v128_t b1 = bias ? wasm_v128_load(bias + k + 4) : zero;
+        int ox = 0;
+        for (; ox + 4 <= Wo; ox += 4) {
+          v128_t c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1;
+          for (int i = 0; i < 3; i++) {
+            for (int j = 0; j < 3; j++) {
+              const float *a = padded + ((oy + i) * Wp + ox + j) * C;
+              const float *w = g + (i * 3 + j) * C * K + k;
+              for (int c = 0; c < C; c++, a++, w += K) {
+                const v128_t w0 = wasm_v128_load(w), w1 = wasm_v128_load(w + 4);
+                v128_t v = wasm_v128_load32_splat(a);
+                c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(v, w0));
+                c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(v, w1));
+                v = wasm_v128_load32_splat(a + C);
+                c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(v, w0));
+                c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(v, w1));
+                v = wasm_v128_load32_splat(a + 2 * C);
+                c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(v, w0));
+                c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(v, w1));
+                v = wasm_v128_load32_splat(a + 3 * C);
+                c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(v, w0));
+                c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(v, w1));
+              }
+            }
+          }
+          if (relu) {
+            c00 = wasm_f32x4_max(c00, zero), c01 = wasm_f32x4_max(c01, zero);
+            c10 = wasm_f32x4_max(c10, zero), c11 = wasm_f32x4_max(c11, zero);
+            c20 = wasm_f32x4_max(c20, zero), c21 = wasm_f32x4_max(c21, zero);
+            c30 = wasm_f32x4_max(c30, zero), c31 = wasm_f32x4_max(c31, zero);
+          }
+          float *o = yRow + (size_t)ox * K + k;
+          wasm_v128_store(o, c00), wasm_v128_store(o + 4, c01);
+          wasm_v128_store(o + K, c10), wasm_v128_store(o + K + 4, c11);
+          wasm_v128_store(o + 2 * K, c20), wasm_v128_store(o + 2 * K + 4, c21);
+          wasm_v128_store(o + 3 * K, c30), wasm_v128_store(o + 3 * K + 4, c31);
+        }
+        for (; ox < Wo; ox++) {
+          v128_t c0 = b0, c1 = b1;
+          for (int i = 0; i < 3; i++) {
+            for (int j = 0; j < 3; j++) {
+              const float *a = padded + ((oy + i) * Wp + ox + j) * C;
+              const float *w = g + (i * 3 + j) * C * K + k;
+              for (int c = 0; c < C; c++, a++, w += K) {
+                const v128_t v = wasm_v128_load32_splat(a);
+                c0 = wasm_f32x4_add(c0, wasm_f32x4_mul(v, wasm_v128_load(w)));
+                c1 = wasm_f32x4_add(c1, wasm_f32x4_mul(v, wasm_v128_load(w + 4)));
+              }
+            }
+          }
+          if (relu) c0 = wasm_f32x4_max(c0, zero), c1 = wasm_f32x4_max(c1, zero);
+          float *o = yRow + (size_t)ox * K + k;
+          wasm_v128_store(o, c0), wasm_v128_store(o + 4, c1);
+        }
+      }
+    }
+  }
+}
+
+__attribute__((export_name("direct_forward"))) void direct_forward(
+    const float *x, const float *g, float *y, float *padded, int n, int H, int W, int C, int K, int Ho,
+    int Wo, int padTop, int padLeft, const float *bias, int relu) {
+  /* One input channel (gray pictures) gets its own copy with C a constant: the tap loop unrolls. */
+  if (C == 1)
+    direct_forward_c(x, g, y, padded, n, H, W, 1, K, Ho, Wo, padTop, padLeft, bias, relu);
+  else
+    direct_forward_c(x, g, y, padded, n, H, W, C, K, Ho, Wo, padTop, padLeft, bias, relu);
+}
+
+/*
  * dx for 2x2 / stride-2 unpadded max pooling of x [n, H, W, C] (y = the pool's output,
  * dy [n, Ho, Wo, C]), four channels at a time; C a multiple of 4. Each gradient goes to the
  * first input of its window (in window order) equal to the window's maximum: equal bits, or
