@@ -35,7 +35,7 @@
  * --predict-only (--no-predict-224 leaves out its 224 px set).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,6 +94,10 @@ function log(m: string): void {
   process.stderr.write(m + '\n');
 }
 
+/** Where the imgclf cnn run leaves its network and recipe for cnn_reference.py --like. */
+const CNN_LIKE = mkdtempSync(path.join(os.tmpdir(), 'imgclf-bench-cnn-'));
+process.on('exit', () => rmSync(CNN_LIKE, { recursive: true, force: true }));
+
 function runWorker(subject: string, backend: string, epochs: number, workers = 1): Row | string {
   const r = spawnSync(
     process.execPath,
@@ -110,6 +114,7 @@ function runWorker(subject: string, backend: string, epochs: number, workers = 1
       cwd: ROOT,
       encoding: 'utf8',
       maxBuffer: 64 * 1024 * 1024,
+      env: { ...process.env, IMGCLF_BENCH_LIKE: CNN_LIKE },
     },
   );
   const line = r.stdout.trim().split('\n').at(-1) ?? '';
@@ -216,9 +221,11 @@ const plan: [string, () => Row | string][] = [
 /** cnn_reference.py: one epoch on `threads` threads, and the ms per step of its first 30 steps. */
 function runCnnTorch(threads: number): Row | string {
   const key = `cnn-pytorch/${threads}t`;
-  const epoch = runTorchScript(CNN_SCRIPT, ['1', '--json', '--threads', String(threads)]);
+  // The same network and recipe as imgclf's cnn run above (its model.json and metadata.json).
+  const like = existsSync(path.join(CNN_LIKE, 'model.json')) ? ['--like', CNN_LIKE] : [];
+  const epoch = runTorchScript(CNN_SCRIPT, ['1', '--json', '--threads', String(threads), ...like]);
   if (typeof epoch === 'string') return epoch;
-  const probe = runTorchScript(CNN_SCRIPT, ['--steps', '30', '--threads', String(threads)]);
+  const probe = runTorchScript(CNN_SCRIPT, ['--steps', '30', '--threads', String(threads), ...like]);
   if (typeof probe === 'string') return probe;
   const j = epoch.json as { epochs: { seconds: number; test_accuracy: number }[] };
   const secs = j.epochs.map((e) => e.seconds);
@@ -395,7 +402,7 @@ const cnnMarkdown = [
   '',
   ...skipped.filter((s) => s.key.startsWith('cnn-')).map((s) => `- skipped ${s.key}: ${s.reason}`),
   '- imgclf: `imgclf train --model cnn --epochs 1 --workers N` (the default plan: AdamW, one-cycle, label smoothing, augmentation, batch 256). ms/step is the median wall time between steps past the first five; the epoch is the training pass alone.',
-  '- PyTorch: `/usr/bin/python3 ../shared/reference/cnn_reference.py 1 --threads N` (the same network and recipe, data in memory); ms/step from its `--steps 30` probe.',
+  '- PyTorch: `/usr/bin/python3 ../shared/reference/cnn_reference.py 1 --threads N --like DIR`, where DIR holds the model.json and metadata.json of the imgclf run above: the same network and recipe, data in memory; ms/step from its `--steps 30` probe.',
   "- Peak RSS is the whole process (imgclf's worker threads share it).",
 ].join('\n');
 // GFLOP/s count the direct convolution's multiply-adds (2 N Ho Wo K C kh kw), whatever the

@@ -7,6 +7,8 @@
  *   naive-tfjs:  see naive-tfjs.ts
  * Usage: tsx bench/worker.ts <imgclf|imgclf-unfused|imgclf-cnn|naive-tfjs> <backend> <epochs> [workers]
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { selectBackend, type BackendName } from '../src/backend/index.js';
 import { loadDataset } from '../src/node/data/load.js';
@@ -72,6 +74,15 @@ if (subject === 'imgclf' || subject === 'imgclf-unfused' || subject === 'imgclf-
           ...(subject === 'imgclf-unfused' ? { fused: false } : {}),
         });
   const model = create(plan.model, { inputShape: dataset.shape, numClasses: 10, seed: plan.seed });
+  // The network and recipe as a run directory's model.json and metadata.json, for
+  // cnn_reference.py --like: PyTorch then trains the same network whatever the defaults are.
+  const likeDir = process.env.IMGCLF_BENCH_LIKE;
+  if (likeDir && subject === 'imgclf-cnn') {
+    mkdirSync(likeDir, { recursive: true });
+    const { modelTopology } = await model.artifacts();
+    writeFileSync(path.join(likeDir, 'model.json'), JSON.stringify({ modelTopology }));
+    writeFileSync(path.join(likeDir, 'metadata.json'), JSON.stringify({ config: plan }));
+  }
   const pool =
     workers > 1
       ? await startPool(model, { workers, backend, plan, shape: dataset.shape, batchSize: plan.batchSize })

@@ -1,8 +1,10 @@
 /**
- * A compact CNN sized for CPU training: a 3x3 conv-ReLU block per resolution with max-pooling
- * after each (28 -> 14 -> 7; 32 then 64 filters), then dropout, a dense layer of 128, dropout
- * and the class scores. Every convolution has stride 1 and 'same' padding, the case the wasm
- * gradient kernels in backend/conv-kernels.ts run through the fast forward convolution.
+ * A compact CNN sized for CPU training: a block of two 3x3 conv-ReLU layers per resolution with
+ * max-pooling after each (28 -> 14 -> 7; 16 then 32 filters), then dropout, a dense layer of 128,
+ * dropout and the class scores. Every convolution has stride 1 and 'same' padding, the case the
+ * wasm kernels in backend/conv3x3.ts run by Winograd (and the first layer directly). Two narrow
+ * layers per resolution cost about what one layer of twice the width did, and reached 0.9352
+ * where the wider single-layer blocks stopped at 0.933 (docs/models.md, Results).
  * Trained with batch augmentation (random crop with padding 2 and horizontal flip) by default.
  *
  * Batch normalization is an option (`batchNorm`). Its training pass runs as two fused kernels on
@@ -25,12 +27,12 @@ export const CNN_OPTIONS = {
     type: 'list',
     min: 1,
     max: 4096,
-    default: [32, 64],
-    example: 'filter counts like 16,32',
+    default: [16, 32],
+    example: 'filter counts like 32,64',
     flag: '--widths <filters>',
     help: 'filters of the block at each resolution (full, 1/2, 1/4, ...: each block halves the size)',
   },
-  convs: { type: 'int', min: 1, max: 8, default: 1, help: '3x3 convolutions per resolution' },
+  convs: { type: 'int', min: 1, max: 8, default: 2, help: '3x3 convolutions per resolution' },
   batchNorm: {
     type: 'boolean',
     default: false,
@@ -91,11 +93,11 @@ export function cnn(spec: ModelSpec): Net {
 
 register({
   name: 'cnn',
-  description: 'CNN: conv32-pool-conv64-pool (3x3, ReLU), dropout, dense 128; augmentation on',
+  description: 'CNN: conv16-conv16-pool-conv32-conv32-pool (3x3, ReLU), dropout, dense 128; augmentation on',
   create: cnn,
   options: CNN_OPTIONS,
   defaults: {
-    epochs: 20,
+    epochs: 22,
     lr: 0.003,
     optimizer: 'adamw',
     weightDecay: 0.0005,
