@@ -151,7 +151,10 @@ describe('ONNX export of every registered model matches tfjs in ONNX Runtime', (
       });
       expect(exported.ops.at(-1)).toBe('Softmax');
       if (c.options?.batchNorm) {
-        expect(exported.ops.filter((op) => op === 'BatchNormalization')).toHaveLength(2);
+        // One batch normalization after every convolution.
+        const convs = exported.ops.filter((op) => op === 'Conv').length;
+        expect(convs).toBeGreaterThan(0);
+        expect(exported.ops.filter((op) => op === 'BatchNormalization')).toHaveLength(convs);
         // Training moved the moving statistics, so the check exercises them.
         const means = artifacts.weightSpecs.findIndex((s) => s.name.endsWith('/moving_mean'));
         const mean = net.getWeights()[means].dataSync();
