@@ -36,21 +36,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { transpose2d, type WasmBackendLike } from './wasm-kernels.js';
 import { conv2dBackpropFilterStacked } from './conv-filter-grad.js';
-import { conv2dBackpropFilter3x3, conv2d3x3 } from './conv3x3.js';
+import { conv2dBackpropFilter3x3, conv2d3x3, type ConvAttrs } from './conv3x3.js';
 import { heapKernels } from './heap-kernels.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type Backend = WasmBackendLike & { disposeData(id: object): void };
-
-interface ConvAttrs {
-  strides: [number, number] | number;
-  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
-  dataFormat: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
-  dilations?: [number, number] | number;
-  inputShape?: [number, number, number, number];
-  filterShape?: [number, number, number, number];
-}
 
 function kernel(name: string): (args: KernelArgs) => tf.TensorInfo {
   const k = tf.getKernel(name, 'wasm');

@@ -24,12 +24,16 @@ type KernelArgs = Parameters<tf.KernelFunc>[0];
 /** Tiles per transformed block in the C code (TB there). */
 const TB = 32;
 
-interface ConvAttrs {
+/** The attributes tfjs's convolution kernels (forward and both gradients) are called with. */
+export interface ConvAttrs {
   strides: [number, number] | number;
   pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
   dataFormat: 'NHWC' | 'NCHW';
   dimRoundingMode?: 'floor' | 'round' | 'ceil';
   dilations?: [number, number] | number;
+  /** Conv2DBackpropInput's. */
+  inputShape?: [number, number, number, number];
+  /** Conv2DBackpropFilter's. */
   filterShape?: [number, number, number, number];
 }
 
