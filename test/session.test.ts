@@ -3,14 +3,14 @@
  * figures exactly, and a resumed run with a validation split keeps its best epoch straight in
  * the metadata, the saved model and the report.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
 import { resolveConfig } from '../src/core/plan.js';
 import { evaluate } from '../src/core/train/loop.js';
 import { loadRunWithData } from '../src/node/run/data.js';
-import { planOfRun, trainSession } from '../src/node/session.js';
+import { defaultOut, planOfRun, trainSession } from '../src/node/session.js';
 import { tempDir } from './helpers.js';
 
 beforeAll(async () => {
@@ -18,6 +18,16 @@ beforeAll(async () => {
 });
 
 describe('training session', () => {
+  it('runs started without --out in the same second get a directory each', () => {
+    const root = path.join(tempDir(), 'runs');
+    const dirs = [defaultOut(root), defaultOut(root), defaultOut(root)];
+    expect(new Set(dirs).size).toBe(3);
+    for (const d of dirs) {
+      expect(existsSync(d)).toBe(true);
+      expect(path.basename(d)).toMatch(/^\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(-\d+)?$/);
+    }
+  });
+
   it('softmax, 2 epochs, seed 0: the figures the seed-faithful pipeline has always given', async () => {
     // Recorded from `imgclf train --epochs 2 --seed 0 --json` before the code moved into
     // layers: moving code must change no figure.

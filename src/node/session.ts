@@ -15,6 +15,7 @@
  * The training loop itself is `fit` in src/core/train/loop.ts; this module is the policy
  * around it: what is saved where and when.
  */
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { selectBackend } from '../backend/index.js';
@@ -132,9 +133,27 @@ export interface SessionResult {
   fineTune?: FineTuneSummary;
 }
 
-function defaultOut(): string {
+/**
+ * A new run's directory when no --out is given: `runs/<UTC time to the second>`, or with -2, -3,
+ * ... when a run started in the same second took that name. The name is claimed by creating the
+ * folder, which only one process can do, so two runs started at once never share one.
+ */
+export function defaultOut(root = 'runs'): string {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19);
-  return path.join('runs', stamp);
+  try {
+    mkdirSync(root, { recursive: true });
+  } catch {
+    return path.join(root, stamp); // the session's own checks report what is wrong with it
+  }
+  for (let i = 1; ; i++) {
+    const dir = path.join(root, i === 1 ? stamp : `${stamp}-${i}`);
+    try {
+      mkdirSync(dir);
+      return dir;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return dir;
+    }
+  }
 }
 
 /**
