@@ -116,9 +116,12 @@ async function main(): Promise<void> {
   ][] = [
     ['lenet conv1', [256, 28, 28, 1], [5, 5, 1, 6], 'same'],
     ['lenet conv2', [256, 14, 14, 6], [5, 5, 6, 16], 'valid'],
-    ['cnn conv1', [256, 28, 28, 1], [3, 3, 1, 32], 'same'],
-    ['cnn conv2', [256, 14, 14, 32], [3, 3, 32, 64], 'same'],
-    ['16->32 at 14x14', [256, 14, 14, 16], [3, 3, 16, 32], 'same'],
+    // The default cnn's four convolutions, then the wider 32/64 network's second.
+    ['cnn conv1', [256, 28, 28, 1], [3, 3, 1, 16], 'same'],
+    ['cnn conv2', [256, 28, 28, 16], [3, 3, 16, 16], 'same'],
+    ['cnn conv3', [256, 14, 14, 16], [3, 3, 16, 32], 'same'],
+    ['cnn conv4', [256, 14, 14, 32], [3, 3, 32, 32], 'same'],
+    ['32->64 at 14x14', [256, 14, 14, 32], [3, 3, 32, 64], 'same'],
   ];
   const f1 = (v: number, width = 7) => v.toFixed(1).padStart(width);
   console.log(
@@ -178,8 +181,8 @@ async function main(): Promise<void> {
     tf.dispose([x, f, y, dy, swapped]);
   }
   for (const shape of [
-    [256, 28, 28, 32],
-    [256, 14, 14, 64],
+    [256, 28, 28, 16],
+    [256, 14, 14, 32],
   ] as [number, number, number, number][]) {
     // ReLU outputs, as in the models: many zeros, so many tied windows.
     const x = tf.relu(tf.randomUniform(shape, -1, 1)) as tf.Tensor4D;

@@ -11,7 +11,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
-import { maxAbsDiff, onCpuAndWasm } from './helpers.js';
+import { maxAbsDiff, onCpuAndWasm, relDiff } from './helpers.js';
 
 function random(shape: number[], seed: number): Float32Array {
   return tf.tidy(() => tf.randomUniform(shape, -1, 1, 'float32', seed).dataSync() as Float32Array);
@@ -38,7 +38,9 @@ const convCases: {
   { x: [2, 9, 9, 4], f: [3, 3, 4, 5], stride: 2, pad: 'valid' },
 ];
 
-describe('Conv2D gradients on wasm match cpu (max abs diff <= 1e-4)', () => {
+// Relative to the largest value: the 3x3 layers' F(4x4, 3x3) kernels round at a few 1e-6 of it,
+// which on the wider layers' gradients (values up to about 40) is more than 1e-4 absolute.
+describe('Conv2D gradients on wasm match cpu (relative difference <= 1e-5)', () => {
   for (const { x: xs, f: fs, stride, pad } of convCases) {
     it(`x ${xs} filter ${fs} stride ${stride} pad ${pad}`, async () => {
       const xv = random(xs, 1);
@@ -56,7 +58,7 @@ describe('Conv2D gradients on wasm match cpu (max abs diff <= 1e-4)', () => {
               dataFormat: 'NHWC',
             } as unknown as tf.NamedAttrMap) as tf.Tensor,
       );
-      expect(maxAbsDiff(cpuDx, wasmDx)).toBeLessThanOrEqual(1e-4);
+      expect(relDiff(cpuDx, wasmDx)).toBeLessThanOrEqual(1e-5);
       const [cpuDw, wasmDw] = await onCpuAndWasm(
         () =>
           tf
@@ -68,7 +70,7 @@ describe('Conv2D gradients on wasm match cpu (max abs diff <= 1e-4)', () => {
               dataFormat: 'NHWC',
             } as unknown as tf.NamedAttrMap) as tf.Tensor,
       );
-      expect(maxAbsDiff(cpuDw, wasmDw)).toBeLessThanOrEqual(1e-4);
+      expect(relDiff(cpuDw, wasmDw)).toBeLessThanOrEqual(1e-5);
     });
   }
 

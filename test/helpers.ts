@@ -133,6 +133,13 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
+/** Largest absolute difference over the largest magnitude of the reference (a relative error). */
+export function relDiff(expected: Float32Array, actual: Float32Array): number {
+  let scale = 0;
+  for (const v of expected) scale = Math.max(scale, Math.abs(v));
+  return maxAbsDiff(expected, actual) / scale;
+}
+
 /** The boundary `multipartForm` uses (a test that writes the request line by hand names it). */
 export const MULTIPART_BOUNDARY = 'imgclfTestBoundary';
 

@@ -75,16 +75,16 @@ describe('worker threads', () => {
   //
   // The cnn's bound is wider: its Winograd filter gradient (backend/conv3x3.ts) sums all of a
   // batch's tiles in one pass, while each worker sums its half and the halves are then added,
-  // so the two round differently at about 2e-6 of a step's gradient (each is within 2e-6 of a
-  // float64 reference, closer than XNNPACK's route was), and 20 momentum steps amplify that to
-  // about 5e-5. The older route chunked by 32 images, as the shards happen to, so it agreed
-  // more closely here without being more accurate.
+  // so the two round differently at a few 1e-6 of a step's gradient (each is within 4e-6 of a
+  // float64 reference), and 20 momentum steps amplify that. With F(2x2, 3x3) tiles the two
+  // ended 4.8e-5 apart; F(4x4, 3x3), which rounds a little more and which the cnn's layers now
+  // use, ends them 6.1e-4 apart. Neither run is the more accurate one.
   const plans: [string, Partial<TrainConfig>, number][] = [
     ['softmax', { model: 'softmax' }, 1e-5],
     ['softmax-scratch', { model: 'softmax-scratch' }, 1e-5],
     ['mlp', { model: 'mlp', optimizer: 'sgd', lr: 0.05, modelOptions: { dropout: 0 } }, 1e-5],
     ['lenet', { model: 'lenet', optimizer: 'sgd', lr: 0.05 }, 1e-5],
-    ['cnn', { model: 'cnn', optimizer: 'sgd', lr: 0.005, momentum: 0.9, modelOptions: { dropout: 0 } }, 2e-4],
+    ['cnn', { model: 'cnn', optimizer: 'sgd', lr: 0.005, momentum: 0.9, modelOptions: { dropout: 0 } }, 1e-3],
   ];
   for (const [name, input, bound] of plans) {
     it(`${name}: 2 workers and 1 thread agree within ${bound} after 20 steps on a fixed batch`, async () => {

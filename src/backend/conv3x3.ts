@@ -1,5 +1,5 @@
 /**
- * 3x3 stride-1 convolutions on wasm by Winograd's F(2x2, 3x3) (the arithmetic and its
+ * 3x3 stride-1 convolutions on wasm by Winograd's F(4x4, 3x3) and F(2x2, 3x3) (the arithmetic and its
  * derivation are in wasm/heap-kernels.c): the forward Conv2D, and through it the input gradient
  * (conv-kernels.ts turns that into a forward convolution), and the filter gradient, with direct
  * kernels for first layers (input channels not a multiple of 4).
@@ -7,8 +7,9 @@
  * Why our own kernels: XNNPACK's direct convolution already runs near the peak of 128-bit wasm
  * SIMD without fused multiply-add (bench/conv-kernels.ts), so going faster needs fewer
  * multiplies, not better scheduling. F(2x2, 3x3) takes 16 where the direct convolution takes 36
- * per four outputs; tfjs-backend-wasm has no Winograd path. The kernels run on the tensors in
- * tfjs's heap (heap-kernels.ts), with about 16 * 32 * (C + K) floats of scratch.
+ * per four outputs, F(4x4, 3x3) 36 per sixteen (winogradTile picks per output shape);
+ * tfjs-backend-wasm has no Winograd path. The kernels run on the tensors in tfjs's heap
+ * (heap-kernels.ts), with about 36 * 32 * (C + K) floats of scratch.
  *
  * Applies to NHWC float32, 3x3 filters, stride and dilation 1, any padding, with output channels
  * a multiple of 8 (the 4x8 product blocks); Winograd where the input channels are a multiple of 4
@@ -16,13 +17,14 @@
  * undefined and the caller falls back.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { heapKernels, type ConvShape } from './heap-kernels.js';
+import { heapKernels, type ConvShape, type WinogradTile } from './heap-kernels.js';
 import type { WasmBackendLike } from './wasm-kernels.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
-/** Tiles per transformed block in the C code (TB there). */
+/** Tiles per transformed block in the C code (TB there), and the floats each plane adds (PLANE). */
 const TB = 32;
+const PLANE_PAD = 16;
 
 /** The attributes tfjs's convolution kernels (forward and both gradients) are called with. */
 export interface ConvAttrs {
@@ -65,6 +67,29 @@ function geometry(
   return info;
 }
 
+let forcedTile: WinogradTile | undefined;
+
+/**
+ * Makes every Winograd call use tile size `m` (undefined: choose per shape). For the tests and
+ * the kernel benchmark, which check and time both tile sizes on the same shapes.
+ */
+export function forceWinogradTile(m: WinogradTile | undefined): void {
+  forcedTile = m;
+}
+
+/**
+ * The tile size for an output of ho x wo: the one with fewer products. F(4x4, 3x3) takes 36
+ * products per 16 outputs where F(2x2, 3x3) takes 16 per 4 (1.78x fewer), and its transformed
+ * blocks are smaller per output by the same factor; but its tiles overhang an edge that is not a
+ * multiple of 4 (a 14x14 output is 4x4 tiles of 16x16, 1.36x fewer products than F(2x2) instead
+ * of 1.78x).
+ */
+export function winogradTile(ho: number, wo: number): WinogradTile {
+  if (forcedTile) return forcedTile;
+  const products = (m: number) => Math.ceil(ho / m) * Math.ceil(wo / m) * (m + 2) ** 2;
+  return products(4) < products(2) ? 4 : 2;
+}
+
 /** Bytes of floats, each region rounded up to 16 bytes. */
 const bytes = (...floats: number[]) => floats.reduce((sum, n) => sum + Math.ceil(n / 4) * 16, 0);
 
@@ -104,9 +129,11 @@ export function conv2d3x3(args: KernelArgs): tf.TensorInfo | undefined {
     );
     return out;
   }
-  heap.withScratch(bytes(16 * c * kk, 16 * TB * (c + kk)), (u) => {
-    heap.kernels.wg_filter(filterAt, u, c, kk);
-    heap.kernels.wg_forward(xAt, u, outAt, u + bytes(16 * c * kk), ...shape, ...epilogue);
+  const m = winogradTile(ho, wo);
+  const freqs = (m + 2) ** 2;
+  heap.withScratch(bytes(freqs * c * kk, freqs * (TB * (c + kk) + 2 * PLANE_PAD)), (u) => {
+    heap.kernels.wg_filter(filterAt, u, c, kk, m);
+    heap.kernels.wg_forward(xAt, u, outAt, u + bytes(freqs * c * kk), ...shape, ...epilogue, m);
   });
   return out;
 }
@@ -136,10 +163,12 @@ export function conv2dBackpropFilter3x3(args: KernelArgs): tf.TensorInfo | undef
     );
     return out;
   }
-  heap.withScratch(bytes(16 * c * kk, 16 * TB * (c + kk)), (s) => {
-    heap.floats().fill(0, s / 4, s / 4 + 16 * c * kk);
-    heap.kernels.wg_filter_grad(xAt, dyAt, s, s + bytes(16 * c * kk), ...shape);
-    heap.kernels.wg_filter_grad_out(s, outAt, c, kk);
+  const m = winogradTile(ho, wo);
+  const freqs = (m + 2) ** 2;
+  heap.withScratch(bytes(freqs * c * kk, freqs * (TB * (c + kk) + 2 * PLANE_PAD)), (s) => {
+    heap.floats().fill(0, s / 4, s / 4 + freqs * c * kk);
+    heap.kernels.wg_filter_grad(xAt, dyAt, s, s + bytes(freqs * c * kk), ...shape, m);
+    heap.kernels.wg_filter_grad_out(s, outAt, c, kk, m);
   });
   return out;
 }

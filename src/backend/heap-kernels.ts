@@ -19,9 +19,13 @@ import { HEAP_KERNELS_WASM } from './heap-kernels-wasm.js';
 /** n, H, W, C, K, Ho, Wo, padTop, padLeft, as the convolution functions take them. */
 export type ConvShape = [number, number, number, number, number, number, number, number, number];
 
+/** Output tile size of the Winograd kernels: F(2x2, 3x3) or F(4x4, 3x3). */
+export type WinogradTile = 2 | 4;
+
 /** The module's exports; every pointer is a byte offset into the backend's memory. */
 export interface HeapKernels {
-  wg_filter(g: number, u: number, c: number, k: number): void;
+  /** m: the Winograd tile size, 2 for F(2x2, 3x3) or 4 for F(4x4, 3x3). */
+  wg_filter(g: number, u: number, c: number, k: number, m: WinogradTile): void;
   wg_forward(
     ...args: [
       x: number,
@@ -31,13 +35,16 @@ export interface HeapKernels {
       ...shape: ConvShape,
       bias: number,
       relu: 0 | 1,
+      m: WinogradTile,
     ]
   ): void;
   direct_forward(
     ...args: [x: number, g: number, y: number, padded: number, ...shape: ConvShape, bias: number, relu: 0 | 1]
   ): void;
-  wg_filter_grad(...args: [x: number, dy: number, s: number, scratch: number, ...shape: ConvShape]): void;
-  wg_filter_grad_out(s: number, dg: number, c: number, k: number): void;
+  wg_filter_grad(
+    ...args: [x: number, dy: number, s: number, scratch: number, ...shape: ConvShape, m: WinogradTile]
+  ): void;
+  wg_filter_grad_out(s: number, dg: number, c: number, k: number, m: WinogradTile): void;
   wg_filter_grad_direct(...args: [x: number, dy: number, dg: number, row: number, ...shape: ConvShape]): void;
   simd_peak(rounds: number, scale: number, step: number): number;
   mp_grad_2x2(
