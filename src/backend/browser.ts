@@ -5,6 +5,7 @@
  * binaries are served from, which to choose) stays with the page.
  */
 import { registerConvKernels } from './conv-kernels.js';
+import { registerElementwiseKernels } from './elementwise.js';
 import { registerFusedDense } from './fused-dense.js';
 import { registerFusedXent } from './fused-xent.js';
 import { registerWasmKernels } from './wasm-kernels.js';
@@ -17,6 +18,7 @@ import { registerWasmKernels } from './wasm-kernels.js';
  * - wasm: faster transposes, transposed matrix products and Identity (wasm-kernels.ts);
  * - wasm: the convolution gradients (conv-kernels.ts); tfjs-backend-wasm has no
  *   Conv2DBackpropFilter, so without them a CNN cannot train on wasm at all;
+ * - wasm: bias adds and the ReLU gradient in SIMD (elementwise.ts), where its module loads;
  * - wasm and cpu: the fused softmax cross-entropy (fused-xent.ts). WebGL and WebGPU use the
  *   composed ops instead;
  * - wasm: the fused training step of softmax regression (fused-dense.ts), which `fit` uses
@@ -25,6 +27,7 @@ import { registerWasmKernels } from './wasm-kernels.js';
 export function registerBrowserKernels(): void {
   registerWasmKernels();
   registerConvKernels();
+  registerElementwiseKernels();
   registerFusedXent();
   registerFusedDense();
 }

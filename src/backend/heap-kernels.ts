@@ -1,6 +1,7 @@
 /**
  * Our WebAssembly kernels that run in tfjs-backend-wasm's own memory (wasm/heap-kernels.c):
- * 3x3 convolutions by Winograd (conv3x3.ts) and the 2x2 max-pool gradient (conv-kernels.ts).
+ * 3x3 convolutions by Winograd (conv3x3.ts), the 2x2 max-pool gradient (conv-kernels.ts) and
+ * element-wise kernels of the training step (elementwise.ts).
  *
  * The module imports the backend's WebAssembly.Memory, so a kernel reads its inputs and writes
  * its output where tfjs keeps the tensors: no copies in or out. Pointers are the tensors' heap
@@ -47,6 +48,9 @@ export interface HeapKernels {
   wg_filter_grad_out(s: number, dg: number, c: number, k: number, m: WinogradTile): void;
   wg_filter_grad_direct(...args: [x: number, dy: number, dg: number, row: number, ...shape: ConvShape]): void;
   simd_peak(rounds: number, scale: number, step: number): number;
+  bias_add(x: number, bias: number, y: number, rows: number, cols: number): void;
+  sum_rows(x: number, out: number, acc: number, rows: number, cols: number): void;
+  relu_grad(dy: number, x: number, dx: number, n: number): void;
   mp_grad_2x2(
     ...args: [
       x: number,

@@ -8,6 +8,7 @@ import { BACKENDS, type BackendName } from '../core/backends.js';
 import { UserError } from '../core/errors.js';
 import { registerBatchNormKernels } from './bn-kernels.js';
 import { registerConvKernels } from './conv-kernels.js';
+import { registerElementwiseKernels } from './elementwise.js';
 import { registerFusedDense } from './fused-dense.js';
 import { registerFusedXent } from './fused-xent.js';
 import { registerWasmKernels } from './wasm-kernels.js';
@@ -30,6 +31,7 @@ async function tryWasm(): Promise<boolean> {
     await import('@tensorflow/tfjs-backend-wasm');
     registerWasmKernels();
     registerConvKernels();
+    registerElementwiseKernels();
     registerBatchNormKernels();
     registerFusedDense();
     return await tf.setBackend('wasm');

@@ -7,6 +7,9 @@
  *    (and through it the input gradient, src/backend/conv3x3.ts) and the filter gradient, plus
  *    a direct filter gradient for layers with few input channels.
  * 2. The gradient of 2x2 / stride-2 max pooling.
+ * 3. Element-wise kernels of a training step that tfjs runs as several passes or without SIMD
+ *    (src/backend/elementwise.ts): a bias added along the last axis, the bias gradient (a sum
+ *    over the leading axes) and the ReLU gradient.
  *
  * Layout is tfjs's NHWC: x [n, H, W, C], filter g [3, 3, C, K], y [n, Ho, Wo, K]. The output
  * is cut into 2x2 tiles; tile t reads the 4x4 input patch d at (2 ty - padTop, 2 tx - padLeft),
@@ -686,6 +689,77 @@ __attribute__((export_name("mp_grad_2x2"))) void mp_grad_2x2(const float *x, con
         }
       }
     }
+  }
+}
+
+/* ---- element-wise kernels (src/backend/elementwise.ts); cols is a multiple of 4 ---- */
+
+/* y[r][c] = x[r][c] + bias[c]: tfjs's Add of a [..., cols] tensor and a [cols] bias. */
+__attribute__((export_name("bias_add"))) void bias_add(const float *x, const float *bias, float *y,
+                                                       int rows, int cols) {
+  for (int r = 0; r < rows; r++, x += cols, y += cols)
+    for (int c = 0; c < cols; c += 4)
+      wasm_v128_store(y + c, wasm_f32x4_add(wasm_v128_load(x + c), wasm_v128_load(bias + c)));
+}
+
+/*
+ * out[c] = the sum over rows of x[r][c], in double: four rows are summed, then added to the
+ * running sum, in the order the JavaScript loop it replaces used (elementwise.ts), so the
+ * results are the same bits. `acc` holds cols doubles.
+ */
+__attribute__((export_name("sum_rows"))) void sum_rows(const float *x, float *out, double *acc, int rows,
+                                                       int cols) {
+  const v128_t zero = wasm_f64x2_splat(0.0);
+  for (int c = 0; c < cols; c += 2) wasm_v128_store(acc + c, zero);
+#define LOW(v) wasm_f64x2_promote_low_f32x4(v)
+#define HIGH(v) wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(v, v, 2, 3, 0, 1))
+  int r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float *p = x + (size_t)r * cols;
+    for (int c = 0; c < cols; c += 4) {
+      const v128_t a0 = wasm_v128_load(p + c), a1 = wasm_v128_load(p + cols + c);
+      const v128_t a2 = wasm_v128_load(p + 2 * cols + c), a3 = wasm_v128_load(p + 3 * cols + c);
+      const v128_t lo = wasm_f64x2_add(wasm_f64x2_add(wasm_f64x2_add(LOW(a0), LOW(a1)), LOW(a2)), LOW(a3));
+      const v128_t hi =
+          wasm_f64x2_add(wasm_f64x2_add(wasm_f64x2_add(HIGH(a0), HIGH(a1)), HIGH(a2)), HIGH(a3));
+      wasm_v128_store(acc + c, wasm_f64x2_add(wasm_v128_load(acc + c), lo));
+      wasm_v128_store(acc + c + 2, wasm_f64x2_add(wasm_v128_load(acc + c + 2), hi));
+    }
+  }
+  for (; r < rows; r++) {
+    const float *p = x + (size_t)r * cols;
+    for (int c = 0; c < cols; c += 4) {
+      const v128_t a = wasm_v128_load(p + c);
+      wasm_v128_store(acc + c, wasm_f64x2_add(wasm_v128_load(acc + c), LOW(a)));
+      wasm_v128_store(acc + c + 2, wasm_f64x2_add(wasm_v128_load(acc + c + 2), HIGH(a)));
+    }
+  }
+#undef LOW
+#undef HIGH
+  for (int c = 0; c < cols; c += 4) {
+    const v128_t lo = wasm_f32x4_demote_f64x2_zero(wasm_v128_load(acc + c));
+    const v128_t hi = wasm_f32x4_demote_f64x2_zero(wasm_v128_load(acc + c + 2));
+    wasm_v128_store(out + c, wasm_i32x4_shuffle(lo, hi, 0, 1, 4, 5));
+  }
+}
+
+/*
+ * dx = dy * step(x), the ReLU gradient as tfjs-core computes it (dy times 1 where x > 0, 0
+ * elsewhere, NaN where x is NaN), in one pass instead of three (Step, Cast, Multiply); the same
+ * products, so the same bits. n is the element count, any size.
+ */
+__attribute__((export_name("relu_grad"))) void relu_grad(const float *dy, const float *x, float *dx, int n) {
+  const v128_t zero = wasm_f32x4_splat(0.0f), one = wasm_f32x4_splat(1.0f), nan = wasm_f32x4_splat(__builtin_nanf(""));
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v128_t v = wasm_v128_load(x + i);
+    v128_t s = wasm_v128_and(wasm_f32x4_gt(v, zero), one);
+    s = wasm_v128_bitselect(nan, s, wasm_f32x4_ne(v, v));
+    wasm_v128_store(dx + i, wasm_f32x4_mul(wasm_v128_load(dy + i), s));
+  }
+  for (; i < n; i++) {
+    const float v = x[i];
+    dx[i] = dy[i] * (v != v ? v : v > 0.0f ? 1.0f : 0.0f);
   }
 }
 
