@@ -24,6 +24,7 @@ import { selectBackend } from '../src/backend/index.js';
 import { conv2dBackpropFilterIm2col, xnnpackConv2d } from '../src/backend/conv-kernels.js';
 import { conv2dBackpropFilterStacked } from '../src/backend/conv-filter-grad.js';
 import { heapKernels } from '../src/backend/heap-kernels.js';
+import { forceWinogradTile, winogradTile } from '../src/backend/conv3x3.js';
 
 const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const ROUNDS = Number(positional[0] ?? 3);
@@ -43,6 +44,9 @@ export interface ConvKernelRow {
   dxXnn?: number;
   dx: number;
   dw: number;
+  /** Forward and filter gradient with F(2x2, 3x3) tiles where the kernels choose F(4x4, 3x3). */
+  fwdF2?: number;
+  dwF2?: number;
   dwBefore: number;
   im2col: number;
 }
@@ -93,6 +97,16 @@ function compare(variants: Record<string, () => tf.TensorInfo>): Record<string, 
   return Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, medianOf(v)]));
 }
 
+/** `fn` with the Winograd kernels held to F(2x2, 3x3) tiles. */
+const withTile2 = (fn: () => tf.TensorInfo) => () => {
+  forceWinogradTile(2);
+  try {
+    return fn();
+  } finally {
+    forceWinogradTile(undefined);
+  }
+};
+
 const kernel = (name: string, inputs: tf.NamedTensorMap, attrs: object) => () =>
   tf.engine().runKernel(name, inputs, attrs as tf.NamedAttrMap) as tf.Tensor;
 
@@ -125,7 +139,7 @@ async function main(): Promise<void> {
   ];
   const f1 = (v: number, width = 7) => v.toFixed(1).padStart(width);
   console.log(
-    'case               x                  filter       fwd XNN  fwd ms  dx XNN   dx ms   dW ms  dW before  dW im2col  dW/fwd' +
+    'case               x                  filter       fwd XNN  fwd ms  fwd F2  dx XNN   dx ms   dW ms   dW F2  dW before  dW im2col  dW/fwd' +
       (base ? '  dx base  dW base  base dW/fwd' : ''),
   );
   for (const [name, xs, fs, pad] of cases) {
@@ -145,6 +159,12 @@ async function main(): Promise<void> {
       ...(pad === 'same' && { dxXnn: direct(xnnpackConv2d!, { x: dy, filter: swapped }, attrs) }),
       dx: kernel('Conv2DBackpropInput', { dy, filter: f }, dxAttrs),
       dw: kernel('Conv2DBackpropFilter', { x, dy }, dwAttrs),
+      ...(fs[0] === 3 &&
+        xs[3] % 4 === 0 &&
+        winogradTile(y.shape[1], y.shape[2]) === 4 && {
+          fwdF2: withTile2(() => tf.conv2d(x, f, 1, pad)),
+          dwF2: withTile2(kernel('Conv2DBackpropFilter', { x, dy }, dwAttrs)),
+        }),
       // The route before the 3x3 kernels: stacked XNNPACK convolution, else im2col.
       stacked: direct(
         (a) => conv2dBackpropFilterStacked(a) ?? conv2dBackpropFilterIm2col(a),
@@ -170,12 +190,14 @@ async function main(): Promise<void> {
       dxXnn: t.dxXnn,
       dx: t.dx,
       dw: t.dw,
+      fwdF2: t.fwdF2,
+      dwF2: t.dwF2,
       dwBefore: t.stacked,
       im2col: t.im2col,
     });
     const opt = (v: number | undefined, width = 7) => (v === undefined ? '-'.padStart(width) : f1(v, width));
     console.log(
-      `${name.padEnd(18)} ${JSON.stringify(xs).padEnd(18)} ${JSON.stringify(fs).padEnd(12)} ${f1(t.fwdXnn)} ${f1(t.fwd)} ${opt(t.dxXnn)} ${f1(t.dx)} ${f1(t.dw)} ${opt(t.stacked, 11)} ${f1(t.im2col, 10)} ${(t.dw / t.fwd).toFixed(2).padStart(7)}` +
+      `${name.padEnd(18)} ${JSON.stringify(xs).padEnd(18)} ${JSON.stringify(fs).padEnd(12)} ${f1(t.fwdXnn)} ${f1(t.fwd)} ${opt(t.fwdF2)} ${opt(t.dxXnn)} ${f1(t.dx)} ${f1(t.dw)} ${opt(t.dwF2)} ${opt(t.stacked, 11)} ${f1(t.im2col, 10)} ${(t.dw / t.fwd).toFixed(2).padStart(7)}` +
         (base ? ` ${f1(t.dxBase, 8)} ${f1(t.dwBase, 8)} ${(t.dwBase / t.fwd).toFixed(2).padStart(12)}` : ''),
     );
     tf.dispose([x, f, y, dy, swapped]);

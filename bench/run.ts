@@ -409,17 +409,17 @@ const cnnMarkdown = [
 // kernel does: a Winograd kernel doing fewer multiplies can pass the plain-SIMD ceiling.
 const gflops = (flops: number, ms: number | undefined) => (ms ? flops / ms / 1e6 : undefined);
 const kernelTable = [
-  '| layer | x | filter | forward XNNPACK ms | forward ms | GFLOP/s | x peak | dx as XNNPACK conv ms | dx ms | GFLOP/s | dW before ms | dW ms | GFLOP/s | dW / forward |',
-  '|' + ' --- |'.repeat(14),
+  '| layer | x | filter | forward XNNPACK ms | forward ms | GFLOP/s | x peak | forward F(2x2) ms | dx as XNNPACK conv ms | dx ms | GFLOP/s | dW before ms | dW ms | GFLOP/s | dW F(2x2) ms | dW / forward |',
+  '|' + ' --- |'.repeat(16),
   ...(kernels?.conv ?? []).map((r) => {
     const peakShare = (ms: number) => fmt(gflops(r.flops, ms)! / kernels!.peakGflops, 2);
     return `| ${r.name} | ${r.x.join('x')} | ${r.filter.join('x')} ${r.pad} | ${fmt(r.fwdXnn, 1)} | ${fmt(r.fwd, 1)} | ${fmt(
       gflops(r.flops, r.fwd),
       1,
-    )} | ${peakShare(r.fwd)} | ${fmt(r.dxXnn, 1)} | ${fmt(r.dx, 1)} | ${fmt(gflops(r.flops, r.dx), 1)} | ${fmt(
+    )} | ${peakShare(r.fwd)} | ${fmt(r.fwdF2, 1)} | ${fmt(r.dxXnn, 1)} | ${fmt(r.dx, 1)} | ${fmt(gflops(r.flops, r.dx), 1)} | ${fmt(
       r.dwBefore,
       1,
-    )} | ${fmt(r.dw, 1)} | ${fmt(gflops(r.flops, r.dw), 1)} | ${fmt(r.dw / r.fwd, 2)} |`;
+    )} | ${fmt(r.dw, 1)} | ${fmt(gflops(r.flops, r.dw), 1)} | ${fmt(r.dwF2, 1)} | ${fmt(r.dw / r.fwd, 2)} |`;
   }),
 ].join('\n');
 const kernelMarkdown = [
@@ -439,7 +439,7 @@ const kernelMarkdown = [
       `- ${p.shape.join('x')}: MaxPoolGrad 2x2/2 ${fmt(p.maxPoolGrad, 1)} ms, bias-gradient Sum over N, H, W ${fmt(p.sum, 1)} ms.`,
   ),
   ...skipped.filter((s) => s.key === 'kernels').map((s) => `- skipped ${s.key}: ${s.reason}`),
-  `- Batches of 256, one thread, median of ${kernels?.rounds ?? 'n/a'} rounds of 5 calls, the variants interleaved. Forward, dx and dW are the kernels as registered: 3x3 layers with 4k input and 8k output channels by Winograd F(2x2, 3x3), the filter gradient of other 3x3 layers by a direct kernel (src/backend/conv3x3.ts), the rest on XNNPACK and src/backend/conv-kernels.ts.`,
+  `- Batches of 256, one thread, median of ${kernels?.rounds ?? 'n/a'} rounds of 5 calls, the variants interleaved. Forward, dx and dW are the kernels as registered: 3x3 layers with 4k input and 8k output channels by Winograd, F(4x4, 3x3) or F(2x2, 3x3), whichever takes fewer products for the output size, the forward pass and filter gradient of other 3x3 layers by direct kernels (src/backend/conv3x3.ts), the rest on XNNPACK and src/backend/conv-kernels.ts.`,
   "- GFLOP/s counts the direct convolution's 2 N Ho Wo K C kh kw flops; Winograd does 16 multiplies where that count has 36, so it can pass the ceiling. x peak is that figure over the ceiling.",
   "- dx as XNNPACK conv: XNNPACK's forward convolution on the input gradient's shape, which is what dx cost before (it ran as that convolution). dW before: the previous route (XNNPACK convolution of stacked planes, or im2col).",
 ].join('\n');

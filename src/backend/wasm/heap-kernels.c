@@ -73,8 +73,8 @@
 /*
  * The 1-D transforms, on vectors at p[0], p[s], p[2 s], ... (in place) or from `in` to `out`.
  * m is the tile size, 2 or 4, and a = m + 2 the patch size; every caller passes m as a constant,
- * so after inlining the branches fold and the loops unroll into registers (the build refuses
- * anything that would spill to memory).
+ * so after inlining the branches fold and the small arrays of vectors become locals (the build
+ * refuses any that would be kept on a stack in memory).
  */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("clang loop unroll(full)")
@@ -222,9 +222,9 @@ ALWAYS_INLINE void transform_inputs(const int m, const float *x, float *v, int t
     const float *base = x + (size_t)img * H * W * C;
     const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + a <= H && ix0 + a <= W;
     /*
-     * B^T d B in two passes through the block (it stays in the L1 cache): along the patch's rows
-     * into the frequency planes, then down their columns in place. A handful of vectors is live
-     * at a time; all a * a at once would spill most of them for F(4x4).
+     * B^T d B in two passes (the tile's part of the block stays in the L1 cache): along the
+     * patch's rows into the frequency planes, then down their columns in place. A handful of
+     * vectors is live at a time; all a * a at once would spill most of them for F(4x4).
      */
     for (int c = 0; c < C; c += 4) {
       float *o = out + c;

@@ -97,7 +97,7 @@ register({
   create: cnn,
   options: CNN_OPTIONS,
   defaults: {
-    epochs: 22,
+    epochs: 30,
     lr: 0.003,
     optimizer: 'adamw',
     weightDecay: 0.0005,
