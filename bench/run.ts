@@ -440,7 +440,7 @@ const kernelMarkdown = [
   ),
   ...skipped.filter((s) => s.key === 'kernels').map((s) => `- skipped ${s.key}: ${s.reason}`),
   `- Batches of 256, one thread, median of ${kernels?.rounds ?? 'n/a'} rounds of 5 calls, the variants interleaved. Forward, dx and dW are the kernels as registered: 3x3 layers with 4k input and 8k output channels by Winograd, F(4x4, 3x3) or F(2x2, 3x3), whichever takes fewer products for the output size, the forward pass and filter gradient of other 3x3 layers by direct kernels (src/backend/conv3x3.ts), the rest on XNNPACK and src/backend/conv-kernels.ts.`,
-  "- GFLOP/s counts the direct convolution's 2 N Ho Wo K C kh kw flops; Winograd does 16 multiplies where that count has 36, so it can pass the ceiling. x peak is that figure over the ceiling.",
+  "- GFLOP/s counts the direct convolution's 2 N Ho Wo K C kh kw flops; per four outputs Winograd does 16 multiplies (F(2x2)) or 9 (F(4x4)) where that count has 36, so it can pass the ceiling. x peak is that figure over the ceiling.",
   "- dx as XNNPACK conv: XNNPACK's forward convolution on the input gradient's shape, which is what dx cost before (it ran as that convolution). dW before: the previous route (XNNPACK convolution of stacked planes, or im2col).",
 ].join('\n');
 const backboneTable = [
