@@ -12,6 +12,7 @@ import '@tensorflow/tfjs-layers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/index.js';
 import { maxAbsDiff, onCpuAndWasm, relDiff } from './helpers.js';
+import { runKernel } from './kernel-helpers.js';
 
 function random(shape: number[], seed: number): Float32Array {
   return tf.tidy(() => tf.randomUniform(shape, -1, 1, 'float32', seed).dataSync() as Float32Array);
@@ -47,28 +48,20 @@ describe('Conv2D gradients on wasm match cpu (relative difference <= 1e-5)', () 
       const fv = random(fs, 2);
       const outShape = tf.tidy(() => tf.conv2d(tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), stride, pad).shape);
       const dyv = random(outShape, 3);
-      const [cpuDx, wasmDx] = await onCpuAndWasm(
-        () =>
-          tf
-            .engine()
-            .runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, outShape), filter: tf.tensor(fv, fs) }, {
-              inputShape: xs,
-              strides: stride,
-              pad,
-              dataFormat: 'NHWC',
-            } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      const [cpuDx, wasmDx] = await onCpuAndWasm(() =>
+        runKernel(
+          'Conv2DBackpropInput',
+          { dy: tf.tensor(dyv, outShape), filter: tf.tensor(fv, fs) },
+          { inputShape: xs, strides: stride, pad, dataFormat: 'NHWC' },
+        ),
       );
       expect(relDiff(cpuDx, wasmDx)).toBeLessThanOrEqual(1e-5);
-      const [cpuDw, wasmDw] = await onCpuAndWasm(
-        () =>
-          tf
-            .engine()
-            .runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, xs), dy: tf.tensor(dyv, outShape) }, {
-              filterShape: fs,
-              strides: stride,
-              pad,
-              dataFormat: 'NHWC',
-            } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      const [cpuDw, wasmDw] = await onCpuAndWasm(() =>
+        runKernel(
+          'Conv2DBackpropFilter',
+          { x: tf.tensor(xv, xs), dy: tf.tensor(dyv, outShape) },
+          { filterShape: fs, strides: stride, pad, dataFormat: 'NHWC' },
+        ),
       );
       expect(relDiff(cpuDw, wasmDw)).toBeLessThanOrEqual(1e-5);
     });

@@ -19,6 +19,7 @@ import {
   winogradTile,
 } from '../src/backend/conv3x3.js';
 import { onCpuAndWasm, relDiff } from './helpers.js';
+import { runKernel } from './kernel-helpers.js';
 
 type Shape4 = [number, number, number, number];
 type Pad = 'same' | 'valid' | tf.backend_util.ExplicitPadding;
@@ -76,24 +77,20 @@ describe.each([2, 4] as const)(
         const outShape = tf.tidy(() => tf.conv2d(tf.tensor4d(xv, xs), tf.tensor4d(fv, fs), 1, pad).shape);
         const dyv = random(outShape, 3);
         const attrs = { strides: 1, pad, dataFormat: 'NHWC', dilations: 1 };
-        const [cpuDx, wasmDx] = await onCpuAndWasm(
-          () =>
-            tf
-              .engine()
-              .runKernel('Conv2DBackpropInput', { dy: tf.tensor(dyv, outShape), filter: tf.tensor(fv, fs) }, {
-                ...attrs,
-                inputShape: xs,
-              } as unknown as tf.NamedAttrMap) as tf.Tensor,
+        const [cpuDx, wasmDx] = await onCpuAndWasm(() =>
+          runKernel(
+            'Conv2DBackpropInput',
+            { dy: tf.tensor(dyv, outShape), filter: tf.tensor(fv, fs) },
+            { ...attrs, inputShape: xs },
+          ),
         );
         expect(relDiff(cpuDx, wasmDx)).toBeLessThanOrEqual(1e-4);
-        const [cpuDw, wasmDw] = await onCpuAndWasm(
-          () =>
-            tf
-              .engine()
-              .runKernel('Conv2DBackpropFilter', { x: tf.tensor(xv, xs), dy: tf.tensor(dyv, outShape) }, {
-                ...attrs,
-                filterShape: fs,
-              } as unknown as tf.NamedAttrMap) as tf.Tensor,
+        const [cpuDw, wasmDw] = await onCpuAndWasm(() =>
+          runKernel(
+            'Conv2DBackpropFilter',
+            { x: tf.tensor(xv, xs), dy: tf.tensor(dyv, outShape) },
+            { ...attrs, filterShape: fs },
+          ),
         );
         expect(relDiff(cpuDw, wasmDw)).toBeLessThanOrEqual(1e-4);
         // The kernels above were these (not a fallback): called directly, they give the same bits.

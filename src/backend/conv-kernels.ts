@@ -34,7 +34,7 @@
  * stride and padding.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { transpose2d, type WasmBackendLike } from './wasm-kernels.js';
+import { overrideWasmKernel, transpose2d, type WasmBackendLike } from './wasm-kernels.js';
 import { conv2dBackpropFilterStacked } from './conv-filter-grad.js';
 import { conv2dBackpropFilter3x3, conv2d3x3, type ConvAttrs } from './conv3x3.js';
 import { sumRows } from './elementwise.js';
@@ -439,36 +439,15 @@ export function registerConvKernels(): void {
   }
   if (tf.getKernel('MaxPoolGrad', 'wasm')) tf.unregisterKernel('MaxPoolGrad', 'wasm');
   tf.registerKernel({ kernelName: 'MaxPoolGrad', backendName: 'wasm', kernelFunc: maxPoolGrad });
-  const sum = tf.getKernel('Sum', 'wasm');
-  if (sum) {
-    tf.unregisterKernel('Sum', 'wasm');
-    tf.registerKernel({
-      kernelName: 'Sum',
-      backendName: 'wasm',
-      setupFunc: sum.setupFunc,
-      kernelFunc: (args) => sumLeadingAxes(args) ?? sum.kernelFunc(args),
-    });
-  }
+  overrideWasmKernel('Sum', (sum) => (args) => sumLeadingAxes(args) ?? sum.kernelFunc(args));
   for (const name of ['Conv2D', 'FusedConv2D']) {
-    const conv = tf.getKernel(name, 'wasm');
-    if (!conv) continue;
-    if (name === 'Conv2D') xnnpackConv2d = conv.kernelFunc as (args: KernelArgs) => tf.TensorInfo;
-    tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel({
-      kernelName: name,
-      backendName: 'wasm',
-      setupFunc: conv.setupFunc,
-      kernelFunc: (args) => conv2d3x3(args) ?? conv.kernelFunc(args),
+    overrideWasmKernel(name, (conv) => {
+      if (name === 'Conv2D') xnnpackConv2d = conv.kernelFunc as (args: KernelArgs) => tf.TensorInfo;
+      return (args) => conv2d3x3(args) ?? conv.kernelFunc(args);
     });
   }
-  const original = tf.getKernel('Conv2DBackpropInput', 'wasm');
-  if (original) {
-    tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
-    tf.registerKernel({
-      kernelName: 'Conv2DBackpropInput',
-      backendName: 'wasm',
-      setupFunc: original.setupFunc,
-      kernelFunc: (args) => conv2dBackpropInputStride1(args) ?? original.kernelFunc(args),
-    });
-  }
+  overrideWasmKernel(
+    'Conv2DBackpropInput',
+    (original) => (args) => conv2dBackpropInputStride1(args) ?? original.kernelFunc(args),
+  );
 }

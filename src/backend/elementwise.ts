@@ -16,7 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { heapKernels } from './heap-kernels.js';
-import type { WasmBackendLike } from './wasm-kernels.js';
+import { overrideWasmKernel, type WasmBackendLike } from './wasm-kernels.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
@@ -77,16 +77,7 @@ let registered = false;
 export function registerElementwiseKernels(): void {
   if (registered) return;
   registered = true;
-  const add = tf.getKernel('Add', 'wasm');
-  if (add) {
-    tf.unregisterKernel('Add', 'wasm');
-    tf.registerKernel({
-      kernelName: 'Add',
-      backendName: 'wasm',
-      setupFunc: add.setupFunc,
-      kernelFunc: (args) => biasAdd(args) ?? add.kernelFunc(args),
-    });
-  }
+  overrideWasmKernel('Add', (add) => (args) => biasAdd(args) ?? add.kernelFunc(args));
   tf.registerKernel({ kernelName: RELU_GRAD, backendName: 'wasm', kernelFunc: reluGradKernel });
   tf.registerGradient({
     kernelName: 'Relu',

@@ -139,8 +139,12 @@ function swapLastTwo(x: tf.TensorInfo, backend: WasmBackendLike): tf.TensorInfo 
   return out;
 }
 
-/** Replaces a registered wasm kernel, keeping the original's setup. */
-function override(name: string, make: (original: tf.KernelConfig) => tf.KernelFunc): void {
+/**
+ * Replaces a registered wasm kernel with `make(original)`, keeping the original's setup; the new
+ * function usually tries its own route and calls the original where that does not apply.
+ * Nothing happens where tfjs-backend-wasm has no such kernel.
+ */
+export function overrideWasmKernel(name: string, make: (original: tf.KernelConfig) => tf.KernelFunc): void {
   const original = tf.getKernel(name, 'wasm');
   if (!original) return;
   tf.unregisterKernel(name, 'wasm');
@@ -194,18 +198,18 @@ let registered = false;
 export function registerWasmKernels(): void {
   if (registered) return;
   registered = true;
-  override('Identity', () => (args: KernelArgs) => {
+  overrideWasmKernel('Identity', () => (args: KernelArgs) => {
     const x = args.inputs.x as tf.TensorInfo;
     (args.backend as unknown as { incRef(id: object): void }).incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   });
-  override('Transpose', (original) => (args: KernelArgs) => {
+  overrideWasmKernel('Transpose', (original) => (args: KernelArgs) => {
     const x = args.inputs.x as tf.TensorInfo;
     const perm = (args.attrs as unknown as { perm: number[] }).perm;
     return fastTranspose(x, perm, args.backend as unknown as WasmBackendLike) ?? original.kernelFunc(args);
   });
   for (const name of ['BatchMatMul', '_FusedMatMul']) {
-    override(name, (original) => (args: KernelArgs) => {
+    overrideWasmKernel(name, (original) => (args: KernelArgs) => {
       if (name === '_FusedMatMul') {
         const fixed = batchedFusedWithBias(args, original);
         if (fixed) return fixed;
