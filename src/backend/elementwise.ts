@@ -28,7 +28,7 @@ export function biasAdd(args: KernelArgs): tf.TensorInfo | undefined {
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
   const [x, bias] = a.shape.length >= b.shape.length ? [a, b] : [b, a];
   const cols = x.shape.at(-1);
-  if (bias.shape.length !== 1 || x.shape.length < 2 || bias.shape[0] !== cols || cols % 4 !== 0)
+  if (bias.shape.length !== 1 || x.shape.length < 2 || bias.shape[0] !== cols || cols % 4 !== 0 || cols === 0)
     return undefined;
   const heap = heapKernels(args.backend);
   if (!heap) return undefined;
