@@ -181,26 +181,26 @@ describe.each([2, 4] as const)(
         }
         expect(direct('elu', true)).toBeUndefined();
       });
-
-    it.runIf(tile === 2)('shapes the kernels do not take are left to the other routes', () => {
-      const backend = tf.engine().backend;
-      const tryShape = (xs: Shape4, fs: Shape4, strides = 1) => {
-        const [x, filter] = [tf.zeros(xs), tf.zeros(fs)];
-        const attrs = { strides, pad: 'same', dataFormat: 'NHWC', dilations: 1, filterShape: fs } as never;
-        const y = conv2d3x3({ inputs: { x, filter }, backend, attrs });
-        // The filter gradient takes any input channel count; it needs dy of the output's shape.
-        const dy = tf.zeros([xs[0], xs[1] / strides, xs[2] / strides, fs[3]]);
-        const dw = conv2dBackpropFilter3x3({ inputs: { x, dy }, backend, attrs });
-        tf.dispose([x, filter, dy]);
-        return [y, dw].map((t) => (t ? 'taken' : undefined));
-      };
-      expect(tryShape([1, 8, 8, 1], [3, 3, 1, 32])).toEqual(['taken', 'taken']); // 1 input channel: direct
-      expect(tryShape([1, 8, 8, 8], [3, 3, 8, 12])).toEqual([undefined, undefined]); // 12 output channels
-      expect(tryShape([1, 8, 8, 8], [5, 5, 8, 16])).toEqual([undefined, undefined]); // 5x5
-      expect(tryShape([1, 8, 8, 8], [3, 3, 8, 16], 2)).toEqual([undefined, undefined]); // stride 2
-    });
   },
 );
+
+it('shapes the kernels do not take are left to the other routes', () => {
+  const backend = tf.engine().backend;
+  const tryShape = (xs: Shape4, fs: Shape4, strides = 1) => {
+    const [x, filter] = [tf.zeros(xs), tf.zeros(fs)];
+    const attrs = { strides, pad: 'same', dataFormat: 'NHWC', dilations: 1, filterShape: fs } as never;
+    const y = conv2d3x3({ inputs: { x, filter }, backend, attrs });
+    // The filter gradient takes any input channel count; it needs dy of the output's shape.
+    const dy = tf.zeros([xs[0], xs[1] / strides, xs[2] / strides, fs[3]]);
+    const dw = conv2dBackpropFilter3x3({ inputs: { x, dy }, backend, attrs });
+    tf.dispose([x, filter, dy]);
+    return [y, dw].map((t) => (t ? 'taken' : undefined));
+  };
+  expect(tryShape([1, 8, 8, 1], [3, 3, 1, 32])).toEqual(['taken', 'taken']); // 1 input channel: direct
+  expect(tryShape([1, 8, 8, 8], [3, 3, 8, 12])).toEqual([undefined, undefined]); // 12 output channels
+  expect(tryShape([1, 8, 8, 8], [5, 5, 8, 16])).toEqual([undefined, undefined]); // 5x5
+  expect(tryShape([1, 8, 8, 8], [3, 3, 8, 16], 2)).toEqual([undefined, undefined]); // stride 2
+});
 
 it('chooses the tile size with fewer products for the output', () => {
   expect(winogradTile(28, 28)).toBe(4); // 49 tiles of 36 products against 196 of 16
