@@ -20,8 +20,6 @@ import { overrideWasmKernel, type WasmBackendLike } from './wasm-kernels.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
-const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-
 /** Add of x [..., C] and bias [C] (either order), C a multiple of 4, else undefined. */
 export function biasAdd(args: KernelArgs): tf.TensorInfo | undefined {
   const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
@@ -33,7 +31,13 @@ export function biasAdd(args: KernelArgs): tf.TensorInfo | undefined {
   const heap = heapKernels(args.backend);
   if (!heap) return undefined;
   const out = (args.backend as unknown as WasmBackendLike).makeOutput(x.shape, 'float32');
-  heap.kernels.bias_add(heap.offset(x), heap.offset(bias), heap.offset(out), size(x.shape) / cols, cols);
+  heap.kernels.bias_add(
+    heap.offset(x),
+    heap.offset(bias),
+    heap.offset(out),
+    tf.util.sizeFromShape(x.shape) / cols,
+    cols,
+  );
   return out;
 }
 
@@ -63,7 +67,7 @@ function reluGradKernel(args: KernelArgs): tf.TensorInfo {
   const { dy, x } = args.inputs as { dy: tf.TensorInfo; x: tf.TensorInfo };
   const heap = heapKernels(args.backend)!;
   const out = (args.backend as unknown as WasmBackendLike).makeOutput(x.shape, 'float32');
-  heap.kernels.relu_grad(heap.offset(dy), heap.offset(x), heap.offset(out), size(x.shape));
+  heap.kernels.relu_grad(heap.offset(dy), heap.offset(x), heap.offset(out), tf.util.sizeFromShape(x.shape));
   return out;
 }
 
