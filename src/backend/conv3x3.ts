@@ -94,6 +94,18 @@ export function winogradTile(ho: number, wo: number): WinogradTile {
 const bytes = (...floats: number[]) => floats.reduce((sum, n) => sum + Math.ceil(n / 4) * 16, 0);
 
 /**
+ * The Winograd layout for an output of ho x wo with c input and k output channels: the tile size,
+ * the bytes of the transformed filter (or the summed frequencies of the filter gradient) that
+ * start the scratch space, and the whole scratch space (that, then one block's transformed tiles).
+ */
+function winogradScratch(ho: number, wo: number, c: number, k: number) {
+  const m = winogradTile(ho, wo);
+  const freqs = (m + 2) ** 2;
+  const filterBytes = bytes(freqs * c * k);
+  return { m, freqs, filterBytes, total: filterBytes + bytes(freqs * (TB * (c + k) + 2 * PLANE_PAD)) };
+}
+
+/**
  * Conv2D (forward) of a 3x3 stride-1 layer, or undefined when it does not apply: by F(2x2, 3x3)
  * where the input channels are a multiple of 4, directly otherwise (first layers). Also
  * FusedConv2D (the inference path of conv layers) when its bias is one value per output channel
@@ -129,11 +141,10 @@ export function conv2d3x3(args: KernelArgs): tf.TensorInfo | undefined {
     );
     return out;
   }
-  const m = winogradTile(ho, wo);
-  const freqs = (m + 2) ** 2;
-  heap.withScratch(bytes(freqs * c * kk, freqs * (TB * (c + kk) + 2 * PLANE_PAD)), (u) => {
+  const { m, filterBytes, total } = winogradScratch(ho, wo, c, kk);
+  heap.withScratch(total, (u) => {
     heap.kernels.wg_filter(filterAt, u, c, kk, m);
-    heap.kernels.wg_forward(xAt, u, outAt, u + bytes(freqs * c * kk), ...shape, ...epilogue, m);
+    heap.kernels.wg_forward(xAt, u, outAt, u + filterBytes, ...shape, ...epilogue, m);
   });
   return out;
 }
@@ -163,11 +174,10 @@ export function conv2dBackpropFilter3x3(args: KernelArgs): tf.TensorInfo | undef
     );
     return out;
   }
-  const m = winogradTile(ho, wo);
-  const freqs = (m + 2) ** 2;
-  heap.withScratch(bytes(freqs * c * kk, freqs * (TB * (c + kk) + 2 * PLANE_PAD)), (s) => {
+  const { m, freqs, filterBytes, total } = winogradScratch(ho, wo, c, kk);
+  heap.withScratch(total, (s) => {
     heap.floats().fill(0, s / 4, s / 4 + freqs * c * kk);
-    heap.kernels.wg_filter_grad(xAt, dyAt, s, s + bytes(freqs * c * kk), ...shape, m);
+    heap.kernels.wg_filter_grad(xAt, dyAt, s, s + filterBytes, ...shape, m);
     heap.kernels.wg_filter_grad_out(s, outAt, c, kk, m);
   });
   return out;
